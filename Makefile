@@ -1,0 +1,36 @@
+# retain: two commands for a fresh clone.
+#   make demo   set up, generate sample data, run the whole pipeline, serve the dashboard
+#   make test   set up, run every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_CUSTOMERS ?= 20000
+DEMO_SEED ?= 7
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/retain: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(BIN)/retain
+
+setup: $(BIN)/retain
+
+demo: setup
+	$(BIN)/retain generate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --clean
+	$(BIN)/retain run
+	$(BIN)/retain dashboard
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m bench.run --sizes S
+
+clean:
+	rm -rf $(VENV) target logs .pytest_cache

@@ -1,0 +1,85 @@
+"""Where retain keeps things, from `RETAIN_*` environment variables with defaults under `data/`.
+
+Every path is resolved when `settings()` is called, so tests can point a whole run at a
+temporary folder by setting `RETAIN_DATA_DIR` (and nothing else).
+
+| variable | default | meaning |
+| --- | --- | --- |
+| RETAIN_DATA_DIR | <repo>/data | root of all storage |
+| RETAIN_LANDING | $RETAIN_DATA_DIR/landing | landing files, one folder per source |
+| RETAIN_WAREHOUSE | $RETAIN_DATA_DIR/warehouse.duckdb | the DuckDB warehouse |
+| RETAIN_PUBLISHED | $RETAIN_DATA_DIR/published | dashboard snapshots |
+| RETAIN_MODELS | $RETAIN_DATA_DIR/models | churn model artifacts |
+| RETAIN_EXPORTS | $RETAIN_DATA_DIR/exports | CRM export folders |
+| RETAIN_DAGSTER_STORAGE | $RETAIN_DATA_DIR/dagster | Dagster run storage |
+| RETAIN_AS_OF | (latest order date in the data) | the date scores and "days since" are computed for |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved storage locations for one process."""
+
+    data_dir: Path
+    landing: Path
+    warehouse: Path
+    published: Path
+    models: Path
+    exports: Path
+    dagster_storage: Path
+    as_of: date | None
+
+    @property
+    def project_root(self) -> Path:
+        """The repository root: dbt_project.yml, profiles.yml and dagster.yaml live here."""
+        return PROJECT_ROOT
+
+
+def _path(var: str, default: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def settings() -> Settings:
+    """Read the `RETAIN_*` variables now and resolve every path."""
+    data_dir = _path("RETAIN_DATA_DIR", PROJECT_ROOT / "data")
+    as_of = os.environ.get("RETAIN_AS_OF")
+    return Settings(
+        data_dir=data_dir,
+        landing=_path("RETAIN_LANDING", data_dir / "landing"),
+        warehouse=_path("RETAIN_WAREHOUSE", data_dir / "warehouse.duckdb"),
+        published=_path("RETAIN_PUBLISHED", data_dir / "published"),
+        models=_path("RETAIN_MODELS", data_dir / "models"),
+        exports=_path("RETAIN_EXPORTS", data_dir / "exports"),
+        dagster_storage=_path("RETAIN_DAGSTER_STORAGE", data_dir / "dagster"),
+        as_of=date.fromisoformat(as_of) if as_of else None,
+    )
+
+
+def export_environment(s: Settings | None = None) -> Settings:
+    """Write the resolved paths back to the environment for dbt, Dagster and subprocesses.
+
+    dbt's profiles.yml reads RETAIN_WAREHOUSE; dagster.yaml reads RETAIN_DAGSTER_STORAGE and
+    DAGSTER_HOME must be the folder holding dagster.yaml (the repository root).
+    """
+    s = s or settings()
+    os.environ["RETAIN_DATA_DIR"] = str(s.data_dir)
+    os.environ["RETAIN_LANDING"] = str(s.landing)
+    os.environ["RETAIN_WAREHOUSE"] = str(s.warehouse)
+    os.environ["RETAIN_PUBLISHED"] = str(s.published)
+    os.environ["RETAIN_MODELS"] = str(s.models)
+    os.environ["RETAIN_EXPORTS"] = str(s.exports)
+    os.environ["RETAIN_DAGSTER_STORAGE"] = str(s.dagster_storage)
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    s.dagster_storage.mkdir(parents=True, exist_ok=True)
+    return s
