@@ -1,0 +1,331 @@
+"""The `retain` command-line tool.
+
+Every command reads its storage locations from `RETAIN_*` environment variables
+(see `pipelines/config.py` and the README); flags override them. Heavy imports happen inside
+the commands so that `retain --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import PROJECT_ROOT, export_environment, settings
+
+app = typer.Typer(
+    help=(
+        "retain: customer-retention data warehouse for e-commerce.\n\n"
+        "Typical flow: `retain generate` (or drop your own files into data/landing/SOURCE/), "
+        "`retain run`, `retain dashboard`. Storage paths come from RETAIN_* environment "
+        "variables (RETAIN_DATA_DIR, RETAIN_WAREHOUSE, ...), see the README."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Root of all storage (sets RETAIN_DATA_DIR). Default: ./data", show_default=False),
+]
+
+
+def _use_data_dir(data_dir: Path | None) -> None:
+    if data_dir is not None:
+        os.environ["RETAIN_DATA_DIR"] = str(data_dir.resolve())
+    export_environment()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} expects a date as YYYY-MM-DD, got {value!r}")
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(help="Number of customers to generate.", min=1)] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same arguments give byte-identical files.")] = 7,
+    start: Annotated[str, typer.Option(help="First day of order history (YYYY-MM-DD).")] = "2023-01-01",
+    end: Annotated[str, typer.Option(help="Last day of history (YYYY-MM-DD); nothing happens after it.")] = "2026-10-31",
+    fmt: Annotated[str, typer.Option("--format", help="File format: csv, csv.gz, parquet or jsonl.")] = "csv",
+    out: Annotated[
+        Path | None, typer.Option(help="Landing folder to write into. Default: $RETAIN_LANDING (data/landing).")
+    ] = None,
+    clean: Annotated[bool, typer.Option(help="Delete previously generated files of the 8 sources first.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Generate a realistic synthetic shop (all 8 landing sources) with planted causal effects.
+
+    See docs/generator.md for what is planted and how strongly.
+    """
+    from rich.progress import Progress
+
+    from pipelines.generate import generate as run_generate
+
+    _use_data_dir(data_dir)
+    target = out or settings().landing
+    t0 = time.perf_counter()
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("generating", total=None)
+
+        def report(stage: str, rows: int) -> None:
+            progress.update(task, description=f"{stage}: {rows:,} rows")
+
+        counts = run_generate(
+            out=target,
+            customers=customers,
+            seed=seed,
+            start=_parse_date(start, "--start"),
+            end=_parse_date(end, "--end"),
+            fmt=fmt,
+            clean=clean,
+            progress=report,
+        )
+    table = Table(title=f"Generated into {target} in {time.perf_counter() - t0:.1f} s")
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable). Default: all 8.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Load new and changed landing files into raw.SOURCE, validating every row.
+
+    Rows that break the data contract go to raw._quarantine with a reason; unreadable files
+    to raw._rejected_files; every file gets a line in the raw._loads ledger. Files already
+    loaded (same sha256) are skipped, so running it twice loads nothing the second time.
+    """
+    from pipelines.contract import SOURCE_NAMES
+    from pipelines.ingest import format_summary
+    from pipelines.ingest import ingest as run_ingest
+
+    _use_data_dir(data_dir)
+    for name in source or []:
+        if name not in SOURCE_NAMES:
+            _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
+    results = run_ingest(sources=source or None)
+    console.print(format_summary(results))
+
+
+@app.command()
+def quarantine(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many rows.")] = 50,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show quarantined rows and rejected files: which file, row and column, and why."""
+    import duckdb
+
+    from pipelines.ingest import quarantine_report
+
+    _use_data_dir(data_dir)
+    s = settings()
+    if not s.warehouse.exists():
+        _fail(f"no warehouse at {s.warehouse}: run `retain ingest` or `retain run` first")
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        console.print(quarantine_report(con, source=source, limit=limit))
+
+
+def _print_run(summary) -> None:
+    table = Table(title=f"{summary.job} {'succeeded' if summary.success else 'FAILED'} · run {summary.run_id[:8]}")
+    for col, justify in [
+        ("stage", "left"),
+        ("assets", "right"),
+        ("rows in", "right"),
+        ("rows out", "right"),
+        ("seconds", "right"),
+        ("checks passed", "right"),
+        ("checks failed", "right"),
+    ]:
+        table.add_column(col, justify=justify)
+    for st in summary.stages:
+        table.add_row(
+            st.stage,
+            str(st.assets),
+            f"{st.rows_in:,}",
+            f"{st.rows_out:,}",
+            f"{st.seconds:.1f}",
+            str(st.checks_passed),
+            f"[red]{st.checks_failed}[/]" if st.checks_failed else "0",
+        )
+    console.print(table)
+    for st in summary.stages:
+        for check in st.failed_checks:
+            err.print(f"[red]failed check[/] {check}")
+        for step in st.failed_steps:
+            err.print(f"[red]failed step[/] {step}")
+    if summary.error:
+        err.print(f"[red]error:[/] {summary.error}")
+
+
+@app.command()
+def run(
+    job: Annotated[
+        str,
+        typer.Option(
+            help="Dagster job: full_job (everything incl. training), daily_job (no retraining), "
+            "retrain_job, ingest_job."
+        ),
+    ] = "full_job",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the whole pipeline in-process through Dagster and print a per-stage summary.
+
+    Stages: ingest → dbt build (staging, intermediate, marts, tests as checks) → train →
+    score → outreach lists → CRM exports → publish the dashboard snapshot. The run is
+    recorded in the Dagster instance (see `retain ui`) and in data/published/status.json.
+    Exits non-zero if any step or blocking check failed; the last published snapshot then
+    stays in place.
+    """
+    from pipelines.runner import run_job
+
+    _use_data_dir(data_dir)
+    t0 = time.perf_counter()
+    summary = run_job(job)
+    _print_run(summary)
+    console.print(f"total {time.perf_counter() - t0:.1f} s")
+    if not summary.success:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(data_dir: DataDirOption = None) -> None:
+    """Show the last run and the last successful run: per stage rows, seconds and checks, and freshness."""
+    from pipelines.publish import current_snapshot, read_run_status
+
+    _use_data_dir(data_dir)
+    s = settings()
+    recorded = read_run_status(s.published)
+    if not recorded:
+        console.print("No run has finished yet: run `retain run`.")
+        raise typer.Exit(0)
+    for label in ("last_run", "last_success"):
+        info = recorded.get(label)
+        if not info:
+            console.print(f"{label}: none")
+            continue
+        state = "[green]success[/]" if info["success"] else "[red]failed[/]"
+        age = datetime.now(datetime.fromisoformat(info["finished_at"]).tzinfo) - datetime.fromisoformat(
+            info["finished_at"]
+        )
+        console.print(
+            f"[bold]{label}[/]: {state} · {info['job']} · finished {info['finished_at']} "
+            f"({age.total_seconds() / 3600:.1f} h ago) · run {info['run_id'][:8]}"
+        )
+        if label == "last_run":
+            table = Table()
+            for col in ("stage", "rows in", "rows out", "seconds", "checks passed", "checks failed"):
+                table.add_column(col)
+            for st in info["stages"]:
+                table.add_row(
+                    st["stage"],
+                    f"{st['rows_in']:,}",
+                    f"{st['rows_out']:,}",
+                    f"{st['seconds']:.1f}",
+                    str(st["checks_passed"]),
+                    str(st["checks_failed"]),
+                )
+            console.print(table)
+            for check in info.get("failed_checks", []):
+                console.print(f"[red]failed check[/] {check}")
+            if info.get("error"):
+                console.print(f"[red]error[/] {info['error']}")
+    snap = current_snapshot(s.published)
+    console.print(f"published snapshot: {snap.name if snap else 'none yet'}")
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to serve on (localhost).")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Serve the Streamlit dashboard on localhost (reads the last published snapshot)."""
+    _use_data_dir(data_dir)
+    app_path = PROJECT_ROOT / "dashboards" / "app.py"
+    console.print(f"retain dashboard: [bold]http://{host}:{port}[/]  (Ctrl+C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the Dagster UI.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Open the Dagster UI for this project: the lineage graph files → exports, runs, schedules, sensors."""
+    _use_data_dir(data_dir)
+    console.print(f"Dagster UI: [bold]http://{host}:{port}[/]  (Ctrl+C to stop)")
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(port), "-h", host]
+    raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+
+
+@app.command()
+def contract(
+    markdown: Annotated[bool, typer.Option(help="Print the column tables of docs/data-contract.md.")] = False,
+) -> None:
+    """Show the data contract: sources, their columns, types, required columns and keys."""
+    from pipelines.contract import load_contract, to_markdown
+
+    if markdown:
+        sys.stdout.write(to_markdown() + "\n")
+        return
+    for src in load_contract().values():
+        table = Table(title=f"{src.name} (key: {', '.join(src.primary_key)})")
+        for col in ("column", "type", "required", "rule"):
+            table.add_column(col)
+        for c in src.columns:
+            rule = ", ".join(c.allowed) if c.allowed else (c.format or "")
+            table.add_row(c.name, c.type, "yes" if c.required else "", rule)
+        console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point for `python -m pipelines.cli`."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

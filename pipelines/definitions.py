@@ -1,0 +1,94 @@
+"""Dagster definitions for retain: every asset in one lineage graph, files to exports.
+
+Domains live in `pipelines/defs/<domain>/` and export `assets`, `asset_checks`, `sensors`,
+`jobs` and `schedules` lists as they need. This module only collects them and adds the jobs
+and schedules that span domains:
+
+- `full_job`: everything, including (re)training the churn model: what `retain run` runs.
+- `daily_job`: new files → dbt build → score → outreach lists → exports → publish
+  (scheduled every day at 06:00 UTC; the landing sensor also targets it).
+- `retrain_job`: retrain the churn model (scheduled on Mondays at 05:00 UTC).
+
+Load it in the Dagster UI with `retain ui` (or `dagster dev -m pipelines.definitions`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import dagster as dg
+
+from pipelines.config import export_environment
+from pipelines.defs.ops import make_publish_asset
+
+export_environment()
+
+#: Stages in run order; each is a package under pipelines/defs.
+DOMAINS = ("ingest", "dbt", "ml", "outreach")
+
+#: Assets that only the weekly retrain (and the first full run) materialise.
+TRAIN_GROUP = "train"
+
+
+def _load_domain(name: str) -> dict[str, list]:
+    try:
+        module = importlib.import_module(f"pipelines.defs.{name}")
+    except ModuleNotFoundError as exc:  # a domain not built yet: the rest still loads
+        if exc.name != f"pipelines.defs.{name}":
+            raise
+        return {}
+    return {
+        kind: list(getattr(module, kind, []))
+        for kind in ("assets", "asset_checks", "sensors", "jobs", "schedules")
+    }
+
+
+def _asset_keys(assets: list) -> list[dg.AssetKey]:
+    keys: list[dg.AssetKey] = []
+    for a in assets:
+        if isinstance(a, dg.AssetsDefinition):
+            keys.extend(a.keys)
+        elif isinstance(a, dg.AssetSpec):
+            keys.append(a.key)
+    return keys
+
+
+def build_definitions() -> dg.Definitions:
+    """Collect every domain's definitions and the cross-domain jobs and schedules."""
+    parts = {kind: [] for kind in ("assets", "asset_checks", "sensors", "jobs", "schedules")}
+    for domain in DOMAINS:
+        for kind, items in _load_domain(domain).items():
+            parts[kind].extend(items)
+
+    publish = make_publish_asset(_asset_keys(parts["assets"]))
+    assets = [*parts["assets"], publish]
+
+    everything = dg.AssetSelection.all()
+    full_job = dg.define_asset_job("full_job", selection=everything, description="Everything, including training.")
+    daily_job = dg.define_asset_job(
+        "daily_job",
+        selection=everything - dg.AssetSelection.groups(TRAIN_GROUP),
+        description="Ingest new files, dbt build, score, outreach lists, exports, publish.",
+    )
+    retrain_job = dg.define_asset_job(
+        "retrain_job", selection=dg.AssetSelection.groups(TRAIN_GROUP), description="Retrain the churn model."
+    )
+    schedules = [
+        dg.ScheduleDefinition(
+            name="daily_schedule", job=daily_job, cron_schedule="0 6 * * *", execution_timezone="UTC"
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_retrain_schedule", job=retrain_job, cron_schedule="0 5 * * 1", execution_timezone="UTC"
+        ),
+        *parts["schedules"],
+    ]
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=parts["asset_checks"],
+        jobs=[full_job, daily_job, retrain_job, *parts["jobs"]],
+        schedules=schedules,
+        sensors=parts["sensors"],
+    )
+
+
+defs = build_definitions()

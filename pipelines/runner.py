@@ -1,0 +1,170 @@
+"""Run a retain job in-process through Dagster and summarise it per stage.
+
+`retain run` and `retain backfill` call `run_job`; the run goes to the project's Dagster
+instance (DAGSTER_HOME = the repository root, storage under data/dagster), so it shows in
+`retain ui` like a scheduled run. The per-stage summary (rows in, rows out, seconds, checks
+passed and failed) comes from the run's own event log, and the outcome is recorded in
+`published/status.json` for `retain status` and the dashboard banner.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from pipelines.config import export_environment
+from pipelines.publish import record_run_status
+
+
+@dataclass
+class StageSummary:
+    """What one stage (an asset group) did in a run."""
+
+    stage: str
+    assets: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+    checks_passed: int = 0
+    checks_failed: int = 0
+    failed_checks: list[str] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    """The outcome of one run."""
+
+    run_id: str
+    job: str
+    success: bool
+    started_at: str
+    finished_at: str
+    stages: list[StageSummary]
+    error: str | None = None
+
+    def as_status(self) -> dict:
+        """The record kept in published/status.json."""
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "success": self.success,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "failed_checks": [c for s in self.stages for c in s.failed_checks],
+            "failed_steps": [c for s in self.stages for c in s.failed_steps],
+            "stages": [s.__dict__ for s in self.stages],
+        }
+
+
+STAGE_ORDER = ["ingest", "staging", "intermediate", "marts", "train", "score", "outreach", "exports", "publish"]
+
+
+def _int(value) -> int:
+    raw = getattr(value, "value", value)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
+
+
+def summarise(result: dg.ExecuteInProcessResult, graph, job: str, started: datetime) -> RunSummary:
+    """Turn a run's events into one summary row per stage.
+
+    A stage is the asset group of the step's assets; a step that materialises several
+    groups at once (the dbt build) is one stage named after the groups it covers.
+    """
+    step_groups: dict[str, list[str]] = defaultdict(list)
+    step_assets: dict[str, set] = defaultdict(set)
+    step_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    step_checks: dict[str, list] = defaultdict(lambda: [0, 0, []])
+    step_seconds: dict[str, float] = {}
+    failed: list[str] = []
+    step_start: dict[str, float] = {}
+    error = None
+
+    def group_for(key: dg.AssetKey) -> str:
+        try:
+            return graph.get(key).group_name or "default"
+        except KeyError:
+            return "default"
+
+    def note_group(step: str, name: str) -> None:
+        if name not in step_groups[step]:
+            step_groups[step].append(name)
+
+    for event in result.all_events:
+        step = event.step_key
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            step_start[step] = event.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            step_seconds[step] = event.timestamp - step_start.get(step, event.timestamp)
+            if kind == "STEP_FAILURE":
+                failed.append(step)
+                error = error or str(event.event_specific_data.error.message).strip()
+        elif kind == "ASSET_MATERIALIZATION":
+            mat = event.asset_materialization
+            note_group(step, group_for(mat.asset_key))
+            step_assets[step].add(mat.asset_key)
+            md = mat.metadata
+            step_rows[step][0] += _int(md.get("rows_in", 0))
+            step_rows[step][1] += _int(md.get("dagster/row_count", md.get("rows_out", 0)))
+        elif kind == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            note_group(step, group_for(ev.asset_key))
+            checks = step_checks[step]
+            if ev.passed:
+                checks[0] += 1
+            else:
+                checks[1] += 1
+                checks[2].append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
+
+    stages: dict[str, StageSummary] = {}
+    for step in step_seconds:
+        groups = step_groups.get(step) or [step]
+        name = groups[0] if len(groups) == 1 else "+".join(groups)
+        st = stages.setdefault(name, StageSummary(stage=name))
+        st.assets += len(step_assets[step])
+        st.rows_in += step_rows[step][0]
+        st.rows_out += step_rows[step][1]
+        st.seconds += step_seconds[step]
+        st.checks_passed += step_checks[step][0]
+        st.checks_failed += step_checks[step][1]
+        st.failed_checks += step_checks[step][2]
+        if step in failed:
+            st.failed_steps.append(step)
+
+    def order(s: StageSummary) -> int:
+        first = s.stage.split("+")[0]
+        return STAGE_ORDER.index(first) if first in STAGE_ORDER else len(STAGE_ORDER)
+
+    return RunSummary(
+        run_id=result.run_id,
+        job=job,
+        success=result.success,
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        stages=sorted(stages.values(), key=order),
+        error=error,
+    )
+
+
+def run_job(job: str = "full_job", tags: dict[str, str] | None = None, run_config: dict | None = None) -> RunSummary:
+    """Execute `job` in-process on the project's Dagster instance and record the outcome."""
+    s = export_environment()
+    from pipelines.definitions import defs  # after export_environment: dbt reads the env at import
+
+    started = datetime.now(UTC)
+    job_def = defs.resolve_job_def(job)
+    with dg.DagsterInstance.get() as instance:
+        result = job_def.execute_in_process(
+            instance=instance, raise_on_error=False, tags=tags or {}, run_config=run_config or {}
+        )
+    summary = summarise(result, defs.resolve_asset_graph(), job, started)
+    record_run_status(s.published, summary.as_status())
+    return summary
