@@ -66,7 +66,7 @@ def generate(
     customers: Annotated[int, typer.Option(help="Number of customers to generate.", min=1)] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same arguments give byte-identical files.")] = 7,
     start: Annotated[str, typer.Option(help="First day of order history (YYYY-MM-DD).")] = "2023-01-01",
-    end: Annotated[str, typer.Option(help="Last day of history (YYYY-MM-DD); nothing happens after it.")] = "2026-10-31",
+    end: Annotated[str, typer.Option(help="Last day of history (YYYY-MM-DD).")] = "2026-10-31",
     fmt: Annotated[str, typer.Option("--format", help="File format: csv, csv.gz, parquet or jsonl.")] = "csv",
     out: Annotated[
         Path | None, typer.Option(help="Landing folder to write into. Default: $RETAIN_LANDING (data/landing).")
