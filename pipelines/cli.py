@@ -78,6 +78,9 @@ def generate(
 
     See docs/generator.md for what is planted and how strongly.
     """
+    start_date, end_date = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if start_date >= end_date:
+        _fail(f"--start ({start}) must be before --end ({end})")
     from rich.progress import Progress
 
     from pipelines.generate import generate as run_generate
@@ -95,8 +98,8 @@ def generate(
             out=target,
             customers=customers,
             seed=seed,
-            start=_parse_date(start, "--start"),
-            end=_parse_date(end, "--end"),
+            start=start_date,
+            end=end_date,
             fmt=fmt,
             clean=clean,
             progress=report,
@@ -123,13 +126,14 @@ def ingest(
     loaded (same sha256) are skipped, so running it twice loads nothing the second time.
     """
     from pipelines.contract import SOURCE_NAMES
+
+    for name in source or []:
+        if name not in SOURCE_NAMES:
+            _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
     from pipelines.ingest import format_summary
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    for name in source or []:
-        if name not in SOURCE_NAMES:
-            _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
     results = run_ingest(sources=source or None)
     console.print(format_summary(results))
 
