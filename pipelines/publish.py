@@ -55,7 +55,8 @@ def publish_snapshot(
     """Copy `schemas` of the warehouse into a new snapshot file and switch CURRENT to it.
 
     `con` may be an open connection to the warehouse (the caller's writer connection);
-    otherwise the warehouse is opened read-only. Returns the new snapshot's path.
+    otherwise the warehouse is opened here (callers hold the DuckDB writer pool, and a
+    warehouse that does not exist yet publishes an empty snapshot). Returns the new path.
     """
     published_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -63,7 +64,7 @@ def publish_snapshot(
     tmp = published_dir / f".snapshot-{stamp}.duckdb.tmp"
     tmp.unlink(missing_ok=True)
     own = con is None
-    con = con or duckdb.connect(str(warehouse), read_only=True)
+    con = con or duckdb.connect(str(warehouse))
     try:
         con.execute(f"ATTACH '{tmp}' AS snap")
         tables = con.execute(

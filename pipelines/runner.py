@@ -72,7 +72,7 @@ def _int(value) -> int:
         return 0
 
 
-def summarise(result: dg.ExecuteInProcessResult, graph, job: str, started: datetime) -> RunSummary:
+def summarise(records: list, success: bool, run_id: str, graph, job: str, started: datetime) -> RunSummary:
     """Turn a run's events into one summary row per stage.
 
     A stage is the asset group of the step's assets; a step that materialises several
@@ -97,18 +97,21 @@ def summarise(result: dg.ExecuteInProcessResult, graph, job: str, started: datet
         if name not in step_groups[step]:
             step_groups[step].append(name)
 
-    for event in result.all_events:
+    for record in records:
+        event = record.dagster_event
+        if event is None:
+            continue
         step = event.step_key
         kind = event.event_type_value
         if kind == "STEP_START":
-            step_start[step] = event.timestamp
+            step_start[step] = record.timestamp
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
-            step_seconds[step] = event.timestamp - step_start.get(step, event.timestamp)
+            step_seconds[step] = record.timestamp - step_start.get(step, record.timestamp)
             if kind == "STEP_FAILURE":
                 failed.append(step)
                 error = error or str(event.event_specific_data.error.message).strip()
         elif kind == "ASSET_MATERIALIZATION":
-            mat = event.asset_materialization
+            mat = event.event_specific_data.materialization
             note_group(step, group_for(mat.asset_key))
             step_assets[step].add(mat.asset_key)
             md = mat.metadata
@@ -144,9 +147,9 @@ def summarise(result: dg.ExecuteInProcessResult, graph, job: str, started: datet
         return STAGE_ORDER.index(first) if first in STAGE_ORDER else len(STAGE_ORDER)
 
     return RunSummary(
-        run_id=result.run_id,
+        run_id=run_id,
         job=job,
-        success=result.success,
+        success=success,
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         stages=sorted(stages.values(), key=order),
@@ -165,6 +168,7 @@ def run_job(job: str = "full_job", tags: dict[str, str] | None = None, run_confi
         result = job_def.execute_in_process(
             instance=instance, raise_on_error=False, tags=tags or {}, run_config=run_config or {}
         )
-    summary = summarise(result, defs.resolve_asset_graph(), job, started)
+        records = instance.all_logs(result.run_id)
+    summary = summarise(records, result.success, result.run_id, defs.resolve_asset_graph(), job, started)
     record_run_status(s.published, summary.as_status())
     return summary

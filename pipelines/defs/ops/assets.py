@@ -1,10 +1,10 @@
 """The last step of every run: publish a read-only snapshot for the dashboard."""
 
-from __future__ import annotations
 
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from pipelines.config import settings
 from pipelines.publish import publish_snapshot
@@ -29,7 +29,7 @@ def make_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             "switched atomically (data/published/CURRENT)."
         ),
     )
-    def dashboard_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def dashboard_snapshot(context: AssetExecutionContext) -> dg.MaterializeResult:
         s = settings()
         path = publish_snapshot(s.warehouse, s.published, run_info={"run_id": context.run_id})
         return dg.MaterializeResult(
