@@ -9,6 +9,7 @@ passed and failed) comes from the run's own event log, and the outcome is record
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pipelines.config import export_environment
+from pipelines.progress import progress_logger, set_stream
 from pipelines.publish import record_run_status
 
 
@@ -157,16 +159,25 @@ def summarise(records: list, success: bool, run_id: str, graph, job: str, starte
     )
 
 
-def run_job(job: str = "full_job", tags: dict[str, str] | None = None, run_config: dict | None = None) -> RunSummary:
-    """Execute `job` in-process on the project's Dagster instance and record the outcome."""
+def run_job(
+    job: str = "full_job", tags: dict[str, str] | None = None, run_config: dict | None = None, verbose: bool = False
+) -> RunSummary:
+    """Execute `job` in-process on the project's Dagster instance and record the outcome.
+
+    Progress goes to stderr, one line per step (`verbose` adds Dagster's engine events).
+    """
     s = export_environment()
     from pipelines.definitions import defs  # after export_environment: dbt reads the env at import
 
     started = datetime.now(UTC)
-    job_def = defs.resolve_job_def(job)
+    job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
+    set_stream(os.fdopen(os.dup(2), "w", buffering=1))
     with dg.DagsterInstance.get() as instance:
         result = job_def.execute_in_process(
-            instance=instance, raise_on_error=False, tags=tags or {}, run_config=run_config or {}
+            instance=instance,
+            raise_on_error=False,
+            tags=tags or {},
+            run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
         )
         records = instance.all_logs(result.run_id)
     summary = summarise(records, result.success, result.run_id, defs.resolve_asset_graph(), job, started)

@@ -1,0 +1,69 @@
+"""A quiet console logger for `retain run`: one line per step start and finish, plus warnings.
+
+Dagster's default console logger prints every engine event at DEBUG level, which buries what
+a person wants to see during a long run. This logger prints progress instead; the full event
+log is still in the Dagster instance (`retain ui`).
+"""
+
+import logging
+import sys
+import time
+
+import dagster as dg
+
+#: Where progress goes. Dagster captures the process's stdout/stderr per step (for the UI's
+#: compute logs) at the file-descriptor level, so `run_job` hands us a duplicate of the
+#: terminal's stderr taken before the run starts.
+_stream = sys.stderr
+
+
+def set_stream(stream) -> None:
+    """Send progress lines to `stream` (a file object that outlives the run's capture)."""
+    global _stream
+    _stream = stream
+
+
+_STEP_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, verbose: bool) -> None:
+        super().__init__(logging.DEBUG)  # step events are logged at DEBUG; emit() filters
+        self.verbose = verbose
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        step = meta.get("step_key") or ""
+        if event is not None:
+            kind = event.event_type_value
+            if kind not in _STEP_EVENTS:
+                if self.verbose:
+                    print(f"  {step} {kind}", file=_stream)
+                return
+            now = time.monotonic()
+            if kind == "STEP_START":
+                self.started[step] = now
+                line = f"▶ {step}"
+            else:
+                took = now - self.started.pop(step, now)
+                line = f"{'✔' if kind == 'STEP_SUCCESS' else '✘'} {step} {_STEP_EVENTS[kind]} in {took:.1f} s"
+            print(line, file=_stream, flush=True)
+        elif record.levelno >= logging.WARNING or self.verbose:
+            message = meta.get("orig_message") or record.getMessage()
+            print(f"  {record.levelname.lower()}: {step} {message}", file=_stream, flush=True)
+
+
+@dg.logger(
+    config_schema={"verbose": dg.Field(bool, default_value=False, description="Also print engine events.")},
+    description="One line per step start/finish and warnings.",
+)
+def progress_logger(init_context) -> logging.Logger:
+    """Build the logger (Dagster calls this once per run)."""
+    log = logging.getLogger("retain.progress")
+    log.handlers.clear()
+    log.setLevel(logging.DEBUG)
+    log.addHandler(_ProgressHandler(init_context.logger_config["verbose"]))
+    log.propagate = False
+    return log
