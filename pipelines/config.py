@@ -79,6 +79,7 @@ def export_environment(s: Settings | None = None) -> Settings:
     os.environ["RETAIN_MODELS"] = str(s.models)
     os.environ["RETAIN_EXPORTS"] = str(s.exports)
     os.environ["RETAIN_DAGSTER_STORAGE"] = str(s.dagster_storage)
+    os.environ["RETAIN_DAGSTER_COMPUTE_LOGS"] = str(s.dagster_storage / "compute_logs")
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
     s.data_dir.mkdir(parents=True, exist_ok=True)
     s.dagster_storage.mkdir(parents=True, exist_ok=True)
