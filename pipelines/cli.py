@@ -167,6 +167,7 @@ def _print_run(summary) -> None:
         ("seconds", "right"),
         ("checks passed", "right"),
         ("checks failed", "right"),
+        ("peak MB", "right"),
     ]:
         table.add_column(col, justify=justify)
     for st in summary.stages:
@@ -178,6 +179,7 @@ def _print_run(summary) -> None:
             f"{st.seconds:.1f}",
             str(st.checks_passed),
             f"[red]{st.checks_failed}[/]" if st.checks_failed else "0",
+            f"{st.peak_rss_mb:,.0f}",
         )
     console.print(table)
     for st in summary.stages:
@@ -198,6 +200,7 @@ def run(
             "retrain_job, ingest_job."
         ),
     ] = "full_job",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print Dagster's engine events.")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the whole pipeline in-process through Dagster and print a per-stage summary.
@@ -212,7 +215,7 @@ def run(
 
     _use_data_dir(data_dir)
     t0 = time.perf_counter()
-    summary = run_job(job)
+    summary = run_job(job, verbose=verbose)
     _print_run(summary)
     console.print(f"total {time.perf_counter() - t0:.1f} s")
     if not summary.success:

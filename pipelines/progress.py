@@ -7,6 +7,7 @@ log is still in the Dagster instance (`retain ui`).
 
 import logging
 import sys
+import threading
 import time
 
 import dagster as dg
@@ -22,6 +23,51 @@ def set_stream(stream) -> None:
     global _stream
     _stream = stream
 
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class PeakMemory:
+    """Samples resident memory in a background thread and keeps the peak per step.
+
+    Steps run one after another in-process, so the step running at a sample gets it.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.current: str | None = None
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.current:
+                self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), rss_mb())
+
+    def __enter__(self) -> "PeakMemory":
+        global _memory
+        _memory = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _memory
+        self._stop.set()
+        self._thread.join()
+        _memory = None
+
+
+_memory: PeakMemory | None = None
 
 _STEP_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 
@@ -43,6 +89,10 @@ class _ProgressHandler(logging.Handler):
                     print(f"  {step} {kind}", file=_stream)
                 return
             now = time.monotonic()
+            if _memory is not None:
+                _memory.current = step if kind == "STEP_START" else None
+                if kind == "STEP_START":
+                    _memory.peaks[step] = rss_mb()
             if kind == "STEP_START":
                 self.started[step] = now
                 line = f"▶ {step}"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pipelines.config import export_environment
-from pipelines.progress import progress_logger, set_stream
+from pipelines.progress import PeakMemory, progress_logger, set_stream
 from pipelines.publish import record_run_status
 
 
@@ -32,6 +32,7 @@ class StageSummary:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    peak_rss_mb: float = 0.0
     failed_checks: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
 
@@ -74,7 +75,15 @@ def _int(value) -> int:
         return 0
 
 
-def summarise(records: list, success: bool, run_id: str, graph, job: str, started: datetime) -> RunSummary:
+def summarise(
+    records: list,
+    success: bool,
+    run_id: str,
+    graph,
+    job: str,
+    started: datetime,
+    peaks: dict[str, float] | None = None,
+) -> RunSummary:
     """Turn a run's events into one summary row per stage.
 
     A stage is the asset group of the step's assets; a step that materialises several
@@ -138,6 +147,7 @@ def summarise(records: list, success: bool, run_id: str, graph, job: str, starte
         st.rows_in += step_rows[step][0]
         st.rows_out += step_rows[step][1]
         st.seconds += step_seconds[step]
+        st.peak_rss_mb = round(max(st.peak_rss_mb, (peaks or {}).get(step, 0.0)), 1)
         st.checks_passed += step_checks[step][0]
         st.checks_failed += step_checks[step][1]
         st.failed_checks += step_checks[step][2]
@@ -172,7 +182,7 @@ def run_job(
     started = datetime.now(UTC)
     job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
     set_stream(os.fdopen(os.dup(2), "w", buffering=1))
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, PeakMemory() as memory:
         result = job_def.execute_in_process(
             instance=instance,
             raise_on_error=False,
@@ -180,6 +190,8 @@ def run_job(
             run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
         )
         records = instance.all_logs(result.run_id)
-    summary = summarise(records, result.success, result.run_id, defs.resolve_asset_graph(), job, started)
+    summary = summarise(
+        records, result.success, result.run_id, defs.resolve_asset_graph(), job, started, memory.peaks
+    )
     record_run_status(s.published, summary.as_status())
     return summary
