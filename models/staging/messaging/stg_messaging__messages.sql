@@ -1,0 +1,85 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='message_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+    )
+}}
+
+with
+
+source as (
+
+    select * from {{ source('messaging', 'messages') }}
+    {% if is_incremental() %}
+        -- only loads newer than the newest one already kept here; messages have no
+        -- updated_at, so a newer load always wins over the version kept here
+        where {{ is_newer_than_this('_load_id') }}
+    {% endif %}
+
+),
+
+renamed as (
+
+    select
+        trim(message_id) as message_id,
+        trim(customer_id) as customer_id,
+        nullif(trim(order_id), '') as order_id,
+        lower(trim(channel)) as channel,
+        -- a missing direction means outbound (shop to customer)
+        coalesce(nullif(lower(trim(direction)), ''), 'outbound') as direction,
+        lower(trim(message_type)) as message_type,
+        nullif(trim(campaign), '') as campaign,
+        cast(sent_at as timestamp) as sent_at,
+        cast(delivered_at as timestamp) as delivered_at,
+        cast(opened_at as timestamp) as opened_at,
+        cast(clicked_at as timestamp) as clicked_at,
+        cast(unsubscribed_at as timestamp) as unsubscribed_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row,
+        {{ invocation_timestamp() }} as _built_at
+    from source
+
+),
+
+versioned as (
+
+    select
+        renamed.*,
+        row_number() over (
+            partition by message_id
+            order by _load_id desc, _source_row desc
+        ) as version_rank
+    from renamed
+
+),
+
+final as (
+
+    select
+        message_id,
+        customer_id,
+        order_id,
+        channel,
+        direction,
+        message_type,
+        campaign,
+        sent_at,
+        delivered_at,
+        opened_at,
+        clicked_at,
+        unsubscribed_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row,
+        _built_at
+    from versioned
+    where version_rank = 1
+
+)
+
+select * from final

@@ -1,0 +1,62 @@
+with
+
+source as (
+
+    select * from {{ source('reviews', 'reviews') }}
+
+),
+
+renamed as (
+
+    select
+        trim(review_id) as review_id,
+        trim(customer_id) as customer_id,
+        nullif(trim(order_id), '') as order_id,
+        trim(product_id) as product_id,
+        rating,
+        nullif(trim(title), '') as title,
+        nullif(trim(body), '') as body,
+        nullif(lower(trim(source)), '') as source,
+        cast(created_at as timestamp) as created_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row
+    from source
+
+),
+
+versioned as (
+
+    select
+        renamed.*,
+        row_number() over (
+            partition by review_id
+            order by _load_id desc, _source_row desc
+        ) as version_rank
+    from renamed
+
+),
+
+final as (
+
+    select
+        review_id,
+        customer_id,
+        order_id,
+        product_id,
+        rating,
+        title,
+        body,
+        source,
+        created_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row
+    from versioned
+    where version_rank = 1
+
+)
+
+select * from final

@@ -1,0 +1,60 @@
+with
+
+source as (
+
+    select * from {{ source('surveys', 'survey_responses') }}
+
+),
+
+renamed as (
+
+    select
+        trim(response_id) as response_id,
+        trim(customer_id) as customer_id,
+        nullif(trim(order_id), '') as order_id,
+        lower(trim(survey_type)) as survey_type,
+        score,
+        nullif(trim(comment), '') as comment,
+        cast(sent_at as timestamp) as sent_at,
+        cast(responded_at as timestamp) as responded_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row
+    from source
+
+),
+
+versioned as (
+
+    select
+        renamed.*,
+        row_number() over (
+            partition by response_id
+            order by _load_id desc, _source_row desc
+        ) as version_rank
+    from renamed
+
+),
+
+final as (
+
+    select
+        response_id,
+        customer_id,
+        order_id,
+        survey_type,
+        score,
+        comment,
+        sent_at,
+        responded_at,
+        _load_id,
+        _loaded_at,
+        _source_file,
+        _source_row
+    from versioned
+    where version_rank = 1
+
+)
+
+select * from final
