@@ -1,0 +1,661 @@
+"""retain's benchmark suite: wall time and peak memory per stage, and the KPIs side by side.
+
+    python -m bench.run --sizes S            # 10,000 customers, a few minutes
+    python -m bench.run --sizes S,M,L        # then 100,000 and 1,000,000 customers
+
+For each size, in a fresh data folder `<out>/<size>`:
+
+1. `retain generate --customers N --seed 7 --clean` (measured in its own process);
+2. `retain run` (the full Dagster job), and the per-stage seconds, rows and peak memory the
+   run recorded in `published/status.json`;
+3. the same KPIs (the `kpi_monthly` set, `retention_cohorts`, a customer summary) by
+   hand-written DuckDB SQL over the landing CSV files (the lower bound), by the same SQL over
+   the warehouse's `raw` tables, and by pandas over the CSV files, each in its own process;
+   the results must agree (and are compared with the marts the run published);
+4. dashboard page queries against the published snapshot, if `bench.bench_dashboard` offers it;
+5. one more day of data (the last day's orders and related rows copied one day later with new
+   ids) and `retain run --job daily_job`: the incremental run.
+
+Writes `bench/results/<size>.json` and regenerates `docs/benchmarks.md` from every results
+file present, with the machine's details and the targets marked met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import (
+    RESULT_KEYS,
+    Measured,
+    compare_frames,
+    compare_results,
+    machine_info,
+    run_measured,
+    tail,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
+SEED = 7
+
+#: Stage names (asset groups) that make up the dbt build.
+DBT_GROUPS = {"staging", "intermediate", "marts"}
+
+#: Targets of the suite on 2 cores and 24 GB, for size L.
+TARGET_RUN_SECONDS = 300
+TARGET_RUN_PEAK_MB = 6 * 1024
+TARGET_DBT_VS_SQL = 2.0
+TARGET_PANDAS_VS_DBT = 10.0
+TARGET_INCREMENTAL_SECONDS = 30
+
+#: Functions of bench.bench_dashboard that time the dashboard's page queries on a snapshot.
+DASHBOARD_FUNCTIONS = ("time_page_queries", "time_pages", "bench_page_queries", "page_query_timings")
+
+
+def retain_command() -> list[str]:
+    """The `retain` CLI of the running interpreter's environment."""
+    script = Path(sys.executable).with_name("retain")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
+
+
+def child_env(data_dir: Path) -> dict[str, str]:
+    """The environment for measured commands: storage under `data_dir` and nothing else of RETAIN_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
+    env["RETAIN_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def say(message: str) -> None:
+    """Progress on stdout, flushed at once (the suite runs for minutes)."""
+    print(message, flush=True)
+
+
+def measured_step(name: str, cmd: list[str], data_dir: Path, logs: Path, timeout: float | None = None) -> Measured:
+    """Run one measured command with its output in `logs/<name>.log`, and say how it went."""
+    m = run_measured(cmd, log=logs / f"{name}.log", env=child_env(data_dir), cwd=ROOT, timeout=timeout)
+    state = "ok" if m.ok else ("TIMED OUT" if m.timed_out else f"FAILED (exit {m.returncode})")
+    say(f"  {name:<18} {m.seconds:8.1f} s  peak {m.peak_mb:8.0f} MB  {state}")
+    if not m.ok and not m.timed_out:
+        say("    " + tail(m.log, 15).replace("\n", "\n    "))
+    return m
+
+
+def last_json_line(log: str | None) -> dict:
+    """The JSON line a KPI script printed (its in-process seconds and row counts)."""
+    for line in reversed(tail(log, 50).splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return {}
+
+
+def run_status(data_dir: Path) -> dict:
+    """The last run recorded in `published/status.json` (empty if none)."""
+    path = data_dir / "published" / "status.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text()).get("last_run", {}) or {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def dbt_seconds(stages: list[dict]) -> float | None:
+    """Seconds of the dbt build: every stage made only of staging, intermediate and marts groups."""
+    parts = [s["seconds"] for s in stages if set(s["stage"].split("+")) <= DBT_GROUPS]
+    return round(sum(parts), 3) if parts else None
+
+
+def current_snapshot(data_dir: Path) -> Path | None:
+    """The published snapshot the dashboard would read."""
+    pointer = data_dir / "published" / "CURRENT"
+    if not pointer.exists():
+        return None
+    path = data_dir / "published" / pointer.read_text().strip()
+    return path if path.exists() else None
+
+
+# --------------------------------------------------------------------------- one more day
+
+
+def append_day(landing: Path) -> dict:
+    """Add one day of data after the last one: new landing files `<source>/increment-<date>.csv`.
+
+    The last day's orders are copied with new order ids (suffix `-<date>`) and every
+    timestamp moved one day later; their order items too; returns, messages, survey
+    responses, reviews and tickets of that day likewise (new ids, one day later, order ids
+    mapped to the copies). Customers are unchanged: the new orders are repeat orders.
+    Returns the new day and the rows written per source.
+    """
+    import duckdb
+
+    from bench.common import read_header, source_files
+    from pipelines.contract import source
+
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+
+    def files_sql(name: str) -> str | None:
+        files = source_files(landing, name)
+        return "[" + ", ".join(f"'{f}'" for f in files) + "]" if files else None
+
+    def read(name: str) -> str:
+        return f"read_csv({files_sql(name)}, header = true, all_varchar = true, union_by_name = true)"
+
+    orders = files_sql("orders")
+    if orders is None:
+        raise FileNotFoundError(f"no order files under {landing / 'orders'}")
+    last_day = con.execute(
+        f"select max(cast(cast(ordered_at as timestamptz) as date)) from {read('orders')}"
+    ).fetchone()[0]
+    new_day = last_day.fromordinal(last_day.toordinal() + 1)
+    suffix = f"-{new_day:%Y%m%d}"
+    con.execute(
+        f"create table day_orders as select order_id from {read('orders')} "
+        f"where cast(cast(ordered_at as timestamptz) as date) = date '{last_day}'"
+    )
+    written: dict[str, int] = {}
+    for name in ("orders", "order_items", "returns", "messages", "survey_responses", "reviews", "support_tickets"):
+        if files_sql(name) is None:
+            continue
+        src = source(name)
+        header: list[str] = []
+        for f in source_files(landing, name):
+            header += [c for c in read_header(f) if c not in header]
+        exprs = []
+        for col in header:
+            spec = next((c for c in src.columns if c.name == col), None)
+            q = f'"{col}"'
+            if spec is None:
+                exprs.append(q)
+            elif col in src.primary_key and col != "order_id" and spec.type == "varchar":
+                exprs.append(f"{q} || '{suffix}' as {q}")
+            elif col == "order_id":
+                exprs.append(
+                    f"case when {q} in (select order_id from day_orders) then {q} || '{suffix}' else {q} end as {q}"
+                )
+            elif spec.type == "timestamp":
+                exprs.append(f"strftime(cast({q} as timestamptz) + interval 1 day, '%Y-%m-%dT%H:%M:%SZ') as {q}")
+            elif spec.type == "date":
+                exprs.append(f"strftime(cast({q} as date) + interval 1 day, '%Y-%m-%d') as {q}")
+            else:
+                exprs.append(q)
+        if name == "order_items":
+            where = "order_id in (select order_id from day_orders)"
+        else:
+            event = "ordered_at" if name == "orders" else src.event_at
+            if event not in header:
+                continue
+            where = f"cast(cast({event} as timestamptz) as date) = date '{last_day}'"
+        target = landing / name / f"increment-{new_day}.csv"
+        rows = con.execute(
+            f"copy (select {', '.join(exprs)} from {read(name)} where {where}) to '{target}' (header, format csv)"
+        ).fetchone()[0]
+        if rows:
+            written[name] = int(rows)
+        else:
+            target.unlink()  # a header-only file would only be rejected as empty
+    con.close()
+    return {"day": str(new_day), "rows": written}
+
+
+# --------------------------------------------------------------------------- one size
+
+
+def _as_list(value) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def compare_with_marts(snapshot: Path, sql_dir: Path) -> dict:
+    """Compare the hand-written SQL's results with the marts the run published (where they exist)."""
+    import duckdb
+    import pandas as pd
+
+    marts = {"kpi_monthly": "kpi_monthly", "retention_cohorts": "retention_cohorts", "customers": "dim_customers"}
+    out: dict[str, list[str] | str] = {}
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts'"
+            ).fetchall()
+        }
+        for name, table in marts.items():
+            if table not in tables:
+                out[name] = "not published"
+                continue
+            ours = pd.read_parquet(sql_dir / f"{name}.parquet")
+            theirs = con.execute(f"select * from marts.{table}").df()
+            common = [c for c in ours.columns if c in theirs.columns]
+            if not set(RESULT_KEYS[name]) <= set(common):
+                out[name] = f"marts.{table} lacks the key columns {RESULT_KEYS[name]}"
+                continue
+            out[name] = compare_frames(
+                f"{name} (SQL vs marts.{table})", ours[common], theirs[common], RESULT_KEYS[name], rtol=1e-6, atol=1e-6
+            )
+    return out
+
+
+def dashboard_queries(data_dir: Path, logs: Path) -> dict | None:
+    """Time the dashboard's page queries on the published snapshot, if bench.bench_dashboard offers it."""
+    try:
+        import bench.bench_dashboard as bd
+    except ImportError:
+        return None
+    fn = next((name for name in DASHBOARD_FUNCTIONS if callable(getattr(bd, name, None))), None)
+    snapshot = current_snapshot(data_dir)
+    if fn is None or snapshot is None:
+        return None
+    code = (
+        "import json, sys; from pathlib import Path; import bench.bench_dashboard as bd; "
+        f"print(json.dumps(bd.{fn}(Path(sys.argv[1])), default=str))"
+    )
+    m = measured_step("dashboard_queries", [sys.executable, "-c", code, str(snapshot)], data_dir, logs, timeout=600)
+    return {"function": fn, **m.as_dict(), "result": last_json_line(m.log) if m.ok else None}
+
+
+def bench_size(
+    label: str, customers: int, out_root: Path, keep: bool, skip_pandas: bool, pandas_timeout: float | None
+) -> dict:
+    """Run every step for one size and return the results record."""
+    data_dir = (out_root / label.lower()).resolve()
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # a fresh warehouse, Dagster instance and landing folder each time
+    landing, logs, kpi_dir = data_dir / "landing", data_dir / "bench-logs", data_dir / "bench-kpi"
+    logs.mkdir(parents=True)
+    retain = retain_command()
+    say(f"== size {label}: {customers:,} customers, data in {data_dir}")
+    result: dict = {
+        "size": label,
+        "customers": customers,
+        "seed": SEED,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "steps": {},
+        "problems": [],
+    }
+    steps = result["steps"]
+
+    gen = measured_step(
+        "generate",
+        [
+            *retain,
+            "generate",
+            "--customers",
+            str(customers),
+            "--seed",
+            str(SEED),
+            "--out",
+            str(landing),
+            "--clean",
+            "--data-dir",
+            str(data_dir),
+        ],
+        data_dir,
+        logs,
+    )
+    steps["generate"] = gen.as_dict()
+    if not gen.ok:
+        result["problems"].append("generate failed: " + tail(gen.log, 5))
+        return result
+    result["landing_mb"] = round(sum(f.stat().st_size for f in landing.rglob("*") if f.is_file()) / 2**20, 1)
+
+    full = measured_step("full_run", [*retain, "run", "--data-dir", str(data_dir)], data_dir, logs)
+    steps["full_run"] = full.as_dict()
+    status = run_status(data_dir)
+    result["stages"] = status.get("stages", [])
+    result["run_success"] = bool(status.get("success")) and full.ok
+    if not result["run_success"]:
+        result["problems"].append(f"full run failed: {status.get('error') or tail(full.log, 5)}")
+    for st in result["stages"]:
+        say(
+            f"    {st['stage']:<28} {st['seconds']:8.1f} s  peak {st.get('peak_rss_mb', 0):8.0f} MB  "
+            f"rows out {st.get('rows_out', 0):>12,}"
+        )
+
+    # the KPIs three ways; each in its own process, so each peak is its own
+    kpi = {}
+    m = measured_step(
+        "kpi_sql_csv",
+        [sys.executable, "-m", "bench.kpi_sql", "--landing", str(landing), "--out", str(kpi_dir / "sql_csv")],
+        data_dir,
+        logs,
+    )
+    kpi["sql_csv"] = {**m.as_dict(), **last_json_line(m.log)}
+    warehouse = data_dir / "warehouse.duckdb"
+    if warehouse.exists():
+        m = measured_step(
+            "kpi_sql_raw",
+            [sys.executable, "-m", "bench.kpi_sql", "--warehouse", str(warehouse), "--out", str(kpi_dir / "sql_raw")],
+            data_dir,
+            logs,
+        )
+        kpi["sql_raw"] = {**m.as_dict(), **last_json_line(m.log)}
+    if not skip_pandas:
+        m = measured_step(
+            "kpi_pandas",
+            [sys.executable, "-m", "bench.kpi_pandas", "--landing", str(landing), "--out", str(kpi_dir / "pandas")],
+            data_dir,
+            logs,
+            timeout=pandas_timeout,
+        )
+        kpi["pandas"] = {**m.as_dict(), **last_json_line(m.log)}
+    result["kpi"] = kpi
+
+    agreement: dict = {}
+    if kpi["sql_csv"]["ok"] and kpi.get("pandas", {}).get("ok"):
+        agreement["sql_vs_pandas"] = compare_results(kpi_dir / "sql_csv", kpi_dir / "pandas")
+    if kpi["sql_csv"]["ok"] and kpi.get("sql_raw", {}).get("ok"):
+        # ingestion may quarantine rows the plain CSV read keeps: differences here are data, not speed
+        agreement["sql_csv_vs_raw"] = compare_results(kpi_dir / "sql_csv", kpi_dir / "sql_raw")
+    snapshot = current_snapshot(data_dir)
+    reference = "sql_raw" if "sql_raw" in kpi else "sql_csv"  # the marts are built from the raw tables
+    if snapshot is not None and kpi[reference]["ok"]:
+        agreement["sql_vs_marts"] = compare_with_marts(snapshot, kpi_dir / reference)
+    result["agreement"] = agreement
+    for name, problems in agreement.items():
+        flat = problems if isinstance(problems, list) else [p for v in problems.values() for p in _as_list(v)]
+        say(f"  {name:<18} {'agree' if not flat else f'{len(flat)} difference(s)'}")
+        for p in flat[:8]:
+            say(f"    {p}")
+    if agreement.get("sql_vs_pandas"):
+        result["problems"].append("hand-written SQL and pandas disagree")
+
+    dbt = dbt_seconds(result["stages"])
+    sql_s = kpi["sql_csv"].get("seconds") if kpi["sql_csv"]["ok"] else None
+    raw_s = kpi.get("sql_raw", {}).get("seconds") if kpi.get("sql_raw", {}).get("ok") else None
+    pandas_s = kpi.get("pandas", {}).get("seconds") if kpi.get("pandas", {}).get("ok") else None
+    result["comparison"] = {
+        "dbt_seconds": dbt,
+        "sql_csv_seconds": sql_s,
+        "sql_raw_seconds": raw_s,
+        "pandas_seconds": pandas_s,
+        "pandas_timed_out": kpi.get("pandas", {}).get("timed_out", False),
+        "dbt_vs_sql_csv": round(dbt / sql_s, 2) if dbt and sql_s else None,
+        "dbt_vs_sql_raw": round(dbt / raw_s, 2) if dbt and raw_s else None,
+        "pandas_vs_dbt": round(pandas_s / dbt, 2) if dbt and pandas_s else None,
+        "pandas_vs_sql_csv": round(pandas_s / sql_s, 2) if sql_s and pandas_s else None,
+    }
+
+    result["dashboard"] = dashboard_queries(data_dir, logs)
+
+    if result["run_success"]:
+        try:
+            result["increment"] = append_day(landing)
+        except Exception as exc:  # a broken increment should not lose the numbers above
+            result["problems"].append(f"could not append a day: {exc}")
+        else:
+            say(f"  appended {result['increment']['day']}: {result['increment']['rows']}")
+            inc = measured_step(
+                "incremental_run", [*retain, "run", "--job", "daily_job", "--data-dir", str(data_dir)], data_dir, logs
+            )
+            steps["incremental_run"] = inc.as_dict()
+            inc_status = run_status(data_dir)
+            result["incremental_stages"] = inc_status.get("stages", [])
+            if not (inc.ok and inc_status.get("success")):
+                result["problems"].append(f"incremental run failed: {inc_status.get('error') or tail(inc.log, 5)}")
+    else:
+        result["problems"].append("incremental run skipped: the full run failed")
+
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if not keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value, digits: int = 1, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def _mark(ok: bool | None) -> str:
+    return "–" if ok is None else ("✔" if ok else "✘")
+
+
+def target_rows(result: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for one size's results."""
+    steps, comp = result.get("steps", {}), result.get("comparison", {})
+    full, inc = steps.get("full_run"), steps.get("incremental_run")
+    rows: list[tuple[str, str, bool | None]] = []
+    if full:
+        rows.append(
+            (
+                f"full run ≤ {TARGET_RUN_SECONDS // 60} min",
+                f"{full['seconds']:,.1f} s",
+                full["ok"] and full["seconds"] <= TARGET_RUN_SECONDS,
+            )
+        )
+        rows.append(
+            (
+                f"full run peak ≤ {TARGET_RUN_PEAK_MB // 1024} GB",
+                f"{full['peak_mb']:,.0f} MB",
+                full["peak_mb"] <= TARGET_RUN_PEAK_MB,
+            )
+        )
+    ratio = comp.get("dbt_vs_sql_csv")
+    rows.append(
+        (
+            f"dbt stage ≤ {TARGET_DBT_VS_SQL:g}× hand-written SQL",
+            _fmt(ratio, 2, "×"),
+            None if ratio is None else ratio <= TARGET_DBT_VS_SQL,
+        )
+    )
+    ratio = comp.get("pandas_vs_dbt")
+    rows.append(
+        (
+            f"dbt stage ≥ {TARGET_PANDAS_VS_DBT:g}× faster than pandas",
+            _fmt(ratio, 2, "×"),
+            None if ratio is None else ratio >= TARGET_PANDAS_VS_DBT,
+        )
+    )
+    rows.append(
+        (
+            f"incremental run ≤ {TARGET_INCREMENTAL_SECONDS} s",
+            _fmt(inc and inc["seconds"], 1, " s"),
+            None if not inc else inc["ok"] and inc["seconds"] <= TARGET_INCREMENTAL_SECONDS,
+        )
+    )
+    return rows
+
+
+def render_markdown(results: list[dict]) -> str:
+    """docs/benchmarks.md from the results of every size present."""
+    order = {k: i for i, k in enumerate(SIZES)}
+    results = sorted(results, key=lambda r: (order.get(r["size"], len(order)), r["customers"]))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m bench.run --sizes S,M,L` (see `bench/README.md`); do not edit by hand.",
+        "Every step runs in its own process: *seconds* is its wall time, *peak MB* the largest summed",
+        "resident memory of its process tree. Stage rows come from the run's own record",
+        "(`published/status.json`). Sizes: S = 10,000, M = 100,000, L = 1,000,000 generated customers",
+        f"(seed {SEED}).",
+        "",
+    ]
+    if results:
+        mi = results[-1]["machine"]
+        lines += [
+            "## Machine",
+            "",
+            "| | |",
+            "| --- | --- |",
+            f"| CPU | {mi['cpu']} |",
+            f"| cores | {mi['cores']} |",
+            f"| memory | {mi['memory_gb']} GB |",
+            f"| OS | {mi['os']} |",
+            f"| Python | {mi['python']} |",
+            *[f"| {k} | {v} |" for k, v in mi["versions"].items()],
+            "",
+        ]
+    lines += [
+        "## Targets",
+        "",
+        "The targets are for L on 2 cores and 24 GB; smaller sizes are shown for reference (fixed",
+        "start-up costs dominate them, so ratios there say little).",
+        "",
+        "| size | target | measured | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in results:
+        for target, measured, ok in target_rows(r):
+            lines.append(f"| {r['size']} | {target} | {measured} | {_mark(ok)} |")
+    for r in results:
+        lines += ["", f"## {r['size']}: {r['customers']:,} customers", ""]
+        lines.append(
+            f"Run {r['started_at']} → {r.get('finished_at', '?')}; landing files {_fmt(r.get('landing_mb'))} MB."
+        )
+        lines += ["", "| step | seconds | peak MB | ok |", "| --- | ---: | ---: | --- |"]
+        for name, m in r.get("steps", {}).items():
+            lines.append(f"| {name.replace('_', ' ')} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
+        for name, m in r.get("kpi", {}).items():
+            lines.append(
+                f"| KPIs by {KPI_LABELS[name]} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |"
+            )
+        if r.get("dashboard"):
+            d = r["dashboard"]
+            lines.append(f"| dashboard queries | {d['seconds']:,.1f} | {d['peak_mb']:,.0f} | {_mark(d['ok'])} |")
+        for title, key in STAGE_TABLES:
+            stages = r.get(key)
+            if not stages:
+                continue
+            lines += [
+                "",
+                f"{title}:",
+                "",
+                "| stage | seconds | peak MB | rows in | rows out | checks passed / failed |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+            ]
+            for st in stages:
+                lines.append(
+                    f"| {st['stage']} | {st['seconds']:,.1f} | {st.get('peak_rss_mb', 0):,.0f} "
+                    f"| {st.get('rows_in', 0):,} | {st.get('rows_out', 0):,} "
+                    f"| {st.get('checks_passed', 0)} / {st.get('checks_failed', 0)} |"
+                )
+        if r.get("increment"):
+            inc = r["increment"]
+            lines += [
+                "",
+                f"The increment added {inc['day']}: "
+                + ", ".join(f"{n} {c:,}" for n, c in inc["rows"].items())
+                + " rows.",
+            ]
+        comp = r.get("comparison", {})
+        lines += [
+            "",
+            "The same KPIs (`kpi_monthly`, `retention_cohorts`, customer summary), side by side. Seconds",
+            "exclude interpreter start-up; the dbt stage is its steps' time in the run (all models and tests).",
+            "",
+            "| engine | seconds | peak MB | × hand-written SQL over CSV |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        sql_s = comp.get("sql_csv_seconds")
+        dbt_peaks = [
+            st.get("peak_rss_mb", 0) for st in r.get("stages", []) if set(st["stage"].split("+")) <= DBT_GROUPS
+        ]
+        dbt_peak = max(dbt_peaks, default=None)
+        engines = [("retain dbt stage", comp.get("dbt_seconds"), dbt_peak)]
+        for name, m in r.get("kpi", {}).items():
+            engines.append((KPI_LABELS[name], m.get("seconds") if m["ok"] else None, m["peak_mb"]))
+        for label, secs, peak in engines:
+            ratio = secs / sql_s if secs and sql_s else None
+            lines.append(f"| {label} | {_fmt(secs, 2)} | {_fmt(peak, 0)} | {_fmt(ratio, 2, '×')} |")
+        if comp.get("pandas_timed_out"):
+            lines.append("\npandas did not finish within its timeout.")
+        lines += ["", "Agreement:", ""]
+        for name, problems in r.get("agreement", {}).items():
+            if isinstance(problems, dict):
+                for part, p in problems.items():
+                    state = p if isinstance(p, str) else ("same numbers" if not p else f"{len(p)} difference(s)")
+                    lines.append(f"- {AGREEMENT_LABELS[name]}, {part}: {state}")
+                    lines += [f"  - {x}" for x in (p if isinstance(p, list) else [])[:5]]
+            else:
+                lines.append(
+                    f"- {AGREEMENT_LABELS[name]}: "
+                    + ("same numbers" if not problems else f"{len(problems)} difference(s)")
+                )
+                lines += [f"  - {x}" for x in problems[:5]]
+        if r.get("problems"):
+            lines += ["", "Problems in this run:", ""] + [f"- {p}" for p in r["problems"]]
+    return "\n".join(lines) + "\n"
+
+
+STAGE_TABLES = (
+    ("Full run, per stage", "stages"),
+    ("Incremental run (one more day), per stage", "incremental_stages"),
+)
+KPI_LABELS = {
+    "sql_csv": "hand-written DuckDB SQL over the landing CSVs",
+    "sql_raw": "hand-written DuckDB SQL over the raw tables",
+    "pandas": "pandas over the landing CSVs",
+}
+AGREEMENT_LABELS = {
+    "sql_vs_pandas": "hand-written SQL vs pandas",
+    "sql_csv_vs_raw": "SQL over CSV vs SQL over raw tables",
+    "sql_vs_marts": "hand-written SQL vs retain's marts",
+}
+
+
+def parse_sizes(text: str) -> list[tuple[str, int]]:
+    """`S,M,L` (or numbers of customers) into (label, customers) pairs."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.upper() in SIZES:
+            out.append((part.upper(), SIZES[part.upper()]))
+        elif part.replace("_", "").isdigit():
+            out.append((f"N{int(part.replace('_', ''))}", int(part.replace("_", ""))))
+        else:
+            raise argparse.ArgumentTypeError(f"unknown size {part!r}: use S, M, L or a number of customers")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; returns the exit code (1 if a size's pipeline run failed or the KPIs disagree)."""
+    parser = argparse.ArgumentParser(
+        description="retain benchmark suite",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("S"), help="S,M,L or numbers of customers")
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "bench", help="root of the data folders")
+    parser.add_argument("--keep", action="store_true", help="keep each size's data folder afterwards")
+    parser.add_argument("--skip-pandas", action="store_true", help="do not run the pandas comparison")
+    parser.add_argument("--pandas-timeout", type=float, default=1800, help="seconds before pandas is stopped")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="folder for <size>.json")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md", help="markdown report to write")
+    args = parser.parse_args(argv)
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    failed = False
+    for label, customers in args.sizes:
+        result = bench_size(label, customers, args.out, args.keep, args.skip_pandas, args.pandas_timeout)
+        (args.results / f"{label}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        failed |= bool(result["problems"])
+        say(f"== size {label} done; results in {args.results / f'{label}.json'}")
+        for target, measured, ok in target_rows(result):
+            say(f"  {_mark(ok)} {target}: {measured}")
+        for p in result["problems"]:
+            say(f"  problem: {p}")
+
+    results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
+    args.docs.parent.mkdir(parents=True, exist_ok=True)
+    args.docs.write_text(render_markdown(results))
+    say(f"wrote {args.docs}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
