@@ -1,0 +1,726 @@
+"""Load landing files into `raw.<source>`: one DuckDB transaction per file.
+
+For each file of a source (see `files.landing_files`):
+
+1. Skip it if the ledger already has it: same path, size and mtime (no read at all), or the
+   same sha256 under the same path. The same content under another name is recorded once as
+   `skipped_duplicate`. `reload=True` loads every file again as a new version.
+2. Read it with DuckDB's native reader into a temp table, every value as text
+   (`files.read_csv_header` names the CSV columns; column names are matched to the contract
+   trimmed and case-insensitively; unknown ones go to `_extra`).
+3. Compute a typed value and a `_reason` per row in the same statement (`rules.py`), derive a
+   missing optional primary key, mark duplicate keys (the first row of a key in the file is
+   kept, later ones quarantined).
+4. Insert good rows typed into `raw.<source>`, bad rows into `raw._quarantine`, nulled
+   optional values into `raw._warnings` and one ledger row into `raw._loads`, then commit.
+
+Anything that makes the whole file unusable raises `FileRejected` inside the transaction;
+it is rolled back and the rejection recorded in `raw._loads` and `raw._rejected_files` in a
+transaction of its own. A crash (or kill) mid-file commits nothing, so the next run loads
+the file again from scratch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import settings
+from pipelines.contract import SOURCE_NAMES, Source, source
+from pipelines.ingest.files import (
+    FileRejected,
+    FileStat,
+    ends_with_newline,
+    file_format,
+    is_compressed,
+    landing_files,
+    read_csv_header,
+    sha256_of,
+)
+from pipelines.ingest.rules import (
+    column_sql,
+    lit,
+    q,
+    row_check_branches,
+    too_long_branch,
+    typed_sql,
+)
+from pipelines.ingest.schema import ensure_schema
+
+#: Called with a stage name at points inside a file's transaction (tests use it to simulate
+#: a crash between inserts). None in normal operation.
+FAULT_HOOK: Callable[[str], None] | None = None
+
+#: Longest JSON line read (DuckDB's default is 2 MB); a line within it that holds a value
+#: over rules.MAX_VALUE_BYTES is quarantined as value_too_long. CSV rows over 2 MB are
+#: quarantined by the CSV parser itself.
+BIG_LINE_LIMIT = 1 << 27
+
+REASON_TYPE = "STRUCT(code VARCHAR, col VARCHAR, msg VARCHAR)"
+
+
+def _fault(stage: str) -> None:
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(stage)
+
+
+@dataclass
+class FileResult:
+    """What happened to one landing file in one run.
+
+    status: `loaded`, `rejected`, `skipped_duplicate` (same content already loaded under
+    another name) or `unchanged` (already in the ledger; nothing recorded again).
+    """
+
+    source: str
+    file: str  # path relative to the landing folder
+    status: str
+    load_id: int | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    values_nulled: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    reason_code: str | None = None
+    message: str | None = None
+    sha256: str | None = None
+    size: int = 0
+    seconds: float = 0.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse for writing, in UTC (timestamps without offset are UTC)."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse))
+    con.execute("SET TimeZone = 'UTC'")
+    # DuckDB turns long IN lists into joins, and joins may reorder rows; CSV row numbers
+    # come from row order, so keep IN lists as plain expressions.
+    con.execute("SET disabled_optimizers = 'in_clause'")
+    return con
+
+
+def ingest(
+    sources: list[str] | None = None,
+    landing: Path | str | None = None,
+    warehouse: Path | str | None = None,
+    progress: Callable[[FileResult], None] | None = None,
+    reload: bool = False,
+) -> list[FileResult]:
+    """Load every new or changed landing file of `sources` (default: all 8) into the warehouse.
+
+    `landing` and `warehouse` default to `pipelines.config.settings()` read now. `progress`
+    is called with each file's result as soon as it is done. `reload=True` ignores the ledger
+    and loads every file again (a new version of each row; staging keeps the latest).
+    Returns one FileResult per file seen, in load order.
+    """
+    s = settings()
+    landing = Path(landing) if landing is not None else s.landing
+    warehouse = Path(warehouse) if warehouse is not None else s.warehouse
+    names = list(sources) if sources else list(SOURCE_NAMES)
+    contract_sources = [source(n) for n in names]  # KeyError names the unknown source
+    results: list[FileResult] = []
+    con = connect(warehouse)
+    try:
+        ensure_schema(con)
+        for src in contract_sources:
+            for path in landing_files(landing, src.name):
+                result = ingest_file(con, src, path, landing, reload=reload)
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+    finally:
+        con.close()
+    return results
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False
+) -> FileResult:
+    """Load one file of `src` in its own transaction and record it in the ledger."""
+    t0 = time.perf_counter()
+    rel = path.relative_to(landing).as_posix()
+    stat = FileStat.of(path)
+    if not reload and con.execute(
+        "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND file_size = ? AND file_mtime = ? LIMIT 1",
+        [src.name, rel, stat.size, stat.mtime],
+    ).fetchone():
+        return FileResult(src.name, rel, "unchanged", size=stat.size)
+    sha = sha256_of(path)
+    fmt = file_format(path)
+    if not reload:
+        if con.execute(
+            "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND sha256 = ? LIMIT 1", [src.name, rel, sha]
+        ).fetchone():
+            return FileResult(src.name, rel, "unchanged", sha256=sha, size=stat.size)
+        first = con.execute(
+            "SELECT file_path, load_id FROM raw._loads WHERE source = ? AND sha256 = ? AND status = 'loaded' "
+            "ORDER BY load_id LIMIT 1",
+            [src.name, sha],
+        ).fetchone()
+        if first:
+            message = f"{rel}: same content (sha256) as {first[0]}, already loaded as load {first[1]}; skipped"
+            load_id = _record(con, src, rel, stat, sha, fmt, "skipped_duplicate", _utcnow(), message)
+            return FileResult(
+                src.name, rel, "skipped_duplicate", load_id=load_id, message=message, sha256=sha, size=stat.size,
+                seconds=time.perf_counter() - t0,
+            )
+
+    started = _utcnow()
+    load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
+    con.begin()
+    try:
+        result = _load(con, src, path, rel, fmt, load_id, sha, stat, started)
+        _fault("before_commit")
+        con.commit()
+    except FileRejected as rej:
+        con.rollback()
+        _record(con, src, rel, stat, sha, fmt, "rejected", started, rej.message, load_id=load_id, code=rej.code)
+        return FileResult(
+            src.name, rel, "rejected", load_id=load_id, reason_code=rej.code, message=rej.message, sha256=sha,
+            size=stat.size, seconds=time.perf_counter() - t0,
+        )
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        _drop_temp(con)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    rel: str,
+    stat: FileStat,
+    sha: str,
+    fmt: str | None,
+    status: str,
+    started: datetime,
+    message: str,
+    load_id: int | None = None,
+    code: str | None = None,
+) -> int:
+    """Ledger row (and rejected-file row) for a file that loads no data, in its own transaction."""
+    con.begin()
+    try:
+        if load_id is None:
+            load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
+        finished = _utcnow()
+        con.execute(
+            "INSERT INTO raw._loads (load_id, source, file_path, file_size, file_mtime, sha256, format, status, "
+            "started_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [load_id, src.name, rel, stat.size, stat.mtime, sha, fmt, status, started, finished,
+             message if status == "rejected" else None],
+        )
+        if status == "rejected":
+            con.execute(
+                "INSERT INTO raw._rejected_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [load_id, src.name, rel, sha, code, message, finished],
+            )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return load_id
+
+
+# --------------------------------------------------------------------------------------
+# Reading a file into text columns
+
+
+@dataclass
+class _Plan:
+    """How to read one file: its columns as text SQL over a FROM clause."""
+
+    names: list[str]  # the file's column names as written
+    raw: list[str]  # SQL (in the FROM's scope) of each column's text, same order as names
+    from_sql: str  # FROM clause producing the raw columns
+    record_sql: str  # SQL of the row as written, for quarantine
+    extra_sql: dict[str, str] = field(default_factory=dict)  # name -> SQL (JSON) for _extra
+    row_sql: str | None = None  # SQL of the 1-based row number; None (CSV): position in `_v`
+    pre_reason: list[str] = field(default_factory=list)  # WHEN branches checked first
+    duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
+
+
+def _duck_error(exc: duckdb.Error, name: str) -> FileRejected:
+    text = str(exc).split("\n\n")[0].strip()
+    if "gzip" in text.lower():
+        return FileRejected("truncated_gzip", f"{name}: the gzip stream is truncated or corrupt ({text})")
+    return FileRejected("unreadable", f"{name}: cannot be read: {text}")
+
+
+def _json_object(names: list[str], exprs: list[str]) -> str:
+    return "json_object(" + ", ".join(f"{lit(n)}, {e}" for n, e in zip(names, exprs, strict=True)) + ")"
+
+
+def _csv_plan(path: Path) -> _Plan:
+    header = read_csv_header(path)
+    names = [h.strip() or f"column{i + 1}" for i, h in enumerate(header)]
+    cols = ", ".join(f"{lit(f'r{i}')}: 'VARCHAR'" for i in range(len(names)))
+    # The dialect is fixed (RFC 4180), not sniffed: sniffing guesses wrong on exactly the
+    # broken files we must report, and a fixed dialect makes "wrong delimiter" detectable.
+    # Lines the parser cannot split go to a rejects table and are quarantined one by one.
+    reader = (
+        f"read_csv({lit(str(path))}, header = true, auto_detect = false, columns = {{{cols}}}, "
+        "delim = ',', quote = '\"', escape = '\"', store_rejects = true, "
+        "rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')"
+    )
+    raw = [f"r{i}" for i in range(len(names))]
+    return _Plan(names=names, raw=raw, from_sql=reader, record_sql=_json_object(names, raw))
+
+
+#: Parquet types (prefixes) that can hold each contract type; VARCHAR is validated per row.
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+            "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+_COMPATIBLE = {
+    "integer": ("VARCHAR", *_NUMERIC),
+    "decimal": ("VARCHAR", *_NUMERIC),
+    "boolean": ("VARCHAR", "BOOLEAN", *_NUMERIC[:10]),
+    "timestamp": ("VARCHAR", "TIMESTAMP", "DATE"),
+    "date": ("VARCHAR", "DATE", "TIMESTAMP"),
+    "varchar": ("VARCHAR", "UUID", "DATE", "TIMESTAMP", "TIME", "BOOLEAN", *_NUMERIC),
+}
+_NESTED = ("[]", "STRUCT", "MAP", "UNION")
+
+
+def _parquet_plan(con: duckdb.DuckDBPyConnection, path: Path, src: Source) -> _Plan:
+    try:
+        schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
+    except duckdb.Error as exc:
+        raise _duck_error(exc, path.name) from exc
+    contract = {c.name: c for c in src.columns}
+    names, raw, cols, extras = [], [], [], {}
+    for i, (name, dtype, *_) in enumerate(schema):
+        col = contract.get(name.strip().lower())
+        nested = any(n in dtype for n in _NESTED)
+        if col is not None and (nested or not dtype.startswith(_COMPATIBLE[col.type])):
+            raise FileRejected(
+                "wrong_column_type",
+                f"{path.name}: column {name!r} is {dtype} in the Parquet file, which cannot hold the contract's "
+                f"{col.type} (accepted: {', '.join(sorted(set(_COMPATIBLE[col.type])))})",
+            )
+        names.append(name)
+        raw.append(f"r{i}")
+        text = f"to_json({q(name)})::VARCHAR" if nested or dtype == "BLOB" else f"CAST({q(name)} AS VARCHAR)"
+        cols.append(f"{text} AS r{i}")
+        if col is None:  # unknown column: keep its JSON type (numbers stay numbers) in _extra
+            cols.append(f"to_json({q(name)}) AS j{i}")
+            extras[name] = f"j{i}"
+    from_sql = (
+        f"(SELECT {', '.join(cols)}, file_row_number + 1 AS _file_row "
+        f"FROM read_parquet({lit(str(path))}, file_row_number = true))"
+    )
+    return _Plan(
+        names=names, raw=raw, from_sql=from_sql, record_sql=_json_object(names, raw), extra_sql=extras,
+        row_sql="_file_row",
+    )
+
+
+def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
+    # Read lines as text (one column; \x01 never appears unescaped in valid JSON) so a broken
+    # line is one quarantined row with its line number instead of a failed file.
+    try:
+        con.execute(
+            f"""CREATE TEMP TABLE _text AS
+            SELECT line FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
+                 auto_detect = false, delim = '\x01', quote = '', escape = '', max_line_size = {BIG_LINE_LIMIT})"""
+        )
+    except duckdb.Error as exc:
+        raise _duck_error(exc, path.name) from exc
+    base = _rowid_base(con, "_text")
+    # Blank lines are dropped but still counted, so n is the line number in the file.
+    con.execute(
+        f"""CREATE TEMP TABLE _lines AS
+        SELECT rowid - {base} + 1 AS n, line,
+               json_valid(line) AND CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' END AS ok
+        FROM _text WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''"""
+    )
+    con.execute("DROP TABLE _text")
+    keys = [k for (k,) in con.execute(
+        "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, n FROM _lines WHERE ok) GROUP BY k ORDER BY min(n), k"
+    ).fetchall()]
+    total, good = con.execute("SELECT count(*), count(*) FILTER (WHERE ok) FROM _lines").fetchone()
+    if total == 0:
+        raise FileRejected("empty_file", f"{path.name}: the file has no JSON lines")
+    if good == 0:
+        first = con.execute("SELECT n, left(line, 60) FROM _lines ORDER BY n LIMIT 1").fetchone()
+        raise FileRejected(
+            "unreadable",
+            f"{path.name}: no line is a JSON object (line {first[0]}: {first[1]!r}); expected JSON Lines",
+        )
+    paths = "[" + ", ".join(lit('$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"') for k in keys) + "]"
+    from_sql = (
+        f"(SELECT n, line, ok, CASE WHEN ok THEN json_extract_string(line, {paths}) END AS _vals, "
+        f"CASE WHEN ok THEN json_extract(line, {paths}) END AS _jvals FROM _lines)"
+    )
+    malformed = (
+        "WHEN NOT ok THEN {'code': 'malformed_json', 'col': NULL::VARCHAR, "
+        "'msg': 'line ' || n || ' is not a JSON object: ' || '''' || left(line, 60) || "
+        "CASE WHEN length(line) > 60 THEN '…' ELSE '' END || ''''}"
+    )
+    return _Plan(
+        names=keys, raw=[f"_vals[{i + 1}]" for i in range(len(keys))], from_sql=from_sql, record_sql="line",
+        extra_sql={k: f"_jvals[{i + 1}]" for i, k in enumerate(keys)}, row_sql="n", pre_reason=[malformed],
+        duplicate_names_ok=True,
+    )
+
+
+def _rowid_base(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The first rowid of a freshly created temp table, checking rowids are consecutive.
+
+    Rowids count up from 0 in insertion order, but inside a transaction they start at a
+    large base; only the offset is used, and consecutiveness is checked, not assumed.
+    """
+    count, lo, hi = con.execute(f"SELECT count(*), min(rowid), max(rowid) FROM {table}").fetchone()
+    if count and hi - lo + 1 != count:
+        raise RuntimeError(f"rowids of {table} are not consecutive ({lo}..{hi} for {count} rows)")
+    return lo or 0
+
+
+# --------------------------------------------------------------------------------------
+# Validation and loading
+
+
+def _map_columns(plan: _Plan, src: Source, name: str) -> tuple[dict[str, list[int]], list[int]]:
+    """Contract column -> indexes of the file's columns holding it, and the unknown columns."""
+    contract = set(src.column_names)
+    known: dict[str, list[int]] = {}
+    extras: list[int] = []
+    for i, col in enumerate(plan.names):
+        norm = col.strip().lower()
+        if norm in contract:
+            known.setdefault(norm, []).append(i)
+        else:
+            extras.append(i)
+    if not plan.duplicate_names_ok:
+        for col, idx in known.items():
+            if len(idx) > 1:
+                spelled = ", ".join(repr(plan.names[i]) for i in idx)
+                raise FileRejected(
+                    "duplicate_column",
+                    f"{name}: columns {spelled} are all {col!r} (names are matched case-insensitively)",
+                )
+    if not known:
+        found = ", ".join(repr(plan.names[i]) for i in extras[:10]) or "none"
+        raise FileRejected(
+            "no_known_columns",
+            f"{name}: none of the file's columns ({found}) is in the contract for {src.name}; "
+            f"expected {', '.join(src.column_names)}",
+        )
+    missing = [c for c in src.required_columns if c not in known]
+    if missing:
+        raise FileRejected(
+            "missing_required_column",
+            f"{name}: required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"missing from the header (found: {', '.join(plan.names)})",
+        )
+    return known, extras
+
+
+def _validation_sql(
+    plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int], now: datetime, keep: list[str]
+) -> str:
+    """The SELECT that types every column and gives each row its `_reason` (NULL: good).
+
+    Only projections: no join, aggregate or sort, so DuckDB keeps the file's row order (CSV
+    row numbers rely on it; `_read` checks the plan). `keep` names FROM columns to carry.
+    """
+    trim = "' \t\r\n'"
+    values, typed, branches, final, warnings = [], [], list(plan.pre_reason), [], []
+    for i, raw in enumerate(plan.raw):
+        branches.append(too_long_branch(raw, plan.names[i]))
+    for col in src.columns:
+        v = q("v:" + col.name)
+        idx = known.get(col.name, [])
+        text = "NULL::VARCHAR"
+        if idx:
+            raw_text = plan.raw[idx[0]] if len(idx) == 1 else "COALESCE(" + ", ".join(plan.raw[i] for i in idx) + ")"
+            text = f"NULLIF(trim({raw_text}, {trim}), '')"
+        values.append(f"{text} AS {v}")
+        typed.append(f"{typed_sql(col, v)} AS {q(col.name)}")
+        cs = column_sql(col, v, q(col.name), now)
+        branches += cs.checks
+        final.append(f"{cs.typed} AS {q(col.name)}")
+        if cs.warning:
+            warnings.append(f"{cs.warning} AS {q('_w:' + col.name)}")
+    branches += row_check_branches(src)
+    reason = ("CASE " + " ".join(branches) + " END") if branches else f"NULL::{REASON_TYPE}"
+    if extras:
+        extra = _json_object(
+            [plan.names[i] for i in extras], [plan.extra_sql.get(plan.names[i], plan.raw[i]) for i in extras]
+        )
+    else:
+        extra = "NULL::JSON"
+    carried = [f"{plan.row_sql} AS _source_row"] if plan.row_sql else []
+    carried += keep
+    return f"""
+        SELECT {", ".join(final + warnings + carried)}, _reason,
+               CASE WHEN _reason IS NOT NULL THEN {plan.record_sql} END AS _record,
+               {extra} AS _extra
+        FROM (SELECT *, {reason} AS _reason
+              FROM (SELECT *, {", ".join(typed)}
+                    FROM (SELECT *, {", ".join(values)} FROM {plan.from_sql})))"""
+
+
+def _order_safe(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    """True if DuckDB plans `sql` without joins (which may reorder rows)."""
+    plan = "\n".join(str(r[-1]) for r in con.execute(f"EXPLAIN {sql}").fetchall())
+    return "join" not in plan.lower()
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int],
+    path: Path,
+) -> Callable[[str], str]:
+    """Create `_v` (typed rows + reasons); return SQL of a row's 0-based position in the file.
+
+    Parquet and JSON rows carry their number from the reader. CSV rows are numbered by their
+    position in `_v`, which keeps the file's order when the SELECT is a pure projection. If
+    DuckDB plans a join anyway (an IN list in a contract check, say), the file is first read
+    as-is into `_in` and the position carried as a column.
+    """
+    now = datetime.now(UTC)
+    if plan.row_sql is not None:
+        sql = _validation_sql(plan, src, known, extras, now, [])
+        try:
+            con.execute(f"CREATE TEMP TABLE _v AS {sql}")
+        except duckdb.Error as exc:
+            raise _duck_error(exc, path.name) from exc
+        return lambda alias: f"({alias}_source_row - 1)"
+    sql = _validation_sql(plan, src, known, extras, now, [])
+    try:
+        if _order_safe(con, sql):
+            con.execute(f"CREATE TEMP TABLE _v AS {sql}")
+            base = _rowid_base(con, "_v")
+            return lambda alias: f"({alias}rowid - {base})"
+        con.execute(f"CREATE TEMP TABLE _in AS SELECT * FROM {plan.from_sql}")
+        base = _rowid_base(con, "_in")
+        staged = _Plan(**{**plan.__dict__, "from_sql": f"(SELECT *, rowid - {base} AS _pos FROM _in)"})
+        con.execute(f"CREATE TEMP TABLE _v AS {_validation_sql(staged, src, known, extras, now, ['_pos'])}")
+        con.execute("DROP TABLE _in")
+        return lambda alias: f"{alias}_pos"
+    except duckdb.Error as exc:
+        raise _duck_error(exc, path.name) from exc
+
+
+_CSV_PROBLEMS = {
+    "TOO MANY COLUMNS": "has more fields than the header (a stray comma or an unquoted value?)",
+    "MISSING COLUMNS": "has fewer fields than the header",
+    "UNQUOTED VALUE": "has a quote that is not closed, or text after a closing quote",
+    "LINE SIZE OVER MAXIMUM": "is longer than the 2 MB a row may have",
+}
+
+
+def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Callable[[str], str]) -> int:
+    """Handle the lines DuckDB's CSV parser rejected; returns how many rows they are.
+
+    Undecodable bytes, a quote that swallows the rest of the file and a cut-off last row
+    reject the file. Other broken lines become `_bad` rows (quarantined as malformed_row or
+    value_too_long), and `_v` gets `_source_row` so good rows keep their real numbers.
+    """
+    errors = con.execute(
+        "SELECT line, min(line_byte_position), min(byte_position), list(DISTINCT error_type ORDER BY error_type), "
+        "any_value(csv_line), first(error_message ORDER BY byte_position) "
+        "FROM _csv_rejects GROUP BY line ORDER BY line"
+    ).fetchall()
+    con.execute("DROP TABLE IF EXISTS _csv_rejects")
+    con.execute("DROP TABLE IF EXISTS _csv_scans")
+    if not errors:
+        return 0
+    name = path.name
+    for line, _line_pos, byte_pos, types, _csv_line, _msg in errors:
+        if "INVALID ENCODING" in types:
+            raise FileRejected(
+                "invalid_encoding",
+                f"{name}: not UTF-8 at line {line} (byte {byte_pos}); re-export the file as UTF-8 "
+                "(it looks like Latin-1 / Windows-1252)",
+            )
+    line, line_pos, byte_pos, types, csv_line, _msg = errors[-1]
+    reaches_end = line_pos is not None and csv_line is not None and line_pos + len(csv_line.encode()) >= size - 2
+    if reaches_end and "UNQUOTED VALUE" in types and "\n" in csv_line.rstrip("\r\n"):
+        raise FileRejected(
+            "unterminated_quote",
+            f"{name}: the quote at line {line} (byte {byte_pos}) never closes, so the rest of the file would be "
+            "one value; fix the quoting (a \" inside a value is written \"\")",
+        )
+    if reaches_end and not is_compressed(path) and not ends_with_newline(path) and "MISSING COLUMNS" in types:
+        raise FileRejected(
+            "truncated_file",
+            f"{name}: the file ends in the middle of a row (line {line}, byte {line_pos}); "
+            "it looks cut off, re-send the complete file",
+        )
+    good = con.execute("SELECT count(*) FROM _v").fetchone()[0]
+    if good == 0:
+        first = errors[0]
+        raise FileRejected(
+            "no_valid_rows",
+            f"{name}: no row could be parsed; line {first[0]} {_CSV_PROBLEMS.get(first[3][0], first[5])}",
+        )
+    rows = []
+    for line, _lp, _bp, types, csv_line, msg in errors:
+        code = "value_too_long" if "LINE SIZE OVER MAXIMUM" in types else "malformed_row"
+        problem = "; ".join(_CSV_PROBLEMS.get(t, t.lower()) for t in types)
+        detail = msg.split("\n")[0] if msg else ""
+        # The header is line 1, so data row = line - 1 (exact unless quoted values span lines).
+        rows.append((line - 1, code, f"line {line} {problem} ({detail})", csv_line))
+    con.execute("CREATE TEMP TABLE _bad (source_row BIGINT, code VARCHAR, msg VARCHAR, record VARCHAR)")
+    con.executemany("INSERT INTO _bad VALUES (?, ?, ?, ?)", rows)
+    # Good rows take the row numbers the rejected lines don't, in order.
+    con.execute("ALTER TABLE _v ADD COLUMN _source_row BIGINT")
+    con.execute(
+        f"""UPDATE _v SET _source_row = m.n FROM (
+              SELECT row_number() OVER (ORDER BY n) - 1 AS rid, n
+              FROM range(1, {good + len(rows) * 2 + 1}) t(n)
+              WHERE n NOT IN (SELECT source_row FROM _bad)) m
+            WHERE {pos("_v.")} = m.rid"""
+    )
+    return len(rows)
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    path: Path,
+    rel: str,
+    fmt: str | None,
+    load_id: int,
+    sha: str,
+    stat: FileStat,
+    started: datetime,
+) -> FileResult:
+    """Everything for one file inside the open transaction; raises FileRejected."""
+    name = path.name
+    if fmt is None:
+        raise FileRejected(
+            "unsupported_format",
+            f"{name}: unsupported file type; use .csv, .csv.gz, .parquet, .jsonl or .ndjson (optionally .gz)",
+        )
+    if stat.size == 0:
+        raise FileRejected("empty_file", f"{name}: the file is empty (0 bytes)")
+    if fmt == "csv":
+        plan = _csv_plan(path)
+    elif fmt == "parquet":
+        plan = _parquet_plan(con, path, src)
+    else:
+        plan = _jsonl_plan(con, path)
+    known, extras = _map_columns(plan, src, name)
+    pos = _read(con, plan, src, known, extras, path)
+    n_bad = _csv_rejects(con, path, stat.size, pos) if fmt == "csv" else 0
+
+    def row_col(alias: str) -> str:
+        if plan.row_sql is not None or n_bad:
+            return f"{alias}_source_row"
+        return f"({pos(alias)} + 1)"
+
+    _derive_missing_key(con, src, pos)
+    _mark_duplicates(con, src, row_col)
+
+    rows_in_v = con.execute("SELECT count(*) FROM _v").fetchone()[0]
+    row_expr = row_col("")
+    cols = ", ".join(q(c) for c in src.column_names)
+    loaded = con.execute(
+        f"""INSERT INTO raw.{q(src.name)} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
+            SELECT {cols}, ?, ?, {row_expr}, ?, _extra FROM _v WHERE _reason IS NULL""",
+        [load_id, rel, started],
+    ).fetchone()[0]
+    _fault("after_data_insert")
+    quarantined = con.execute(
+        f"""INSERT INTO raw._quarantine
+            SELECT ?, ?, ?, {row_expr}, _reason.col, _reason.code, _reason.msg, _record, ? FROM _v
+            WHERE _reason IS NOT NULL""",
+        [load_id, src.name, rel, started],
+    ).fetchone()[0]
+    if n_bad:
+        quarantined += con.execute(
+            "INSERT INTO raw._quarantine SELECT ?, ?, ?, source_row, NULL, code, msg, record, ? FROM _bad",
+            [load_id, src.name, rel, started],
+        ).fetchone()[0]
+    _fault("after_quarantine_insert")
+    nulled = 0
+    warn_cols = [c.name for c in src.columns if c.format and not c.required]
+    if warn_cols:
+        union = " UNION ALL ".join(
+            f"SELECT ?, ?, ?, {row_expr}, {lit(c)}, 'invalid_format', {q('_w:' + c)} FROM _v "
+            f"WHERE _reason IS NULL AND {q('_w:' + c)} IS NOT NULL"
+            for c in warn_cols
+        )
+        nulled = con.execute(
+            f"INSERT INTO raw._warnings {union}", [load_id, src.name, rel] * len(warn_cols)
+        ).fetchone()[0]
+    extra_names = [plan.names[i] for i in extras]
+    rows_read = rows_in_v + n_bad
+    con.execute(
+        """INSERT INTO raw._loads VALUES (?, ?, ?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, ?, NULL)""",
+        [load_id, src.name, rel, stat.size, stat.mtime, sha, fmt, rows_read, loaded, quarantined, nulled,
+         extra_names, started, _utcnow()],
+    )
+    _drop_temp(con)
+    return FileResult(
+        src.name, rel, "loaded", load_id=load_id, rows_read=rows_read, rows_loaded=loaded,
+        rows_quarantined=quarantined, values_nulled=nulled, extra_columns=extra_names, sha256=sha, size=stat.size,
+    )
+
+
+_TEMP_TABLES = ("_v", "_in", "_text", "_lines", "_bad", "_dups", "_csv_rejects", "_csv_scans")
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
+    for table in _TEMP_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, pos: Callable[[str], str]) -> None:
+    """Fill an optional single-column primary key from the required columns.
+
+    `orders.order_id` may be missing when a shop only has a transaction log (customer, date,
+    amount): the id becomes md5 of the required columns' values plus the occurrence number of
+    that combination within the file, so the same log re-exported (even re-ordered) gives the
+    same ids and two identical purchases on one day still get two ids.
+    """
+    if len(src.primary_key) != 1 or src.column(src.primary_key[0]).required:
+        return
+    key = q(src.primary_key[0])
+    needed = con.execute(f"SELECT count(*) FROM _v WHERE {key} IS NULL AND _reason IS NULL").fetchone()[0]
+    if not needed:
+        return
+    parts = [q(c) for c in src.required_columns]
+    cast_parts = ", ".join(f"{p}::VARCHAR" for p in parts)
+    con.execute(
+        f"""UPDATE _v SET {key} = md5(concat_ws('|', {cast_parts}, d._occ::VARCHAR))
+            FROM (SELECT rowid AS _rid,
+                         row_number() OVER (PARTITION BY {", ".join(parts)} ORDER BY {pos("")}) AS _occ
+                  FROM _v WHERE {key} IS NULL AND _reason IS NULL) d
+            WHERE _v.rowid = d._rid"""
+    )
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, row_col: Callable[[str], str]) -> None:
+    """Quarantine every row whose primary key already appeared on an earlier good row."""
+    keys = [q(c) for c in src.primary_key]
+    con.execute(
+        f"""CREATE TEMP TABLE _dups AS
+            SELECT {", ".join(keys)}, min({row_col("")}) AS _first FROM _v WHERE _reason IS NULL
+            GROUP BY ALL HAVING count(*) > 1"""
+    )
+    if not con.execute("SELECT count(*) FROM _dups").fetchone()[0]:
+        return
+    shown = " || ', ' || ".join(f"{lit(c + '=')} || '''' || _v.{q(c)}::VARCHAR || ''''" for c in src.primary_key)
+    msg = f"'duplicate primary key ' || {shown} || ' in this file; row ' || _dups._first || ' has it too and was kept'"
+    record = "to_json({" + ", ".join(f"{lit(c)}: _v.{q(c)}" for c in src.column_names) + "})::VARCHAR"
+    match = " AND ".join(f"_v.{k} = _dups.{k}" for k in keys)
+    con.execute(
+        f"""UPDATE _v SET _reason = {{'code': 'duplicate_key', 'col': {lit(", ".join(src.primary_key))},
+                                      'msg': {msg}}},
+                          _record = {record}
+            FROM _dups WHERE {match} AND {row_col("_v.")} > _dups._first AND _v._reason IS NULL"""
+    )
