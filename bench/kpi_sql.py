@@ -43,8 +43,9 @@ def _select_list(source_name: str, present: set[str], typed: bool) -> str:
         if name not in present:
             expr = f"cast(null as {col.duckdb_type})"
         elif col.type == "timestamp" and not typed:
-            # read as TIMESTAMPTZ; the session zone is UTC, so this is the naive UTC time
-            expr = f"cast({name} as timestamp)"
+            # read as TIMESTAMPTZ so offsets count. Not `cast(... as timestamp)`: DuckDB pushes
+            # that cast into the CSV reader, which then parses as TIMESTAMP and drops the offset
+            expr = f"({name} at time zone 'UTC')"
         elif name in NORMALISED:
             expr = f"nullif(lower(trim({name})), '')"
         elif col.type == "varchar":
