@@ -456,8 +456,11 @@ def _validation_sql(
     branches += row_check_branches(src)
     reason = ("CASE " + " ".join(branches) + " END") if branches else f"NULL::{REASON_TYPE}"
     if extras:
-        extra = _json_object(
-            [plan.names[i] for i in extras], [plan.extra_sql.get(plan.names[i], plan.raw[i]) for i in extras]
+        exprs = [plan.extra_sql.get(plan.names[i], plan.raw[i]) for i in extras]
+        # NULL when the row has no value in any unknown column, else a JSON object of them all.
+        extra = (
+            f"CASE WHEN COALESCE({', '.join(f'{e}::VARCHAR' for e in exprs)}) IS NULL THEN NULL::JSON "
+            f"ELSE {_json_object([plan.names[i] for i in extras], exprs)} END"
         )
     else:
         extra = "NULL::JSON"
