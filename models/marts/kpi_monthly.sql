@@ -228,8 +228,8 @@ final as (
         {{ safe_divide('repeat_customers_to_date', 'customers_to_date') }}
         as repeat_purchase_rate,
         {{ safe_divide('on_time_deliveries', 'promised_deliveries') }} as on_time_delivery_rate,
-        100 * {{ safe_divide('promoters - detractors', 'nps_responses') }} as nps,
-        100 * {{ safe_divide('satisfied_csat_responses', 'csat_responses') }} as csat,
+        {{ safe_divide('100 * (promoters - detractors)', 'nps_responses') }} as nps,
+        {{ safe_divide('100 * satisfied_csat_responses', 'csat_responses') }} as csat,
         avg_review_rating,
         complaints,
         {{ safe_divide('resolved_complaints', 'complaints') }} as complaint_resolution_rate,
@@ -237,7 +237,7 @@ final as (
         median_hours_to_resolution,
         {{ safe_divide('first_contact_resolutions', 'resolved_complaints') }}
         as first_contact_resolution_rate,
-        100 * {{ safe_divide('wismo_tickets', 'orders') }} as wismo_per_100_orders,
+        {{ safe_divide('100 * wismo_tickets', 'orders') }} as wismo_per_100_orders,
         {{ safe_divide('returned_orders', 'delivered_orders') }} as return_rate,
         delivered_orders,
         nps_responses,
