@@ -1,0 +1,1 @@
+"""Dagster definitions per domain: each subpackage exports `assets`, `asset_checks`, `sensors`, `jobs`."""
