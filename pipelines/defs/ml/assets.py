@@ -1,0 +1,124 @@
+"""Dagster assets around the `ml` library: train (weekly, group `train`) and score (every run).
+
+The work is done by `ml.train.train` and `ml.score.score`; these assets open the warehouse,
+call them and report what happened. Both sit downstream of the dbt marts, so a failing
+error-severity dbt test (which fails the dbt step) stops them, and with them the outreach
+lists and exports.
+"""
+
+import dagster as dg
+import duckdb
+from dagster import AssetCheckExecutionContext, AssetExecutionContext
+
+from pipelines.config import settings
+
+CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
+CHURN_SCORES_KEY = dg.AssetKey(["ml", "churn_scores"])
+
+#: What the features read (ml/features.py): the order fact and the staging tables.
+FEATURE_INPUTS = [
+    dg.AssetKey(["marts", "fct_orders"]),
+    dg.AssetKey(["marts", "dim_customers"]),
+    dg.AssetKey(["staging", "stg_shop__customers"]),
+    dg.AssetKey(["staging", "stg_shop__returns"]),
+    dg.AssetKey(["staging", "stg_messaging__messages"]),
+    dg.AssetKey(["staging", "stg_surveys__survey_responses"]),
+    dg.AssetKey(["staging", "stg_reviews__reviews"]),
+    dg.AssetKey(["staging", "stg_helpdesk__support_tickets"]),
+]
+
+#: A step that loses a race for the warehouse file lock (another process writing) retries.
+WRITER_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dg.asset(
+    key=CHURN_MODEL_KEY,
+    deps=FEATURE_INPUTS,
+    group_name="train",
+    pool="duckdb_writer",
+    retry_policy=WRITER_RETRY,
+    kinds={"scikitlearn", "duckdb"},
+    description=(
+        "Backtested churn model: trained on several past cut-offs, evaluated on a later one "
+        "against baselines, logged in ml.model_runs, promoted only if it passes the gate."
+    ),
+)
+def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
+    """Train a new churn model and promote it if it beats the recency rule and the current model."""
+    from ml.train import train
+
+    s = settings()
+    with duckdb.connect(str(s.warehouse)) as con:
+        result = train(con, as_of=s.as_of, models_dir=s.models)
+    context.log.info(result.summary())
+    model = result.metrics.get("model", {})
+    return dg.MaterializeResult(
+        metadata={
+            "model_run_id": result.run_id,
+            "promoted": result.promoted,
+            "gate": result.reason,
+            "roc_auc": float(model.get("roc_auc", float("nan"))),
+            "pr_auc": float(model.get("pr_auc", float("nan"))),
+            "brier": float(model.get("brier", float("nan"))),
+            "eval_cutoff": str(result.plan.eval_cutoff),
+            "rows_in": result.n_train_rows + result.n_calibration_rows + result.n_eval_rows,
+            "seconds": round(result.seconds, 1),
+            "report": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
+        }
+    )
+
+
+@dg.asset(
+    key=CHURN_SCORES_KEY,
+    deps=[CHURN_MODEL_KEY, *FEATURE_INPUTS],
+    group_name="score",
+    pool="duckdb_writer",
+    retry_policy=WRITER_RETRY,
+    kinds={"scikitlearn", "duckdb"},
+    description=(
+        "ml.churn_scores: churn probability, risk tier, P(alive), expected purchases, 12-month "
+        "CLV and three plain-language reasons per customer; history in ml.churn_scores_history."
+    ),
+)
+def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
+    """Score every customer with the promoted model as of RETAIN_AS_OF (default: latest order date)."""
+    from ml.score import score
+
+    s = settings()
+    with duckdb.connect(str(s.warehouse)) as con:
+        scores = score(con, as_of=s.as_of, models_dir=s.models)
+    tiers = scores["risk_tier"].value_counts().to_dict()
+    context.log.info(f"scored {len(scores):,} customers: {tiers}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scores),
+            "as_of_date": str(scores["as_of_date"].iloc[0]) if len(scores) else "",
+            "model_version": str(scores["model_version"].iloc[0]) if len(scores) else "",
+            "risk_tiers": dg.MetadataValue.json({k: int(v) for k, v in tiers.items()}),
+            "mean_churn_probability": float(scores["churn_probability"].mean()) if len(scores) else 0.0,
+        }
+    )
+
+
+@dg.asset_check(
+    asset=CHURN_SCORES_KEY,
+    name="score_drift",
+    description="PSI of today's features and scores against the model's training reference; warns above 0.25.",
+)
+def score_drift_check(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Warn (not block) when the population drifts away from what the model was trained on."""
+    from ml.drift import drift_from_warehouse
+
+    s = settings()
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        result = drift_from_warehouse(con, s.models)
+    top = result.report.head(10)
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=result.describe(),
+        metadata={
+            "max_psi": result.max_psi,
+            "top_drift": dg.MetadataValue.md(top.to_markdown(index=False) if len(top) else "none"),
+        },
+    )
