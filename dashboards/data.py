@@ -1,0 +1,1262 @@
+"""The dashboard's one data-access module: every query the pages run lives here.
+
+The dashboard never opens the live warehouse. It reads the snapshot that the last successful
+pipeline run published (`pipelines.publish`), read-only and with DuckDB's external access
+disabled, so SQL can reach nothing but the snapshot's own tables. A new snapshot has a new
+path, which is the cache key of both the connection and every query result, so a published
+run shows up on the next page load without a restart.
+
+Every page has one function `<page>(con, filters) -> dict` that runs all of the page's
+queries and returns small frames and numbers ready to draw. Pages call them through
+`load(page, snapshot, filters)`, cached for `TTL_SECONDS`; `bench/bench_dashboard.py` calls
+them directly, without the cache, to time each page's server work.
+
+Safety: filter values reach SQL only as bound parameters (`$name`); the only identifiers in
+SQL are this module's constants and values picked from allow-lists (`RFM_SEGMENTS`,
+`RISK_TIERS`, `EXPORT_FORMATS`). Emails and phones are masked in SQL (`mask_email`,
+`mask_phone`), also inside free-text comments, everywhere except the Customer 360 page when
+its reveal toggle is on.
+
+Filters: the date range selects whole calendar months (UTC), like the KPI marts. Country and
+segment (churn risk tier or RFM segment) select customers. Sales channel selects orders for
+order measures (revenue, orders, AOV, delivery) and, for customer measures (repeat and
+returning rates, cohorts, surveys, tickets, churn), the customers whose first valid order
+came through that channel (`marts.customer_segments.acquisition_channel`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+#: How long a query result stays cached; a new snapshot gets new cache keys at once anyway.
+TTL_SECONDS = 600
+
+RISK_TIERS = ("high", "medium", "low")
+#: RFM segments as `marts.customer_segments` names them, best first.
+RFM_SEGMENTS = (
+    "Champions",
+    "Loyal",
+    "Promising",
+    "New",
+    "Needs attention",
+    "At risk",
+    "Hibernating",
+    "Lost",
+)
+#: Segment filter values: "" (everyone), "risk:<tier>" or "rfm:<segment>".
+SEGMENTS = ("", *(f"risk:{t}" for t in RISK_TIERS), *(f"rfm:{s}" for s in RFM_SEGMENTS))
+
+#: Support ticket categories in the data contract, with labels for people.
+TICKET_CATEGORIES = {
+    "wismo": "Where is my order",
+    "late_delivery": "Late delivery",
+    "damaged_item": "Damaged item",
+    "wrong_item": "Wrong item",
+    "return_refund": "Return / refund",
+    "billing": "Billing",
+    "product_question": "Product question",
+    "other": "Other",
+}
+
+#: Minimum reviews a product needs to be ranked among the lowest rated (fewer is noise).
+MIN_REVIEWS_FOR_RANKING = 10
+
+
+# --------------------------------------------------------------------------------------
+# Filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the sidebar selected. Dates are first days of months; `end` is inclusive."""
+
+    start: date
+    end: date
+    countries: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    segment: str = ""
+
+    @property
+    def end_exclusive(self) -> date:
+        """First day of the month after `end`."""
+        return _add_months(self.end, 1)
+
+    @property
+    def months(self) -> int:
+        """Number of months selected."""
+        return (self.end.year - self.start.year) * 12 + self.end.month - self.start.month + 1
+
+    def previous(self) -> Filters:
+        """The same filters over the equally long period just before this one."""
+        return replace(self, start=_add_months(self.start, -self.months), end=_add_months(self.start, -1))
+
+    @property
+    def selects_customers(self) -> bool:
+        """True when country, channel or segment narrows the set of customers."""
+        return bool(self.countries or self.channels or self.segment)
+
+    def describe(self) -> str:
+        """A short human description of the filters, for captions."""
+        parts = [f"{self.start:%b %Y} – {self.end:%b %Y}"]
+        if self.countries:
+            parts.append(", ".join(self.countries))
+        if self.channels:
+            parts.append(", ".join(self.channels))
+        if self.segment:
+            parts.append(segment_label(self.segment))
+        return " · ".join(parts)
+
+
+def segment_label(segment: str) -> str:
+    """`risk:high` → 'High churn risk', `rfm:Loyal` → 'RFM: Loyal', '' → 'All customers'."""
+    kind, _, value = segment.partition(":")
+    if kind == "risk":
+        return f"{value.capitalize()} churn risk"
+    if kind == "rfm":
+        return f"RFM: {value}"
+    return "All customers"
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def month_start(d: date) -> date:
+    """First day of `d`'s month."""
+    return date(d.year, d.month, 1)
+
+
+# --------------------------------------------------------------------------------------
+# Connection and query helpers
+
+
+def snapshot_path() -> Path | None:
+    """The published snapshot to read now, or None if no run has published one yet."""
+    from pipelines.config import settings
+    from pipelines.publish import current_snapshot
+
+    return current_snapshot(settings().published)
+
+
+def run_status() -> dict:
+    """The recorded run status (`last_run`, `last_success`) for the freshness banner."""
+    from pipelines.config import settings
+    from pipelines.publish import read_run_status
+
+    return read_run_status(settings().published)
+
+
+def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open a snapshot read-only with external access (files, network, extensions) disabled."""
+    return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _shared_connection(path: str) -> duckdb.DuckDBPyConnection:
+    # One connection per snapshot path; queries run on cursors of it (one per query, since
+    # Streamlit serves sessions from several threads and a DuckDB connection is not shared).
+    return connect(path)
+
+
+_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pd.DataFrame:
+    """Run `sql` with named `$parameters` bound from `params` and return a DataFrame.
+
+    Only the parameters the statement uses are passed (DuckDB rejects extra ones), so page
+    functions can keep one dict of filter values for all their queries.
+    """
+    used = set(_PARAM.findall(sql))
+    bound = {k: v for k, v in (params or {}).items() if k in used}
+    with con.cursor() as cur:
+        return cur.execute(sql, bound).df()
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """`schema.table` names present in the snapshot (a run before a stage existed lacks some)."""
+    rows = query(con, "select table_schema || '.' || table_name as name from information_schema.tables")
+    return frozenset(rows["name"])
+
+
+def _has(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
+    present = tables(con)
+    return all(n in present for n in names)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> frozenset[str]:
+    schema, _, name = table.partition(".")
+    rows = query(
+        con,
+        "select column_name from information_schema.columns where table_schema = $schema and table_name = $name",
+        {"schema": schema, "name": name},
+    )
+    return frozenset(rows["column_name"])
+
+
+def mask_email(column: str) -> str:
+    """SQL expression masking an email column: 'jane.doe@example.com' → 'j•••@example.com'."""
+    return f"regexp_replace({column}, '^(.)[^@]*@', '\\1•••@')"
+
+
+def mask_phone(column: str) -> str:
+    """SQL expression masking a phone column, keeping the country prefix and last two digits."""
+    return (
+        f"case when {column} is null then null when length({column}) <= 5 then '•••' "
+        f"else left({column}, 3) || repeat('•', length({column}) - 5) || right({column}, 2) end"
+    )
+
+
+#: Emails and phone-like digit runs inside free text (survey comments, review bodies).
+_TEXT_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+_TEXT_PHONE = r"\+?[0-9][0-9 ()/-]{6,}[0-9]"
+
+
+def mask_text(column: str) -> str:
+    """SQL expression hiding emails and phone numbers written inside free text."""
+    return (
+        f"regexp_replace(regexp_replace({column}, '{_TEXT_EMAIL}', '[email hidden]', 'g'), "
+        f"'{_TEXT_PHONE}', '[phone hidden]', 'g')"
+    )
+
+
+def _params(f: Filters) -> dict:
+    """Bound values for the filter placeholders used across the page queries."""
+    prev = f.previous()
+    kind, _, value = f.segment.partition(":")
+    return {
+        "start": f.start,
+        "end_excl": f.end_exclusive,
+        "prev_start": prev.start,
+        "prev_prev_start": prev.previous().start,
+        "countries": list(f.countries),
+        "channels": list(f.channels),
+        "segment": value,
+    }
+
+
+def customer_scope(f: Filters, column: str = "customer_id", use_channel: bool = True) -> str:
+    """SQL predicate on `column` keeping the customers that country, channel and segment select.
+
+    'true' when nothing narrows the customers, so unfiltered queries stay plain scans.
+    `use_channel=False` leaves the channel out (order queries filter the order's own channel).
+    """
+    conditions = []
+    if f.countries:
+        conditions.append("list_contains($countries, s.country)")
+    if f.channels and use_channel:
+        conditions.append("list_contains($channels, s.acquisition_channel)")
+    kind, _, value = f.segment.partition(":")
+    join = ""
+    if kind == "rfm" and value in RFM_SEGMENTS:
+        conditions.append("s.rfm_segment = $segment")
+    elif kind == "risk" and value in RISK_TIERS:
+        join = " join ml.churn_scores r on r.customer_id = s.customer_id"
+        conditions.append("r.risk_tier = $segment")
+    if not conditions:
+        return "true"
+    return f"{column} in (select s.customer_id from marts.customer_segments s{join} where {' and '.join(conditions)})"
+
+
+def order_scope(f: Filters, alias: str = "o") -> str:
+    """SQL predicate on an orders alias: valid orders of the selected channels and customers."""
+    parts = [f"{alias}.is_valid"]
+    if f.channels:
+        parts.append(f"list_contains($channels, {alias}.sales_channel)")
+    scope = customer_scope(f, f"{alias}.customer_id", use_channel=False)
+    if scope != "true":
+        parts.append(scope)
+    return " and ".join(parts)
+
+
+def month_spine(start: date, end: date) -> pd.DataFrame:
+    """One row per month from `start` to `end` inclusive (column `month`, datetime64)."""
+    return pd.DataFrame({"month": pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="MS")})
+
+
+def _on_spine(df: pd.DataFrame, start: date, end: date, fill_zero: tuple[str, ...] = ()) -> pd.DataFrame:
+    spine = month_spine(start, end)
+    if df.empty:
+        out = spine
+        for col in df.columns:
+            if col != "month":
+                out[col] = np.nan
+    else:
+        df = df.assign(month=pd.to_datetime(df["month"]))
+        out = spine.merge(df, on="month", how="left")
+    for col in fill_zero:
+        if col in out:
+            out[col] = out[col].fillna(0)
+    return out
+
+
+def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:
+    if denominator is None or pd.isna(denominator) or denominator == 0:
+        return None
+    return float(numerator) / float(denominator) * scale
+
+
+def _series_ratio(num: pd.Series, den: pd.Series, scale: float = 1.0) -> pd.Series:
+    return (num.astype(float) / den.astype(float).where(den != 0)) * scale
+
+
+# --------------------------------------------------------------------------------------
+# Options for the filters
+
+
+def filter_options(con: duckdb.DuckDBPyConnection) -> dict:
+    """Allowed filter values from the snapshot: months with data, countries, channels, segments."""
+    out = {"months": [], "countries": [], "channels": [], "segments": [""], "currency": None}
+    if not _has(con, "marts.fct_orders"):
+        return out
+    bounds = query(
+        con,
+        "select min(ordered_at)::date as first, max(ordered_at)::date as last from marts.fct_orders where is_valid",
+    )
+    first, last = bounds.iloc[0]["first"], bounds.iloc[0]["last"]
+    if pd.notna(first):
+        out["months"] = [m.date() for m in month_spine(month_start(first), month_start(last))["month"]]
+    if "sales_channel" in _columns(con, "marts.fct_orders"):
+        out["channels"] = query(
+            con, "select distinct sales_channel from marts.fct_orders where sales_channel is not null order by 1"
+        )["sales_channel"].tolist()
+    if "currency" in _columns(con, "marts.fct_orders"):
+        cur = query(
+            con,
+            "select currency, count(*) as n from marts.fct_orders where currency is not null "
+            "group by 1 order by n desc",
+        )
+        out["currency"] = cur["currency"].tolist()
+    if _has(con, "marts.customer_segments"):
+        out["countries"] = query(
+            con, "select distinct country from marts.customer_segments where country is not null order by 1"
+        )["country"].tolist()
+        present = set(query(con, "select distinct rfm_segment from marts.customer_segments")["rfm_segment"])
+        out["segments"] += [f"rfm:{s}" for s in RFM_SEGMENTS if s in present]
+    if _has(con, "ml.churn_scores"):
+        out["segments"] = ["", *(f"risk:{t}" for t in RISK_TIERS), *out["segments"][1:]]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Shared KPI building blocks (the definitions of models/marts/_kpi_monthly.yml, per month)
+
+
+def monthly_orders(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """Per month of `ordered_at`: orders, revenue, customers ordering, new-customer orders and revenue."""
+    return query(
+        con,
+        f"""
+        select o.order_month as month,
+               count(*) as orders,
+               sum(o.total)::double as revenue,
+               count(distinct o.customer_id) as customers_ordering,
+               count(*) filter (where not o.is_repeat_order) as first_orders,
+               coalesce(sum(o.total) filter (where not o.is_repeat_order), 0)::double as new_revenue,
+               coalesce(sum(o.total) filter (where o.is_repeat_order), 0)::double as returning_revenue
+        from marts.fct_orders o
+        where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(f)}
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_from": start, "m_to": end_excl},
+    )
+
+
+def monthly_delivery(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """Per month of `delivered_at`: delivered orders with a promise, on time, late, mean delay of late ones."""
+    return query(
+        con,
+        f"""
+        select o.delivered_month as month,
+               count(*) as delivered,
+               count(*) filter (where o.is_delivered_on_time) as on_time,
+               count(*) filter (where not o.is_delivered_on_time) as late,
+               avg(o.delivery_delay_days) filter (where not o.is_delivered_on_time)::double as avg_delay_days_late
+        from marts.fct_orders o
+        where o.delivered_month >= $m_from and o.delivered_month < $m_to
+          and o.promised_delivery_date is not null and {order_scope(f)}
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_from": start, "m_to": end_excl},
+    )
+
+
+def monthly_feedback(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """Per month: NPS responses, promoters, detractors; CSAT responses and satisfied; reviews and rating sum."""
+    if not _has(con, "marts.fct_feedback"):
+        return pd.DataFrame()
+    return query(
+        con,
+        f"""
+        select submitted_month as month,
+               count(*) filter (where feedback_type = 'nps') as nps_responses,
+               count(*) filter (where feedback_type = 'nps' and score >= 9) as promoters,
+               count(*) filter (where feedback_type = 'nps' and score <= 6) as detractors,
+               count(*) filter (where feedback_type = 'csat') as csat_responses,
+               count(*) filter (where feedback_type = 'csat' and score >= 4) as csat_satisfied,
+               count(*) filter (where feedback_type = 'review') as reviews,
+               coalesce(sum(score) filter (where feedback_type = 'review'), 0) as rating_sum
+        from marts.fct_feedback
+        where submitted_month >= $m_from and submitted_month < $m_to and {customer_scope(f)}
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_from": start, "m_to": end_excl},
+    )
+
+
+def monthly_tickets(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """Per month of `created_at`: tickets, complaints, resolved complaints, WISMO tickets, FCR parts."""
+    if not _has(con, "marts.fct_support_tickets"):
+        return pd.DataFrame()
+    return query(
+        con,
+        f"""
+        select created_month as month,
+               count(*) as tickets,
+               count(*) filter (where is_complaint) as complaints,
+               count(*) filter (where is_complaint and resolved_at is not null) as complaints_resolved,
+               count(*) filter (where is_complaint and resolved_at is not null and is_first_contact_resolution)
+                   as complaints_fcr,
+               count(*) filter (where category = 'wismo') as wismo_tickets,
+               count(*) filter (where reopen_count > 0) as reopened,
+               quantile_cont(hours_to_first_response, 0.5) filter (where is_complaint) as median_hours_first_response,
+               quantile_cont(hours_to_resolution, 0.5) filter (where is_complaint) as median_hours_resolution
+        from marts.fct_support_tickets
+        where created_month >= $m_from and created_month < $m_to and {customer_scope(f)}
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_from": start, "m_to": end_excl},
+    )
+
+
+def repeat_purchase_monthly(con, f: Filters, start: date, end: date) -> pd.DataFrame:
+    """repeat_purchase_rate at the end of each month: customers with ≥ 2 valid orders ÷ with ≥ 1, to date."""
+    df = query(
+        con,
+        f"""
+        select o.order_month as month,
+               count(*) filter (where o.customer_order_number = 1) as first_orders,
+               count(*) filter (where o.customer_order_number = 2) as second_orders
+        from marts.fct_orders o
+        where o.is_valid and o.order_month < $m_to and {customer_scope(f, "o.customer_id")}
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_to": _add_months(end, 1)},
+    )
+    if df.empty:
+        return _on_spine(pd.DataFrame(columns=["month", "repeat_purchase_rate"]), start, end)
+    df["month"] = pd.to_datetime(df["month"])
+    df = df.set_index("month").reindex(pd.date_range(df["month"].min(), pd.Timestamp(end), freq="MS"), fill_value=0)
+    df["customers"] = df["first_orders"].cumsum()
+    df["repeat_customers"] = df["second_orders"].cumsum()
+    df["repeat_purchase_rate"] = _series_ratio(df["repeat_customers"], df["customers"])
+    df = df.rename_axis("month").reset_index()
+    return _on_spine(df[["month", "customers", "repeat_customers", "repeat_purchase_rate"]], start, end)
+
+
+def returning_monthly(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """returning_customer_rate per month: ordered in m−1 and m ÷ ordered in m−1."""
+    df = query(
+        con,
+        f"""
+        with active as (
+            select distinct o.customer_id, o.order_month as month
+            from marts.fct_orders o
+            where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(f)}
+        )
+        select (prev.month + interval 1 month)::date as month,
+               count(*) as previous_customers,
+               count(cur.customer_id) as returning_customers
+        from active prev
+        left join active cur on cur.customer_id = prev.customer_id and cur.month = (prev.month + interval 1 month)::date
+        group by 1 order by 1
+        """,
+        {**_params(f), "m_from": _add_months(start, -1), "m_to": end_excl},
+    )
+    df["returning_customer_rate"] = _series_ratio(df["returning_customers"], df["previous_customers"])
+    return df
+
+
+def returning_periods(con, f: Filters) -> dict:
+    """returning_customer_rate for the period and the one before, generalised from months to periods.
+
+    Share of the customers who ordered in the previous period that ordered again in this one;
+    with a one-month range it is exactly the monthly KPI.
+    """
+    df = query(
+        con,
+        f"""
+        with per_customer as (
+            select o.customer_id,
+                   bool_or(o.ordered_at >= $start) as in_current,
+                   bool_or(o.ordered_at >= $prev_start and o.ordered_at < $start) as in_previous,
+                   bool_or(o.ordered_at < $prev_start) as in_before
+            from marts.fct_orders o
+            where o.ordered_at >= $prev_prev_start and o.ordered_at < $end_excl and {order_scope(f)}
+            group by 1
+        )
+        select count(*) filter (where in_previous and in_current) as returning_now,
+               count(*) filter (where in_previous) as base_now,
+               count(*) filter (where in_before and in_previous) as returning_before,
+               count(*) filter (where in_before) as base_before
+        from per_customer
+        """,
+        _params(f),
+    ).iloc[0]
+    return {
+        "current": _ratio(df["returning_now"], df["base_now"]),
+        "previous": _ratio(df["returning_before"], df["base_before"]),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Pages
+
+
+def _period_sum(df: pd.DataFrame, start: date, end_excl: date) -> pd.Series:
+    if df.empty:
+        return pd.Series(dtype=float)
+    months = pd.to_datetime(df["month"])
+    return df[(months >= pd.Timestamp(start)) & (months < pd.Timestamp(end_excl))].drop(columns="month").sum()
+
+
+def _kpi_values(orders: pd.Series, delivery: pd.Series, feedback: pd.Series, tickets: pd.Series) -> dict:
+    def get(s: pd.Series, key: str) -> float:
+        return float(s.get(key, 0) or 0)
+
+    return {
+        "revenue": get(orders, "revenue") if not orders.empty else None,
+        "orders": get(orders, "orders") if not orders.empty else None,
+        "avg_order_value": _ratio(get(orders, "revenue"), get(orders, "orders")),
+        "on_time_delivery_rate": _ratio(get(delivery, "on_time"), get(delivery, "delivered")),
+        "nps": _ratio(get(feedback, "promoters") - get(feedback, "detractors"), get(feedback, "nps_responses"), 100),
+        "csat": _ratio(get(feedback, "csat_satisfied"), get(feedback, "csat_responses"), 100),
+        "complaint_resolution_rate": _ratio(get(tickets, "complaints_resolved"), get(tickets, "complaints")),
+    }
+
+
+def overview(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """KPI tiles for the period and the previous one, and monthly trends for the sparklines."""
+    if not _has(con, "marts.fct_orders"):
+        return {"available": False}
+    prev = f.previous()
+    orders = _on_spine(monthly_orders(con, f, prev.start, f.end_exclusive), prev.start, f.end, ("orders", "revenue"))
+    delivery = _on_spine(monthly_delivery(con, f, prev.start, f.end_exclusive), prev.start, f.end)
+    feedback = _on_spine(monthly_feedback(con, f, prev.start, f.end_exclusive), prev.start, f.end)
+    tickets = _on_spine(monthly_tickets(con, f, prev.start, f.end_exclusive), prev.start, f.end)
+    repeat = repeat_purchase_monthly(con, f, prev.start, f.end)
+    returning = returning_periods(con, f)
+
+    current = _kpi_values(*(_period_sum(d, f.start, f.end_exclusive) for d in (orders, delivery, feedback, tickets)))
+    previous = _kpi_values(*(_period_sum(d, prev.start, f.start) for d in (orders, delivery, feedback, tickets)))
+    repeat_at = repeat.set_index("month")["repeat_purchase_rate"]
+    current["repeat_purchase_rate"] = _nan_to_none(repeat_at.get(pd.Timestamp(f.end)))
+    previous["repeat_purchase_rate"] = _nan_to_none(repeat_at.get(pd.Timestamp(prev.end)))
+    current["returning_customer_rate"] = returning["current"]
+    previous["returning_customer_rate"] = returning["previous"]
+
+    trend = orders[["month", "orders", "revenue"]].copy()
+    trend["avg_order_value"] = _series_ratio(trend["revenue"], trend["orders"])
+    trend["on_time_delivery_rate"] = _series_ratio(delivery.get("on_time"), delivery.get("delivered"))
+    if "nps_responses" in feedback:
+        trend["nps"] = _series_ratio(feedback["promoters"] - feedback["detractors"], feedback["nps_responses"], 100)
+        trend["csat"] = _series_ratio(feedback["csat_satisfied"], feedback["csat_responses"], 100)
+    if "complaints" in tickets:
+        trend["complaint_resolution_rate"] = _series_ratio(tickets["complaints_resolved"], tickets["complaints"])
+    trend["repeat_purchase_rate"] = repeat["repeat_purchase_rate"].to_numpy()
+    ret = returning_monthly(con, f, f.start, f.end_exclusive)
+    trend = trend.merge(
+        ret.assign(month=pd.to_datetime(ret["month"]))[["month", "returning_customer_rate"]], on="month", how="left"
+    )
+    trend = trend[trend["month"] >= pd.Timestamp(f.start)].reset_index(drop=True)
+    return {"available": True, "current": current, "previous": previous, "trend": trend}
+
+
+def _nan_to_none(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """Cohort retention, repeat purchase rate over time, days between orders, new vs returning revenue."""
+    if not _has(con, "marts.fct_orders"):
+        return {"available": False}
+    p = _params(f)
+    if not f.selects_customers and _has(con, "marts.retention_cohorts"):
+        # Everyone selected: the mart holds exactly this.
+        cohorts = query(
+            con,
+            """
+            select cohort_month, months_since_first_order, cohort_size, active_customers, retention_rate
+            from marts.retention_cohorts
+            where cohort_month >= $start and cohort_month < $end_excl
+            order by 1, 2
+            """,
+            p,
+        )
+    else:
+        cohorts = query(
+            con,
+            f"""
+            with active as (
+                select distinct o.customer_id, o.order_month as month
+                from marts.fct_orders o
+                where o.is_valid and {customer_scope(f, "o.customer_id")}
+            ),
+            firsts as (select customer_id, min(month) as cohort_month from active group by 1),
+            counts as (
+                select f.cohort_month, date_diff('month', f.cohort_month, a.month) as months_since_first_order,
+                       count(*) as active_customers
+                from firsts f join active a using (customer_id)
+                where f.cohort_month >= $start and f.cohort_month < $end_excl
+                group by 1, 2
+            )
+            select cohort_month, months_since_first_order,
+                   max(active_customers) filter (where months_since_first_order = 0)
+                       over (partition by cohort_month) as cohort_size,
+                   active_customers,
+                   active_customers / cohort_size as retention_rate
+            from counts order by 1, 2
+            """,
+            p,
+        )
+    repeat = repeat_purchase_monthly(con, f, f.start, f.end)
+    gaps = query(
+        con,
+        f"""
+        select case
+                 when days_since_previous_order <= 7 then '0–7'
+                 when days_since_previous_order <= 14 then '8–14'
+                 when days_since_previous_order <= 30 then '15–30'
+                 when days_since_previous_order <= 60 then '31–60'
+                 when days_since_previous_order <= 90 then '61–90'
+                 when days_since_previous_order <= 180 then '91–180'
+                 when days_since_previous_order <= 365 then '181–365'
+                 else 'over 365' end as days_between,
+               min(days_since_previous_order) as sort_key,
+               count(*) as orders
+        from marts.fct_orders o
+        where o.is_repeat_order and o.days_since_previous_order is not null
+          and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(f)}
+        group by 1 order by 2
+        """,
+        p,
+    )
+    median_gap = query(
+        con,
+        f"""
+        select quantile_cont(days_since_previous_order, 0.5) as median_days
+        from marts.fct_orders o
+        where o.is_repeat_order and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(f)}
+        """,
+        p,
+    ).iloc[0]["median_days"]
+    revenue = _on_spine(monthly_orders(con, f, f.start, f.end_exclusive), f.start, f.end, ("orders", "revenue"))
+    return {
+        "available": True,
+        "cohorts": cohorts,
+        "repeat": repeat,
+        "gaps": gaps.drop(columns="sort_key"),
+        "median_days_between_orders": _nan_to_none(median_gap),
+        "revenue_split": revenue[["month", "new_revenue", "returning_revenue"]].fillna(0),
+    }
+
+
+def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """Delivery, WISMO, message funnel, NPS/CSAT, reviews, lowest-rated products, recent detractors."""
+    if not _has(con, "marts.fct_orders"):
+        return {"available": False}
+    p = _params(f)
+    delivery = _on_spine(monthly_delivery(con, f, f.start, f.end_exclusive), f.start, f.end)
+    delivery["on_time_delivery_rate"] = _series_ratio(delivery["on_time"], delivery["delivered"])
+    delays = query(
+        con,
+        f"""
+        select case when delivery_delay_days >= 8 then '8+' else delivery_delay_days::varchar end as days_late,
+               least(delivery_delay_days, 8) as sort_key, count(*) as orders
+        from marts.fct_orders o
+        where not o.is_delivered_on_time and o.delivery_delay_days > 0
+          and o.delivered_at >= $start and o.delivered_at < $end_excl and {order_scope(f)}
+        group by 1, 2 order by 2
+        """,
+        p,
+    ).drop(columns="sort_key")
+    orders = _on_spine(monthly_orders(con, f, f.start, f.end_exclusive), f.start, f.end, ("orders",))
+    tickets = _on_spine(monthly_tickets(con, f, f.start, f.end_exclusive), f.start, f.end)
+    wismo = orders[["month", "orders"]].copy()
+    wismo["wismo_per_100_orders"] = (
+        _series_ratio(tickets["wismo_tickets"], orders["orders"], 100) if "wismo_tickets" in tickets else np.nan
+    )
+
+    out = {"available": True, "delivery": delivery, "delays": delays, "wismo": wismo}
+    out["funnel"] = None
+    if _has(con, "marts.message_engagement_monthly"):
+        out["funnel"] = query(
+            con,
+            """
+            select channel, message_type, sum(sent) as sent, sum(delivered) as delivered,
+                   sum(opened) as opened, sum(clicked) as clicked, sum(unsubscribed) as unsubscribed
+            from marts.message_engagement_monthly
+            where month >= $start and month < $end_excl
+            group by 1, 2 order by sent desc
+            """,
+            p,
+        )
+    feedback = _on_spine(monthly_feedback(con, f, f.start, f.end_exclusive), f.start, f.end)
+    if "nps_responses" in feedback:
+        feedback["nps"] = _series_ratio(feedback["promoters"] - feedback["detractors"], feedback["nps_responses"], 100)
+        feedback["csat"] = _series_ratio(feedback["csat_satisfied"], feedback["csat_responses"], 100)
+        feedback["avg_review_rating"] = _series_ratio(feedback["rating_sum"], feedback["reviews"])
+    out["satisfaction"] = feedback
+    out["ratings"] = out["lowest_products"] = out["negative_feedback"] = None
+    if _has(con, "marts.fct_feedback"):
+        out["ratings"] = query(
+            con,
+            f"""
+            select score as rating, count(*) as reviews from marts.fct_feedback
+            where feedback_type = 'review' and submitted_at >= $start and submitted_at < $end_excl
+              and {customer_scope(f)}
+            group by 1 order by 1
+            """,
+            p,
+        )
+        out["negative_feedback"] = query(
+            con,
+            f"""
+            select submitted_at, feedback_type, score, {mask_text("comment")} as comment, customer_id
+            from marts.fct_feedback
+            where sentiment = 'negative' and comment is not null and trim(comment) <> ''
+              and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(f)}
+            order by submitted_at desc limit 25
+            """,
+            p,
+        )
+    if _has(con, "marts.fct_feedback", "marts.product_ratings"):
+        out["lowest_products"] = query(
+            con,
+            f"""
+            with rated as (
+                select product_id, count(*) as reviews, avg(score) as avg_rating,
+                       count(*) filter (where score <= 2) / count(*) as low_rating_share
+                from marts.fct_feedback
+                where feedback_type = 'review' and product_id is not null
+                  and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(f)}
+                group by 1
+            ),
+            -- Rank products with enough reviews to mean something: MIN_REVIEWS_FOR_RANKING, or
+            -- fewer (down to 3) when the selection is small, the upper quartile of review counts.
+            threshold as (
+                select greatest(3, least($min_reviews, quantile_disc(reviews, 0.75))) as min_reviews from rated
+            )
+            select coalesce(p.product_name, r.product_id) as product, p.category, r.reviews, r.avg_rating,
+                   r.low_rating_share, t.min_reviews
+            from rated r cross join threshold t left join marts.product_ratings p using (product_id)
+            where r.reviews >= t.min_reviews
+            order by r.avg_rating, r.reviews desc limit 10
+            """,
+            {**p, "min_reviews": MIN_REVIEWS_FOR_RANKING},
+        )
+    out["drivers"] = repurchase_drivers(con)
+    return out
+
+
+#: Cross-domain marts: 90-day repurchase by a post-purchase experience (key → table).
+DRIVER_MARTS = {
+    "delivery": "marts.repurchase_by_delivery",
+    "nps_band": "marts.repurchase_by_nps_band",
+    "message_exposure": "marts.repurchase_by_message_exposure",
+}
+
+
+def repurchase_drivers(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """90-day repurchase rate by delivery punctuality, NPS band and message exposure (whole base).
+
+    Each frame has a `group` label column (and `series` for message exposure: sent or not),
+    `base` (orders or answers), `repurchased_90d` and `repurchase_rate_90d`.
+    """
+    out: dict[str, pd.DataFrame] = {}
+    present = tables(con)
+    if DRIVER_MARTS["delivery"] in present:
+        out["delivery"] = query(
+            con,
+            """
+            select case delivery_outcome when 'on_time' then 'On time' when 'late' then 'Late'
+                        else delivery_outcome end as "group",
+                   orders as base, repurchased_90d, repurchase_rate_90d
+            from marts.repurchase_by_delivery order by delivery_outcome desc
+            """,
+        )
+    if DRIVER_MARTS["nps_band"] in present:
+        out["nps_band"] = query(
+            con,
+            """
+            select upper(left(nps_band, 1)) || substr(nps_band, 2) || 's' as "group",
+                   responses as base, repurchased_90d, repurchase_rate_90d
+            from marts.repurchase_by_nps_band order by band_order
+            """,
+        )
+    if DRIVER_MARTS["message_exposure"] in present:
+        out["message_exposure"] = query(
+            con,
+            """
+            select upper(left(replace(message_type, '_', ' '), 1)) || substr(replace(message_type, '_', ' '), 2)
+                       as "group",
+                   case exposure when 'sent' then 'Received' else 'Not received' end as series,
+                   orders as base, repurchased_90d, repurchase_rate_90d
+            from marts.repurchase_by_message_exposure
+            order by message_type, exposure desc
+            """,
+        )
+    return {k: v for k, v in out.items() if not v.empty and v["base"].sum() > 0}
+
+
+def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """Ticket volume by category, response and resolution times, FCR, reopen rate, complaint recovery."""
+    if not _has(con, "marts.fct_support_tickets"):
+        return {"available": False}
+    p = _params(f)
+    by_category = query(
+        con,
+        f"""
+        select created_month as month, category, ticket_type, count(*) as tickets
+        from marts.fct_support_tickets
+        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        group by 1, 2, 3 order by 1
+        """,
+        p,
+    )
+    by_category["category"] = by_category["category"].map(TICKET_CATEGORIES).fillna(by_category["category"])
+    monthly = _on_spine(monthly_tickets(con, f, f.start, f.end_exclusive), f.start, f.end)
+    if "complaints" in monthly:
+        monthly["complaint_resolution_rate"] = _series_ratio(monthly["complaints_resolved"], monthly["complaints"])
+        monthly["first_contact_resolution_rate"] = _series_ratio(
+            monthly["complaints_fcr"], monthly["complaints_resolved"]
+        )
+        monthly["reopen_rate"] = _series_ratio(monthly["reopened"], monthly["tickets"])
+    period = query(
+        con,
+        f"""
+        select count(*) as tickets,
+               count(*) filter (where is_complaint) as complaints,
+               count(*) filter (where is_complaint and resolved_at is not null) / count(*) filter (where is_complaint)
+                   as complaint_resolution_rate,
+               quantile_cont(hours_to_first_response, 0.5) filter (where is_complaint) as median_hours_first_response,
+               quantile_cont(hours_to_resolution, 0.5) filter (where is_complaint) as median_hours_resolution,
+               count(*) filter (where is_complaint and is_first_contact_resolution)
+                   / count(*) filter (where is_complaint and resolved_at is not null) as first_contact_resolution_rate,
+               count(*) filter (where reopen_count > 0) / count(*) as reopen_rate
+        from marts.fct_support_tickets
+        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        """,
+        p,
+    ).iloc[0].to_dict()
+    times = query(
+        con,
+        f"""
+        select category,
+               quantile_cont(hours_to_first_response, 0.5) as median_hours_first_response,
+               quantile_cont(hours_to_resolution, 0.5) as median_hours_resolution,
+               count(*) as tickets
+        from marts.fct_support_tickets
+        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        group by 1 order by tickets desc
+        """,
+        p,
+    )
+    times["category"] = times["category"].map(TICKET_CATEGORIES).fillna(times["category"])
+    recovery = None
+    if _has(con, "marts.complaint_recovery"):
+        order = "outcome_order" if "outcome_order" in _columns(con, "marts.complaint_recovery") else "outcome"
+        recovery = query(
+            con,
+            "select outcome, customers, repurchased_90d, repurchase_rate_90d "  # noqa: S608 - fixed column
+            f"from marts.complaint_recovery order by {order}",
+        )
+    return {
+        "available": True,
+        "by_category": by_category,
+        "monthly": monthly,
+        "period": {k: _nan_to_none(v) for k, v in period.items()},
+        "times": times,
+        "recovery": recovery,
+    }
+
+
+#: Reason text with its numbers taken out, so "no order for 210 days" and "… 95 days" count together.
+_REASON_KEY = r"[0-9][0-9.,]*"
+
+
+def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """Score distribution, tiers over time, top drivers, model quality and calibration, CLV × risk."""
+    if not _has(con, "ml.churn_scores"):
+        return {"available": False}
+    p = _params(f)
+    scope = customer_scope(f)
+    summary = query(
+        con,
+        f"""
+        select count(*) as customers,
+               count(*) filter (where risk_tier = 'high') as high_risk,
+               count(*) filter (where risk_tier = 'medium') as medium_risk,
+               avg(churn_probability) as avg_churn_probability,
+               sum(clv_12m) filter (where risk_tier = 'high') as clv_at_risk,
+               sum(clv_12m) as clv_total,
+               max(as_of_date) as as_of_date,
+               max(model_version) as model_version
+        from ml.churn_scores where {scope}
+        """,
+        p,
+    ).iloc[0].to_dict()
+    distribution = query(
+        con,
+        f"""
+        select least(floor(churn_probability * 20), 19) / 20 as bucket, risk_tier, count(*) as customers
+        from ml.churn_scores where {scope}
+        group by 1, 2 order by 1
+        """,
+        p,
+    )
+    history = None
+    if _has(con, "ml.churn_scores_history"):
+        history = query(
+            con,
+            f"""
+            select as_of_date, risk_tier, count(*) as customers
+            from ml.churn_scores_history where {scope}
+            group by 1, 2 order by 1
+            """,
+            p,
+        )
+    drivers = query(
+        con,
+        f"""
+        with reasons as (
+            select unnest([reason_1, reason_2, reason_3]) as reason, risk_tier
+            from ml.churn_scores where risk_tier in ('high', 'medium') and {scope}
+        )
+        select trim(regexp_replace(reason, '{_REASON_KEY}', '#', 'g')) as driver,
+               any_value(reason) as example, count(*) as customers
+        from reasons where reason is not null and reason <> ''
+        group by 1 order by customers desc limit 10
+        """,
+        p,
+    )
+    matrix = query(
+        con,
+        f"""
+        with banded as (
+            select risk_tier,
+                   case when clv_12m is null then 'unknown'
+                        when clv_12m < 50 then 'under 50'
+                        when clv_12m < 150 then '50–150'
+                        when clv_12m < 400 then '150–400'
+                        else '400+' end as clv_band,
+                   clv_12m
+            from ml.churn_scores where {scope}
+        )
+        select risk_tier, clv_band, count(*) as customers, coalesce(sum(clv_12m), 0) as clv_12m
+        from banded group by 1, 2
+        """,
+        p,
+    )
+    return {
+        "available": True,
+        "summary": {k: (v if isinstance(v, str) else _nan_to_none(v) if not isinstance(v, date) else v)
+                    for k, v in summary.items()},
+        "distribution": distribution,
+        "history": history,
+        "drivers": drivers,
+        "matrix": matrix,
+        "model": model_quality(con),
+    }
+
+
+def model_quality(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The current model's run: metrics against baselines and its calibration table (or None)."""
+    if not _has(con, "ml.model_runs"):
+        return None
+    cols = _columns(con, "ml.model_runs")
+    order = "promoted desc, trained_at desc" if "promoted" in cols else "trained_at desc"
+    runs = query(con, f"select * from ml.model_runs order by {order} limit 1")  # noqa: S608 - fixed columns
+    if runs.empty:
+        return None
+    row = runs.iloc[0].to_dict()
+    metrics = row.get("metrics")
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    return {"run": {k: v for k, v in row.items() if k != "metrics"}, "metrics": metrics or {}}
+
+
+def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """The latest run's plays with counts, suppressions by reason and a preview of each play."""
+    if not _has(con, "exports.outreach_lists"):
+        return {"available": False}
+    latest = query(
+        con,
+        "select run_id, max(created_at) as created_at from exports.outreach_lists group by 1 order by 2 desc limit 1",
+    )
+    if latest.empty:
+        return {"available": True, "run_id": None}
+    run_id = latest.iloc[0]["run_id"]
+    plays = query(
+        con,
+        """
+        select play, channel, action, count(*) as customers,
+               avg(churn_probability) as avg_churn_probability, sum(clv_12m) as clv_12m
+        from exports.outreach_lists where run_id = $run_id
+        group by 1, 2, 3 order by min(priority)
+        """,
+        {"run_id": run_id},
+    )
+    suppressed = None
+    if _has(con, "exports.suppressions"):
+        suppressed = query(
+            con,
+            """
+            select play, reason, count(*) as customers
+            from exports.suppressions where run_id = $run_id
+            group by 1, 2 order by customers desc
+            """,
+            {"run_id": run_id},
+        )
+    contact = _has(con, "marts.dim_customers")
+    preview = query(
+        con,
+        f"""
+        select l.play, l.priority, l.customer_id,
+               {mask_email("c.email") if contact else "null"} as email,
+               {mask_phone("c.phone") if contact else "null"} as phone,
+               l.channel, l.action, l.churn_probability, l.clv_12m, l.reasons
+        from exports.outreach_lists l
+        {"left join marts.dim_customers c using (customer_id)" if contact else ""}
+        where l.run_id = $run_id
+        qualify row_number() over (partition by l.play order by l.priority) <= 50
+        order by l.play, l.priority
+        """,
+        {"run_id": run_id},
+    )
+    return {
+        "available": True,
+        "run_id": run_id,
+        "created_at": latest.iloc[0]["created_at"],
+        "plays": plays,
+        "suppressed": suppressed,
+        "preview": preview,
+    }
+
+
+def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -> pd.DataFrame:
+    """Customers whose id equals `text` or whose email starts with it (case-insensitive); emails masked."""
+    text = (text or "").strip()
+    if not text or not _has(con, "marts.dim_customers"):
+        return pd.DataFrame(columns=["customer_id", "email", "country", "orders_count"])
+    return query(
+        con,
+        f"""
+        select customer_id, {mask_email("email")} as email, country, orders_count
+        from marts.dim_customers
+        where customer_id = $text or lower(email) like lower($prefix) escape '\\'
+        order by customer_id = $text desc, customer_id
+        limit $limit
+        """,
+        {"text": text, "prefix": text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+         "limit": limit},
+    )
+
+
+def customer_360(con: duckdb.DuckDBPyConnection, customer_id: str, reveal: bool = False) -> dict:
+    """One customer's profile, churn score with reasons, and event timeline (contact details masked unless `reveal`)."""
+    if not _has(con, "marts.dim_customers"):
+        return {"available": False}
+    email = "email" if reveal else mask_email("email")
+    phone = "phone" if reveal else mask_phone("phone")
+    first = "first_name" if reveal else "left(first_name, 1) || '.'"
+    last = "last_name" if reveal else "left(last_name, 1) || '.'"
+    profile = query(
+        con,
+        f"""
+        select * replace ({email} as email, {phone} as phone, {first} as first_name, {last} as last_name)
+        from marts.dim_customers where customer_id = $customer_id
+        """,
+        {"customer_id": customer_id},
+    )
+    if profile.empty:
+        return {"available": True, "found": False}
+    out = {"available": True, "found": True, "profile": profile.iloc[0].to_dict(), "score": None, "timeline": None}
+    if _has(con, "ml.churn_scores"):
+        score = query(
+            con, "select * from ml.churn_scores where customer_id = $customer_id", {"customer_id": customer_id}
+        )
+        out["score"] = None if score.empty else score.iloc[0].to_dict()
+    if _has(con, "marts.customer_segments"):
+        seg = query(
+            con, "select * from marts.customer_segments where customer_id = $customer_id", {"customer_id": customer_id}
+        )
+        out["segment"] = None if seg.empty else seg.iloc[0].to_dict()
+    if _has(con, "marts.fct_customer_events"):
+        detail = "detail" if reveal else mask_text("detail")
+        out["timeline"] = query(
+            con,
+            f"""
+            select event_at, event_type, channel, title, {detail} as detail, amount, score, order_id
+            from marts.fct_customer_events where customer_id = $customer_id
+            order by event_at desc
+            """,
+            {"customer_id": customer_id},
+        )
+    return out
+
+
+#: Page name → its data function, for `load` and the benchmark.
+PAGES: dict[str, Callable[[duckdb.DuckDBPyConnection, Filters], dict]] = {
+    "overview": overview,
+    "retention": retention,
+    "post_purchase": post_purchase,
+    "support": support,
+    "churn": churn,
+    "outreach": outreach,
+}
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner="Loading…", max_entries=256)
+def load(page: str, snapshot: str, filters: Filters) -> dict:
+    """`PAGES[page](con, filters)` on the snapshot at `snapshot`, cached per snapshot and filters."""
+    return PAGES[page](_shared_connection(snapshot), filters)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_options(snapshot: str) -> dict:
+    """`filter_options` for the snapshot, cached."""
+    return filter_options(_shared_connection(snapshot))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_snapshot_info(snapshot: str) -> dict:
+    """The snapshot's own record (`meta.snapshot`: published_at, run_id, tables)."""
+    con = _shared_connection(snapshot)
+    if not _has(con, "meta.snapshot"):
+        return {}
+    info = query(con, "select info from meta.snapshot limit 1")
+    if info.empty:
+        return {}
+    value = info.iloc[0]["info"]
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def load_search(snapshot: str, text: str) -> pd.DataFrame:
+    """`find_customers`, cached briefly."""
+    return find_customers(_shared_connection(snapshot), text)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_customer(snapshot: str, customer_id: str, reveal: bool) -> dict:
+    """`customer_360`, cached per customer and reveal state."""
+    return customer_360(_shared_connection(snapshot), customer_id, reveal)
+
+
+def shared_connection(snapshot: str) -> duckdb.DuckDBPyConnection:
+    """The cached read-only connection for a snapshot (for code outside this module, e.g. exports)."""
+    return _shared_connection(snapshot)
+
+
+# --------------------------------------------------------------------------------------
+# Model run metrics (a JSON document written by the churn model's training run)
+
+#: Metrics shown on the Churn page, in order, with labels; other keys are left out.
+MODEL_METRICS = {
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score",
+    "brier_score": "Brier score",
+    "log_loss": "Log loss",
+    "top_decile_lift": "Top-decile lift",
+    "lift_top_decile": "Top-decile lift",
+    "top_decile_capture": "Top-decile capture",
+    "capture_top_decile": "Top-decile capture",
+    "calibration_error": "Calibration error",
+    "ece": "Calibration error",
+}
+
+
+def _numeric_metrics(d: dict) -> dict[str, float]:
+    return {
+        MODEL_METRICS[k]: float(v)
+        for k, v in d.items()
+        if k in MODEL_METRICS and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per model (the churn model first, then each baseline), one column per metric.
+
+    Any dict in the document holding known metric keys counts as a model; its name is its key
+    (the top level is "Churn model").
+    """
+    rows: dict[str, dict[str, float]] = {}
+
+    def walk(node, name: str) -> None:
+        if not isinstance(node, dict):
+            return
+        found = _numeric_metrics(node)
+        if found:
+            rows.setdefault(name, {}).update(found)
+        for key, value in node.items():
+            if isinstance(value, dict):
+                label = key.replace("_", " ")
+                child = "Churn model" if key in ("model", "churn_model", "test", "holdout", "metrics") else label
+                walk(value, child if name in ("Churn model", "") or key == "model" else f"{name}: {label}")
+
+    walk(metrics, "Churn model")
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("Model").reset_index()
+    table["Model"] = table["Model"].str.replace("baselines: ", "Baseline: ", regex=False).str.capitalize()
+    return table
+
+
+def calibration_table(metrics: dict) -> pd.DataFrame:
+    """The calibration table (predicted vs observed churn per bin) found in the metrics document."""
+
+    def find(node):
+        if isinstance(node, list) and node and all(isinstance(r, dict) for r in node):
+            keys = set(node[0])
+            pred = next((k for k in keys if "pred" in k or k == "mean_predicted"), None)
+            obs = next((k for k in keys if "obs" in k or "actual" in k or "true" in k or "fraction" in k), None)
+            if pred and obs:
+                return pd.DataFrame(node).rename(columns={pred: "predicted", obs: "observed"})
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "calib" in key and isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+                    found = find([dict(zip(value, row, strict=False)) for row in zip(*value.values(), strict=False)])
+                    if found is not None:
+                        return found
+                found = find(value)
+                if found is not None:
+                    return found
+        return None
+
+    return find(metrics) if isinstance(metrics, dict) and find(metrics) is not None else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------------------
+# CRM downloads through the same code as `retain export`
+
+
+def exporter():
+    """The outreach export module's renderer, or None while it is not installed."""
+    try:
+        from pipelines.outreach import exports  # noqa: F401
+    except ImportError:
+        return None
+    return None

@@ -1,0 +1,91 @@
+"""Churn risk: who is likely to leave, why, how much value is at stake, and how good the model is."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data, filters, ui
+
+ctx = filters.context()
+f = ctx.filters
+currency = (ctx.options.get("currency") or [None])[0]
+
+st.title("Churn risk")
+d = data.load("churn", ctx.snapshot, f)
+if not d["available"]:
+    ui.note("Churn scores are not in the published snapshot yet (ml.churn_scores): run `retain run` with the "
+            "churn model stage in place.")
+    st.stop()
+
+s = d["summary"]
+st.caption(f"Scores as of {s.get('as_of_date') or '–'} · model {s.get('model_version') or '–'} · "
+           f"{data.segment_label(f.segment)}{' · ' + ', '.join(f.countries) if f.countries else ''} "
+           "(the period filter doesn't apply: scores are for today)")
+cols = st.columns(4)
+with cols[0]:
+    ui.tile("Customers scored", ui.count(s.get("customers")))
+with cols[1]:
+    share = (s.get("high_risk") or 0) / s["customers"] if s.get("customers") else None
+    ui.tile("High risk", ui.count(s.get("high_risk")), None, None,
+            f"{ui.pct(share)} of scored customers are in the high-risk tier.")
+with cols[2]:
+    ui.tile("Average churn probability", ui.pct(s.get("avg_churn_probability")), None, None,
+            "Mean probability of no valid order in the coming horizon.")
+with cols[3]:
+    ui.tile("12-month value at high risk", ui.money(s.get("clv_at_risk"), currency), None, None,
+            "Expected 12-month customer value (CLV) of the high-risk customers.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Score distribution")
+    charts.show(charts.histogram(d["distribution"], "bucket", "risk_tier", "customers", charts.RISK_COLORS,
+                                 charts.RISK_ORDER, x_title="Churn probability", y_title="Customers"),
+                "No scored customers in this selection.")
+with right:
+    st.subheader("Risk tiers over time")
+    hist = d["history"]
+    if hist is not None and hist["as_of_date"].nunique() >= 2:
+        charts.show(charts.stacked_by(hist.assign(as_of_date=pd.to_datetime(hist["as_of_date"])), "as_of_date",
+                                      "risk_tier", "customers", y_title="Customers", order=charts.RISK_ORDER,
+                                      colors=charts.RISK_COLORS, area=True))
+    else:
+        ui.note("Tiers over time appear after the second scoring run (ml.churn_scores_history).")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Top drivers of risk")
+    st.caption("How often each factor is among the top three reasons of medium- and high-risk customers.")
+    drivers = d["drivers"]
+    if ui.is_empty(drivers):
+        ui.note("No reasons recorded for this selection.")
+    else:
+        drivers = drivers.assign(label=drivers["example"].str.slice(0, 60))
+        charts.show(charts.bars(drivers, "label", {"customers": "Customers"}, horizontal=True, y_format="count",
+                                y_title="Customers", colors=[charts.RED], height=360, text_format="count"))
+with right:
+    st.subheader("Value × risk")
+    st.caption("Customers by churn risk tier and expected 12-month value.")
+    charts.show(charts.matrix(d["matrix"], "clv_band", "risk_tier", "customers",
+                              x_order=["under 50", "50–150", "150–400", "400+", "unknown"],
+                              y_order=charts.RISK_ORDER, x_title=f"Expected 12-month value ({currency or ''})".strip(),
+                              y_title="Churn risk"),
+                "No scored customers in this selection.")
+
+st.subheader("Model quality")
+model = d["model"]
+if not model:
+    ui.note("No model run is recorded in the snapshot yet (ml.model_runs).")
+else:
+    table = data.metrics_table(model["metrics"])
+    left, right = st.columns([3, 2])
+    with left:
+        if table.empty:
+            ui.note("The model run records no metrics.")
+        else:
+            st.caption("Held-out evaluation on a later cut-off, against simple baselines. Higher is better except "
+                       "Brier score and log loss.")
+            st.dataframe(table, hide_index=True)
+    with right:
+        charts.show(charts.calibration(data.calibration_table(model["metrics"])),
+                    "The model run records no calibration table.")

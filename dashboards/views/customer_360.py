@@ -1,0 +1,120 @@
+"""Customer 360: one customer's orders, messages, tickets, surveys and reviews, with churn risk and value."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data, filters, ui
+
+ctx = filters.context()
+currency = (ctx.options.get("currency") or [None])[0]
+
+st.title("Customer 360")
+left, right = st.columns([3, 1])
+with left:
+    text = st.text_input("Customer id or email", key="customer_search", placeholder="e.g. C0001234 or jane@",
+                         help="An exact customer id, or the beginning of an email address (case-insensitive).")
+with right:
+    reveal = st.toggle("Show contact details", key="reveal_contact",
+                       help="Emails, phones and names are masked unless you switch this on. Personal data: "
+                            "only reveal it when you need to contact the customer.")
+
+# The selected customer id (never the search text: it may be an email) is kept in the URL,
+# so a link opens the same customer.
+linked = st.query_params.get("customer")
+if text.strip():
+    matches = data.load_search(ctx.snapshot, text)
+    if matches.empty:
+        st.warning(f"No customer with id {text.strip()!r} or an email starting with it.")
+        st.stop()
+    if len(matches) > 1:
+        labels = {r.customer_id: f"{r.customer_id} · {r.email or 'no email'} · {r.country or ''}"
+                  for r in matches.itertuples()}
+        customer_id = st.selectbox(f"{len(matches)} matches{' (first 20)' if len(matches) == 20 else ''}",
+                                   list(labels), format_func=labels.get, key="customer_pick")
+    else:
+        customer_id = matches.iloc[0]["customer_id"]
+    st.query_params["customer"] = customer_id
+elif linked:
+    customer_id = linked
+else:
+    ui.note("Search for a customer by id or email to see their history.")
+    st.stop()
+
+c = data.load_customer(ctx.snapshot, customer_id, reveal)
+if not c.get("available"):
+    ui.note("Customers are not in the published snapshot yet (marts.dim_customers).")
+    st.stop()
+if not c.get("found"):
+    st.warning(f"Customer {customer_id} is not in the published snapshot.")
+    st.stop()
+
+p = c["profile"]
+name = " ".join(str(x) for x in (p.get("first_name"), p.get("last_name")) if x and not pd.isna(x)) or "–"
+st.subheader(f"{name} · {customer_id}")
+seg = c.get("segment") or {}
+st.caption(" · ".join(str(x) for x in [
+    f"Email {p.get('email') or '–'}", f"Phone {p.get('phone') or '–'}", p.get("country") or "country unknown",
+    f"email consent: {p.get('email_marketing_consent') or '–'}",
+    f"SMS consent: {p.get('sms_marketing_consent') or '–'}",
+    f"RFM: {seg.get('rfm_segment')}" if seg.get("rfm_segment") else None,
+] if x))
+
+score = c.get("score")
+cols = st.columns(6)
+with cols[0]:
+    ui.tile("Orders", ui.count(p.get("orders_count")))
+with cols[1]:
+    ui.tile("Net revenue", ui.money(p.get("net_revenue"), currency))
+with cols[2]:
+    ui.tile("Days since last order", ui.count(p.get("days_since_last_order")))
+with cols[3]:
+    ui.tile("Churn risk", f"{ui.pct(score['churn_probability'], 0)} ({score['risk_tier']})" if score else "–",
+            None, None, "Probability of no valid order in the model's horizon, from the latest scoring.")
+with cols[4]:
+    ui.tile("Expected 12-month value", ui.money(score.get("clv_12m"), currency) if score else "–")
+with cols[5]:
+    ui.tile("P(alive)", ui.pct(score.get("p_alive"), 0) if score else "–", None, None,
+            "BG/NBD probability that the customer is still active.")
+
+if score:
+    reasons = [score.get(f"reason_{i}") for i in (1, 2, 3)]
+    reasons = [r for r in reasons if r and not pd.isna(r)]
+    if reasons:
+        st.markdown("**Why this risk:** " + " · ".join(reasons))
+else:
+    ui.note("No churn score for this customer (no scoring run yet, or no valid order).")
+
+timeline = c.get("timeline")
+st.subheader("Timeline")
+if timeline is None:
+    ui.note("The customer timeline is not in the published snapshot yet (marts.fct_customer_events).")
+elif timeline.empty:
+    ui.note("No orders, messages, tickets, surveys or reviews recorded for this customer.")
+else:
+    counts = timeline["event_type"].value_counts()
+    st.caption(" · ".join(f"{n:,} {k}{'s' if n != 1 else ''}" for k, n in counts.items()))
+    charts.show(charts.timeline(timeline, height=260))
+    kinds = sorted(timeline["event_type"].unique())
+    shown = st.pills("Show", kinds, selection_mode="multi", default=kinds, key="timeline_kinds",
+                     format_func=str.capitalize)
+    table = timeline[timeline["event_type"].isin(shown or kinds)].copy()
+    table["title"] = table["title"].str.slice(0, 1).str.upper() + table["title"].str.slice(1)
+    table["event_type"] = table["event_type"].str.capitalize()
+    # Blank instead of "None": most events have no amount, score, channel or order.
+    table["amount"] = table["amount"].map(lambda v: "" if pd.isna(v) else ui.money(v, currency, compact=False)
+                                          if abs(float(v)) >= 1000 else ui.money(v, currency))
+    table["score"] = table["score"].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+    table = table.fillna("")
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "event_at": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+            "event_type": "Type", "channel": "Channel", "title": "What",
+            "detail": st.column_config.TextColumn("Detail", width="large"),
+            "amount": "Amount",
+            "score": "Score", "order_id": "Order",
+        },
+    )

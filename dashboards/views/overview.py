@@ -1,0 +1,75 @@
+"""Overview: the headline KPIs for the period, their change and their monthly trend."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts, data, filters, ui
+
+ctx = filters.context()
+f = ctx.filters
+currency = (ctx.options.get("currency") or [None])[0]
+
+st.title("Overview")
+st.caption(f"{f.describe()} · changes against {f.previous().start:%b %Y} – {f.previous().end:%b %Y}")
+
+d = data.load("overview", ctx.snapshot, f)
+if not d["available"]:
+    ui.note("The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`.")
+    st.stop()
+
+cur, prev, trend = d["current"], d["previous"], d["trend"]
+
+TILES = [
+    # key, label, formatter, delta kind, help
+    ("revenue", "Revenue", lambda v: ui.money(v, currency), "relative",
+     "Sum of order totals of valid (not cancelled) orders placed in the period."),
+    ("orders", "Orders", ui.count, "relative", "Valid orders placed in the period."),
+    ("avg_order_value", "Average order value", lambda v: ui.money(v, currency), "relative",
+     "Revenue ÷ orders."),
+    ("repeat_purchase_rate", "Repeat purchase rate", ui.pct, "points",
+     "Of all customers with a valid order by the end of the period, the share with at least two."),
+    ("returning_customer_rate", "Returning customers", ui.pct, "points",
+     "Of the customers who ordered in the previous period, the share who ordered again in this one."),
+    ("nps", "NPS", lambda v: ui.number(v, 1), "score",
+     "Net Promoter Score: % promoters (9–10) − % detractors (0–6) among NPS answers in the period."),
+    ("csat", "CSAT", lambda v: ui.number(v, 1, "%"), "score",
+     "Share of CSAT answers scoring 4 or 5, in %."),
+    ("on_time_delivery_rate", "On-time delivery", ui.pct, "points",
+     "Orders delivered in the period on or before the promised date ÷ orders delivered with a promise."),
+    ("complaint_resolution_rate", "Complaint resolution", ui.pct, "points",
+     "Complaints opened in the period that have been resolved."),
+]
+
+rows = [TILES[:5], TILES[5:]]
+for row in rows:
+    cols = st.columns(5)
+    for col, (key, label, fmt, kind, help_text) in zip(cols, row, strict=False):
+        with col:
+            series = trend.get(key)
+            ui.tile(label, fmt(cur.get(key)), ui.delta(cur.get(key), prev.get(key), kind), series, help_text)
+
+st.subheader("Monthly trend")
+left, right = st.columns(2)
+with left:
+    charts.show(charts.bars(trend, "month", {"revenue": "Revenue"}, y_format="money",
+                            y_title=f"Revenue ({currency})" if currency else "Revenue", title="Revenue per month"),
+                "No orders in this period.")
+with right:
+    charts.show(
+        charts.lines(trend, "month", {"repeat_purchase_rate": "Repeat purchase rate",
+                                      "returning_customer_rate": "Returning customer rate",
+                                      "on_time_delivery_rate": "On-time delivery"},
+                     y_format="pct", y_title="Share", title="Repeat, returning and on-time rates"),
+        "No orders in this period.",
+    )
+left, right = st.columns(2)
+with left:
+    charts.show(charts.lines(trend, "month", {"nps": "NPS", "csat": "CSAT (%)"}, y_format="score",
+                             y_title="Score", colors=[charts.TEAL, charts.ORANGE], title="NPS and CSAT"),
+                "No survey answers in this period.")
+with right:
+    charts.show(charts.lines(trend, "month", {"complaint_resolution_rate": "Complaint resolution rate"},
+                             y_format="pct", y_title="Share", colors=[charts.RED],
+                             title="Complaints resolved"),
+                "No complaints in this period.")

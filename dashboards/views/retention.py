@@ -1,0 +1,68 @@
+"""Retention: do first-time buyers come back, how often, and how much revenue is repeat business."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts, data, filters, ui
+
+ctx = filters.context()
+f = ctx.filters
+currency = (ctx.options.get("currency") or [None])[0]
+
+st.title("Retention")
+st.caption(f.describe())
+
+d = data.load("retention", ctx.snapshot, f)
+if not d["available"]:
+    ui.note("The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`.")
+    st.stop()
+
+repeat = d["repeat"]
+split = d["revenue_split"]
+total_rev = split["new_revenue"].sum() + split["returning_revenue"].sum()
+cols = st.columns(4)
+with cols[0]:
+    last = repeat["repeat_purchase_rate"].dropna()
+    ui.tile("Repeat purchase rate", ui.pct(last.iloc[-1] if len(last) else None), None, last,
+            "Customers with at least two valid orders ÷ customers with at least one, at the end of the period.")
+with cols[1]:
+    m1 = d["cohorts"]
+    m1 = m1[m1["months_since_first_order"] == 1]
+    rate = m1["active_customers"].sum() / m1["cohort_size"].sum() if len(m1) and m1["cohort_size"].sum() else None
+    ui.tile("Ordered again next month", ui.pct(rate), None, None,
+            "Share of the period's new customers who ordered again in the month after their first order.")
+with cols[2]:
+    ui.tile("Median days between orders", ui.number(d["median_days_between_orders"], 0, " days"), None, None,
+            "Median gap between a customer's consecutive valid orders, for repeat orders placed in the period.")
+with cols[3]:
+    share = split["returning_revenue"].sum() / total_rev if total_rev else None
+    ui.tile("Revenue from returning customers", ui.pct(share), None, None,
+            "Share of the period's revenue from customers' second and later orders.")
+
+st.subheader("Cohort retention")
+st.caption(
+    "Each row is the customers whose first valid order fell in that month; each cell the share of them who "
+    "ordered in the n-th month after it. Read down a column to compare cohorts at the same age."
+)
+charts.show(charts.cohort_heatmap(d["cohorts"]), "No first-time customers in this period.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Repeat purchase rate")
+    charts.show(charts.lines(repeat, "month", {"repeat_purchase_rate": "Repeat purchase rate"}, y_format="pct",
+                             y_title="Customers with 2+ orders", hover_format="pct1"), "No orders in this period.")
+with right:
+    st.subheader("Days between orders")
+    charts.show(charts.bars(d["gaps"], "days_between", {"orders": "Repeat orders"}, y_format="count",
+                            y_title="Repeat orders", x_title="Days since the customer's previous order",
+                            text_format="count"),
+                "No repeat orders in this period.")
+
+st.subheader("New vs returning revenue")
+charts.show(
+    charts.bars(split, "month", {"new_revenue": "First orders", "returning_revenue": "Repeat orders"},
+                stacked=True, y_format="money", y_title=f"Revenue ({currency})" if currency else "Revenue",
+                colors=[charts.LIGHT_BLUE, charts.BLUE]),
+    "No orders in this period.",
+)
