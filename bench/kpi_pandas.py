@@ -31,8 +31,10 @@ from pipelines.contract import source
 def read_source(landing: Path, name: str) -> pd.DataFrame:
     """All CSV files of a source, needed columns only, typed: timestamps naive UTC, numbers float."""
     wanted = NEEDED[name]
+    # ids and codes as text, numbers inferred by the reader, timestamps parsed below
+    text = {c.name: str for c in source(name).columns if c.type in ("varchar", "timestamp", "date")}
     frames = [
-        pd.read_csv(f, usecols=lambda c: c.strip() in wanted, dtype=str, keep_default_na=False, na_values=[""])
+        pd.read_csv(f, usecols=lambda c: c.strip() in wanted, dtype=text, keep_default_na=False, na_values=[""])
         for f in source_files(landing, name)
     ]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
