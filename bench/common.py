@@ -30,7 +30,7 @@ PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 NEEDED: dict[str, list[str]] = {
     "customers": ["customer_id"],
     "orders": ["order_id", "customer_id", "ordered_at", "status", "total", "promised_delivery_date", "delivered_at"],
-    "returns": ["order_id"],
+    "returns": ["order_id", "status"],
     "survey_responses": ["survey_type", "score", "responded_at"],
     "reviews": ["rating", "created_at"],
     "support_tickets": [

@@ -132,7 +132,9 @@ def compute(landing: Path) -> dict[str, pd.DataFrame]:
     delivered["on_time"] = delivered["promised"] & (
         delivered["delivered_at"].dt.normalize() <= delivered["promised_delivery_date"]
     )
-    delivered["returned"] = delivered["order_id"].isin(returns["order_id"])
+    # a rejected return request is not a return
+    kept_returns = returns.loc[returns["status"].fillna("") != "rejected", "order_id"]
+    delivered["returned"] = delivered["order_id"].isin(kept_returns)
     d = delivered.groupby("delivery_month")[["promised", "on_time", "returned"]].sum()
     d["delivered"] = delivered.groupby("delivery_month").size()
     d = d.reindex(months)

@@ -195,7 +195,10 @@ deliveries as (
         count(*) as delivered,
         count(returned.order_id) as returned
     from valid_orders
-    left join (select distinct order_id from src_returns) as returned on returned.order_id = valid_orders.order_id
+    left join (
+        -- a rejected return request is not a return
+        select distinct order_id from src_returns where coalesce(status, '') <> 'rejected'
+    ) as returned on returned.order_id = valid_orders.order_id
     where delivered_at is not null
     group by 1
 ),

@@ -1,19 +1,21 @@
-"""The benchmark's two KPI baselines compute the same numbers, so comparing their speed is honest.
+"""The benchmark's two KPI baselines compute the same, correct numbers, so comparing their speed is honest.
 
-A small generated shop plus hand-written rows for the edge cases of the KPI definitions
-(same-day orders, cancelled-only customers, a missing status, offsets that move an order
-into the previous UTC month, deliveries without a promise, NPS scores 6/7/8/9, tickets
-never resolved or reopened) go through `bench/kpi_sql.py` and `bench/kpi_pandas.py`; every
-result must match, and the edge customers must have the hand-computed values.
+Hand-written rows cover the edge cases of the KPI definitions (same-day orders,
+cancelled-only customers, a missing status, offsets that move an event into the previous UTC
+month, a delivery without a promise, a rejected return, NPS scores 6/7/8/9, tickets never
+resolved or reopened). Alone, they must give the numbers computed by hand; mixed into a small
+generated shop, `bench/kpi_sql.py` and `bench/kpi_pandas.py` must still agree on every value.
 """
 
 from __future__ import annotations
 
 import sys
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # bench/ is a folder of scripts, not an installed package
@@ -45,9 +47,11 @@ EDGE_ROWS = {
         EDGE-O5,EDGE-4,2024-02-15,,7.00,2024-02-20,
         EDGE-O6,EDGE-6,2024-02-20T10:00:00Z, Cancelled ,100.00,2024-02-25,2024-02-24T10:00:00Z
     """,
+    # a rejected return request is not a return
     "returns": """
-        return_id,order_id,requested_at
-        EDGE-R1,EDGE-O1,2024-02-15T10:00:00Z
+        return_id,order_id,requested_at,status
+        EDGE-R1,EDGE-O1,2024-02-15T10:00:00Z,
+        EDGE-R2,EDGE-O4,2024-03-06T10:00:00Z,Rejected
     """,
     "survey_responses": """
         response_id,customer_id,survey_type,score,responded_at
@@ -83,26 +87,77 @@ def _write_edge_rows(landing: Path) -> None:
         (folder / "edge-cases.csv").write_text(textwrap.dedent(text).strip() + "\n")
 
 
+def _run_both(landing: Path, out: Path) -> dict[str, pd.DataFrame]:
+    """Both baselines over `landing`; they must agree. Returns the SQL results."""
+    sql_run = kpi_sql.run(out / "sql", landing=landing)
+    pandas_run = kpi_pandas.run(landing, out / "pandas")
+    assert sql_run["rows"] == pandas_run["rows"]
+    assert compare_results(out / "sql", out / "pandas") == []
+    return {
+        name: pd.read_parquet(out / "sql" / f"{name}.parquet")
+        for name in ("kpi_monthly", "retention_cohorts", "customers")
+    }
+
+
 def test_sql_and_pandas_kpis_agree_on_generated_data(tmp_path):
     from pipelines.generate import generate
 
+    # the edge cases alone, against numbers computed by hand from EDGE_ROWS
+    _write_edge_rows(tmp_path / "edge")
+    edge = _run_both(tmp_path / "edge", tmp_path / "edge-out")
+    monthly = edge["kpi_monthly"].assign(month=lambda d: d["month"].astype(str)).set_index("month")
+    # the +01:00 review falls in January (UTC), the last order on 29 February: three months
+    assert monthly.index.tolist() == ["2024-01-01", "2024-02-01", "2024-03-01"]
+    feb = monthly.loc["2024-02-01"]
+    expected_feb = {
+        "orders": 4,  # cancelled ones excluded; EDGE-O4 (1 March +02:00) is February in UTC
+        "customers_ordering": 3,
+        "new_customers": 3,
+        "revenue": 43.05,
+        "avg_order_value": 43.05 / 4,
+        "repeat_purchase_rate": 1 / 3,  # EDGE-1's same-day pair makes it a repeat customer
+        "on_time_delivery_rate": 1.0,  # EDGE-O2 arrived 23:30 UTC on its promised day
+        "nps": 0.0,  # 6 detractor, 7 and 8 passive, 9 promoter
+        "csat": 50.0,
+        "avg_review_rating": 2.0,
+        "complaints": 4,
+        "complaint_resolution_rate": 0.75,
+        "median_hours_to_first_response": 1.0,
+        "median_hours_to_resolution": 10.0,
+        "first_contact_resolution_rate": 2 / 3,
+        "wismo_per_100_orders": 25.0,
+        "return_rate": 0.5,
+    }
+    for column, value in expected_feb.items():
+        assert feb[column] == pytest.approx(value), column
+    assert pd.isna(feb["returning_customer_rate"])  # nobody ordered in January
+    mar = monthly.loc["2024-03-01"]
+    assert mar["orders"] == 0 and pd.isna(mar["avg_order_value"]) and pd.isna(mar["wismo_per_100_orders"])
+    assert mar["returning_customer_rate"] == 0.0
+    assert mar["return_rate"] == 0.0  # EDGE-O4's only return request was rejected
+    assert pd.isna(mar["on_time_delivery_rate"])  # delivered without a promised date
+    assert monthly.loc["2024-01-01", "avg_review_rating"] == 5.0
+    assert edge["retention_cohorts"].to_dict("records") == [
+        {
+            "cohort_month": date(2024, 2, 1),
+            "months_since_first_order": 0,
+            "cohort_size": 3,
+            "active_customers": 3,
+            "retention_rate": 1.0,
+        }
+    ]
+    customers = edge["customers"].set_index("customer_id").loc[[f"EDGE-{i}" for i in range(1, 7)]]
+    assert customers["orders_count"].tolist() == [2, 0, 1, 1, 0, 0]
+    assert customers["lifetime_revenue"].tolist() == [30.5, 0, 5.55, 7.0, 0, 0]
+    assert customers["complaints_count"].tolist() == [2, 0, 2, 0, 0, 0]
+    assert str(customers.loc["EDGE-3", "first_order_at"]) == "2024-02-29 23:30:00"
+    assert customers["days_since_last_order"].fillna(-1).tolist() == [19, -1, 0, 14, -1, -1]
+
+    # and a generated shop with the edge rows mixed in
     landing = tmp_path / "landing"
     generate(landing, customers=300, seed=7)
     _write_edge_rows(landing)
-
-    sql_run = kpi_sql.run(tmp_path / "sql", landing=landing)
-    pandas_run = kpi_pandas.run(landing, tmp_path / "pandas")
-
-    assert sql_run["rows"] == pandas_run["rows"]
-    assert sql_run["rows"]["customers"] >= 306
-    assert sql_run["rows"]["kpi_monthly"] >= 12
-    assert compare_results(tmp_path / "sql", tmp_path / "pandas") == []
-
-    # the edge customers, computed by hand
-    customers = pd.read_parquet(tmp_path / "sql" / "customers.parquet").set_index("customer_id")
-    edge = customers.loc[[f"EDGE-{i}" for i in range(1, 7)]]
-    assert edge["orders_count"].tolist() == [2, 0, 1, 1, 0, 0]
-    assert edge["lifetime_revenue"].tolist() == [30.5, 0, 5.55, 7.0, 0, 0]
-    assert edge["complaints_count"].tolist() == [2, 0, 2, 0, 0, 0]
-    assert str(edge.loc["EDGE-3", "first_order_at"]) == "2024-02-29 23:30:00"
-    assert edge["last_order_at"].isna().tolist() == [False, True, False, False, True, True]
+    mixed = _run_both(landing, tmp_path / "mixed-out")
+    assert len(mixed["customers"]) >= 306
+    assert len(mixed["kpi_monthly"]) >= 12
+    assert mixed["kpi_monthly"]["orders"].sum() > 300
