@@ -18,7 +18,7 @@
     count of hour boundaries crossed.
 #}
 {% macro hours_between(start_at, end_at) -%}
-    cast({{ dbt.datediff(start_at, end_at, 'second') }} as {{ retain.type_double() }}) / 3600
+    cast({{ dbt.datediff(start_at, end_at, 'second') }} as {{ type_double() }}) / 3600
 {%- endmacro %}
 
 {#

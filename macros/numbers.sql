@@ -25,7 +25,7 @@
     NULL (an empty denominator gives NULL, never 0 and never an error).
 #}
 {% macro safe_divide(numerator, denominator) -%}
-    cast({{ numerator }} as {{ retain.type_double() }}) / nullif({{ denominator }}, 0)
+    cast({{ numerator }} as {{ type_double() }}) / nullif({{ denominator }}, 0)
 {%- endmacro %}
 
 {#

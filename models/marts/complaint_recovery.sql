@@ -20,11 +20,17 @@ reporting_window as (
 
 outcomes as (
 
-    select 'resolved_within_48h' as outcome, 1 as outcome_order
+    select
+        'resolved_within_48h' as outcome,
+        1 as outcome_order
     union all
-    select 'resolved_later' as outcome, 2 as outcome_order
+    select
+        'resolved_later' as outcome,
+        2 as outcome_order
     union all
-    select 'unresolved' as outcome, 3 as outcome_order
+    select
+        'unresolved' as outcome,
+        3 as outcome_order
 
 ),
 
@@ -88,7 +94,7 @@ final as (
         coalesce(per_outcome.customers, 0) as customers,
         coalesce(per_outcome.repurchased_90d, 0) as repurchased_90d,
         {{ safe_divide('per_outcome.repurchased_90d', 'per_outcome.customers') }}
-        as repurchase_rate_90d,
+            as repurchase_rate_90d,
         outcomes.outcome_order
     from outcomes
     left join per_outcome

@@ -146,13 +146,13 @@ final as (
         coalesce(order_summary.lifetime_revenue, 0)
         - coalesce(order_summary.lifetime_refunds, 0) as net_revenue,
         {{ safe_divide('order_summary.lifetime_revenue', 'order_summary.orders_count') }}
-        as avg_order_value,
+            as avg_order_value,
         {{ safe_divide(
             dbt.datediff('order_summary.first_order_at', 'order_summary.last_order_at', 'day'),
             'order_summary.orders_count - 1'
         ) }} as avg_days_between_orders,
         {{ dbt.datediff('order_summary.last_order_at', 'reporting_window.as_of_date', 'day') }}
-        as days_since_last_order,
+            as days_since_last_order,
         coalesce(ticket_summary.complaints_count, 0) as complaints_count,
         coalesce(ticket_summary.open_tickets_count, 0) as open_tickets_count,
         survey_summary.last_nps_score,

@@ -44,9 +44,9 @@ order_returns as (
 
     orders_in_scope as (
 
-        select orders.*
+        select *
         from orders
-        where orders.customer_id in (select changed_customers.customer_id from changed_customers)
+        where customer_id in (select changed_customers.customer_id from changed_customers)
 
     ),
 
@@ -128,7 +128,7 @@ final as (
         coalesce(sequenced.customer_order_number > 1, false) as is_repeat_order,
         sequenced.previous_order_at,
         {{ dbt.datediff('sequenced.previous_order_at', 'orders_in_scope.ordered_at', 'day') }}
-        as days_since_previous_order,
+            as days_since_previous_order,
         next_instants.next_order_at,
         orders_in_scope.promised_delivery_date,
         orders_in_scope.shipped_at,

@@ -148,7 +148,7 @@ review_kpis as (
         count(*) as reviews_count,
         avg(cast(rating as {{ type_double() }})) as avg_review_rating
     from reviews
-    group by 1
+    group by {{ month_start('created_at') }}
 
 ),
 
@@ -160,9 +160,9 @@ ticket_kpis as (
         count(case when is_complaint and is_resolved then 1 end) as resolved_complaints,
         count(case when is_complaint and is_first_contact_resolution then 1 end) as first_contact_resolutions,
         {{ median('case when is_complaint then hours_to_first_response end') }}
-        as median_hours_to_first_response,
+            as median_hours_to_first_response,
         {{ median('case when is_complaint then hours_to_resolution end') }}
-        as median_hours_to_resolution,
+            as median_hours_to_resolution,
         count(case when is_wismo then 1 end) as wismo_tickets
     from tickets
     group by created_month
@@ -224,9 +224,9 @@ final as (
         revenue,
         {{ safe_divide('revenue', 'orders') }} as avg_order_value,
         {{ safe_divide('returning_customers', 'customers_ordering_previous_month') }}
-        as returning_customer_rate,
+            as returning_customer_rate,
         {{ safe_divide('repeat_customers_to_date', 'customers_to_date') }}
-        as repeat_purchase_rate,
+            as repeat_purchase_rate,
         {{ safe_divide('on_time_deliveries', 'promised_deliveries') }} as on_time_delivery_rate,
         {{ safe_divide('100 * (promoters - detractors)', 'nps_responses') }} as nps,
         {{ safe_divide('100 * satisfied_csat_responses', 'csat_responses') }} as csat,
@@ -236,7 +236,7 @@ final as (
         median_hours_to_first_response,
         median_hours_to_resolution,
         {{ safe_divide('first_contact_resolutions', 'resolved_complaints') }}
-        as first_contact_resolution_rate,
+            as first_contact_resolution_rate,
         {{ safe_divide('100 * wismo_tickets', 'orders') }} as wismo_per_100_orders,
         {{ safe_divide('returned_orders', 'delivered_orders') }} as return_rate,
         delivered_orders,

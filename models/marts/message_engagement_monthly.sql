@@ -33,9 +33,9 @@ messages as (
 
     messages_in_scope as (
 
-        select messages.*
+        select *
         from messages
-        where messages.sent_month in (select changed_months.sent_month from changed_months)
+        where sent_month in (select changed_months.sent_month from changed_months)
 
     ),
 

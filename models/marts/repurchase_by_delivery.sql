@@ -14,9 +14,13 @@ reporting_window as (
 
 outcomes as (
 
-    select 'on_time' as delivery_outcome, true as is_delivered_on_time
+    select
+        'on_time' as delivery_outcome,
+        true as is_delivered_on_time
     union all
-    select 'late' as delivery_outcome, false as is_delivered_on_time
+    select
+        'late' as delivery_outcome,
+        false as is_delivered_on_time
 
 ),
 
@@ -56,7 +60,7 @@ final as (
         coalesce(per_outcome.orders, 0) as orders,
         coalesce(per_outcome.repurchased_90d, 0) as repurchased_90d,
         {{ safe_divide('per_outcome.repurchased_90d', 'per_outcome.orders') }}
-        as repurchase_rate_90d
+            as repurchase_rate_90d
     from outcomes
     left join per_outcome
         on outcomes.is_delivered_on_time = per_outcome.is_delivered_on_time

@@ -20,11 +20,17 @@ reporting_window as (
 
 bands as (
 
-    select 'promoter' as nps_band, 1 as band_order
+    select
+        'promoter' as nps_band,
+        1 as band_order
     union all
-    select 'passive' as nps_band, 2 as band_order
+    select
+        'passive' as nps_band,
+        2 as band_order
     union all
-    select 'detractor' as nps_band, 3 as band_order
+    select
+        'detractor' as nps_band,
+        3 as band_order
 
 ),
 
@@ -78,7 +84,7 @@ final as (
         coalesce(per_band.responses, 0) as responses,
         coalesce(per_band.repurchased_90d, 0) as repurchased_90d,
         {{ safe_divide('per_band.repurchased_90d', 'per_band.responses') }}
-        as repurchase_rate_90d,
+            as repurchase_rate_90d,
         bands.band_order
     from bands
     left join per_band

@@ -69,12 +69,14 @@ activity as (
     select
         cohorts.cohort_month,
         {{ months_between('cohorts.cohort_month', 'customer_months.order_month') }}
-        as months_since_first_order,
+            as months_since_first_order,
         count(*) as active_customers
     from customer_months
     inner join cohorts
         on customer_months.customer_id = cohorts.customer_id
-    group by 1, 2
+    group by
+        cohorts.cohort_month,
+        {{ months_between('cohorts.cohort_month', 'customer_months.order_month') }}
 
 ),
 
@@ -86,7 +88,7 @@ final as (
         cohort_grid.cohort_size,
         coalesce(activity.active_customers, 0) as active_customers,
         {{ safe_divide('coalesce(activity.active_customers, 0)', 'cohort_grid.cohort_size') }}
-        as retention_rate
+            as retention_rate
     from cohort_grid
     left join activity
         on

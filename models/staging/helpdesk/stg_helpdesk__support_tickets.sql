@@ -35,7 +35,7 @@ renamed as (
 versioned as (
 
     select
-        renamed.*,
+        *,
         row_number() over (
             partition by ticket_id
             order by updated_at desc nulls last, _load_id desc, _source_row desc

@@ -48,7 +48,7 @@ renamed as (
 versioned as (
 
     select
-        renamed.*,
+        *,
         row_number() over (
             partition by message_id
             order by _load_id desc, _source_row desc

@@ -29,7 +29,7 @@ renamed as (
 versioned as (
 
     select
-        renamed.*,
+        *,
         row_number() over (
             partition by review_id
             order by _load_id desc, _source_row desc

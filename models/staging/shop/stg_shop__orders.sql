@@ -65,7 +65,7 @@ candidates as (
 versioned as (
 
     select
-        candidates.*,
+        *,
         row_number() over (
             partition by order_id
             order by updated_at desc nulls last, _load_id desc, _source_row desc

@@ -27,7 +27,7 @@ renamed as (
 versioned as (
 
     select
-        renamed.*,
+        *,
         row_number() over (
             partition by return_id
             order by _load_id desc, _source_row desc

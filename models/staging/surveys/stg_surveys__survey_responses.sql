@@ -28,7 +28,7 @@ renamed as (
 versioned as (
 
     select
-        renamed.*,
+        *,
         row_number() over (
             partition by response_id
             order by _load_id desc, _source_row desc

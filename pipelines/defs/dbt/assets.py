@@ -1,0 +1,68 @@
+"""Every dbt model as a Dagster asset, dbt tests as asset checks, in the same lineage graph as ingestion.
+
+- A dbt source table `raw.<table>` maps to the ingestion asset key `["raw", "<table>"]`, so
+  the graph runs from landing files through staging to the marts without a gap.
+- A model's key is `[<schema>, <model>]`, e.g. `["staging", "stg_shop__orders"]`,
+  `["marts", "kpi_monthly"]`; its group is its layer (staging, intermediate, marts).
+- dbt tests become asset checks (dagster-dbt's default). A test of severity `error` is a
+  blocking check, and a failed `dbt build` fails the step, so the churn model and the exports
+  downstream do not run on data that broke a test. `warn` tests report without blocking.
+- The step runs in the `duckdb_writer` pool: one writer on the warehouse at a time.
+"""
+
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from pipelines.defs.dbt.project import dbt_environment, dbt_project, ensure_manifest
+
+#: dbt layers, which are also the warehouse schemas and the Dagster group names.
+LAYERS = ("staging", "intermediate", "marts")
+
+#: Name of the op that runs `dbt build`.
+DBT_OP_NAME = "retain_dbt_models"
+
+
+class RetainDbtTranslator(DagsterDbtTranslator):
+    """Asset keys and groups for retain's dbt nodes (see the module docstring)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """`raw/<table>` for sources (the ingestion assets), `<schema>/<model>` for models."""
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """The model's layer: the first folder under models/ (staging, intermediate, marts)."""
+        if dbt_resource_props["resource_type"] == "source":
+            return None
+        fqn = dbt_resource_props.get("fqn", [])
+        layer = fqn[1] if len(fqn) > 2 else dbt_resource_props["schema"]
+        return layer if layer in LAYERS else dbt_resource_props["schema"]
+
+
+translator = RetainDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+class DbtBuildConfig(dg.Config):
+    """Run configuration of the dbt step."""
+
+    full_refresh: bool = False  # rebuild incremental models (orders, messages) from scratch
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name=DBT_OP_NAME,
+    pool="duckdb_writer",
+)
+def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> Iterator[Any]:
+    """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
+    dbt_environment()  # RETAIN_WAREHOUSE must be absolute before dbt reads profiles.yml
+    dbt = DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))
+    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    yield from dbt.cli(args, context=context).stream()

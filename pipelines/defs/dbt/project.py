@@ -1,0 +1,96 @@
+"""The retain dbt project as Dagster and the CLI see it: where it is, its manifest, a CLI helper.
+
+The manifest (`target/manifest.json`) is git-ignored, so a fresh clone has none. `ensure_manifest()`
+runs `dbt parse` when the manifest is missing or older than any dbt source file (models,
+macros, singular tests, dbt_project.yml, profiles.yml). Parsing needs no network and no
+warehouse connection. It parses into a private folder and moves the manifest into place
+atomically, so two processes starting at once never read a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from pipelines.config import PROJECT_ROOT, export_environment
+
+#: Folders and files whose change makes the manifest stale.
+DBT_SOURCES = ("models", "macros", "tests/dbt", "dbt_project.yml", "profiles.yml")
+
+dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
+
+
+def dbt_executable() -> str:
+    """The `dbt` next to the running interpreter (works without an activated virtualenv)."""
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_environment() -> dict[str, str]:
+    """The environment dbt runs in: resolved RETAIN_* paths and this project's profiles."""
+    export_environment()
+    env = dict(os.environ)
+    env["DBT_PROFILES_DIR"] = str(PROJECT_ROOT)
+    env["DBT_PROJECT_DIR"] = str(PROJECT_ROOT)
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    return env
+
+
+def _newest_source_mtime(root: Path = PROJECT_ROOT) -> float:
+    newest = 0.0
+    for name in DBT_SOURCES:
+        path = root / name
+        if path.is_file():
+            newest = max(newest, path.stat().st_mtime)
+        elif path.is_dir():
+            for file in path.rglob("*"):
+                if file.suffix in (".sql", ".yml", ".yaml", ".md") and file.is_file():
+                    newest = max(newest, file.stat().st_mtime)
+    return newest
+
+
+def manifest_is_stale(manifest: Path | None = None) -> bool:
+    """True when the manifest is missing or older than a dbt source file."""
+    manifest = manifest or dbt_project.manifest_path
+    return not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime()
+
+
+def ensure_manifest() -> Path:
+    """Return the path of an up-to-date manifest, running `dbt parse` first if needed."""
+    manifest = dbt_project.manifest_path
+    if not manifest_is_stale(manifest):
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".parse-", dir=manifest.parent) as scratch:
+        result = subprocess.run(
+            [dbt_executable(), "parse", "--target-path", scratch, "--quiet"],
+            cwd=PROJECT_ROOT,
+            env=dbt_environment(),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"dbt parse failed in {PROJECT_ROOT} (exit {result.returncode}):\n"
+                f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
+            )
+        os.replace(Path(scratch) / "manifest.json", manifest)
+    return manifest
+
+
+def dbt_cli(args: list[str], *, check: bool = False) -> int:
+    """Run `dbt <args>` on the retain project with the resolved warehouse; return the exit code.
+
+    Output goes to the terminal. Used by the CLI, e.g. `retain docs` runs
+    `dbt_cli(["docs", "generate"])` then `dbt_cli(["docs", "serve", "--port", "8080"])`.
+    With check=True a non-zero exit raises CalledProcessError.
+    """
+    command = [dbt_executable(), *args]
+    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=dbt_environment(), check=check)
+    return completed.returncode
