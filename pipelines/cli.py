@@ -32,8 +32,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
 )
-console = Console()
-err = Console(stderr=True)
+# Wide enough for the run summary when output is piped (a log file, CI) rather than a terminal.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 DataDirOption = Annotated[
     Path | None,
@@ -167,6 +168,7 @@ def _print_run(summary) -> None:
         ("seconds", "right"),
         ("checks passed", "right"),
         ("checks failed", "right"),
+        ("warnings", "right"),
         ("peak MB", "right"),
     ]:
         table.add_column(col, justify=justify)
@@ -179,6 +181,7 @@ def _print_run(summary) -> None:
             f"{st.seconds:.1f}",
             str(st.checks_passed),
             f"[red]{st.checks_failed}[/]" if st.checks_failed else "0",
+            f"[yellow]{st.checks_warned}[/]" if st.checks_warned else "0",
             f"{st.peak_rss_mb:,.0f}",
         )
     console.print(table)

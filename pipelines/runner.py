@@ -32,6 +32,7 @@ class StageSummary:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    checks_warned: int = 0
     peak_rss_mb: float = 0.0
     failed_checks: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
@@ -64,7 +65,10 @@ class RunSummary:
         }
 
 
-STAGE_ORDER = ["ingest", "staging", "intermediate", "marts", "train", "score", "outreach", "exports", "publish"]
+#: The dbt build materialises all three layers in one step: one stage, "dbt".
+DBT_LAYERS = {"staging", "intermediate", "marts"}
+DBT_STAGE = "dbt"
+STAGE_ORDER = ["ingest", "dbt", "train", "score", "outreach", "exports", "publish"]
 
 
 def _int(value) -> int:
@@ -92,7 +96,7 @@ def summarise(
     step_groups: dict[str, list[str]] = defaultdict(list)
     step_assets: dict[str, set] = defaultdict(set)
     step_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    step_checks: dict[str, list] = defaultdict(lambda: [0, 0, []])
+    step_checks: dict[str, list] = defaultdict(lambda: [0, 0, [], 0])
     step_seconds: dict[str, float] = {}
     failed: list[str] = []
     step_start: dict[str, float] = {}
@@ -134,6 +138,8 @@ def summarise(
             checks = step_checks[step]
             if ev.passed:
                 checks[0] += 1
+            elif ev.severity == dg.AssetCheckSeverity.WARN:
+                checks[3] += 1
             else:
                 checks[1] += 1
                 checks[2].append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
@@ -141,7 +147,7 @@ def summarise(
     stages: dict[str, StageSummary] = {}
     for step in step_seconds:
         groups = step_groups.get(step) or [step]
-        name = groups[0] if len(groups) == 1 else "+".join(groups)
+        name = groups[0] if len(groups) == 1 else DBT_STAGE if set(groups) <= DBT_LAYERS else "+".join(groups)
         st = stages.setdefault(name, StageSummary(stage=name))
         st.assets += len(step_assets[step])
         st.rows_in += step_rows[step][0]
@@ -150,6 +156,7 @@ def summarise(
         st.peak_rss_mb = round(max(st.peak_rss_mb, (peaks or {}).get(step, 0.0)), 1)
         st.checks_passed += step_checks[step][0]
         st.checks_failed += step_checks[step][1]
+        st.checks_warned += step_checks[step][3]
         st.failed_checks += step_checks[step][2]
         if step in failed:
             st.failed_steps.append(step)
