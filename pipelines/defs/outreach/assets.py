@@ -1,0 +1,180 @@
+"""Dagster assets for outreach: the lists after each scoring run, then every CRM export.
+
+The work is done by `pipelines.outreach` (plain Python); these assets only open the warehouse,
+call it and report what happened as metadata.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster import AssetExecutionContext
+
+from pipelines.config import settings
+from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
+from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
+
+OUTREACH_LISTS_KEY = dg.AssetKey(["exports", "outreach_lists"])
+CRM_EXPORTS_KEY = dg.AssetKey(["exports", "crm_exports"])
+GROUP = "outreach"
+
+
+def _churn_scores_key() -> dg.AssetKey:
+    """The ML domain's churn scores asset (whatever its prefix), else `ml/churn_scores`."""
+    try:
+        from pipelines.defs import ml as ml_defs  # the ML domain may not be built yet
+    except ImportError:
+        return dg.AssetKey(["ml", "churn_scores"])
+    for item in getattr(ml_defs, "assets", []):
+        keys = item.keys if isinstance(item, dg.AssetsDefinition) else [getattr(item, "key", None)]
+        for key in keys:
+            if key is not None and key.path[-1] == "churn_scores":
+                return key
+    return dg.AssetKey(["ml", "churn_scores"])
+
+
+CHURN_SCORES_KEY = _churn_scores_key()
+
+
+@dg.asset(
+    key=OUTREACH_LISTS_KEY,
+    deps=[CHURN_SCORES_KEY],
+    group_name=GROUP,
+    pool="duckdb_writer",
+    kinds={"duckdb"},
+    description=(
+        "Who to contact today and how: each customer in at most one play of the playbook "
+        "(pipelines/outreach/playbook.yaml or RETAIN_PLAYBOOK), after suppression. Writes "
+        "exports.runs, exports.outreach_lists and exports.suppressions (history per run)."
+    ),
+)
+def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
+    """Build the outreach lists for the latest scores."""
+    s = settings()
+    with duckdb.connect(str(s.warehouse)) as con:
+        summary = build_outreach_lists(con, as_of=s.as_of)
+    context.log.info(
+        f"outreach run {summary.run_id} for {summary.as_of_date}: {summary.listed} listed, "
+        f"{summary.suppressed} suppressed of {summary.eligible} eligible"
+    )
+    plays = "\n".join(
+        f"| {name} | {c['eligible']} | {c['suppressed']} | {c['listed']} |" for name, c in summary.by_play.items()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "outreach_run_id": summary.run_id,
+            "as_of_date": summary.as_of_date.isoformat(),
+            "candidates": summary.candidates,
+            "eligible": summary.eligible,
+            "suppressed": summary.suppressed,
+            "listed": summary.listed,
+            "plays": dg.MetadataValue.md(
+                "| play | eligible | suppressed | listed |\n| --- | --- | --- | --- |\n" + plays
+            ),
+            "suppressions_by_reason": dg.MetadataValue.json(summary.by_reason),
+        }
+    )
+
+
+@dg.asset(
+    key=CRM_EXPORTS_KEY,
+    deps=[OUTREACH_LISTS_KEY],
+    group_name=GROUP,
+    pool="duckdb_writer",
+    kinds={"csv"},
+    description=(
+        "Every play in every format (csv, HubSpot, Klaviyo, Salesforce, Mailchimp, Google Customer "
+        "Match, Meta Custom Audiences) under RETAIN_EXPORTS/<play>/<format>/<run_id>/, with "
+        "manifest.json and added/changed/removed diffs against the previous export."
+    ),
+)
+def crm_exports(context: AssetExecutionContext) -> dg.MaterializeResult:
+    """Export the latest outreach run in every format."""
+    s = settings()
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        results = export(con, "all", "all", s.exports)
+    written = [r for r in results if not r.skipped]
+    rows = "\n".join(
+        f"| {r.play} | {r.format} | {r.rows} | {r.added} | {r.changed} | {r.removed} |" for r in written
+    )
+    context.log.info(f"{len(written)} exports written to {s.exports}")
+    return dg.MaterializeResult(
+        metadata={
+            "outreach_run_id": written[0].run_id if written else (results[0].run_id if results else ""),
+            "folder": dg.MetadataValue.path(str(s.exports)),
+            "exports": len(written),
+            "skipped": len(results) - len(written),
+            "rows": sum(r.rows for r in written),
+            "summary": dg.MetadataValue.md(
+                "| play | format | rows | added | changed | removed |\n| --- | --- | --- | --- | --- | --- |\n" + rows
+            ),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=OUTREACH_LISTS_KEY,
+    name="one_play_and_no_suppressed_customer",
+    blocking=True,
+    pool="duckdb_writer",
+    description="In the latest run no customer is in two plays, and no suppressed customer is listed.",
+)
+def outreach_lists_check() -> dg.AssetCheckResult:
+    """Fail (and stop the exports) if the latest run breaks the one-play or suppression rules."""
+    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+        run_id = latest_run_id(con)
+        if run_id is None:
+            return dg.AssetCheckResult(passed=False, metadata={"problem": "no outreach run"})
+        dupes, suppressed_listed = con.execute(
+            """SELECT
+                 (SELECT count(*) FROM (SELECT customer_id FROM exports.outreach_lists WHERE run_id = $1
+                                        GROUP BY customer_id HAVING count(*) > 1)),
+                 (SELECT count(DISTINCT l.customer_id) FROM exports.outreach_lists l
+                  JOIN exports.suppressions s USING (run_id, customer_id) WHERE l.run_id = $1)""",
+            [run_id],
+        ).fetchall()[0]
+    return dg.AssetCheckResult(
+        passed=dupes == 0 and suppressed_listed == 0,
+        metadata={"outreach_run_id": run_id, "customers_in_two_plays": dupes,
+                  "suppressed_but_listed": suppressed_listed},
+    )
+
+
+def _verify_export(folder: Path) -> list[str]:
+    problems = []
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for entry in manifest["files"] + manifest["diff"]["files"]:
+        path = folder / entry["name"]
+        if not path.exists():
+            problems.append(f"{path} is missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            problems.append(f"{path} does not match its sha256 in the manifest")
+    return problems
+
+
+@dg.asset_check(
+    asset=CRM_EXPORTS_KEY,
+    name="latest_exports_match_manifests",
+    description="Every play × format has a LATEST export whose files match the sha256 in its manifest.",
+)
+def crm_exports_check() -> dg.AssetCheckResult:
+    """Re-hash the latest export of every play and format against its manifest."""
+    root = settings().exports
+    problems: list[str] = []
+    checked = 0
+    for latest in sorted(root.glob(f"*/*/{LATEST}")) if root.exists() else []:
+        base = latest.parent
+        if base.name not in FORMATS:
+            continue
+        run_id = read_latest(base)
+        if run_id is None or not (base / run_id / MANIFEST).exists():
+            problems.append(f"{base}: LATEST does not point at a complete export")
+            continue
+        problems += _verify_export(base / run_id)
+        checked += 1
+    return dg.AssetCheckResult(
+        passed=checked > 0 and not problems,
+        metadata={"exports_checked": checked, "problems": dg.MetadataValue.json(problems[:20])},
+    )

@@ -1,0 +1,503 @@
+"""Write a play's list in a tool's format: files, manifest, diffs, atomically.
+
+Layout, per play and format, under the output folder (default `RETAIN_EXPORTS`)::
+
+    <out>/<play>/<format>/
+        LATEST                      run id of the newest complete export (a text file)
+        <run_id>/
+            <play>-<format>.csv     the rows (or -part001.csv, -part002.csv … when split)
+            diff/added.csv          customers new since the previous export
+            diff/changed.csv        customers whose row changed (new values)
+            diff/removed.csv        customers no longer in the list (their previous row)
+            manifest.json           run, play, format, row counts, sha256 per file, columns,
+                                    generated_at, source freshness, diff counts
+            .snapshot.parquet       rows keyed by customer_id, for the next diff (internal:
+                                    not for upload)
+
+An export is written into a hidden temporary folder next to its final place and renamed when
+complete, then `LATEST` is replaced (write + rename). A failure midway removes the temporary
+folder: the previous export and `LATEST` stay as they were.
+
+"Previous export" is the one `LATEST` points at; re-exporting the same run replaces its folder
+and diffs against the export before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipelines.outreach.formats import (
+    EXPORT_SOURCE_SQL,
+    FORMATS,
+    STILL_CONTACTABLE_SQL,
+    ExportFormat,
+    get_format,
+    rows_sql,
+)
+from pipelines.outreach.lists import latest_run_id
+from pipelines.outreach.normalize import install_macros
+
+log = logging.getLogger("retain.outreach")
+
+MANIFEST = "manifest.json"
+SNAPSHOT = ".snapshot.parquet"
+LATEST = "LATEST"
+DIFF_DIR = "diff"
+DIFF_KINDS = ("added", "changed", "removed")
+DEFAULT_KEEP = 30
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_INTERNAL = ("__key", "__rank")
+
+
+class ExportError(ValueError):
+    """An export cannot be made as asked (unknown run or play, format not for this channel)."""
+
+
+@dataclass
+class ExportResult:
+    """One play × format export: where it went and what changed since the previous one."""
+
+    play: str
+    format: str
+    run_id: str
+    path: Path | None = None
+    files: tuple[str, ...] = ()
+    rows: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    dropped: int = 0
+    previous_run_id: str | None = None
+    skipped: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict."""
+        d = dict(self.__dict__)
+        d["path"] = str(self.path) if self.path else None
+        d["files"] = list(self.files)
+        return d
+
+
+# --------------------------------------------------------------------------- runs and plays
+
+
+def run_info(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict:
+    """The `exports.runs` row of `run_id` (default: the latest run) as a dict."""
+    run_id = run_id or latest_run_id(con)
+    if run_id is None:
+        raise ExportError("there are no outreach lists yet: build them first (retain run)")
+    try:
+        rel = con.sql("SELECT * FROM exports.runs WHERE run_id = $r", params={"r": run_id})
+        cols, rows = rel.columns, rel.fetchall()
+    except duckdb.CatalogException as exc:
+        raise ExportError("there are no outreach lists yet: build them first (retain run)") from exc
+    if not rows:
+        raise ExportError(f"no outreach run {run_id!r} in exports.runs")
+    info = dict(zip(cols, rows[0], strict=True))
+    info["plays"] = json.loads(info.get("plays_json") or "[]")
+    return info
+
+
+def plays_for_run(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> list[dict]:
+    """The plays of a run (as the playbook defined them then), in priority order."""
+    return run_info(con, run_id)["plays"]
+
+
+def supports(fmt: str | ExportFormat, channel: str) -> bool:
+    """Whether a format may carry a play of `channel` (support_queue plays go to csv only)."""
+    f = get_format(fmt) if isinstance(fmt, str) else fmt
+    return channel in f.channels
+
+
+def _play_meta(run: dict, play: str) -> dict:
+    for p in run["plays"]:
+        if p["name"] == play:
+            return p
+    names = ", ".join(p["name"] for p in run["plays"])
+    raise ExportError(f"run {run['run_id']} has no play {play!r}; plays: {names}")
+
+
+def _check_supported(fmt: ExportFormat, meta: dict) -> None:
+    if not supports(fmt, meta["channel"]):
+        why = (
+            "it is a service contact for the support queue, never sent to marketing tools"
+            if meta["channel"] == "support_queue" else f"{fmt.name} does not carry {meta['channel']} contacts"
+        )
+        raise ExportError(
+            f"play {meta['name']!r} cannot be exported as {fmt.name}: {why}; "
+            f"formats for it: {', '.join(f for f in FORMATS if supports(f, meta['channel']))}"
+        )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+SOURCE_TABLE = "_retain_export_source"
+
+
+def prepare_source(con: duckdb.DuckDBPyConnection, run_id: str, play: str | None = None) -> None:
+    """Temp table `_retain_export_source`: a run's list (one play, or all) with normalised contacts.
+
+    Computed once per `export()` call and shared by every format, so each address is
+    validated and normalised once. Rows of customers who can no longer be contacted are
+    left out here (see `STILL_CONTACTABLE_SQL`).
+    """
+    install_macros(con)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {SOURCE_TABLE} AS "
+        f"SELECT * FROM ({EXPORT_SOURCE_SQL}) WHERE {STILL_CONTACTABLE_SQL}",
+        {"run_id": run_id, "play": play},
+    )
+
+
+def export_table(
+    con: duckdb.DuckDBPyConnection, play: str, fmt: str, run_id: str | None = None, prepared: bool = False
+) -> tuple[pa.Table, dict]:
+    """The rows of one play in one format as an Arrow table (with internal `__key`, `__rank`).
+
+    Returns the table and a dict with the run, play, format and the number of list rows left
+    out because the customer can no longer be contacted. `prepared=True` reuses the source
+    table `prepare_source` made for this run.
+    """
+    f = get_format(fmt)
+    run = run_info(con, run_id)
+    meta = _play_meta(run, play)
+    _check_supported(f, meta)
+    if not prepared:
+        prepare_source(con, run["run_id"], play)
+    params = {"run_id": run["run_id"], "play": play}
+    sql = f"WITH export_source AS (SELECT * FROM {SOURCE_TABLE} WHERE play = $play)" + rows_sql(f)
+    table = con.sql(sql, params={"play": play}).to_arrow_table()
+    listed = con.sql(
+        "SELECT count(*) FROM exports.outreach_lists WHERE run_id = $run_id AND play = $play", params=params
+    ).fetchall()[0][0]
+    dropped = int(listed) - table.num_rows
+    if dropped:
+        log.warning(
+            "%s/%s run %s: %d listed customer(s) left out of the file: consent, address or erasure "
+            "changed since the list was built", play, fmt, run["run_id"], dropped,
+        )
+    return table, {"run": run, "play": meta, "dropped": dropped, "format": f}
+
+
+def _public(table: pa.Table) -> pa.Table:
+    return table.drop_columns([c for c in _INTERNAL if c in table.column_names])
+
+
+def _csv_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    # Strings are always quoted ("needed" quotes every string in Arrow), numbers are not.
+    pacsv.write_csv(_public(table), buf, pacsv.WriteOptions(quoting_style="needed"))
+    return buf.getvalue()
+
+
+def _chunks(table: pa.Table, max_rows: int | None) -> list[pa.Table]:
+    if not max_rows or table.num_rows <= max_rows:
+        return [table]
+    return [table.slice(i, max_rows) for i in range(0, table.num_rows, max_rows)]
+
+
+def _names(stem: str, n: int) -> list[str]:
+    return [f"{stem}.csv"] if n == 1 else [f"{stem}-part{i:03d}.csv" for i in range(1, n + 1)]
+
+
+def _render(table: pa.Table, stem: str, max_rows: int | None) -> dict[str, tuple[bytes, int]]:
+    parts = _chunks(table, max_rows)
+    return {
+        name: (_csv_bytes(part), part.num_rows)
+        for name, part in zip(_names(stem, len(parts)), parts, strict=True)
+    }
+
+
+def render_export(
+    con: duckdb.DuckDBPyConnection,
+    play: str,
+    fmt: str,
+    run_id: str | None = None,
+    max_rows: int | None = None,
+) -> dict[str, bytes]:
+    """The export files of one play in one format, in memory: `{file name: CSV bytes}`.
+
+    What the dashboard's download buttons serve; `export()` writes the same bytes to disk.
+    `max_rows` overrides the format's rows-per-file limit (files are split above it).
+    """
+    table, ctx = export_table(con, play, fmt, run_id)
+    limit = max_rows or ctx["format"].max_rows_per_file
+    return {name: data for name, (data, _) in _render(table, f"{play}-{fmt}", limit).items()}
+
+
+# --------------------------------------------------------------------------- diffs
+
+
+def diff_tables(previous: pa.Table | None, current: pa.Table) -> dict[str, pa.Table]:
+    """`added`, `changed`, `removed` rows by `__key` between two exports of the same play and format.
+
+    `changed` holds the new rows; `removed` the previous ones (so a tool can delete them by
+    their identifiers). If the columns differ (the format changed), every kept key is `changed`.
+    """
+    empty = current.slice(0, 0)
+    if previous is None:
+        return {"added": current, "changed": empty, "removed": empty}
+    db = duckdb.connect(":memory:")
+    try:
+        db.register("cur", current)
+        db.register("prev", previous)
+        same = previous.column_names == current.column_names and previous.schema.equals(current.schema)
+        cols = [c for c in current.column_names if c not in _INTERNAL]
+        differs = " OR ".join(f'c."{c}" IS DISTINCT FROM p."{c}"' for c in cols) if same else "true"
+        added = db.sql("SELECT * FROM cur c ANTI JOIN prev p USING (__key) ORDER BY c.__rank, c.__key")
+        changed = db.sql(
+            f"SELECT c.* FROM cur c JOIN prev p USING (__key) WHERE {differs or 'false'} ORDER BY c.__rank, c.__key"
+        )
+        removed = db.sql("SELECT * FROM prev p ANTI JOIN cur c USING (__key) ORDER BY p.__rank, p.__key")
+        out = {
+            "added": added.to_arrow_table(),
+            "changed": changed.to_arrow_table(),
+            "removed": removed.to_arrow_table(),
+        }
+    finally:
+        db.close()
+    if not same:
+        out["removed"] = out["removed"].select(previous.column_names)
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_file(path: Path, data: bytes) -> str:
+    """Write bytes durably and return their sha256 (the one place export bytes hit the disk)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_latest(base: Path) -> str | None:
+    """The run id in `<base>/LATEST`, or None."""
+    try:
+        value = (base / LATEST).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value if _RUN_ID_RE.fullmatch(value) else None
+
+
+def _write_latest(base: Path, run_id: str) -> None:
+    tmp = base / f".{LATEST}.{secrets.token_hex(4)}"
+    _write_file(tmp, (run_id + "\n").encode())
+    os.replace(tmp, base / LATEST)
+    _fsync_dir(base)
+
+
+def _clean_stale(base: Path, older_than_s: float = 3600) -> None:
+    """Remove temporary folders left by a crashed export (an hour old: not a running one)."""
+    now = time.time()
+    for p in base.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _prune(base: Path, keep: int, protect: set[str]) -> None:
+    """Keep the newest `keep` export folders of a play and format (personal data should not pile up)."""
+    folders = []
+    for p in base.iterdir():
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists():
+            folders.append((p.stat().st_mtime, p))
+    folders.sort(reverse=True)
+    for _, p in folders[keep:]:
+        if p.name not in protect:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _previous(base: Path, run_id: str) -> tuple[str | None, pa.Table | None]:
+    prev_id = read_latest(base)
+    if prev_id == run_id:
+        # Re-exporting the same run: diff against the export it was diffed against.
+        try:
+            prev_id = json.loads((base / run_id / MANIFEST).read_text())["diff"]["previous_run_id"]
+        except (OSError, KeyError, ValueError, TypeError):
+            prev_id = None
+    if not prev_id:
+        return None, None
+    snap = base / prev_id / SNAPSHOT
+    if not snap.exists():
+        log.warning("previous export %s has no snapshot: every row counts as added", base / prev_id)
+        return prev_id, None
+    return prev_id, pq.read_table(snap)
+
+
+def _iso(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def export_one(
+    con: duckdb.DuckDBPyConnection,
+    play: str,
+    fmt: str,
+    out_dir: Path | str,
+    run_id: str | None = None,
+    max_rows: int | None = None,
+    keep: int | None = DEFAULT_KEEP,
+    prepared: bool = False,
+) -> ExportResult:
+    """Export one play in one format to `<out_dir>/<play>/<fmt>/<run_id>/` (see the module doc)."""
+    table, ctx = export_table(con, play, fmt, run_id, prepared=prepared)
+    run, f = ctx["run"], ctx["format"]
+    rid = run["run_id"]
+    if not _RUN_ID_RE.fullmatch(rid):
+        raise ExportError(f"run id {rid!r} cannot name a folder")
+    limit = max_rows or f.max_rows_per_file
+    stem = f"{play}-{fmt}"
+    base = Path(out_dir) / play / fmt
+    base.mkdir(parents=True, exist_ok=True)
+    _clean_stale(base)
+    prev_id, prev_table = _previous(base, rid)
+    diffs = diff_tables(prev_table, table)
+
+    tmp = base / f".tmp-{rid}-{secrets.token_hex(4)}"
+    final = base / rid
+    old: Path | None = None
+    tmp.mkdir()
+    try:
+        files = []
+        for name, (data, n) in _render(table, stem, limit).items():
+            files.append({"name": name, "rows": n, "bytes": len(data), "sha256": _write_file(tmp / name, data)})
+        (tmp / DIFF_DIR).mkdir()
+        diff_files = []
+        for kind in DIFF_KINDS:
+            for name, (data, n) in _render(diffs[kind], kind, limit).items():
+                diff_files.append({
+                    "name": f"{DIFF_DIR}/{name}", "kind": kind, "rows": n, "bytes": len(data),
+                    "sha256": _write_file(tmp / DIFF_DIR / name, data),
+                })
+        pq.write_table(table, tmp / SNAPSHOT)
+        manifest = {
+            "retain_export": 1,
+            "run_id": rid,
+            "play": play,
+            "format": fmt,
+            "format_title": f.title,
+            "channel": ctx["play"]["channel"],
+            "action": ctx["play"]["action"],
+            "template": ctx["play"]["template"],
+            "priority": ctx["play"]["priority"],
+            "generated_at": _iso(datetime.now(UTC).replace(tzinfo=None)),
+            "rows": table.num_rows,
+            "dropped_at_export": ctx["dropped"],
+            "columns": f.headers,
+            "hashed": f.hashed,
+            "max_rows_per_file": limit,
+            "files": files,
+            "diff": {
+                "previous_run_id": prev_id,
+                "key": "customer_id",
+                **{kind: diffs[kind].num_rows for kind in DIFF_KINDS},
+                "files": diff_files,
+            },
+            "source": {
+                "as_of_date": _iso(run.get("as_of_date")),
+                "lists_created_at": _iso(run.get("created_at")),
+                "scores_scored_at": _iso(run.get("scores_scored_at")),
+                "model_version": run.get("model_version"),
+                "latest_order_at": _iso(run.get("latest_order_at")),
+                "latest_message_at": _iso(run.get("latest_message_at")),
+                "latest_ticket_at": _iso(run.get("latest_ticket_at")),
+                "playbook_sha256": run.get("playbook_sha256"),
+            },
+        }
+        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        _fsync_dir(tmp)
+        if final.exists():
+            old = base / f".old-{rid}-{secrets.token_hex(4)}"
+            final.rename(old)
+        tmp.rename(final)
+        _fsync_dir(base)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            old.rename(final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _write_latest(base, rid)
+    if keep:
+        _prune(base, keep, protect={rid} | ({prev_id} if prev_id else set()))
+    result = ExportResult(
+        play=play, format=fmt, run_id=rid, path=final, files=tuple(x["name"] for x in files),
+        rows=table.num_rows, added=diffs["added"].num_rows, changed=diffs["changed"].num_rows,
+        removed=diffs["removed"].num_rows, dropped=ctx["dropped"], previous_run_id=prev_id,
+    )
+    log.info(
+        "exported %s/%s run %s: %d rows in %d file(s), +%d ~%d -%d since %s",
+        play, fmt, rid, result.rows, len(files), result.added, result.changed, result.removed, prev_id or "nothing",
+    )
+    return result
+
+
+def export(
+    con: duckdb.DuckDBPyConnection,
+    play: str,
+    fmt: str,
+    out_dir: Path | str,
+    run_id: str | None = None,
+    max_rows: int | None = None,
+    keep: int | None = DEFAULT_KEEP,
+) -> list[ExportResult]:
+    """Export `play` (a name or `all`) in `fmt` (a format name or `all`) for a run (default: latest).
+
+    With `all`, combinations a format cannot carry (support_queue plays in marketing formats,
+    SMS plays in Mailchimp) come back as results with `skipped` set; asked for by name they
+    raise `ExportError`.
+    """
+    run = run_info(con, run_id)
+    metas = run["plays"] if play == "all" else [_play_meta(run, play)]
+    fmts = list(FORMATS) if fmt == "all" else [get_format(fmt).name]
+    results = []
+    prepare_source(con, run["run_id"], None if play == "all" else play)
+    for meta in metas:
+        for name in fmts:
+            if not supports(name, meta["channel"]):
+                if play != "all" and fmt != "all":
+                    _check_supported(get_format(name), meta)
+                results.append(ExportResult(
+                    play=meta["name"], format=name, run_id=run["run_id"],
+                    skipped=f"{name} does not carry {meta['channel']} plays",
+                ))
+                continue
+            results.append(
+                export_one(con, meta["name"], name, out_dir, run["run_id"], max_rows, keep, prepared=True)
+            )
+    con.execute(f"DROP TABLE IF EXISTS {SOURCE_TABLE}")
+    return results
