@@ -60,23 +60,26 @@ def load_landing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     """Read each source's CSV files once into a table `src_<source>` with the needed columns."""
     for name in NEEDED:
         files = source_files(landing, name)
-        present: set[str] = set()
-        for f in files:
-            present.update(read_header(f))
+        headers = [read_header(f) for f in files]
+        present = {c for h in headers for c in h}
         if not files:
             con.execute(f"create table src_{name} as select {_select_list(name, set(), True)} where false")
             continue
-        types = {c: _csv_type(name, c) for c in NEEDED[name] if c in present}
-        # every other column is read as text: the reader then skips parsing what it drops
-        others = {c: "VARCHAR" for c in present if c not in types}
+        # the needed columns typed, every other one text (never parsed, as it is not selected)
+        types = {c: _csv_type(name, c) if c in NEEDED[name] else "VARCHAR" for h in headers for c in h}
         file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-        type_map = "{" + ", ".join(f"'{c}': '{t}'" for c, t in {**types, **others}.items()) + "}"
+        if all(h == headers[0] for h in headers):
+            # one known layout: no sniffing (it costs more than reading a small file)
+            columns = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in headers[0]) + "}"
+            options = f"header = true, columns = {columns}, auto_detect = false"
+        else:
+            type_map = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types.items()) + "}"
+            options = f"header = true, union_by_name = true, types = {type_map}"
         con.execute(
             f"""
             create table src_{name} as
             select {_select_list(name, present, False)}
-            from read_csv({file_list}, header = true, union_by_name = true,
-                          types = {type_map}, auto_detect = true)
+            from read_csv({file_list}, {options})
             """
         )
 

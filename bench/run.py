@@ -571,6 +571,10 @@ def render_markdown(results: list[dict]) -> str:
                     f"| {st.get('rows_in', 0):,} | {st.get('rows_out', 0):,} "
                     f"| {st.get('checks_passed', 0)} / {st.get('checks_failed', 0)} |"
                 )
+            step = r.get("steps", {}).get("full_run" if key == "stages" else "incremental_run")
+            if step:
+                outside = step["seconds"] - sum(st["seconds"] for st in stages)
+                lines.append(f"| outside the steps (start-up, definitions, bookkeeping) | {outside:,.1f} | | | | |")
         if r.get("increment"):
             inc = r["increment"]
             lines += [
