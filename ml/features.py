@@ -1,0 +1,404 @@
+"""Point-in-time churn features and labels, computed in DuckDB SQL.
+
+`build_features(con, as_of)` returns one row per customer with at least one valid order on
+or before the cut-off day `as_of`, using only events at or before the end of that day:
+every table is filtered by its own event timestamp (orders by `ordered_at`, deliveries by
+`delivered_at`, tickets by `created_at` and their resolution by `resolved_at`, returns by
+`requested_at`, surveys by `responded_at`, reviews by `created_at`, email opens, clicks and
+unsubscribes by their own timestamps). The same function builds training rows for past
+cut-offs and today's scoring rows, so the two cannot drift apart.
+
+Each domain (orders, returns, support, surveys, reviews, messages, customer record) is one
+aggregate query; they are joined on customer_id in one statement. A missing or empty
+source table yields NULL features for its domain, so a plain transaction log (orders only)
+still produces a usable table.
+
+Known limits of point-in-time correctness, from what the sources keep: an order's
+`status` is its latest one, so an order cancelled after the cut-off counts as invalid at
+every cut-off; the customer record is the latest version, so consent is used only when the
+record was last updated on or before the cut-off ("unknown" otherwise: its value at the
+cut-off is lost), and country is treated as a fixed attribute. Unsubscribes are taken from
+the message events, which are point-in-time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+ORDERS_TABLE = "marts.fct_orders"
+TABLES = {
+    "customers": "staging.stg_shop__customers",
+    "returns": "staging.stg_shop__returns",
+    "messages": "staging.stg_messaging__messages",
+    "surveys": "staging.stg_surveys__survey_responses",
+    "reviews": "staging.stg_reviews__reviews",
+    "tickets": "staging.stg_helpdesk__support_tickets",
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: its column, the driver group it explains, numeric or categorical."""
+
+    name: str
+    group: str
+    categorical: bool = False
+    description: str = ""
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("days_since_last_order", "recency", description="Days from the last valid order to the cut-off."),
+    Feature("overdue_ratio", "recency", description="Days since the last order / the customer's mean gap."),
+    Feature("order_count", "frequency", description="Valid orders so far."),
+    Feature("order_days", "frequency", description="Distinct days with a valid order."),
+    Feature("gap_mean_days", "frequency", description="Mean days between order days."),
+    Feature("gap_std_days", "frequency", description="Standard deviation of days between order days."),
+    Feature("tenure_days", "tenure", description="Days since the first valid order."),
+    Feature("orders_last_90d", "trend", description="Valid orders in the 90 days up to the cut-off."),
+    Feature("order_trend_ratio", "trend", description="Order rate of the last 90 days / rate before."),
+    Feature("total_spend", "spend", description="Sum of order totals."),
+    Feature("avg_order_value", "spend", description="Mean order total."),
+    Feature("spend_last_365d", "spend", description="Order totals in the last 365 days."),
+    Feature("discounted_order_share", "discount", description="Share of orders with a discount."),
+    Feature("return_count", "returns", description="Return requests."),
+    Feature("returned_order_share", "returns", description="Share of orders with a return request."),
+    Feature("late_deliveries", "delivery", description="Orders known to be late at the cut-off."),
+    Feature("late_delivery_share", "delivery", description="Late orders / orders with a promised date."),
+    Feature("last_order_late", "delivery", description="1 if the last order was late (known at the cut-off)."),
+    Feature("max_delay_days", "delivery", description="Largest delay past the promised date, days."),
+    Feature("wismo_tickets", "wismo", description="'Where is my order' tickets."),
+    Feature("complaint_count", "complaints", description="Complaint tickets."),
+    Feature("complaints_last_90d", "complaints", description="Complaint tickets in the last 90 days."),
+    Feature("unresolved_complaints", "unresolved", description="Complaints not resolved at the cut-off."),
+    Feature("days_unresolved", "unresolved", description="Age in days of the oldest unresolved complaint."),
+    Feature("avg_hours_to_resolution", "resolution", description="Mean hours to resolve tickets."),
+    Feature("ticket_count", "resolution", description="Support tickets of any kind."),
+    Feature("last_nps", "nps", description="Last NPS score (0-10)."),
+    Feature("last_csat", "csat", description="Last CSAT score (1-5)."),
+    Feature("review_count", "reviews", description="Product reviews written."),
+    Feature("avg_rating", "reviews", description="Mean star rating."),
+    Feature("last_rating", "reviews", description="Last star rating."),
+    Feature("emails_90d", "engagement", description="Outbound messages sent in the last 90 days."),
+    Feature("opens_90d", "engagement", description="Messages opened in the last 90 days."),
+    Feature("clicks_90d", "engagement", description="Messages clicked in the last 90 days."),
+    Feature("open_rate_90d", "engagement", description="Opens / messages in the last 90 days."),
+    Feature("days_since_last_open", "engagement", description="Days since the last message was opened."),
+    Feature("has_unsubscribed", "unsubscribed", description="1 if the customer unsubscribed from a message."),
+    Feature("email_consent", "consent", True, "Email consent state if known at the cut-off."),
+    Feature("last_sales_channel", "channel", True, "Sales channel of the last order."),
+    Feature("country", "country", True, "Country of the customer record."),
+)
+
+FEATURE_NAMES = [f.name for f in FEATURES]
+CATEGORICAL = [f.name for f in FEATURES if f.categorical]
+NUMERIC = [f.name for f in FEATURES if not f.categorical]
+GROUPS: dict[str, list[str]] = {}
+for _f in FEATURES:
+    GROUPS.setdefault(_f.group, []).append(_f.name)
+
+
+def _as_date(value: date | datetime | str) -> date:
+    return pd.Timestamp(value).date()
+
+
+def table_columns(con, qualified: str) -> set[str]:
+    """Column names of `schema.table`, or an empty set if it does not exist."""
+    schema, table = qualified.split(".")
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def latest_order_date(con) -> date:
+    """Day of the latest valid order: the default cut-off for scoring and training."""
+    cols = table_columns(con, ORDERS_TABLE)
+    if not cols:
+        raise LookupError(f"{ORDERS_TABLE} does not exist: build the warehouse (dbt) first")
+    valid = "coalesce(is_valid, true)" if "is_valid" in cols else "true"
+    value = con.execute(f"select max(ordered_at) from {ORDERS_TABLE} where {valid}").fetchone()[0]
+    if value is None:
+        raise LookupError(f"{ORDERS_TABLE} has no valid orders")
+    return _as_date(value)
+
+
+def _col(cols: set[str], name: str, sql_type: str, expr: str | None = None) -> str:
+    """`expr` (default the column) if the column exists, else a typed NULL: optional columns."""
+    return (expr or name) if name in cols else f"cast(null as {sql_type})"
+
+
+def _orders_cte(con, day: str, end: str) -> str:
+    cols = table_columns(con, ORDERS_TABLE)
+    valid = "coalesce(is_valid, true)" if "is_valid" in cols else (
+        "coalesce(status, '') <> 'cancelled'" if "status" in cols else "true"
+    )
+    delivered = f"cast({_col(cols, 'delivered_at', 'timestamp')} as timestamp)"
+    promised = f"cast({_col(cols, 'promised_delivery_date', 'date')} as date)"
+    return f"""
+    o_raw as (
+        select customer_id, ordered_at, cast(ordered_at as date) as order_date,
+               cast(total as double) as total,
+               cast({_col(cols, "discount", "double")} as double) as discount,
+               cast({_col(cols, "sales_channel", "varchar")} as varchar) as sales_channel,
+               {promised} as promised_date,
+               case when {delivered} < {end} then {delivered} end as delivered_at
+        from {ORDERS_TABLE}
+        where {valid} and ordered_at < {end}
+    ),
+    o_rows as (
+        select *,
+            -- lateness as known at the cut-off: delivered after the promise, or not delivered
+            -- and already past the promise
+            case
+                when promised_date is null then null
+                when delivered_at is not null then greatest(cast(delivered_at as date) - promised_date, 0)
+                when promised_date < {day} then {day} - promised_date
+                else 0
+            end as delay_days
+        from o_raw
+    ),
+    o_days as (
+        select customer_id, order_date,
+               order_date - lag(order_date) over (partition by customer_id order by order_date) as gap
+        from (select distinct customer_id, order_date from o_rows)
+    ),
+    o_gaps as (
+        select customer_id, avg(gap) as gap_mean_days, stddev_samp(gap) as gap_std_days
+        from o_days where gap is not null group by customer_id
+    ),
+    o_agg as (
+        select customer_id,
+            count(*) as order_count,
+            count(distinct order_date) as order_days,
+            {day} - max(order_date) as days_since_last_order,
+            {day} - min(order_date) as tenure_days,
+            count(*) filter (where order_date > {day} - 90) as orders_last_90d,
+            count(*) filter (where order_date <= {day} - 90) as orders_before_90d,
+            sum(total) as total_spend,
+            avg(total) as avg_order_value,
+            coalesce(sum(total) filter (where order_date > {day} - 365), 0) as spend_last_365d,
+            avg(case when discount > 0 then 1.0 when discount is not null then 0.0 end) as discounted_order_share,
+            count(*) filter (where delay_days > 0) as late_deliveries,
+            avg(case when delay_days > 0 then 1.0 when delay_days is not null then 0.0 end) as late_delivery_share,
+            arg_max(case when delay_days > 0 then 1.0 when delay_days is not null then 0.0 end, ordered_at)
+                as last_order_late,
+            max(delay_days) as max_delay_days,
+            arg_max(sales_channel, ordered_at) as last_sales_channel
+        from o_rows group by customer_id
+    ),
+    orders_f as (
+        select a.*, g.gap_mean_days, g.gap_std_days,
+            case when g.gap_mean_days > 0 then a.days_since_last_order / g.gap_mean_days end as overdue_ratio,
+            case when a.tenure_days > 90 and a.orders_before_90d > 0
+                 then (a.orders_last_90d / 90.0) / (a.orders_before_90d / (a.tenure_days - 90.0 + 1))
+            end as order_trend_ratio
+        from o_agg a left join o_gaps g using (customer_id)
+    )"""
+
+
+def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[str]]:
+    """CTE texts, join clauses and select expressions of the non-order domains present."""
+    ctes, joins, selects = [], [], []
+
+    def present(key: str) -> set[str]:
+        return table_columns(con, TABLES[key])
+
+    cols = present("returns")
+    if {"order_id", "requested_at"} <= cols:
+        ctes.append(f"""
+    returns_f as (
+        select o.customer_id, count(*) as return_count, count(distinct r.order_id) as returned_orders
+        from {TABLES["returns"]} r join {ORDERS_TABLE} o using (order_id)
+        where r.requested_at < {end} and o.ordered_at < {end}
+        group by o.customer_id
+    )""")
+        joins.append("left join returns_f using (customer_id)")
+        selects += ["coalesce(returns_f.return_count, 0) as return_count",
+                    "coalesce(returns_f.returned_orders, 0) / orders_f.order_count as returned_order_share"]
+    else:
+        selects += ["null as return_count", "null as returned_order_share"]
+
+    cols = present("tickets")
+    if {"customer_id", "created_at"} <= cols:
+        ttype = _col(cols, "ticket_type", "varchar")
+        cat = _col(cols, "category", "varchar")
+        resolved = _col(cols, "resolved_at", "timestamp")
+        ctes.append(f"""
+    tickets_f as (
+        select customer_id,
+            count(*) as ticket_count,
+            count(*) filter (where {cat} = 'wismo') as wismo_tickets,
+            count(*) filter (where {ttype} = 'complaint') as complaint_count,
+            count(*) filter (where {ttype} = 'complaint' and created_at >= {end} - interval 90 day)
+                as complaints_last_90d,
+            count(*) filter (where {ttype} = 'complaint' and ({resolved} is null or {resolved} >= {end}))
+                as unresolved_complaints,
+            max({day} - cast(created_at as date))
+                filter (where {ttype} = 'complaint' and ({resolved} is null or {resolved} >= {end}))
+                as days_unresolved,
+            avg(epoch({resolved} - created_at) / 3600.0) filter (where {resolved} < {end})
+                as avg_hours_to_resolution
+        from {TABLES["tickets"]} where created_at < {end} group by customer_id
+    )""")
+        joins.append("left join tickets_f using (customer_id)")
+        selects += [f"coalesce(tickets_f.{c}, 0) as {c}" for c in
+                    ("ticket_count", "wismo_tickets", "complaint_count", "complaints_last_90d",
+                     "unresolved_complaints")]
+        selects += ["tickets_f.days_unresolved", "tickets_f.avg_hours_to_resolution"]
+    else:
+        selects += [f"null as {c}" for c in ("ticket_count", "wismo_tickets", "complaint_count",
+                                               "complaints_last_90d", "unresolved_complaints",
+                                               "days_unresolved", "avg_hours_to_resolution")]
+
+    cols = present("surveys")
+    if {"customer_id", "responded_at", "survey_type", "score"} <= cols:
+        ctes.append(f"""
+    surveys_f as (
+        select customer_id,
+            arg_max(score, responded_at) filter (where survey_type = 'nps') as last_nps,
+            arg_max(score, responded_at) filter (where survey_type = 'csat') as last_csat
+        from {TABLES["surveys"]} where responded_at < {end} group by customer_id
+    )""")
+        joins.append("left join surveys_f using (customer_id)")
+        selects += ["surveys_f.last_nps", "surveys_f.last_csat"]
+    else:
+        selects += ["null as last_nps", "null as last_csat"]
+
+    cols = present("reviews")
+    if {"customer_id", "created_at", "rating"} <= cols:
+        ctes.append(f"""
+    reviews_f as (
+        select customer_id, count(*) as review_count, avg(rating) as avg_rating,
+               arg_max(rating, created_at) as last_rating
+        from {TABLES["reviews"]} where created_at < {end} group by customer_id
+    )""")
+        joins.append("left join reviews_f using (customer_id)")
+        selects += ["coalesce(reviews_f.review_count, 0) as review_count", "reviews_f.avg_rating",
+                    "reviews_f.last_rating"]
+    else:
+        selects += ["null as review_count", "null as avg_rating", "null as last_rating"]
+
+    cols = present("messages")
+    if {"customer_id", "sent_at"} <= cols:
+        outbound = "coalesce(direction, 'outbound') = 'outbound'" if "direction" in cols else "true"
+        opened = _col(cols, "opened_at", "timestamp")
+        clicked = _col(cols, "clicked_at", "timestamp")
+        unsub = _col(cols, "unsubscribed_at", "timestamp")
+        since = f"{end} - interval 90 day"
+        ctes.append(f"""
+    messages_f as (
+        select customer_id,
+            count(*) filter (where sent_at >= {since}) as emails_90d,
+            count(*) filter (where {opened} >= {since} and {opened} < {end}) as opens_90d,
+            count(*) filter (where {clicked} >= {since} and {clicked} < {end}) as clicks_90d,
+            {day} - max(cast({opened} as date)) filter (where {opened} < {end}) as days_since_last_open,
+            max(case when {unsub} < {end} then 1.0 else 0.0 end) as has_unsubscribed
+        from {TABLES["messages"]} where sent_at < {end} and {outbound} group by customer_id
+    )""")
+        joins.append("left join messages_f using (customer_id)")
+        selects += [
+            "coalesce(messages_f.emails_90d, 0) as emails_90d",
+            "coalesce(messages_f.opens_90d, 0) as opens_90d",
+            "coalesce(messages_f.clicks_90d, 0) as clicks_90d",
+            "case when messages_f.emails_90d > 0 then messages_f.opens_90d / messages_f.emails_90d end"
+            " as open_rate_90d",
+            "messages_f.days_since_last_open",
+            "coalesce(messages_f.has_unsubscribed, 0) as has_unsubscribed",
+        ]
+    else:
+        selects += [f"null as {c}" for c in ("emails_90d", "opens_90d", "clicks_90d", "open_rate_90d",
+                                               "days_since_last_open", "has_unsubscribed")]
+
+    cols = present("customers")
+    if "customer_id" in cols:
+        consent = _col(cols, "email_marketing_consent", "varchar")
+        if "updated_at" in cols:
+            consent = f"case when updated_at is null or updated_at < {end} then {consent} else 'unknown' end"
+        ctes.append(f"""
+    customers_f as (
+        select customer_id, {consent} as email_consent,
+               {_col(cols, "country", "varchar")} as country
+        from {TABLES["customers"]}
+    )""")
+        joins.append("left join customers_f using (customer_id)")
+        selects += ["customers_f.email_consent", "customers_f.country"]
+    else:
+        selects += ["null as email_consent", "null as country"]
+    return ctes, joins, selects
+
+
+def build_features(con, as_of: date | datetime | str) -> pd.DataFrame:
+    """Features as of the end of day `as_of`: one row per customer with a valid order by then.
+
+    Columns: customer_id, as_of_date and every name in `FEATURE_NAMES` (numeric as float,
+    categorical as string with missing values as None).
+    """
+    day_value = _as_date(as_of)
+    day = f"date '{day_value.isoformat()}'"
+    end = f"timestamp '{(day_value + timedelta(days=1)).isoformat()}'"  # exclusive end of the day
+    ctes, joins, selects = _domain_ctes(con, day, end)
+    order_cols = [
+        "order_count", "order_days", "days_since_last_order", "overdue_ratio", "gap_mean_days", "gap_std_days",
+        "tenure_days", "orders_last_90d", "order_trend_ratio", "total_spend", "avg_order_value",
+        "spend_last_365d", "discounted_order_share", "late_deliveries", "late_delivery_share",
+        "last_order_late", "max_delay_days", "last_sales_channel",
+    ]
+    sql = (
+        "with" + ",".join([_orders_cte(con, day, end), *ctes])
+        + "\nselect orders_f.customer_id, "
+        + ", ".join([f"orders_f.{c}" for c in order_cols] + selects)
+        + "\nfrom orders_f " + " ".join(joins)
+        + "\norder by orders_f.customer_id"
+    )
+    frame = con.execute(sql).df()
+    return _typed(frame, day_value)
+
+
+def _typed(frame: pd.DataFrame, day_value: date) -> pd.DataFrame:
+    """Numeric features as float64, categoricals as object strings, columns in a fixed order."""
+    out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()})
+    for name in NUMERIC:
+        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64").to_numpy()
+    for name in CATEGORICAL:
+        values = frame[name].astype(object).to_numpy()
+        out[name] = np.where(pd.isna(values), None, values).astype(object)
+    out.insert(1, "as_of_date", day_value)
+    return out
+
+
+def build_labels(con, cutoff: date | datetime | str, horizon_days: int = 180) -> pd.DataFrame:
+    """Churn labels at `cutoff`: 1 if a customer with a valid order by then orders nothing in
+    the following `horizon_days` days (cut-off excluded, last day included), else 0."""
+    day_value = _as_date(cutoff)
+    end = day_value + timedelta(days=1)
+    stop = end + timedelta(days=horizon_days)
+    cols = table_columns(con, ORDERS_TABLE)
+    valid = "coalesce(is_valid, true)" if "is_valid" in cols else "true"
+    sql = f"""
+        select customer_id,
+               case when count(*) filter (where ordered_at >= timestamp '{end}') = 0 then 1 else 0 end as churned
+        from {ORDERS_TABLE}
+        where {valid} and ordered_at < timestamp '{stop}'
+        group by customer_id
+        having count(*) filter (where ordered_at < timestamp '{end}') > 0
+        order by customer_id
+    """
+    out = con.execute(sql).df()
+    out["customer_id"] = out["customer_id"].astype(str)
+    out["churned"] = out["churned"].astype(np.int64)
+    return out
+
+
+def labelled_features(con, cutoff: date | datetime | str, horizon_days: int = 180) -> pd.DataFrame:
+    """`build_features` at `cutoff` with the `churned` label joined on (training rows)."""
+    feats = build_features(con, cutoff)
+    labels = build_labels(con, cutoff, horizon_days)
+    out = feats.merge(labels, on="customer_id", how="inner", validate="one_to_one")
+    if len(out) != len(feats):
+        raise AssertionError("labels and features disagree on the customer population")
+    return out

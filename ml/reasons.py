@@ -1,0 +1,236 @@
+"""Why a customer is at risk: the top factors raising their churn probability, in plain words.
+
+Derived from the model, not from a fixed list. For each driver group (recency, complaints,
+NPS, ...) the group's features are set to their reference values (the training median, or
+the most common category) and the risk is predicted again; the drop in risk is that group's
+contribution for the customer. One batch prediction per group over the rows where the
+group differs from the reference (elsewhere the contribution is exactly zero), so the cost
+is a handful of vectorised predictions whatever the number of customers.
+
+Only groups whose actual values raise the risk (positive contribution above
+`min_contribution`) become reasons, the largest first, and each text quotes the customer's
+own values ("no order for 210 days, 2.3x their usual gap").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml._threads import threads_for
+from ml.registry import MISSING_CATEGORY, ModelArtifact
+
+
+def contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None) -> pd.DataFrame:
+    """Per row and driver group: risk now minus risk with the group at its reference values."""
+    with threads_for(len(frame)):
+        return _contributions(artifact, frame, base_risk)
+
+
+def _contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None) -> pd.DataFrame:
+    X = artifact.model_input(frame).reset_index(drop=True)
+    base = artifact.predict_risk(frame) if base_risk is None else np.asarray(base_risk, dtype=float)
+    out = pd.DataFrame(0.0, index=X.index, columns=list(artifact.groups))
+    for group, cols in artifact.groups.items():
+        differs = np.zeros(len(X), dtype=bool)
+        for c in cols:
+            ref = artifact.reference[c]
+            if c in artifact.categorical:
+                differs |= (X[c] != ref).to_numpy() & (X[c] != MISSING_CATEGORY).to_numpy()
+            else:
+                values = X[c].to_numpy()
+                differs |= ~np.isnan(values) & (np.isnan(ref) | (values != ref))
+        rows = np.flatnonzero(differs)
+        if len(rows) == 0:
+            continue
+        swapped = X.iloc[rows].copy()
+        for c in cols:
+            swapped[c] = artifact.reference[c]
+        out.loc[rows, group] = base[rows] - artifact.model.predict_proba(swapped)[:, 1]
+    return out
+
+
+def _num(series: pd.Series, digits: int = 0) -> pd.Series:
+    """Numbers as text: integers without decimals, others rounded."""
+    values = series.astype(float).round(digits)
+    return values.astype(int).astype(str) if digits == 0 else values.astype(str)
+
+
+def _plural(n: pd.Series, one: str, many: str) -> pd.Series:
+    return pd.Series(np.where(n.astype(float) == 1, one, many), index=n.index)
+
+
+def _recency(f: pd.DataFrame) -> pd.Series:
+    text = "no order for " + _num(f["days_since_last_order"]) + " days"
+    has_gap = f["overdue_ratio"].notna() & (f["overdue_ratio"] >= 1)
+    gap_text = text + ", " + _num(f["overdue_ratio"], 1) + "x their usual gap"
+    return gap_text.where(has_gap, text)
+
+
+def _frequency(f: pd.DataFrame) -> pd.Series:
+    few = "only " + _num(f["order_count"]) + " " + _plural(f["order_count"], "order", "orders") + " so far"
+    rare = "orders rarely: about every " + _num(f["gap_mean_days"].fillna(0)) + " days"
+    return few.where((f["order_count"] <= 2) | f["gap_mean_days"].isna(), rare)
+
+
+def _tenure(f: pd.DataFrame) -> pd.Series:
+    return "first order " + _num(f["tenure_days"]) + " days ago"
+
+
+def _trend(f: pd.DataFrame) -> pd.Series:
+    base = (_num(f["orders_last_90d"]) + " " + _plural(f["orders_last_90d"], "order", "orders")
+            + " in the last 90 days")
+    pace = base + " (" + _num(f["order_trend_ratio"].fillna(0) * 100) + "% of their earlier pace)"
+    return pace.where(f["order_trend_ratio"].notna(), base)
+
+
+def _spend(f: pd.DataFrame) -> pd.Series:
+    return ("average order " + _num(f["avg_order_value"]) + ", " + _num(f["spend_last_365d"])
+            + " spent in the last 12 months")
+
+
+def _discount(f: pd.DataFrame) -> pd.Series:
+    return _num(f["discounted_order_share"] * 100) + "% of orders used a discount"
+
+
+def _returns(f: pd.DataFrame) -> pd.Series:
+    return _num(f["return_count"]) + " " + _plural(f["return_count"], "return", "returns") + " requested"
+
+
+def _delivery(f: pd.DataFrame) -> pd.Series:
+    text = (_num(f["late_deliveries"]) + " late " + _plural(f["late_deliveries"], "delivery", "deliveries")
+            + " (up to " + _num(f["max_delay_days"].fillna(0)) + " days late)")
+    text = text.where(f["late_deliveries"] > 0, "no late delivery so far")
+    return text.where(f["last_order_late"] != 1, "last order arrived late; " + text)
+
+
+def _wismo(f: pd.DataFrame) -> pd.Series:
+    return (_num(f["wismo_tickets"]) + " 'where is my order' "
+            + _plural(f["wismo_tickets"], "contact", "contacts"))
+
+
+def _complaints(f: pd.DataFrame) -> pd.Series:
+    return (_num(f["complaint_count"]) + " " + _plural(f["complaint_count"], "complaint", "complaints")
+            + " (" + _num(f["complaints_last_90d"].fillna(0)) + " in the last 90 days)")
+
+
+def _unresolved(f: pd.DataFrame) -> pd.Series:
+    open_text = "complaint unresolved for " + _num(f["days_unresolved"].fillna(0)) + " days"
+    many = f["unresolved_complaints"] > 1
+    open_text = open_text.where(~many, _num(f["unresolved_complaints"]) + " complaints unresolved, oldest for "
+                                + _num(f["days_unresolved"].fillna(0)) + " days")
+    return open_text.where(f["unresolved_complaints"] > 0, "no open complaint")
+
+
+def _resolution(f: pd.DataFrame) -> pd.Series:
+    text = "support took " + _num(f["avg_hours_to_resolution"].fillna(0)) + " hours on average to resolve"
+    tickets = _num(f["ticket_count"]) + " support " + _plural(f["ticket_count"], "ticket", "tickets")
+    return text.where(f["avg_hours_to_resolution"].notna(), tickets)
+
+
+def _nps(f: pd.DataFrame) -> pd.Series:
+    score = f["last_nps"]
+    label = pd.Series(np.where(score <= 6, "detractor", np.where(score <= 8, "passive", "promoter")), index=f.index)
+    return "last NPS " + _num(score.fillna(0)) + " (" + label + ")"
+
+
+def _csat(f: pd.DataFrame) -> pd.Series:
+    return "last CSAT " + _num(f["last_csat"].fillna(0)) + " of 5"
+
+
+def _reviews(f: pd.DataFrame) -> pd.Series:
+    return ("last review " + _num(f["last_rating"].fillna(0)) + " stars (average "
+            + _num(f["avg_rating"].fillna(0), 1) + ")").where(f["last_rating"].notna(), "no product review")
+
+
+def _engagement(f: pd.DataFrame) -> pd.Series:
+    opened = ("opened " + _num(f["opens_90d"]) + " of " + _num(f["emails_90d"]) + " emails in the last 90 days")
+    last = opened + ", last open " + _num(f["days_since_last_open"].fillna(0)) + " days ago"
+    text = last.where(f["days_since_last_open"].notna(), opened + ", never opened one")
+    return text.where(f["emails_90d"] > 0, "no emails received in the last 90 days")
+
+
+def _unsubscribed(f: pd.DataFrame) -> pd.Series:
+    return pd.Series(np.where(f["has_unsubscribed"] > 0, "unsubscribed from emails", "still subscribed"),
+                     index=f.index)
+
+
+def _category(label: str, column: str):
+    def text(f: pd.DataFrame) -> pd.Series:
+        return label + " " + f[column].astype(str)
+    return text
+
+
+TEMPLATES = {
+    "recency": _recency, "frequency": _frequency, "tenure": _tenure, "trend": _trend, "spend": _spend,
+    "discount": _discount, "returns": _returns, "delivery": _delivery, "wismo": _wismo,
+    "complaints": _complaints, "unresolved": _unresolved, "resolution": _resolution, "nps": _nps,
+    "csat": _csat, "reviews": _reviews, "engagement": _engagement, "unsubscribed": _unsubscribed,
+    "consent": _category("email consent:", "email_consent"), "channel": _category("buys via", "last_sales_channel"),
+    "country": _category("country", "country"),
+}
+
+
+#: When a group may be worded as a reason at all. The model decides whether and how much a
+#: group raises the risk; these rules only keep the wording honest ("no order for 0 days"
+#: or "0 complaints" is never a reason, even where an interaction makes it add risk).
+ELIGIBLE = {
+    "recency": lambda f: f["days_since_last_order"] >= 30,
+    "trend": lambda f: f["order_trend_ratio"].fillna(1.0) < 1.0,
+    "returns": lambda f: f["return_count"] > 0,
+    "delivery": lambda f: f["late_deliveries"] > 0,
+    "wismo": lambda f: f["wismo_tickets"] > 0,
+    "complaints": lambda f: f["complaint_count"] > 0,
+    "unresolved": lambda f: f["unresolved_complaints"] > 0,
+    "resolution": lambda f: f["avg_hours_to_resolution"].notna(),
+    "nps": lambda f: f["last_nps"].notna(),
+    "csat": lambda f: f["last_csat"].notna(),
+    "reviews": lambda f: f["last_rating"].notna(),
+    "engagement": lambda f: f["emails_90d"] > 0,
+    "unsubscribed": lambda f: f["has_unsubscribed"] > 0,
+}
+
+
+def explain(
+    artifact: ModelArtifact,
+    frame: pd.DataFrame,
+    top_n: int = 3,
+    min_contribution: float = 0.005,
+    base_risk: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reasons for each row of a `build_features` frame.
+
+    Returns (reasons, contributions): `reasons` has columns reason_1..reason_{top_n} (None
+    where fewer groups raise the risk by at least `min_contribution`, an absolute
+    probability), `contributions` the per-group risk change behind them (zero where the
+    group cannot be worded as a reason, see `ELIGIBLE`).
+    """
+    frame = frame.reset_index(drop=True)
+    contrib = contributions(artifact, frame, base_risk)
+    for group, rule in ELIGIBLE.items():
+        if group in contrib:
+            contrib[group] = contrib[group].where(rule(frame).to_numpy(dtype=bool), 0.0)
+    groups = np.array(contrib.columns)
+    values = contrib.to_numpy()
+    order = np.argsort(-values, axis=1, kind="stable")[:, :top_n]
+    top_values = np.take_along_axis(values, order, axis=1)
+    reasons = pd.DataFrame(index=frame.index)
+    for k in range(top_n):
+        column = np.full(len(frame), None, dtype=object)
+        if k < values.shape[1]:
+            chosen = groups[order[:, k]]
+            keep = top_values[:, k] >= min_contribution
+            for group in np.unique(chosen[keep]):
+                rows = np.flatnonzero(keep & (chosen == group))
+                column[rows] = TEMPLATES[group](frame.iloc[rows]).to_numpy()
+        reasons[f"reason_{k + 1}"] = column
+    return reasons, contrib
+
+
+def reason_summary(contrib: pd.DataFrame) -> pd.DataFrame:
+    """Across customers: how often each group is a risk-raising factor and its mean added risk."""
+    positive = contrib.clip(lower=0)
+    return pd.DataFrame({
+        "share_of_customers": (contrib > 0.005).mean(),
+        "mean_added_risk": positive.mean(),
+    }).sort_values("mean_added_risk", ascending=False)

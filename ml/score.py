@@ -1,0 +1,157 @@
+"""Score every customer: churn risk, tier, reasons, P(alive), expected purchases and 12-month CLV.
+
+`score(con)` writes `ml.churn_scores` (replaced each run: today's list) and appends to
+`ml.churn_scores_history` (one batch per as-of date and model version; re-scoring the same
+date with the same model replaces that batch, so reruns are idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml import clv
+from ml._threads import threads_for
+from ml.features import ORDERS_TABLE, build_features, latest_order_date, table_columns
+from ml.reasons import explain
+from ml.registry import load_artifact
+
+SCORE_COLUMNS = {
+    "customer_id": "VARCHAR",
+    "scored_at": "TIMESTAMP",
+    "as_of_date": "DATE",
+    "churn_probability": "DOUBLE",
+    "risk_tier": "VARCHAR",
+    "p_alive": "DOUBLE",
+    "expected_purchases_90d": "DOUBLE",
+    "clv_12m": "DOUBLE",
+    "reason_1": "VARCHAR",
+    "reason_2": "VARCHAR",
+    "reason_3": "VARCHAR",
+    "model_version": "VARCHAR",
+}
+
+
+@dataclass(frozen=True)
+class RiskThresholds:
+    """Churn probability at or above which a customer is high / medium risk (else low)."""
+
+    high: float = 0.6
+    medium: float = 0.3
+
+    @classmethod
+    def from_env(cls) -> RiskThresholds:
+        """RETAIN_RISK_HIGH and RETAIN_RISK_MEDIUM override the defaults."""
+        high = float(os.environ.get("RETAIN_RISK_HIGH", cls.high))
+        medium = float(os.environ.get("RETAIN_RISK_MEDIUM", cls.medium))
+        if not 0 <= medium <= high <= 1:
+            raise ValueError(f"risk thresholds must satisfy 0 <= medium ({medium}) <= high ({high}) <= 1")
+        return cls(high, medium)
+
+
+def risk_tier(probability, thresholds: RiskThresholds) -> np.ndarray:
+    """'high', 'medium' or 'low' per probability."""
+    p = np.asarray(probability, dtype=float)
+    return np.where(p >= thresholds.high, "high", np.where(p >= thresholds.medium, "medium", "low"))
+
+
+def clv_columns(
+    con, as_of: date, customers: pd.Series, annual_discount_rate: float = 0.10
+) -> pd.DataFrame:
+    """P(alive), expected purchases in 90 days and 12-month discounted CLV from BG/NBD + Gamma-Gamma.
+
+    Fitted on all valid orders up to `as_of` in days. CLV is NaN when spend cannot be
+    modelled (too few repeat buyers, or an infinite mean spend estimate).
+    """
+    cols = table_columns(con, ORDERS_TABLE)
+    where = "coalesce(is_valid, true)" if "is_valid" in cols else None
+    rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", as_of, "D", where=where)
+    rfm["customer_id"] = rfm["customer_id"].astype(str)
+    rfm = rfm.set_index("customer_id").reindex(customers.to_numpy())
+    f, r, t, m = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
+    out = pd.DataFrame(index=range(len(customers)))
+    try:
+        bg = clv.fit_bg_nbd(f, r, t, time_unit="D")
+    except (ValueError, RuntimeError):
+        out["p_alive"] = out["expected_purchases_90d"] = out["clv_12m"] = np.nan
+        return out
+    out["p_alive"] = clv.p_alive(bg, f, r, t)
+    out["expected_purchases_90d"] = clv.expected_purchases(bg, 90, f, r, t)
+    try:
+        gg = clv.fit_gamma_gamma(f, m)
+        daily = (1 + annual_discount_rate) ** (1 / 365) - 1
+        out["clv_12m"] = clv.clv(bg, gg, f, r, t, m, 365, daily, n_steps=12)
+    except (ValueError, RuntimeError):
+        out["clv_12m"] = np.nan
+    return out
+
+
+def score(
+    con,
+    as_of: date | str | None = None,
+    models_dir: Path | str | None = None,
+    thresholds: RiskThresholds | None = None,
+    annual_discount_rate: float = 0.10,
+) -> pd.DataFrame:
+    """Score all customers with a valid order by `as_of` (default: the latest order date).
+
+    Uses the promoted model in `models_dir` (default: RETAIN_MODELS). Replaces
+    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores.
+    """
+    if models_dir is None:
+        from pipelines.config import settings  # plain settings module
+
+        models_dir = settings().models
+    thresholds = thresholds or RiskThresholds.from_env()
+    artifact = load_artifact(models_dir)
+    as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
+    feats = build_features(con, as_of)
+    with threads_for(len(feats)):
+        risk = artifact.predict_risk(feats)
+        reasons, _ = explain(artifact, feats, base_risk=risk)
+        values = clv_columns(con, as_of, feats["customer_id"], annual_discount_rate)
+    scores = pd.DataFrame({
+        "customer_id": feats["customer_id"].to_numpy(),
+        "scored_at": pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)).floor("s"),
+        "as_of_date": as_of,
+        "churn_probability": risk,
+        "risk_tier": risk_tier(risk, thresholds),
+        "p_alive": values["p_alive"].to_numpy(),
+        "expected_purchases_90d": values["expected_purchases_90d"].to_numpy(),
+        "clv_12m": values["clv_12m"].to_numpy(),
+        "reason_1": reasons["reason_1"].to_numpy(),
+        "reason_2": reasons["reason_2"].to_numpy(),
+        "reason_3": reasons["reason_3"].to_numpy(),
+        "model_version": artifact.run_id,
+    })
+    write_scores(con, scores)
+    return scores
+
+
+def write_scores(con, scores: pd.DataFrame) -> None:
+    """Replace `ml.churn_scores` with `scores` and append them to `ml.churn_scores_history`."""
+    cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())
+    select = ", ".join(f"cast({name} as {typ}) as {name}" for name, typ in SCORE_COLUMNS.items())
+    con.execute("create schema if not exists ml")
+    con.register("_scores", scores)
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create or replace table ml.churn_scores as select {select} from _scores")
+        con.execute(f"create table if not exists ml.churn_scores_history ({cols})")
+        con.execute(
+            "delete from ml.churn_scores_history where as_of_date = ? and model_version = ?",
+            [scores["as_of_date"].iloc[0] if len(scores) else None,
+             scores["model_version"].iloc[0] if len(scores) else None],
+        )
+        con.execute(f"insert into ml.churn_scores_history select {select} from _scores")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("_scores")

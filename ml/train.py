@@ -1,0 +1,443 @@
+"""Train, backtest and (maybe) promote the churn model.
+
+Time-ordered backtest, never a random split. With `as_of` the last day of data and H the
+horizon (180 days by default):
+
+    evaluation cut-off   e = as_of - H          its outcome window (e, as_of] is fully observed
+    calibration cut-off  k = e - H              outcome window ends at e: never overlaps e's
+    fit cut-offs         k - step, k - 2*step, ...  (monthly by default)
+
+The gradient-boosted pipeline learns from the fit cut-offs' rows (a customer appears once
+per cut-off), its probabilities are calibrated on the later calibration cut-off, and every
+metric is measured on the evaluation cut-off, whose outcomes no part of training has seen.
+The evaluated model is the one saved and used for scoring, so the reported numbers are
+the numbers of the deployed model.
+
+Baselines on the same evaluation rows: a recency-only rule (logistic on log days since the
+last order), a logistic regression on all features, and BG/NBD fitted on the orders up to
+the evaluation cut-off: 1 - P(alive), and P(no purchase in H) which matches the label.
+
+Promotion gate: the new model replaces the current one only if its ROC AUC beats the
+recency rule and is not more than `tolerance` below the current model's AUC measured on
+the same new evaluation rows. The very first model is promoted regardless (scoring needs
+one), its reason saying whether it beat the rule. Every run is logged in `ml.model_runs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from ml import clv
+from ml._threads import threads_for
+from ml.features import (
+    CATEGORICAL,
+    GROUPS,
+    NUMERIC,
+    ORDERS_TABLE,
+    TABLES,
+    labelled_features,
+    latest_order_date,
+    table_columns,
+)
+from ml.metrics import evaluate
+from ml.registry import (
+    ModelArtifact,
+    current_run_id,
+    load_artifact,
+    model_input,
+    record_run,
+    save_artifact,
+    set_current,
+)
+
+DEFAULT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class CutoffPlan:
+    """The cut-offs of one backtest."""
+
+    as_of: date
+    horizon_days: int
+    eval_cutoff: date
+    calibration_cutoff: date
+    fit_cutoffs: tuple[date, ...]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and decided."""
+
+    run_id: str
+    promoted: bool
+    reason: str
+    metrics: dict
+    plan: CutoffPlan
+    features: list[str]
+    model_dir: Path
+    n_train_rows: int
+    n_calibration_rows: int
+    n_eval_rows: int
+    seconds: float
+    timings: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One paragraph for logs and the CLI."""
+        m = self.metrics
+        lines = [
+            f"run {self.run_id}: {'promoted' if self.promoted else 'not promoted'} ({self.reason})",
+            f"evaluated at {self.plan.eval_cutoff} on {self.n_eval_rows:,} customers "
+            f"(churn rate {m['model']['churn_rate']:.1%}), trained on {self.n_train_rows:,} rows",
+        ]
+        for name, vals in m.items():
+            if isinstance(vals, dict) and "roc_auc" in vals:
+                lines.append(
+                    f"  {name:<26} AUC {vals['roc_auc']:.3f}  PR AUC {vals['pr_auc']:.3f}  "
+                    f"Brier {vals['brier']:.3f}  lift@10% {vals['lift_top_decile']:.2f}  ECE {vals['ece']:.3f}"
+                )
+        return "\n".join(lines)
+
+
+def plan_cutoffs(
+    con, as_of: date | None, horizon_days: int, n_fit_cutoffs: int, step_days: int
+) -> CutoffPlan:
+    """Place the cut-offs; drop fit cut-offs before the data starts, fail if too few remain."""
+    as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
+    first = pd.Timestamp(con.execute(f"select min(ordered_at) from {ORDERS_TABLE}").fetchone()[0]).date()
+    eval_cutoff = as_of - timedelta(days=horizon_days)
+    calibration = eval_cutoff - timedelta(days=horizon_days)
+    # a cut-off needs some history before it; 30 days of orders is the least we accept
+    earliest = first + timedelta(days=30)
+    fits = tuple(
+        c for c in (calibration - timedelta(days=step_days * i) for i in range(1, n_fit_cutoffs + 1)) if c >= earliest
+    )
+    if not fits:
+        need = 2 * horizon_days + step_days + 30
+        raise ValueError(
+            f"not enough history to backtest a {horizon_days}-day churn horizon: data runs from {first} "
+            f"to {as_of}, at least {need} days are needed (or pass a shorter horizon_days)"
+        )
+    return CutoffPlan(as_of, horizon_days, eval_cutoff, calibration, fits)
+
+
+def usable_features(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Features with information in the training rows: not all missing, not constant."""
+    numeric = [c for c in NUMERIC if frame[c].notna().any() and frame[c].nunique(dropna=False) > 1]
+    categorical = [c for c in CATEGORICAL if frame[c].notna().any() and frame[c].nunique(dropna=False) > 1]
+    return numeric, categorical
+
+
+def make_model(numeric: list[str], categorical: list[str], random_state: int = 0) -> Pipeline:
+    """`Pipeline(ColumnTransformer, HistGradientBoostingClassifier)`; trees take NaN as is."""
+    encoder = OrdinalEncoder(
+        handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan, max_categories=60
+    )
+    prep = ColumnTransformer(
+        [("num", "passthrough", numeric), ("cat", encoder, categorical)], verbose_feature_names_out=False
+    )
+    booster = HistGradientBoostingClassifier(
+        # a modest number of trees: scoring explains every customer with one batch
+        # prediction per driver group, so prediction cost matters as much as accuracy
+        learning_rate=0.1,
+        max_iter=200,
+        max_leaf_nodes=31,
+        min_samples_leaf=80,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=15,
+        categorical_features=list(categorical) or None,
+        random_state=random_state,
+    )
+    return Pipeline([("prep", prep), ("model", booster)]).set_output(transform="pandas")
+
+
+def make_logistic(numeric: list[str], categorical: list[str]) -> Pipeline:
+    """Logistic regression baseline: log-scaled, imputed (with indicators), standardised inputs."""
+    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)), feature_names_out="one-to-one")
+    transformers = [("num", make_pipeline(signed_log, SimpleImputer(strategy="median", add_indicator=True),
+                                          StandardScaler()), numeric)]
+    if categorical:
+        transformers.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20), categorical))
+    return Pipeline([("prep", ColumnTransformer(transformers)), ("model", LogisticRegression(max_iter=2000, C=0.5))])
+
+
+def make_recency_rule() -> Pipeline:
+    """Recency-only rule: churn risk rises with log days since the last order."""
+    log_days = FunctionTransformer(lambda x: np.log1p(np.asarray(x, dtype=float)))
+    return Pipeline([
+        ("prep", ColumnTransformer([("days", log_days, ["days_since_last_order"])])),
+        ("model", LogisticRegression()),
+    ])
+
+
+def _sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    return frame if limit is None or len(frame) <= limit else frame.sample(limit, random_state=seed)
+
+
+def data_fingerprint(con) -> str:
+    """A short hash of the warehouse tables the model reads: changes when their data change."""
+    parts = []
+    for table in (ORDERS_TABLE, *TABLES.values()):
+        cols = table_columns(con, table)
+        if not cols:
+            parts.append(f"{table}:absent")
+            continue
+        extra = ", max(ordered_at), sum(cast(total as double))" if table == ORDERS_TABLE else ""
+        parts.append(f"{table}:{con.execute(f'select count(*){extra} from {table}').fetchone()}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that shape the model and its numbers."""
+    import duckdb
+    import joblib
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(), "scikit-learn": sklearn.__version__, "numpy": np.__version__,
+        "pandas": pd.__version__, "scipy": scipy.__version__, "duckdb": duckdb.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def bg_nbd_baselines(con, cutoff: date, horizon_days: int, customers: pd.Series) -> dict[str, np.ndarray]:
+    """BG/NBD fitted on valid orders up to `cutoff` (days): 1 - P(alive) and P(no purchase in H)."""
+    cols = table_columns(con, ORDERS_TABLE)
+    where = "coalesce(is_valid, true)" if "is_valid" in cols else None
+    rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", cutoff, "D", where=where)
+    rfm["customer_id"] = rfm["customer_id"].astype(str)
+    rfm = rfm.set_index("customer_id").reindex(customers.to_numpy())
+    params = clv.fit_bg_nbd(rfm["frequency"], rfm["recency"], rfm["T"], time_unit="D")
+    f, r, t = rfm["frequency"].to_numpy(), rfm["recency"].to_numpy(), rfm["T"].to_numpy()
+    return {
+        "params": params,
+        "bgnbd_1_minus_p_alive": 1.0 - clv.p_alive(params, f, r, t),
+        "bgnbd_p_no_purchase": clv.p_no_purchase(params, horizon_days, f, r, t),
+    }
+
+
+def group_importance(artifact: ModelArtifact, frame: pd.DataFrame, y: np.ndarray, seed: int = 0) -> dict:
+    """Permutation importance per driver group: ROC AUC lost when the group's columns are shuffled.
+
+    One batch prediction per group, columns of a group shuffled together (they describe the
+    same thing, so shuffling one alone would understate it).
+    """
+    rng = np.random.default_rng(seed)
+    X = artifact.model_input(frame)
+    base = roc_auc_score(y, artifact.model.predict_proba(X)[:, 1])
+    out = {}
+    for group, cols in artifact.groups.items():
+        perm = rng.permutation(len(X))
+        shuffled = X.copy()
+        for c in cols:
+            shuffled[c] = X[c].to_numpy()[perm]
+        out[group] = float(base - roc_auc_score(y, artifact.model.predict_proba(shuffled)[:, 1]))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def train(
+    con,
+    as_of: date | str | None = None,
+    horizon_days: int = 180,
+    models_dir: Path | str | None = None,
+    n_fit_cutoffs: int = 4,
+    cutoff_step_days: int = 30,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_rows_per_cutoff: int | None = None,
+    random_state: int = 0,
+) -> TrainResult:
+    """Backtest a new churn model, log it in `ml.model_runs`, save it, promote it if it passes the gate.
+
+    `con` is a writable DuckDB connection to the warehouse; `as_of` defaults to the latest
+    order date; `models_dir` defaults to the configured models folder (RETAIN_MODELS).
+    `max_rows_per_cutoff` samples customers per cut-off to bound training time on very
+    large shops (the evaluation cut-off is never sampled).
+    """
+    started = time.perf_counter()
+    models_dir = Path(models_dir) if models_dir is not None else _default_models_dir()
+    plan = plan_cutoffs(con, as_of, horizon_days, n_fit_cutoffs, cutoff_step_days)
+    customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE}").fetchone()[0]
+    with threads_for(customers * (n_fit_cutoffs + 2)):
+        return _train(con, plan, horizon_days, models_dir, tolerance, max_rows_per_cutoff, random_state, started)
+
+
+def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance: float,
+           max_rows_per_cutoff: int | None, random_state: int, started: float) -> TrainResult:
+    timings: dict[str, float] = {}
+
+    tick = time.perf_counter()
+    fit_frames = [
+        _sample(labelled_features(con, c, horizon_days), max_rows_per_cutoff, random_state + i)
+        for i, c in enumerate(plan.fit_cutoffs)
+    ]
+    fit = pd.concat(fit_frames, ignore_index=True)
+    cal = _sample(labelled_features(con, plan.calibration_cutoff, horizon_days), max_rows_per_cutoff, random_state)
+    ev = labelled_features(con, plan.eval_cutoff, horizon_days)
+    timings["features"] = time.perf_counter() - tick
+    for name, frame in (("fit", fit), ("calibration", cal), ("evaluation", ev)):
+        if frame["churned"].nunique() < 2:
+            raise ValueError(f"the {name} rows have a single class; cannot train or evaluate a churn model")
+
+    tick = time.perf_counter()
+    numeric, categorical = usable_features(fit)
+    X_fit, y_fit = model_input(fit, numeric, categorical), fit["churned"].to_numpy()
+    X_cal, y_cal = model_input(cal, numeric, categorical), cal["churned"].to_numpy()
+    X_ev, y_ev = model_input(ev, numeric, categorical), ev["churned"].to_numpy()
+    booster = make_model(numeric, categorical, random_state).fit(X_fit, y_fit)
+    method = "isotonic" if len(cal) >= 5000 else "sigmoid"
+    calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(X_cal, y_cal)
+    timings["fit"] = time.perf_counter() - tick
+
+    reference = {c: float(np.nanmedian(X_fit[c])) if X_fit[c].notna().any() else np.nan for c in numeric}
+    reference |= {c: X_fit[c].mode().iloc[0] for c in categorical}
+    groups = {g: [c for c in cols if c in numeric or c in categorical] for g, cols in GROUPS.items()}
+    groups = {g: cols for g, cols in groups.items() if cols}
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    artifact = ModelArtifact(run_id, calibrated, numeric, categorical, reference, groups)
+
+    tick = time.perf_counter()
+    p_model = calibrated.predict_proba(X_ev)[:, 1]
+    metrics: dict = {"model": evaluate(y_ev, p_model)}
+    recent = ev["days_since_last_order"].to_numpy() <= 365
+    if recent.sum() > 0 and len(np.unique(y_ev[recent])) == 2:
+        metrics["model_recent_buyers_365d"] = evaluate(y_ev[recent], p_model[recent])
+    rule = make_recency_rule().fit(X_fit, y_fit)
+    metrics["recency_rule"] = evaluate(y_ev, rule.predict_proba(X_ev)[:, 1])
+    logistic = make_logistic(numeric, categorical).fit(X_fit, y_fit)
+    metrics["logistic_regression"] = evaluate(y_ev, logistic.predict_proba(X_ev)[:, 1])
+    try:
+        bg = bg_nbd_baselines(con, plan.eval_cutoff, horizon_days, ev["customer_id"])
+        metrics["bgnbd_1_minus_p_alive"] = evaluate(y_ev, bg["bgnbd_1_minus_p_alive"])
+        metrics["bgnbd_p_no_purchase"] = evaluate(y_ev, bg["bgnbd_p_no_purchase"])
+        metrics["bgnbd_params"] = bg["params"].to_dict()
+    except (ValueError, RuntimeError) as exc:  # e.g. nobody bought twice: record, do not fail training
+        metrics["bgnbd_error"] = str(exc)
+    sample = _sample(ev, 30_000, random_state)
+    metrics["driver_importance"] = group_importance(artifact, sample, sample["churned"].to_numpy(), random_state)
+    timings["evaluate"] = time.perf_counter() - tick
+
+    promoted, reason, current_auc = _gate(models_dir, ev, y_ev, metrics, tolerance)
+    metrics["current_model_auc_on_this_eval"] = current_auc
+
+    reference_sample = _sample(ev, 20_000, random_state).copy()
+    reference_sample["churn_probability"] = artifact.predict_risk(reference_sample)
+    artifact.metadata = {
+        "run_id": run_id,
+        "trained_at": datetime.now(UTC).isoformat(),
+        "as_of_date": plan.as_of.isoformat(),
+        "horizon_days": horizon_days,
+        "fit_cutoffs": [c.isoformat() for c in plan.fit_cutoffs],
+        "calibration_cutoff": plan.calibration_cutoff.isoformat(),
+        "calibration_method": method,
+        "eval_cutoff": plan.eval_cutoff.isoformat(),
+        "n_train_rows": len(fit),
+        "n_calibration_rows": len(cal),
+        "n_eval_rows": len(ev),
+        "data_first_order": con.execute(f"select min(ordered_at) from {ORDERS_TABLE}").fetchone()[0],
+        "features": {"numeric": numeric, "categorical": categorical},
+        "groups": groups,
+        "reference_values": reference,
+        "booster_iterations": int(booster.named_steps["model"].n_iter_),
+        "metrics": metrics,
+        "library_versions": library_versions(),
+        "data_fingerprint": data_fingerprint(con),
+        "promoted": promoted,
+        "reason": reason,
+    }
+    run_dir = save_artifact(models_dir, artifact, reference_sample)
+    record_run(con, {
+        "run_id": run_id,
+        "trained_at": datetime.now(UTC).replace(tzinfo=None),
+        "as_of_date": plan.as_of,
+        "horizon_days": horizon_days,
+        "train_cutoffs": [c.isoformat() for c in (*plan.fit_cutoffs, plan.calibration_cutoff)],
+        "calibration_cutoff": plan.calibration_cutoff,
+        "eval_cutoff": plan.eval_cutoff,
+        "n_train_rows": len(fit) + len(cal),
+        "n_eval_rows": len(ev),
+        "metrics": metrics,
+        "features": [*numeric, *categorical],
+        "library_versions": artifact.metadata["library_versions"],
+        "data_fingerprint": artifact.metadata["data_fingerprint"],
+        "promoted": promoted,
+        "reason": reason,
+        "model_path": str(run_dir),
+    })
+    if promoted:
+        set_current(models_dir, run_id)
+    return TrainResult(
+        run_id, promoted, reason, metrics, plan, [*numeric, *categorical], run_dir,
+        len(fit), len(cal), len(ev), time.perf_counter() - started, timings,
+    )
+
+
+def promotion_decision(
+    new_auc: float, recency_auc: float, current_auc: float | None, tolerance: float = DEFAULT_TOLERANCE,
+    current_id: str | None = None,
+) -> tuple[bool, str]:
+    """The promotion gate: (promote?, reason).
+
+    Promote only if the new model's ROC AUC beats the recency rule's and is not more than
+    `tolerance` below the current model's AUC on the same evaluation rows. With no current
+    model (`current_auc` None) the new one is promoted regardless, since scoring needs a
+    model; the reason records whether it beat the recency rule.
+    """
+    if current_auc is None:
+        # nothing to replace: scoring needs a model, so the first one is promoted either way,
+        # with the comparison on record
+        verdict = "beats" if new_auc > recency_auc else "does NOT beat"
+        return True, f"first model; ROC AUC {new_auc:.3f} {verdict} the recency rule's {recency_auc:.3f}"
+    if not new_auc > recency_auc:
+        return False, f"ROC AUC {new_auc:.3f} does not beat the recency rule's {recency_auc:.3f}"
+    name = f"current model {current_id}" if current_id else "current model"
+    if new_auc < current_auc - tolerance:
+        return False, (
+            f"ROC AUC {new_auc:.3f} is more than {tolerance:.3f} below the {name} "
+            f"({current_auc:.3f} on the same evaluation rows)"
+        )
+    return True, (
+        f"ROC AUC {new_auc:.3f} beats the recency rule ({recency_auc:.3f}) and is within {tolerance:.3f} "
+        f"of the {name} ({current_auc:.3f})"
+    )
+
+
+def _gate(models_dir: Path, ev: pd.DataFrame, y_ev: np.ndarray, metrics: dict, tolerance: float):
+    """Evaluate the current model on the new evaluation rows, then apply `promotion_decision`."""
+    current = current_run_id(models_dir)
+    current_auc = None
+    if current is not None:
+        try:
+            current_auc = float(roc_auc_score(y_ev, load_artifact(models_dir, current).predict_risk(ev)))
+        except Exception as exc:  # an unreadable or incompatible old model must not block a good new one
+            metrics["current_model_error"] = f"{current}: {exc}"
+            current = None
+    promoted, reason = promotion_decision(
+        metrics["model"]["roc_auc"], metrics["recency_rule"]["roc_auc"], current_auc, tolerance, current
+    )
+    return promoted, reason, current_auc
+
+
+def _default_models_dir() -> Path:
+    from pipelines.config import settings  # plain settings module, no orchestration imports
+
+    return settings().models

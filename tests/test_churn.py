@@ -1,0 +1,267 @@
+"""Churn: labels, point-in-time features, training with baselines and the promotion gate, reasons,
+scoring, drift and the model card, on small real DuckDB warehouses."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from churn_warehouse import build_warehouse, create_tables, insert
+
+from ml.card import model_card
+from ml.drift import drift_from_warehouse, psi
+from ml.features import FEATURE_NAMES, build_features, build_labels, latest_order_date
+from ml.reasons import explain
+from ml.registry import current_run_id, load_artifact, model_runs
+from ml.score import SCORE_COLUMNS, RiskThresholds, score
+from ml.train import promotion_decision, train
+
+CUSTOMERS = 2500
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """A simulated shop with every source table, in a DuckDB file."""
+    path = tmp_path_factory.mktemp("churn") / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    build_warehouse(con, customers=CUSTOMERS, seed=5)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def trained(warehouse, tmp_path_factory):
+    """One training run and one scoring run on the shared warehouse."""
+    models = tmp_path_factory.mktemp("models")
+    result = train(warehouse, models_dir=models)
+    scores = score(warehouse, models_dir=models)
+    return result, scores, models
+
+
+def _orders(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "is_valid", "total"]).assign(
+        ordered_at=lambda d: pd.to_datetime(d["ordered_at"]), status="delivered"
+    )
+
+
+def test_label_window_is_after_cutoff_and_inclusive_of_its_last_day():
+    con = duckdb.connect()
+    create_tables(con, extras=False)
+    insert(con, "marts.fct_orders", _orders([
+        ("1", "back", "2024-01-05 10:00", True, 10.0), ("2", "back", "2024-04-01 10:00", True, 10.0),
+        ("3", "late", "2024-01-05 10:00", True, 10.0), ("4", "late", "2024-07-12 00:00", True, 10.0),
+        ("5", "edge", "2024-01-31 23:59", True, 10.0), ("6", "edge", "2024-07-29 23:00", True, 10.0),
+        ("7", "cancel", "2024-01-10 10:00", True, 10.0), ("8", "cancel", "2024-02-10 10:00", False, 10.0),
+        ("9", "late_starter", "2024-02-01 00:00", True, 10.0),
+        ("10", "only_cancelled", "2024-01-02 10:00", False, 10.0),
+    ]))
+    labels = build_labels(con, date(2024, 1, 31), horizon_days=180).set_index("customer_id")["churned"]
+    # outcome window (2024-01-31, 2024-07-29]: 'late' returns on day 163, 'edge' on the window's last day
+    assert labels.to_dict() == {"back": 0, "cancel": 1, "edge": 0, "late": 0}
+    short = build_labels(con, date(2024, 1, 31), horizon_days=150).set_index("customer_id")["churned"]
+    assert short.to_dict() == {"back": 0, "cancel": 1, "edge": 1, "late": 1}
+    feats = build_features(con, date(2024, 1, 31)).set_index("customer_id")
+    assert sorted(feats.index) == ["back", "cancel", "edge", "late"]  # valid order on or before the cut-off
+    assert feats.loc["edge", "days_since_last_order"] == 0
+    assert feats.loc["cancel", "order_count"] == 1
+
+
+def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
+    cutoff = date(2023, 6, 30)
+    path = tmp_path / "copy.duckdb"
+    con = duckdb.connect(str(path))
+    for table in ("marts.fct_orders", "staging.stg_shop__customers", "staging.stg_shop__returns",
+                  "staging.stg_messaging__messages", "staging.stg_surveys__survey_responses",
+                  "staging.stg_reviews__reviews", "staging.stg_helpdesk__support_tickets"):
+        schema = table.split(".")[0]
+        con.execute(f"create schema if not exists {schema}")
+        con.register("src", warehouse.execute(f"select * from {table}").df())
+        con.execute(f"create table {table} as select * from src")
+        con.unregister("src")
+    # cut every table back to what was known at the cut-off end; then replay the later history
+    end = f"timestamp '{cutoff + timedelta(days=1)}'"
+    con.execute(f"create table later_orders as select * from marts.fct_orders where ordered_at >= {end}")
+    con.execute(f"delete from marts.fct_orders where ordered_at >= {end}")
+    for table, col in [("stg_shop__returns", "requested_at"), ("stg_messaging__messages", "sent_at"),
+                       ("stg_surveys__survey_responses", "responded_at"), ("stg_reviews__reviews", "created_at"),
+                       ("stg_helpdesk__support_tickets", "created_at")]:
+        con.execute(f"create table later_{table} as select * from staging.{table} where {col} >= {end}")
+        con.execute(f"delete from staging.{table} where {col} >= {end}")
+    # what was not yet known at the cut-off: undelivered orders, unresolved tickets, unopened mails
+    con.execute("create table full_orders as select * from marts.fct_orders")
+    con.execute(f"update marts.fct_orders set delivered_at = null where delivered_at >= {end}")
+    con.execute("create table full_tickets as select * from staging.stg_helpdesk__support_tickets")
+    con.execute(f"update staging.stg_helpdesk__support_tickets set resolved_at = null where resolved_at >= {end}")
+    con.execute("create table full_messages as select * from staging.stg_messaging__messages")
+    for col in ("opened_at", "clicked_at", "unsubscribed_at"):
+        con.execute(f"update staging.stg_messaging__messages set {col} = null where {col} >= {end}")
+    before = build_features(con, cutoff)
+    assert len(before) > 1000 and before["unresolved_complaints"].sum() > 0
+
+    # now the full history arrives: later orders, deliveries, resolutions, opens, returns, surveys...
+    con.execute("delete from marts.fct_orders")
+    con.execute("insert into marts.fct_orders select * from full_orders union all select * from later_orders")
+    con.execute("delete from staging.stg_helpdesk__support_tickets")
+    con.execute("insert into staging.stg_helpdesk__support_tickets select * from full_tickets "
+                "union all select * from later_stg_helpdesk__support_tickets")
+    con.execute("delete from staging.stg_messaging__messages")
+    con.execute("insert into staging.stg_messaging__messages select * from full_messages "
+                "union all select * from later_stg_messaging__messages")
+    for table in ("stg_shop__returns", "stg_surveys__survey_responses", "stg_reviews__reviews"):
+        con.execute(f"insert into staging.{table} select * from later_{table}")
+    # a consent change recorded after the cut-off must not show either
+    con.execute(f"update staging.stg_shop__customers set email_marketing_consent = 'unsubscribed', "
+                f"updated_at = {end} + interval 3 day where customer_id in (select customer_id from "
+                f"staging.stg_shop__customers order by customer_id limit 50)")
+    # and an order placed one second after the cut-off day by a brand-new customer
+    con.execute(f"insert into marts.fct_orders (order_id, customer_id, ordered_at, is_valid, total) "
+                f"values ('new', 'NEWCUST', {end}, true, 10)")
+    after = build_features(con, cutoff)
+    assert con.execute(f"select count(*) from marts.fct_orders where ordered_at >= {end}").fetchone()[0] > 1000
+    # the consent record changed after the cut-off: its new value must not show; the old one is not
+    # kept by the source, so it becomes unknown
+    consent_before, consent_after = before.pop("email_consent"), after.pop("email_consent")
+    changed = consent_before != consent_after
+    assert changed.sum() > 0 and (consent_after[changed] == "unknown").all()
+    pd.testing.assert_frame_equal(before, after)
+    # ... while the same additions do move the features at a later cut-off
+    later = build_features(con, cutoff + timedelta(days=120))
+    assert len(later) > len(before)
+
+
+def test_training_beats_baselines_logs_the_run_and_promotes(trained, warehouse):
+    result, _, models = trained
+    m = result.metrics
+    assert result.promoted and current_run_id(models) == result.run_id
+    assert m["model"]["roc_auc"] > m["recency_rule"]["roc_auc"]
+    assert m["model"]["roc_auc"] > 0.8
+    assert m["model"]["ece"] < 0.06
+    for name in ("recency_rule", "logistic_regression", "bgnbd_1_minus_p_alive", "bgnbd_p_no_purchase"):
+        assert 0.5 <= m[name]["roc_auc"] <= 1.0
+    assert len(m["model"]["calibration"]) == 10
+    # the backtest never trains on an outcome window that reaches into the evaluation one
+    plan = result.plan
+    assert plan.calibration_cutoff + timedelta(days=plan.horizon_days) <= plan.eval_cutoff
+    assert all(c < plan.calibration_cutoff for c in plan.fit_cutoffs)
+    runs = model_runs(warehouse)
+    row = runs[runs["run_id"] == result.run_id].iloc[0]
+    assert bool(row["promoted"]) and json.loads(row["metrics"])["model"]["roc_auc"] == m["model"]["roc_auc"]
+    assert set(json.loads(row["library_versions"])) >= {"scikit-learn", "numpy", "duckdb"}
+    assert len(row["data_fingerprint"]) == 16
+    meta = json.loads((result.model_dir / "metadata.json").read_text())
+    assert meta["eval_cutoff"] == str(plan.eval_cutoff) and meta["features"]["numeric"]
+    top = list(m["driver_importance"])[:3]
+    assert "recency" in top
+
+
+def test_promotion_gate():
+    assert promotion_decision(0.80, 0.82, 0.75)[0] is False  # below the recency rule
+    first = promotion_decision(0.80, 0.82, None)  # nothing to replace: promoted, flagged
+    assert first[0] is True and "does NOT beat" in first[1]
+    assert promotion_decision(0.85, 0.80, None) == (True, "first model; ROC AUC 0.850 beats the recency rule's 0.800")
+    assert promotion_decision(0.85, 0.80, 0.86)[0] is True  # within tolerance
+    ok, reason = promotion_decision(0.83, 0.80, 0.86, tolerance=0.02, current_id="r1")
+    assert ok is False and "current model r1" in reason and "0.860" in reason
+
+
+def test_a_worse_model_is_recorded_but_not_promoted(trained, warehouse, tmp_path):
+    result, _, models = trained
+    # a very strict tolerance (the new model must beat the current one by 0.5 AUC) forces a rejection
+    second = train(warehouse, models_dir=models, tolerance=-0.5)
+    assert not second.promoted and "below the current model" in second.reason
+    assert current_run_id(models) == result.run_id
+    runs = model_runs(warehouse).set_index("run_id")
+    assert not bool(runs.loc[second.run_id, "promoted"]) and second.reason == runs.loc[second.run_id, "reason"]
+    assert (models / second.run_id / "model.joblib").exists()
+
+
+def test_scores_table_columns_tiers_and_history(trained, warehouse):
+    result, scores, models = trained
+    table = warehouse.execute("select * from ml.churn_scores").df()
+    assert list(table.columns) == list(SCORE_COLUMNS)
+    assert len(table) == len(build_features(warehouse, latest_order_date(warehouse)))
+    assert table["as_of_date"].astype(str).unique().tolist() == [str(latest_order_date(warehouse))]
+    assert table["churn_probability"].between(0, 1).all() and table["p_alive"].between(0, 1).all()
+    assert (table["expected_purchases_90d"] >= 0).all() and (table["clv_12m"] >= 0).all()
+    p, tier = table["churn_probability"], table["risk_tier"]
+    assert set(tier) == {"high", "medium", "low"}
+    assert (tier[p >= 0.6] == "high").all() and (tier[(p >= 0.3) & (p < 0.6)] == "medium").all()
+    assert (tier[p < 0.3] == "low").all()
+    assert (table["model_version"] == result.run_id).all()
+    # rescoring the same day with the same model replaces the batch in the history
+    score(warehouse, models_dir=models, thresholds=RiskThresholds(high=0.8, medium=0.5))
+    history = warehouse.execute("select count(*), count(distinct as_of_date) from ml.churn_scores_history").fetchone()
+    assert history == (len(table), 1)
+    score(warehouse, as_of=date(2024, 6, 30), models_dir=models)
+    assert warehouse.execute("select count(distinct as_of_date) from ml.churn_scores_history").fetchone()[0] == 2
+    assert str(warehouse.execute("select max(as_of_date) from ml.churn_scores").fetchone()[0]) == "2024-06-30"
+    score(warehouse, models_dir=models)  # back to today's list for the other tests
+
+
+def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehouse):
+    result, _, models = trained
+    artifact = load_artifact(models)
+    feats = build_features(warehouse, latest_order_date(warehouse))
+    reasons, contrib = explain(artifact, feats)
+    texts = reasons["reason_1"].dropna()
+    assert len(texts) > len(feats) / 2
+    # every reason's group raises this customer's risk, the first one most
+    assert (contrib.max(axis=1)[reasons["reason_1"].notna()] >= 0.005).all()
+    assert (contrib.max(axis=1)[reasons["reason_1"].isna()] < 0.005).all()
+    recency = reasons["reason_1"].fillna("").str.startswith("no order for ")
+    assert recency.sum() > 0
+    days = reasons.loc[recency, "reason_1"].str.extract(r"no order for (\d+) days")[0].astype(int)
+    np.testing.assert_array_equal(days.to_numpy(), feats.loc[recency, "days_since_last_order"].to_numpy())
+    gap = reasons.loc[recency, "reason_1"].str.extract(r", ([\d.]+)x their usual gap")[0].dropna().astype(float)
+    np.testing.assert_allclose(gap, feats.loc[gap.index, "overdue_ratio"].round(1))
+    # an open complaint, when it is a reason, quotes its age
+    all_reasons = reasons.stack()
+    open_complaint = all_reasons[all_reasons.str.startswith("complaint unresolved for")]
+    for (row, _col), text in open_complaint.items():
+        assert int(re.search(r"for (\d+) days", text).group(1)) == feats.loc[row, "days_unresolved"]
+    # a customer who just ordered and has nothing wrong has no reason about recency
+    fresh = feats.index[(feats["days_since_last_order"] == 0)]
+    assert not reasons.loc[fresh].stack().str.startswith("no order for").any()
+
+
+def test_orders_only_log_trains_and_scores(tmp_path):
+    con = duckdb.connect(str(tmp_path / "orders_only.duckdb"))
+    build_warehouse(con, customers=2000, seed=9, extras=False)
+    con.execute("alter table marts.fct_orders drop column promised_delivery_date")  # a bare transaction log
+    result = train(con, models_dir=tmp_path / "models")
+    assert result.promoted  # the first model
+    for name in ("model", "recency_rule", "logistic_regression", "bgnbd_p_no_purchase"):
+        assert result.metrics[name]["roc_auc"] > 0.75
+    artifact = load_artifact(tmp_path / "models")
+    assert "days_since_last_order" in artifact.numeric and "last_nps" not in artifact.features
+    assert "late_deliveries" not in artifact.features
+    scores = score(con, models_dir=tmp_path / "models")
+    assert scores["churn_probability"].notna().all() and scores["reason_1"].notna().any()
+    assert set(FEATURE_NAMES) <= set(build_features(con, "2023-01-01").columns)
+
+
+def test_psi_and_drift_check(trained, warehouse):
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 5000)
+    assert psi(base, rng.normal(0, 1, 5000)) < 0.02
+    assert psi(base, rng.normal(1, 1, 5000)) > 0.25
+    assert psi(["a"] * 50 + ["b"] * 50, ["a"] * 90 + ["b"] * 10) > 0.25
+    assert psi(np.r_[base, [np.nan] * 500], np.r_[base, [np.nan] * 500]) == pytest.approx(0, abs=1e-9)
+    _, _, models = trained
+    result = drift_from_warehouse(warehouse, models)
+    assert set(result.report["name"]) >= {"days_since_last_order", "churn_probability"}
+    assert result.report["psi"].ge(0).all()
+    assert "max PSI" in result.describe()
+
+
+def test_model_card_reports_window_metrics_and_drivers(trained, warehouse):
+    result, _, models = trained
+    card = model_card(warehouse, models)
+    assert result.run_id in card and str(result.plan.eval_cutoff) in card
+    assert f"{result.metrics['model']['roc_auc']:.3f}" in card
+    assert "recency-only rule" in card and "BG/NBD" in card and "Top drivers" in card
