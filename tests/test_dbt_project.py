@@ -1,0 +1,443 @@
+"""The dbt project: it parses, lints, builds on real DuckDB data, and its KPIs match the definitions.
+
+One small synthetic raw warehouse (tests/dbt_fixture.py) is built once for the module:
+`dbt build` (models, unit tests, data tests), then one more week of data arrives as a new load
+and a second `dbt build` runs incrementally. The marts are then checked against independent
+plain SQL over the raw tables, so the incremental path is what the numbers are checked on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipelines.contract import DUCKDB_TYPES, load_contract
+from pipelines.defs.dbt.sources import SOURCE_SYSTEMS, render_sources_yaml, sources_yaml_path, system_of
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dbt_fixture import build_raw, load_held_back  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DBT = str(Path(sys.executable).with_name("dbt"))
+HOLD_BACK_DAYS = 7
+
+#: The marts other parts of retain read, with the columns they rely on.
+REQUIRED_MARTS: dict[str, list[str]] = {
+    "dim_customers": [
+        "customer_id", "email", "phone", "first_name", "last_name", "country", "email_marketing_consent",
+        "sms_marketing_consent", "first_order_at", "last_order_at", "orders_count", "lifetime_revenue",
+        "lifetime_refunds", "net_revenue", "avg_order_value", "avg_days_between_orders",
+        "days_since_last_order", "complaints_count", "open_tickets_count", "last_nps_score",
+        "last_csat_score", "avg_review_rating", "late_deliveries_count", "last_message_at",
+        "is_repeat_customer",
+    ],
+    "fct_orders": [
+        "order_id", "customer_id", "ordered_at", "status", "is_valid", "total", "refund_amount",
+        "customer_order_number", "is_repeat_order", "days_since_previous_order", "promised_delivery_date",
+        "delivered_at", "is_delivered_on_time", "delivery_delay_days", "has_return",
+        "discount", "sales_channel", "currency",
+    ],
+    "fct_support_tickets": [
+        "ticket_id", "customer_id", "is_complaint", "hours_to_first_response", "hours_to_resolution",
+        "is_first_contact_resolution",
+    ],
+    "retention_cohorts": [
+        "cohort_month", "months_since_first_order", "cohort_size", "active_customers", "retention_rate",
+    ],
+    "kpi_monthly": [
+        "month", "orders", "customers_ordering", "new_customers", "revenue", "avg_order_value",
+        "returning_customer_rate", "repeat_purchase_rate", "on_time_delivery_rate", "nps", "csat",
+        "avg_review_rating", "complaints", "complaint_resolution_rate", "median_hours_to_first_response",
+        "median_hours_to_resolution", "first_contact_resolution_rate", "wismo_per_100_orders", "return_rate",
+    ],
+    "message_engagement_monthly": [
+        "month", "channel", "message_type", "sent", "delivered", "opened", "clicked", "unsubscribed",
+        "delivery_rate", "open_rate", "click_rate", "unsubscribe_rate",
+    ],
+    "complaint_recovery": ["outcome", "customers", "repurchased_90d", "repurchase_rate_90d"],
+    "repurchase_by_delivery": ["delivery_outcome", "orders", "repurchased_90d", "repurchase_rate_90d"],
+    "repurchase_by_nps_band": ["nps_band", "responses", "repurchased_90d", "repurchase_rate_90d"],
+    "repurchase_by_message_exposure": [
+        "message_type", "exposure", "orders", "repurchased_90d", "repurchase_rate_90d",
+    ],
+}
+
+STAGING_MODELS = {
+    "customers": "stg_shop__customers",
+    "orders": "stg_shop__orders",
+    "order_items": "stg_shop__order_items",
+    "returns": "stg_shop__returns",
+    "messages": "stg_messaging__messages",
+    "survey_responses": "stg_surveys__survey_responses",
+    "reviews": "stg_reviews__reviews",
+    "support_tickets": "stg_helpdesk__support_tickets",
+}
+
+
+def _dbt_env(warehouse: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
+    env.update(
+        RETAIN_WAREHOUSE=str(warehouse),
+        DBT_PROFILES_DIR=str(ROOT),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return env
+
+
+def run_dbt(args: list[str], warehouse: Path, work: Path) -> subprocess.CompletedProcess:
+    """Run dbt on the project against `warehouse`, with target/ and logs/ under `work`."""
+    return subprocess.run(
+        [DBT, *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
+        cwd=ROOT,
+        env=_dbt_env(warehouse),
+        capture_output=True,
+        text=True,
+    )
+
+
+def _results(work: Path) -> list[dict]:
+    return json.loads((work / "target" / "run_results.json").read_text())["results"]
+
+
+@dataclass
+class Built:
+    """The module's warehouse after a full and an incremental build."""
+
+    warehouse: Path
+    work: Path
+    first_output: str
+    first_build: list[dict]
+    second_build: list[dict]
+    built_at_before: dict[str, object]  # order_id -> _built_at after the first build
+    new_orders: int
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the warehouse."""
+        return duckdb.connect(str(self.warehouse), read_only=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    """Raw data minus the last week → dbt build → the last week as a new load → dbt build."""
+    work = tmp_path_factory.mktemp("dbt")
+    warehouse = work / "warehouse.duckdb"
+    build_raw(warehouse, customers=800, seed=5, hold_back_days=HOLD_BACK_DAYS)
+    first = run_dbt(["build"], warehouse, work)
+    assert first.returncode == 0, first.stdout[-6000:]
+    first_results = _results(work)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        before = dict(con.execute("select order_id, _built_at from marts.fct_orders").fetchall())
+    new = load_held_back(warehouse, hold_back_days=HOLD_BACK_DAYS)
+    # Unit tests do not depend on the data: once per module is enough.
+    second = run_dbt(["build", "--exclude-resource-type", "unit_test"], warehouse, work)
+    assert second.returncode == 0, second.stdout[-6000:]
+    return Built(warehouse, work, first.stdout, first_results, _results(work), before, new["orders"])
+
+
+# --- static checks: no warehouse needed ---------------------------------------------------
+
+
+def test_dbt_parse_succeeds_without_warnings(built):
+    """The first build parsed the project from scratch; no deprecation or config warnings."""
+    manifest = json.loads((built.work / "target" / "manifest.json").read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert set(REQUIRED_MARTS) | set(STAGING_MODELS.values()) <= models
+    assert "[WARNING]" not in built.first_output and "Deprecat" not in built.first_output, built.first_output
+
+
+def test_source_yaml_is_rendered_from_the_contract():
+    for system in SOURCE_SYSTEMS:
+        path = sources_yaml_path(system)
+        assert path.read_text() == render_sources_yaml(system), (
+            f"{path.relative_to(ROOT)} is out of date with pipelines/contract.yaml: "
+            "run `python -m pipelines.defs.dbt.sources`"
+        )
+    assert {t for _, tables in SOURCE_SYSTEMS.values() for t in tables} == set(load_contract())
+
+
+def test_staging_accepted_values_match_the_contract():
+    """Every accepted_values test on a staging column lists exactly the contract's allowed values."""
+    checked = 0
+    for source_name, model in STAGING_MODELS.items():
+        system = system_of(source_name)
+        spec = yaml.safe_load((ROOT / "models/staging" / system / f"_{system}__models.yml").read_text())
+        (model_spec,) = [m for m in spec["models"] if m["name"] == model]
+        for column in model_spec.get("columns", []):
+            for test in column.get("data_tests", []):
+                if isinstance(test, dict) and "accepted_values" in test:
+                    allowed = load_contract()[source_name].column(column["name"]).allowed
+                    assert allowed and set(test["accepted_values"]["arguments"]["values"]) == set(allowed), (
+                        f"{model}.{column['name']}"
+                    )
+                    checked += 1
+    assert checked >= 10
+
+
+def test_sqlfluff_lint_models_passes():
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "models", "--processes", "2", "--disable-progress-bar"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_dagster_assets_follow_the_lineage_contract():
+    import dagster as dg
+
+    from pipelines.defs.dbt import asset_checks, assets
+
+    (dbt_assets,) = assets
+    assert asset_checks == []
+    keys = {k.to_user_string() for k in dbt_assets.keys}
+    assert {f"marts/{m}" for m in REQUIRED_MARTS} <= keys
+    assert {f"staging/{m}" for m in STAGING_MODELS.values()} <= keys
+    raw_deps = {k for k in dbt_assets.dependency_keys if k.path[0] == "raw"}
+    assert raw_deps == {dg.AssetKey(["raw", s]) for s in load_contract()}
+    groups = dbt_assets.group_names_by_key
+    assert groups[dg.AssetKey(["staging", "stg_shop__orders"])] == "staging"
+    assert groups[dg.AssetKey(["intermediate", "int_order_returns"])] == "intermediate"
+    assert groups[dg.AssetKey(["marts", "kpi_monthly"])] == "marts"
+    assert dbt_assets.op.pool == "duckdb_writer"
+    checks = {spec.name: spec for spec in dbt_assets.check_specs}
+    assert checks["unique_fct_orders_order_id"].blocking
+    warn_check = next(name for name in checks if name.startswith("relationships_stg_shop__orders_customer_id"))
+    assert not checks[warn_check].blocking
+
+
+# --- the built warehouse ---------------------------------------------------------------------
+
+
+def test_build_ran_models_unit_tests_and_data_tests(built):
+    for results in (built.first_build, built.second_build):
+        kinds: dict[str, set[str]] = {}
+        for r in results:
+            kinds.setdefault(r["unique_id"].split(".")[0], set()).add(r["status"])
+        assert kinds["model"] == {"success"}
+        assert kinds["test"] <= {"pass", "warn"}
+    unit_tests = [r for r in built.first_build if r["unique_id"].startswith("unit_test.")]
+    assert {r["status"] for r in unit_tests} == {"pass"}
+    assert set(REQUIRED_MARTS) <= {r["unique_id"].split(".")[2] for r in unit_tests}
+
+
+def test_required_marts_have_required_columns(built):
+    with built.connect() as con:
+        for mart, required in REQUIRED_MARTS.items():
+            have = {r[0] for r in con.execute(
+                "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ?",
+                [mart],
+            ).fetchall()}
+            assert have, f"marts.{mart} is missing"
+            assert not set(required) - have, f"marts.{mart} lacks {sorted(set(required) - have)}"
+            assert con.execute(f"select count(*) from marts.{mart}").fetchone()[0] > 0, f"marts.{mart} is empty"
+
+
+def test_staging_keeps_contract_columns_and_types(built):
+    with built.connect() as con:
+        for source_name, model in STAGING_MODELS.items():
+            have = dict(con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'staging' and table_name = ?",
+                [model],
+            ).fetchall())
+            for col in load_contract()[source_name].columns:
+                expected = DUCKDB_TYPES[col.type].replace(" ", "")
+                assert have.get(col.name, "").replace(" ", "") == expected, f"{model}.{col.name}: {have.get(col.name)}"
+
+
+def test_incremental_build_left_history_alone(built):
+    """The second build rewrote only the orders of customers with new orders; the rest kept their row."""
+    assert built.new_orders > 0
+    with built.connect() as con:
+        after = dict(con.execute("select order_id, _built_at from marts.fct_orders").fetchall())
+        changed_customers = {r[0] for r in con.execute(
+            "select distinct customer_id from marts.fct_orders "
+            "where _built_at > (select min(_built_at) from marts.fct_orders)"
+        ).fetchall()}
+        new_customers = {r[0] for r in con.execute(
+            "select distinct customer_id from raw.orders where _source_file like '%export_2.csv'"
+        ).fetchall()}
+    rebuilt = {o for o, t in after.items() if o not in built.built_at_before or t != built.built_at_before[o]}
+    kept = {o for o in built.built_at_before if after.get(o) == built.built_at_before[o]}
+    assert 0 < len(rebuilt) < len(after) / 10, "an incremental run must not rebuild history"
+    assert len(kept) + len(rebuilt) == len(after)
+    assert changed_customers == new_customers
+
+
+# Independent reference: the latest version of each raw order, written without the dbt models.
+RAW_ORDERS = """
+with ranked as (
+    select *,
+        row_number() over (partition by coalesce(order_id, _source_file || '#' || _source_row)
+                           order by updated_at desc nulls last, _load_id desc, _source_row desc) as rn
+    from raw.orders
+)
+select trim(customer_id) as customer_id, ordered_at, total, delivered_at, promised_delivery_date,
+    trim(order_id) as order_id, coalesce(lower(trim(status)), 'placed') <> 'cancelled' as valid
+from ranked where rn = 1
+"""
+
+
+def _assert_close(actual, expected, what):
+    if expected is None or actual is None:
+        assert actual is None and expected is None, f"{what}: {actual} != {expected}"
+    else:
+        assert abs(float(actual) - float(expected)) < 1e-9, f"{what}: {actual} != {expected}"
+
+
+def test_monthly_order_kpis_match_raw(built):
+    with built.connect() as con:
+        expected = con.execute(f"""
+            with o as ({RAW_ORDERS}), v as (select * from o where valid),
+            firsts as (select customer_id, min(date_trunc('month', ordered_at)) as m from v group by 1),
+            months as (select date_trunc('month', ordered_at) as m, count(*) as orders,
+                           count(distinct customer_id) as customers, sum(total) as revenue from v group by 1)
+            select cast(months.m as date), orders, customers, revenue,
+                (select count(*) from firsts where firsts.m = months.m)
+            from months order by 1
+        """).fetchall()
+        actual = con.execute(
+            "select month, orders, customers_ordering, revenue, new_customers from marts.kpi_monthly where orders > 0 "
+            "order by month"
+        ).fetchall()
+    assert actual == expected
+
+
+def test_delivery_and_return_rates_match_raw(built):
+    with built.connect() as con:
+        expected = dict(con.execute(f"""
+            with o as ({RAW_ORDERS}),
+            r as (select distinct trim(order_id) as order_id from raw.returns
+                  where coalesce(lower(trim(status)), '') <> 'rejected')
+            select cast(date_trunc('month', delivered_at) as date),
+                [count(*) filter (where promised_delivery_date is not null
+                                  and cast(delivered_at as date) <= promised_delivery_date)
+                 / count(*) filter (where promised_delivery_date is not null),
+                 count(*) filter (where r.order_id is not null) / count(*)]
+            from o left join r using (order_id)
+            where valid and delivered_at is not null group by 1
+        """).fetchall())
+        actual = con.execute(
+            "select month, on_time_delivery_rate, return_rate from marts.kpi_monthly where delivered_orders > 0"
+        ).fetchall()
+    assert len(actual) == len(expected)
+    for month, on_time, returns in actual:
+        _assert_close(on_time, expected[month][0], f"on_time {month}")
+        _assert_close(returns, expected[month][1], f"return_rate {month}")
+
+
+def test_survey_and_complaint_kpis_match_raw(built):
+    with built.connect() as con:
+        nps = dict(con.execute("""
+            select cast(date_trunc('month', responded_at) as date),
+                100.0 * (count(*) filter (where score >= 9) - count(*) filter (where score <= 6)) / count(*)
+            from raw.survey_responses where lower(trim(survey_type)) = 'nps' group by 1
+        """).fetchall())
+        complaints = dict(con.execute("""
+            with t as (
+                select *, row_number() over (partition by ticket_id
+                    order by updated_at desc nulls last, _load_id desc, _source_row desc) as rn
+                from raw.support_tickets
+            )
+            select cast(date_trunc('month', created_at) as date),
+                [count(*), count(resolved_at) / count(*),
+                 median(epoch(resolved_at) - epoch(created_at)) / 3600]
+            from t where rn = 1 and lower(trim(ticket_type)) = 'complaint' group by 1
+        """).fetchall())
+        rows = con.execute(
+            "select month, nps, complaints, complaint_resolution_rate, median_hours_to_resolution "
+            "from marts.kpi_monthly"
+        ).fetchall()
+    assert nps and complaints
+    for month, kpi_nps, n, rate, median_hours in rows:
+        _assert_close(kpi_nps, nps.get(month), f"nps {month}")
+        exp = complaints.get(month, [0, None, None])
+        assert n == exp[0], month
+        _assert_close(rate, exp[1], f"complaint_resolution_rate {month}")
+        _assert_close(median_hours, exp[2], f"median_hours_to_resolution {month}")
+
+
+def test_retention_cohorts_match_raw(built):
+    with built.connect() as con:
+        expected = con.execute(f"""
+            with v as (select customer_id, cast(date_trunc('month', ordered_at) as date) as m
+                       from ({RAW_ORDERS}) where valid),
+            c as (select customer_id, min(m) as cohort from v group by 1)
+            select c.cohort, date_diff('month', c.cohort, v.m) as k, count(distinct c.customer_id)
+            from c join v using (customer_id) group by 1, 2 order by 1, 2
+        """).fetchall()
+        actual = con.execute(
+            "select cohort_month, months_since_first_order, active_customers from marts.retention_cohorts "
+            "where active_customers > 0 order by 1, 2"
+        ).fetchall()
+        last_k = con.execute("""
+            select max(cohort_month + to_months(months_since_first_order) = (
+                select cast(date_trunc('month', max(ordered_at)) as date) from raw.orders))
+            from (select cohort_month, max(months_since_first_order) as months_since_first_order
+                  from marts.retention_cohorts group by 1)
+        """).fetchone()[0]
+    assert actual == expected
+    assert last_k
+
+
+def test_dim_customers_match_raw(built):
+    with built.connect() as con:
+        mismatches = con.execute(f"""
+            with v as (select * from ({RAW_ORDERS}) where valid),
+            expected as (select customer_id, count(*) as n, sum(total) as revenue from v group by 1)
+            select count(*) from marts.dim_customers d
+            full join expected e using (customer_id)
+            where coalesce(e.n, 0) <> d.orders_count or coalesce(e.revenue, 0) <> d.lifetime_revenue
+        """).fetchone()[0]
+        known = con.execute(
+            "select count(*) from marts.dim_customers "
+            "where customer_id in (select trim(customer_id) from raw.customers)"
+        ).fetchone()[0]
+        customers = con.execute("select count(distinct trim(customer_id)) from raw.customers").fetchone()[0]
+    assert mismatches == 0
+    assert known == customers
+
+
+def test_message_engagement_matches_raw(built):
+    with built.connect() as con:
+        diff = con.execute("""
+            with m as (
+                select *, row_number() over (partition by message_id order by _load_id desc, _source_row desc) as rn
+                from raw.messages
+            ),
+            expected as (
+                select cast(date_trunc('month', sent_at) as date) as month, lower(trim(channel)) as channel,
+                    lower(trim(message_type)) as message_type, count(*) as sent,
+                    count(*) filter (where coalesce(delivered_at, opened_at, clicked_at, unsubscribed_at)
+                                     is not null) as delivered,
+                    count(*) filter (where coalesce(opened_at, clicked_at) is not null) as opened
+                from m where rn = 1 and coalesce(lower(trim(direction)), 'outbound') = 'outbound'
+                group by all
+            )
+            select count(*) from (
+                (select month, channel, message_type, sent, delivered, opened from marts.message_engagement_monthly
+                 except select * from expected)
+                union all
+                (select * from expected
+                 except select month, channel, message_type, sent, delivered, opened
+                 from marts.message_engagement_monthly)
+            )
+        """).fetchone()[0]
+    assert diff == 0
+
+
+def test_dbt_docs_generate_works(built):
+    result = run_dbt(["docs", "generate", "--no-compile"], built.warehouse, built.work)
+    assert result.returncode == 0, result.stdout[-3000:]
+    catalog = json.loads((built.work / "target" / "catalog.json").read_text())
+    assert "model.retain.kpi_monthly" in catalog["nodes"]
+    assert (built.work / "target" / "index.html").exists()
