@@ -238,7 +238,8 @@ def matrix(df: pd.DataFrame, x: str, y: str, value: str, x_order: Sequence[str],
     return fig
 
 
-def calibration(table: pd.DataFrame, predicted: str = "predicted", observed: str = "observed") -> go.Figure | None:
+def calibration(table: pd.DataFrame, predicted: str = "predicted", observed: str = "observed",
+                title: str | None = None) -> go.Figure | None:
     """Predicted vs observed churn per probability bin, against the diagonal of perfect calibration."""
     if is_empty(table, [predicted, observed]):
         return None
@@ -248,7 +249,8 @@ def calibration(table: pd.DataFrame, predicted: str = "predicted", observed: str
     fig.add_trace(go.Scatter(x=table[predicted], y=table[observed], mode="lines+markers", name="Model",
                              line={"color": BLUE, "width": 2.5}, marker={"size": 8},
                              hovertemplate="predicted %{x:.0%} → observed %{y:.0%}<extra></extra>"))
-    _layout(fig, height=320, y_format="pct", y_title="Observed churn rate", x_title="Predicted churn probability")
+    _layout(fig, height=320, y_format="pct", y_title="Observed churn rate", x_title="Predicted churn probability",
+            title=title)
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     fig.update_yaxes(range=[0, 1])
     fig.update_layout(hovermode="closest")

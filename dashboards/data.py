@@ -218,6 +218,11 @@ def mask_phone(column: str) -> str:
     )
 
 
+def mask_email_value(email: str) -> str:
+    """The Python twin of `mask_email`, for values already in memory."""
+    return re.sub(r"^(.)[^@]*@", "\\1•••@", email)
+
+
 #: Emails and phone-like digit runs inside free text (survey comments, review bodies).
 _TEXT_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _TEXT_PHONE = r"\+?[0-9][0-9 ()/-]{6,}[0-9]"
@@ -587,14 +592,19 @@ def _nan_to_none(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
-    """Cohort retention, repeat purchase rate over time, days between orders, new vs returning revenue."""
-    if not _has(con, "marts.fct_orders"):
-        return {"available": False}
+def cohort_retention(con: duckdb.DuckDBPyConnection, f: Filters, use_mart: bool | None = None) -> pd.DataFrame:
+    """Retention by first-order month (cohorts starting in the period) and months since.
+
+    With no customer filter the mart `marts.retention_cohorts` holds exactly this and is read
+    (`use_mart=None` decides so); otherwise it is computed from the orders of the selected
+    customers, with the mart's definition. Months in which nobody of a cohort ordered are
+    left out here (the mart lists them with 0).
+    """
+    if use_mart is None:
+        use_mart = not f.selects_customers and _has(con, "marts.retention_cohorts")
     p = _params(f)
-    if not f.selects_customers and _has(con, "marts.retention_cohorts"):
-        # Everyone selected: the mart holds exactly this.
-        cohorts = query(
+    if use_mart:
+        return query(
             con,
             """
             select cohort_month, months_since_first_order, cohort_size, active_customers, retention_rate
@@ -604,32 +614,39 @@ def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
             """,
             p,
         )
-    else:
-        cohorts = query(
-            con,
-            f"""
-            with active as (
-                select distinct o.customer_id, o.order_month as month
-                from marts.fct_orders o
-                where o.is_valid and {customer_scope(f, "o.customer_id")}
-            ),
-            firsts as (select customer_id, min(month) as cohort_month from active group by 1),
-            counts as (
-                select f.cohort_month, date_diff('month', f.cohort_month, a.month) as months_since_first_order,
-                       count(*) as active_customers
-                from firsts f join active a using (customer_id)
-                where f.cohort_month >= $start and f.cohort_month < $end_excl
-                group by 1, 2
-            )
-            select cohort_month, months_since_first_order,
-                   max(active_customers) filter (where months_since_first_order = 0)
-                       over (partition by cohort_month) as cohort_size,
-                   active_customers,
-                   active_customers / cohort_size as retention_rate
-            from counts order by 1, 2
-            """,
-            p,
+    return query(
+        con,
+        f"""
+        with active as (
+            select distinct o.customer_id, o.order_month as month
+            from marts.fct_orders o
+            where o.is_valid and {customer_scope(f, "o.customer_id")}
+        ),
+        firsts as (select customer_id, min(month) as cohort_month from active group by 1),
+        counts as (
+            select f.cohort_month, date_diff('month', f.cohort_month, a.month) as months_since_first_order,
+                   count(*) as active_customers
+            from firsts f join active a using (customer_id)
+            where f.cohort_month >= $start and f.cohort_month < $end_excl
+            group by 1, 2
         )
+        select cohort_month, months_since_first_order,
+               max(active_customers) filter (where months_since_first_order = 0)
+                   over (partition by cohort_month) as cohort_size,
+               active_customers,
+               active_customers / cohort_size as retention_rate
+        from counts order by 1, 2
+        """,
+        p,
+    )
+
+
+def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
+    """Cohort retention, repeat purchase rate over time, days between orders, new vs returning revenue."""
+    if not _has(con, "marts.fct_orders"):
+        return {"available": False}
+    p = _params(f)
+    cohorts = cohort_retention(con, f)
     repeat = repeat_purchase_monthly(con, f, f.start, f.end)
     gaps = query(
         con,
@@ -892,7 +909,8 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     }
 
 
-#: Reason text with its numbers taken out, so "no order for 210 days" and "… 95 days" count together.
+#: Reason text with its numbers taken out (and what follows a comma), so "no order for 210 days, 2.3x their
+#: usual gap" and "no order for 95 days" count as one driver, "no order for N days".
 _REASON_KEY = r"[0-9][0-9.,]*"
 
 
@@ -944,7 +962,7 @@ def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
             select unnest([reason_1, reason_2, reason_3]) as reason, risk_tier
             from ml.churn_scores where risk_tier in ('high', 'medium') and {scope}
         )
-        select trim(regexp_replace(reason, '{_REASON_KEY}', '#', 'g')) as driver,
+        select trim(split_part(regexp_replace(reason, '{_REASON_KEY}', 'N', 'g'), ',', 1)) as driver,
                any_value(reason) as example, count(*) as customers
         from reasons where reason is not null and reason <> ''
         group by 1 order by customers desc limit 10
@@ -998,26 +1016,50 @@ def model_quality(con: duckdb.DuckDBPyConnection) -> dict | None:
 
 
 def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
-    """The latest run's plays with counts, suppressions by reason and a preview of each play."""
+    """The latest outreach run: plays with counts, suppressions by reason and a preview of each play."""
     if not _has(con, "exports.outreach_lists"):
         return {"available": False}
-    latest = query(
-        con,
-        "select run_id, max(created_at) as created_at from exports.outreach_lists group by 1 order by 2 desc limit 1",
-    )
+    if _has(con, "exports.runs"):
+        latest = query(
+            con,
+            "select run_id, created_at, as_of_date, plays_json from exports.runs "
+            "order by created_at desc, run_id desc limit 1",
+        )
+    else:
+        latest = query(
+            con,
+            "select run_id, max(created_at) as created_at, max(as_of_date) as as_of_date, null as plays_json "
+            "from exports.outreach_lists group by 1 order by 2 desc, 1 desc limit 1",
+        )
     if latest.empty:
         return {"available": True, "run_id": None}
-    run_id = latest.iloc[0]["run_id"]
-    plays = query(
+    run = latest.iloc[0].to_dict()
+    run_id = run["run_id"]
+    listed = query(
         con,
         """
-        select play, channel, action, count(*) as customers,
-               avg(churn_probability) as avg_churn_probability, sum(clv_12m) as clv_12m
+        select play, count(*) as customers, avg(churn_probability) as avg_churn_probability,
+               coalesce(sum(clv_12m), 0) as clv_12m
         from exports.outreach_lists where run_id = $run_id
-        group by 1, 2, 3 order by min(priority)
+        group by 1
         """,
         {"run_id": run_id},
     )
+    # Plays in playbook order, also those nobody qualified for (from the run's own record).
+    defined = pd.DataFrame(json.loads(run["plays_json"])) if run.get("plays_json") else pd.DataFrame()
+    if not defined.empty and "name" in defined:
+        keep = [c for c in ("name", "priority", "channel", "action") if c in defined]
+        plays = defined[keep].rename(columns={"name": "play"}).merge(listed, on="play", how="outer")
+    else:
+        plays = listed.merge(
+            query(con, "select play, min(priority) as priority, any_value(channel) as channel, "
+                       "any_value(action) as action from exports.outreach_lists where run_id = $run_id group by 1",
+                  {"run_id": run_id}),
+            on="play",
+        )
+    plays["customers"] = plays["customers"].fillna(0).astype(int)
+    plays["clv_12m"] = plays["clv_12m"].fillna(0.0)
+    plays = plays.sort_values("priority" if "priority" in plays else "play").reset_index(drop=True)
     suppressed = None
     if _has(con, "exports.suppressions"):
         suppressed = query(
@@ -1029,28 +1071,37 @@ def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
             """,
             {"run_id": run_id},
         )
+    suppressed_customers = None
+    if suppressed is not None:
+        suppressed_customers = int(query(
+            con, "select count(distinct customer_id) as n from exports.suppressions where run_id = $run_id",
+            {"run_id": run_id},
+        ).iloc[0]["n"])
     contact = _has(con, "marts.dim_customers")
+    order_col = "l.rank" if "rank" in _columns(con, "exports.outreach_lists") else "l.priority"
     preview = query(
         con,
         f"""
-        select l.play, l.priority, l.customer_id,
+        select l.play, {order_col} as rank, l.customer_id,
                {mask_email("c.email") if contact else "null"} as email,
                {mask_phone("c.phone") if contact else "null"} as phone,
-               l.channel, l.action, l.churn_probability, l.clv_12m, l.reasons
+               l.risk_tier, l.churn_probability, l.clv_12m, l.reasons
         from exports.outreach_lists l
         {"left join marts.dim_customers c using (customer_id)" if contact else ""}
         where l.run_id = $run_id
-        qualify row_number() over (partition by l.play order by l.priority) <= 50
-        order by l.play, l.priority
+        qualify row_number() over (partition by l.play order by {order_col}, l.customer_id) <= 50
+        order by l.play, {order_col}, l.customer_id
         """,
         {"run_id": run_id},
     )
     return {
         "available": True,
         "run_id": run_id,
-        "created_at": latest.iloc[0]["created_at"],
+        "created_at": run["created_at"],
+        "as_of_date": run.get("as_of_date"),
         "plays": plays,
         "suppressed": suppressed,
+        "suppressed_customers": suppressed_customers,
         "preview": preview,
     }
 
@@ -1171,92 +1222,129 @@ def shared_connection(snapshot: str) -> duckdb.DuckDBPyConnection:
 
 
 # --------------------------------------------------------------------------------------
-# Model run metrics (a JSON document written by the churn model's training run)
+# Model run metrics (the JSON document `ml.train` logs in ml.model_runs.metrics)
 
-#: Metrics shown on the Churn page, in order, with labels; other keys are left out.
+#: Evaluations in the metrics document, in display order, with labels (others are left out).
+MODEL_EVALUATIONS = {
+    "model": "Churn model",
+    "logistic_regression": "Baseline: logistic regression",
+    "bgnbd_1_minus_p_alive": "Baseline: BG/NBD 1 − P(alive)",
+    "bgnbd_p_no_purchase": "Baseline: BG/NBD P(no purchase)",
+    "recency_rule": "Baseline: recency rule",
+}
+#: Metrics shown, in order, with labels.
 MODEL_METRICS = {
     "roc_auc": "ROC AUC",
     "pr_auc": "PR AUC",
-    "brier": "Brier score",
-    "brier_score": "Brier score",
-    "log_loss": "Log loss",
-    "top_decile_lift": "Top-decile lift",
     "lift_top_decile": "Top-decile lift",
-    "top_decile_capture": "Top-decile capture",
     "capture_top_decile": "Top-decile capture",
-    "calibration_error": "Calibration error",
+    "brier": "Brier score",
+    "log_loss": "Log loss",
     "ece": "Calibration error",
 }
 
 
-def _numeric_metrics(d: dict) -> dict[str, float]:
-    return {
-        MODEL_METRICS[k]: float(v)
-        for k, v in d.items()
-        if k in MODEL_METRICS and isinstance(v, int | float) and not isinstance(v, bool)
-    }
-
-
 def metrics_table(metrics: dict) -> pd.DataFrame:
-    """One row per model (the churn model first, then each baseline), one column per metric.
-
-    Any dict in the document holding known metric keys counts as a model; its name is its key
-    (the top level is "Churn model").
-    """
-    rows: dict[str, dict[str, float]] = {}
-
-    def walk(node, name: str) -> None:
-        if not isinstance(node, dict):
-            return
-        found = _numeric_metrics(node)
-        if found:
-            rows.setdefault(name, {}).update(found)
-        for key, value in node.items():
-            if isinstance(value, dict):
-                label = key.replace("_", " ")
-                child = "Churn model" if key in ("model", "churn_model", "test", "holdout", "metrics") else label
-                walk(value, child if name in ("Churn model", "") or key == "model" else f"{name}: {label}")
-
-    walk(metrics, "Churn model")
-    if not rows:
-        return pd.DataFrame()
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("Model").reset_index()
-    table["Model"] = table["Model"].str.replace("baselines: ", "Baseline: ", regex=False).str.capitalize()
-    return table
+    """One row per evaluation (the churn model, then each baseline), one column per metric."""
+    rows = []
+    for key, label in MODEL_EVALUATIONS.items():
+        ev = metrics.get(key)
+        if not isinstance(ev, dict):
+            continue
+        row = {"Model": label}
+        for metric, name in MODEL_METRICS.items():
+            value = ev.get(metric)
+            row[name] = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def calibration_table(metrics: dict) -> pd.DataFrame:
-    """The calibration table (predicted vs observed churn per bin) found in the metrics document."""
+    """The churn model's calibration on held-out data: mean predicted vs observed churn per bin."""
+    table = (metrics.get("model") or {}).get("calibration") if isinstance(metrics, dict) else None
+    if not table:
+        return pd.DataFrame(columns=["predicted", "observed", "customers"])
+    df = pd.DataFrame(table).rename(columns={"mean_predicted": "predicted", "observed_rate": "observed"})
+    if "customers" in df:
+        df = df[df["customers"] > 0]
+    return df.dropna(subset=["predicted", "observed"]).reset_index(drop=True)
 
-    def find(node):
-        if isinstance(node, list) and node and all(isinstance(r, dict) for r in node):
-            keys = set(node[0])
-            pred = next((k for k in keys if "pred" in k or k == "mean_predicted"), None)
-            obs = next((k for k in keys if "obs" in k or "actual" in k or "true" in k or "fraction" in k), None)
-            if pred and obs:
-                return pd.DataFrame(node).rename(columns={pred: "predicted", obs: "observed"})
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if "calib" in key and isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-                    found = find([dict(zip(value, row, strict=False)) for row in zip(*value.values(), strict=False)])
-                    if found is not None:
-                        return found
-                found = find(value)
-                if found is not None:
-                    return found
-        return None
 
-    return find(metrics) if isinstance(metrics, dict) and find(metrics) is not None else pd.DataFrame()
+def driver_importance(metrics: dict) -> pd.DataFrame:
+    """How much each driver group matters to the model: ROC AUC lost when it is shuffled."""
+    groups = metrics.get("driver_importance") if isinstance(metrics, dict) else None
+    if not isinstance(groups, dict) or not groups:
+        return pd.DataFrame(columns=["driver", "auc_drop"])
+    df = pd.DataFrame({"driver": list(groups), "auc_drop": [float(v) for v in groups.values()]})
+    df["driver"] = df["driver"].str.replace("_", " ").str.capitalize()
+    return df.sort_values("auc_drop", ascending=False).head(10).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------
 # CRM downloads through the same code as `retain export`
 
+_RELATION = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)", re.IGNORECASE)
 
-def exporter():
-    """The outreach export module's renderer, or None while it is not installed."""
+
+def export_support(con: duckdb.DuckDBPyConnection) -> dict:
+    """Which CRM formats the outreach export code offers, and what the snapshot lacks for them.
+
+    Returns `formats` ({name: (title, channels, max rows per file)}) and `missing` (tables the
+    export SQL reads that are not in the snapshot; downloads are offered only when empty).
+    `formats` is empty when the export code is not installed.
+    """
     try:
-        from pipelines.outreach import exports  # noqa: F401
+        from pipelines.outreach import formats
     except ImportError:
-        return None
-    return None
+        return {"formats": {}, "missing": []}
+    needed = {m.lower() for m in _RELATION.findall(formats.EXPORT_SOURCE_SQL)}
+    present = {t.lower() for t in tables(con)}
+    return {
+        "formats": {
+            name: (f.title, tuple(f.channels), f.max_rows_per_file) for name, f in formats.EXPORT_FORMATS.items()
+        },
+        "missing": sorted(needed - present),
+    }
+
+
+def render_download(con: duckdb.DuckDBPyConnection, play: str, fmt: str, run_id: str | None = None) -> bytes:
+    """One play's export in one CRM format, as `retain export` writes it: CSV bytes, or a ZIP of the parts.
+
+    Calls `pipelines.outreach.exporter.render_export` on a cursor of the read-only snapshot
+    (it only needs temporary tables and macros, which a read-only connection allows).
+    """
+    import io
+    import zipfile
+
+    from pipelines.outreach.exporter import render_export
+
+    with con.cursor() as cur:
+        files = render_export(cur, play, fmt, run_id=run_id)
+    if len(files) == 1:
+        return next(iter(files.values()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+def download_file_name(play: str, fmt: str, rows: int, max_rows_per_file: int | None) -> str:
+    """The download's file name: `<play>-<format>.csv`, or `.zip` when the format splits it into parts."""
+    split = bool(max_rows_per_file) and rows > max_rows_per_file
+    return f"{play}-{fmt}.{'zip' if split else 'csv'}"
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_export_support(snapshot: str) -> dict:
+    """`export_support` for the snapshot, cached."""
+    return export_support(_shared_connection(snapshot))
+
+
+def export_callable(snapshot: str, play: str, fmt: str, run_id: str | None) -> Callable[[], bytes]:
+    """A zero-argument function for `st.download_button`: renders the file only when clicked."""
+
+    def render() -> bytes:
+        return render_download(_shared_connection(snapshot), play, fmt, run_id)
+
+    return render

@@ -1,7 +1,8 @@
 """Sidebar filters, kept in the URL query string so a view can be shared by copying its link.
 
 Each widget is bound to a query parameter (`bind="query-params"`): `period` (two `YYYY-MM`
-values), `country`, `channel` (repeated) and `segment`. Options come from the snapshot, so a
+values), `country`, `channel` (repeated) and `segment`, holding what the widget shows, e.g.
+`?period=2026-01&period=2026-06&country=DE&channel=App&segment=High+churn+risk`. Options come from the snapshot, so a
 value that is not in the allow-list (a typo, an edited URL) is dropped by the widget before
 any query sees it; the data layer binds what is left as query parameters.
 """

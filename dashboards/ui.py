@@ -112,6 +112,16 @@ def is_empty(df: pd.DataFrame | None, columns: Sequence[str] = ()) -> bool:
     return bool(cols) and bool(df[cols].isna().all().all())
 
 
+def as_date(value) -> str:
+    """A date or timestamp (or ISO text) as YYYY-MM-DD; '–' when missing."""
+    if _missing(value):
+        return "–"
+    try:
+        return f"{pd.Timestamp(value):%Y-%m-%d}"
+    except (ValueError, TypeError):
+        return str(value)
+
+
 def _age(iso: str | None) -> str:
     if not iso:
         return ""

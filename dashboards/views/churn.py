@@ -77,15 +77,33 @@ model = d["model"]
 if not model:
     ui.note("No model run is recorded in the snapshot yet (ml.model_runs).")
 else:
-    table = data.metrics_table(model["metrics"])
-    left, right = st.columns([3, 2])
+    run = model["run"]
+    metrics = model["metrics"]
+    eval_cutoff = run.get("eval_cutoff")
+    st.caption(
+        f"Model {run.get('run_id', '–')}, trained {ui.as_date(run.get('trained_at'))}"
+        f"{', evaluated on customers as of ' + ui.as_date(eval_cutoff) if eval_cutoff is not None else ''} "
+        "(a later cut-off than any it learned from), against simple baselines. Higher is better, except "
+        "Brier score, log loss and calibration error."
+        + (f" Promotion: {run['reason']}." if run.get("reason") else "")
+    )
+    table = data.metrics_table(metrics)
+    if table.empty:
+        ui.note("The model run records no metrics.")
+    else:
+        st.dataframe(table, hide_index=True, column_config={
+            "Top-decile capture": st.column_config.NumberColumn(format="percent"),
+            **{c: st.column_config.NumberColumn(format="%.3f") for c in
+               ("ROC AUC", "PR AUC", "Brier score", "Log loss", "Calibration error")},
+            "Top-decile lift": st.column_config.NumberColumn(format="%.2f×"),
+        })
+    left, right = st.columns(2)
     with left:
-        if table.empty:
-            ui.note("The model run records no metrics.")
-        else:
-            st.caption("Held-out evaluation on a later cut-off, against simple baselines. Higher is better except "
-                       "Brier score and log loss.")
-            st.dataframe(table, hide_index=True)
-    with right:
-        charts.show(charts.calibration(data.calibration_table(model["metrics"])),
+        charts.show(charts.calibration(data.calibration_table(metrics), title="Calibration on held-out customers"),
                     "The model run records no calibration table.")
+    with right:
+        imp = data.driver_importance(metrics)
+        charts.show(charts.bars(imp, "driver", {"auc_drop": "ROC AUC lost without it"}, horizontal=True,
+                                y_format=".3f", y_title="ROC AUC lost when the driver is shuffled", height=320,
+                                colors=[charts.BLUE], title="What the model relies on"),
+                    "The model run records no driver importance.")

@@ -9,6 +9,12 @@ from dashboards import charts, data, filters, ui
 ctx = filters.context()
 currency = (ctx.options.get("currency") or [None])[0]
 
+
+def play_label(play: str) -> str:
+    """'vip_winback' → 'Vip winback'."""
+    return play.replace("_", " ").capitalize()
+
+
 st.title("Outreach")
 d = data.load("outreach", ctx.snapshot, ctx.filters)
 if not d["available"]:
@@ -16,76 +22,89 @@ if not d["available"]:
             "`retain run` that includes the outreach stage.")
     st.stop()
 if d["run_id"] is None:
-    ui.note("The last outreach run produced no lists.")
+    ui.note("No outreach run has been recorded yet.")
     st.stop()
 
 plays, suppressed = d["plays"], d["suppressed"]
-st.caption(f"Lists from run {d['run_id']} · created {d['created_at']:%Y-%m-%d %H:%M} UTC · "
-           "each customer is in at most one play; suppression always wins.")
+st.caption(f"Lists of run {d['run_id']} for {d['as_of_date']:%Y-%m-%d} · each customer is in at most one play, "
+           "the first that matches; suppression always wins.")
 cols = st.columns(4)
 with cols[0]:
     ui.tile("Customers to contact", ui.count(plays["customers"].sum()))
 with cols[1]:
-    ui.tile("Plays with customers", ui.count(plays["play"].nunique()))
+    ui.tile("Plays with customers", f"{(plays['customers'] > 0).sum()} of {len(plays)}")
 with cols[2]:
-    ui.tile("Suppressed", ui.count(suppressed["customers"].sum() if suppressed is not None else None), None, None,
-            "Eligible customers held back: no consent, unsubscribed, no valid address, contacted recently, "
-            "open ticket, test account or erasure requested.")
+    ui.tile("Held back", ui.count(d["suppressed_customers"]), None, None,
+            "Customers who matched a play but must not be contacted: no consent, unsubscribed, no valid address, "
+            "contacted recently, open ticket, test account or erasure requested. One customer can have several "
+            "reasons; the chart counts reasons.")
 with cols[3]:
-    ui.tile("12-month value in lists", ui.money(plays["clv_12m"].sum(), currency))
+    ui.tile("12-month value in lists", ui.money(plays["clv_12m"].sum(), currency), None, None,
+            "Expected 12-month customer value (CLV) of the customers in today's lists.")
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Plays")
-    by_play = plays.groupby("play", as_index=False, sort=False)["customers"].sum()
-    by_play["play"] = by_play["play"].str.replace("_", " ").str.capitalize()
+    by_play = plays.assign(play=plays["play"].map(play_label))
     charts.show(charts.bars(by_play, "play", {"customers": "Customers"}, horizontal=True, y_format="count",
-                            y_title="Customers", text_format="count", height=320),
+                            y_title="Customers", text_format="count", height=320, title="Customers per play"),
                 "No customer qualifies for any play today.")
 with right:
-    st.subheader("Suppressed, by reason")
     if suppressed is None:
         ui.note("Suppressions are not in the snapshot (exports.suppressions).")
     else:
-        by_reason = suppressed.groupby("reason", as_index=False)["customers"].sum().sort_values("customers",
-                                                                                              ascending=False)
+        by_reason = (suppressed.groupby("reason", as_index=False)["customers"].sum()
+                     .sort_values("customers", ascending=False))
         by_reason["reason"] = by_reason["reason"].str.replace("_", " ").str.capitalize()
         charts.show(charts.bars(by_reason, "reason", {"customers": "Customers"}, horizontal=True, y_format="count",
-                                y_title="Customers", colors=[charts.GREY], text_format="count", height=320),
+                                y_title="Customers", colors=[charts.GREY], text_format="count", height=320,
+                                title="Held back, by reason"),
                     "Nobody was suppressed in this run.")
 
 st.subheader("Preview and download")
-play_names = plays["play"].drop_duplicates().tolist()
-play = st.selectbox("Play", play_names, format_func=lambda p: p.replace("_", " ").capitalize(), key="outreach_play")
+play = st.selectbox("Play", plays["play"].tolist(), format_func=play_label, key="outreach_play")
 row = plays[plays["play"] == play].iloc[0]
-st.caption(f"{ui.count(plays.loc[plays['play'] == play, 'customers'].sum())} customers · channel "
-           f"{row['channel']} · action: {row['action']}. Top 50 by priority; emails and phones masked.")
+rows = int(row["customers"])
+st.caption(f"{ui.count(rows)} customers · channel {row.get('channel', '–')} · {row.get('action', '')}. "
+           "First 50 by rank; emails and phones masked.")
 preview = d["preview"]
-st.dataframe(
-    preview[preview["play"] == play].drop(columns="play"),
-    hide_index=True,
-    column_config={
-        "priority": "Priority", "customer_id": "Customer", "email": "Email", "phone": "Phone",
-        "channel": "Channel", "action": "Action",
-        "churn_probability": st.column_config.ProgressColumn("Churn risk", format="percent", min_value=0, max_value=1),
-        "clv_12m": st.column_config.NumberColumn("12-month value", format="%.2f"),
-        "reasons": st.column_config.TextColumn("Reasons", width="large"),
-    },
-)
+part = preview[preview["play"] == play].drop(columns="play")
+if part.empty:
+    ui.note("Nobody is in this play today.")
+else:
+    st.dataframe(
+        part,
+        hide_index=True,
+        column_config={
+            "rank": "Rank", "customer_id": "Customer", "email": "Email", "phone": "Phone", "risk_tier": "Risk",
+            "churn_probability": st.column_config.ProgressColumn("Churn risk", format="percent", min_value=0,
+                                                                 max_value=1),
+            "clv_12m": st.column_config.NumberColumn("12-month value", format="%.2f"),
+            "reasons": st.column_config.TextColumn("Reasons", width="large"),
+        },
+    )
 
-exporter = data.exporter()
-if exporter is None:
-    ui.note("CRM downloads need the export module (pipelines/outreach), which this installation lacks.")
+support = data.load_export_support(ctx.snapshot)
+usable = {name: spec for name, spec in support["formats"].items() if row.get("channel") in spec[1]}
+if not support["formats"]:
+    ui.note("CRM downloads need the outreach export module (pipelines/outreach).")
+elif support["missing"]:
+    ui.note("CRM downloads are not possible from this snapshot: the export reads "
+            f"{', '.join(support['missing'])}, which the published snapshot does not hold. Use `retain export`.")
+elif rows == 0:
+    pass
+elif not usable:
+    ui.note(f"No CRM format carries {row.get('channel')} contacts.")
 else:
     st.markdown("**Download for your CRM** — the same files `retain export` writes for this play.")
     cols = st.columns(4)
-    for i, fmt in enumerate(exporter.formats):
+    for i, (fmt, (title, _channels, max_rows)) in enumerate(usable.items()):
         with cols[i % 4]:
+            name = data.download_file_name(play, fmt, rows, max_rows)
             st.download_button(
-                exporter.labels.get(fmt, fmt),
-                data=data.export_callable(ctx.snapshot, play, fmt),
-                file_name=ui.download_name("retain", play, fmt) + exporter.extension(play, fmt),
-                mime=exporter.mime(play, fmt),
+                title,
+                data=data.export_callable(ctx.snapshot, play, fmt, d["run_id"]),
+                file_name=name,
+                mime="application/zip" if name.endswith(".zip") else "text/csv",
                 key=f"download_{play}_{fmt}",
                 on_click="ignore",
                 icon=":material/download:",

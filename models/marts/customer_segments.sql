@@ -56,9 +56,9 @@ scored as (
         case
             when customers.orders_count > 0
                 then ntile(5) over (
-                    partition by customers.orders_count > 0
-                    order by customers.net_revenue, customers.customer_id
-                )
+                        partition by customers.orders_count > 0
+                        order by customers.net_revenue, customers.customer_id
+                    )
         end as monetary_score
     from customers
     left join first_orders
