@@ -441,3 +441,36 @@ def test_dbt_docs_generate_works(built):
     catalog = json.loads((built.work / "target" / "catalog.json").read_text())
     assert "model.retain.kpi_monthly" in catalog["nodes"]
     assert (built.work / "target" / "index.html").exists()
+
+
+def test_failing_error_test_fails_the_dagster_step_and_blocks_downstream(tmp_path, monkeypatch):
+    """A broken accepted_values test on staging fails the dbt step; an asset downstream never runs."""
+    import dagster as dg
+
+    from pipelines.defs.dbt import assets
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    build_raw(warehouse, customers=50, seed=1)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update raw.customers set email_marketing_consent = 'maybe' where customer_id = 'C00000001'")
+    for var in [v for v in os.environ if v.startswith("RETAIN_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path))
+    ran = []
+
+    @dg.asset(deps=[dg.AssetKey(["staging", "stg_shop__customers"])], group_name="train")
+    def downstream_model() -> None:
+        ran.append(True)
+
+    result = dg.materialize(
+        [*assets, downstream_model],
+        selection=dg.AssetSelection.assets(["staging", "stg_shop__customers"], "downstream_model"),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    assert not ran, "an asset downstream of a failed dbt test must not run"
+    step_failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert step_failures and step_failures[0].step_key == "retain_dbt_models"
+    assert any(name.startswith("accepted_values_stg_shop__customers_email") for name in failed_checks)

@@ -33,8 +33,14 @@ def dbt_executable() -> str:
 
 
 def dbt_environment() -> dict[str, str]:
-    """The environment dbt runs in: resolved RETAIN_* paths and this project's profiles."""
+    """The environment dbt runs in: resolved RETAIN_* paths and this project's profiles.
+
+    Also sets DBT_INDIRECT_SELECTION=cautious (unless set): when Dagster runs a subset of the
+    models, a test that also reads a model outside the subset (a relationship) is skipped
+    rather than failing on a table that may not exist yet.
+    """
     export_environment()
+    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     env = dict(os.environ)
     env["DBT_PROFILES_DIR"] = str(PROJECT_ROOT)
     env["DBT_PROJECT_DIR"] = str(PROJECT_ROOT)
