@@ -109,9 +109,9 @@ SCORE_COLUMNS: tuple[CandidateColumn, ...] = (
 
 DERIVED_COLUMNS: tuple[CandidateColumn, ...] = (
     _c("as_of_date", "DATE", "derived", "The run's date: use it instead of current_date."),
-    _c("clv_rank", "BIGINT", "derived", "Rank by clv_12m among scored customers, 1 = highest."),
+    _c("clv_rank", "BIGINT", "derived", "Rank by clv_12m among scored customers with a CLV, 1 = highest."),
     _c("clv_top_share", "DOUBLE", "derived",
-       "Share of scored customers with a higher CLV (0 for the best): `clv_top_share < 0.2` is the top 20%."),
+       "Share of those customers with a higher CLV (0 for the best): `clv_top_share < 0.2` is the top 20%."),
     _c("has_valid_email", "BOOLEAN", "derived", "The email passes validation."),
     _c("has_valid_phone", "BOOLEAN", "derived", "The phone normalises to E.164."),
     _c("is_test_account", "BOOLEAN", "derived", "Internal or test account (always suppressed)."),
