@@ -69,6 +69,8 @@ def child_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
     env["RETAIN_DATA_DIR"] = str(data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    # as if the virtualenv were activated: tools it installs (dbt) resolve from PATH
+    env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p)
     return env
 
 
@@ -124,9 +126,11 @@ def is_dbt_stage(stage: str) -> bool:
 
 
 def dbt_seconds(stages: list[dict]) -> float | None:
-    """Seconds of the dbt build: the sum over its stages."""
-    parts = [s["seconds"] for s in stages if is_dbt_stage(s["stage"])]
-    return round(sum(parts), 3) if parts else None
+    """Seconds of the dbt build: the sum over its stages; None if it did not run or failed."""
+    dbt = [s for s in stages if is_dbt_stage(s["stage"])]
+    if not dbt or any(s.get("failed_steps") for s in dbt):
+        return None
+    return round(sum(s["seconds"] for s in dbt), 3)
 
 
 def raw_orders(warehouse: Path) -> int:
