@@ -414,6 +414,32 @@ def load_held_back(path: Path | str, hold_back_days: int = 1) -> dict[str, int]:
         con.close()
 
 
+def build_transaction_log(path: Path | str, cdnow_file: Path | str) -> int:
+    """A raw warehouse holding only orders from a CDNOW-style transaction log (no order ids).
+
+    The file is whitespace separated: customer id, sample id, date (YYYYMMDD), units, amount.
+    Every other raw table stays empty, as when a shop exports nothing but its transactions.
+    """
+    con = duckdb.connect(str(path))
+    try:
+        ensure_schema(con)
+        con.execute(
+            f"""
+            insert into raw.orders (customer_id, ordered_at, total, _load_id, _source_file, _source_row, _loaded_at)
+            with lines as (
+                select regexp_split_to_array(trim(line), '\\s+') as f, row_number() over () as n
+                from read_csv('{cdnow_file}', columns = {{'line': 'VARCHAR'}}, delim = '|', header = false)
+            )
+            select f[1], strptime(f[3], '%Y%m%d'), cast(f[5] as decimal(18, 2)), 1,
+                'orders/{Path(cdnow_file).name}', n, timestamp '2024-01-01 00:00:00'
+            from lines
+            """
+        )
+        return con.execute("select count(*) from raw.orders").fetchone()[0]
+    finally:
+        con.close()
+
+
 if __name__ == "__main__":
     import sys
 
