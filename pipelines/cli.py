@@ -312,6 +312,177 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 
+def _warehouse_connection(read_only: bool = False):
+    import duckdb
+
+    s = settings()
+    if not s.warehouse.exists():
+        _fail(f"no warehouse at {s.warehouse}: run `retain run` first")
+    try:
+        return duckdb.connect(str(s.warehouse), read_only=read_only)
+    except duckdb.IOException as exc:
+        _fail(f"the warehouse {s.warehouse} is busy (another run is writing?): {exc}")
+
+
+@app.command()
+def train(
+    as_of: Annotated[
+        str | None, typer.Option(help="Train as if today were this date (YYYY-MM-DD). Default: latest order date.")
+    ] = None,
+    horizon_days: Annotated[int, typer.Option(help="Churn horizon H: no valid order within H days = churned.")] = 180,
+    tolerance: Annotated[
+        float, typer.Option(help="Promotion gate: how far (ROC AUC) below the current model a new one may fall.")
+    ] = 0.02,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Retrain the churn model: backtest on past cut-offs, compare with baselines, promote if it passes the gate.
+
+    Every run is recorded in ml.model_runs; a model that does not beat the recency rule, or
+    falls more than --tolerance below the current model, is recorded but not promoted.
+    """
+    as_of_date = _parse_date(as_of, "--as-of")
+    _use_data_dir(data_dir)
+    from ml.train import train as run_train
+
+    with _warehouse_connection() as con:
+        result = run_train(
+            con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
+        )
+    console.print(result.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def score(
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this date (YYYY-MM-DD), for audits and backtests.")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Score every customer with the promoted churn model into ml.churn_scores (history in ml.churn_scores_history)."""
+    as_of_date = _parse_date(as_of, "--as-of")
+    _use_data_dir(data_dir)
+    from ml.score import score as run_score
+
+    with _warehouse_connection() as con:
+        scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
+    tiers = scores["risk_tier"].value_counts()
+    scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
+    table = Table(title=f"Scored {len(scores):,} customers as of {scored_as_of}")
+    for col in ("risk tier", "customers", "share"):
+        table.add_column(col)
+    for tier in ("high", "medium", "low"):
+        n = int(tiers.get(tier, 0))
+        table.add_row(tier, f"{n:,}", f"{n / max(len(scores), 1):.1%}")
+    console.print(table)
+
+
+@app.command()
+def model(data_dir: DataDirOption = None) -> None:
+    """Print the current churn model's card: data window, metrics against baselines, top drivers."""
+    _use_data_dir(data_dir)
+    from ml.card import model_card
+
+    with _warehouse_connection(read_only=True) as con:
+        console.print(model_card(con, settings().models), markup=False, highlight=False)
+
+
+@app.command()
+def plays(
+    playbook: Annotated[
+        Path | None, typer.Option(help="Playbook YAML (default: $RETAIN_PLAYBOOK or the built-in one).")
+    ] = None,
+) -> None:
+    """List the outreach plays in priority order, validating the playbook file."""
+    from pipelines.outreach import PlaybookError, describe_plays
+
+    try:
+        described = describe_plays(playbook)
+    except PlaybookError as exc:
+        _fail(str(exc))
+    table = Table(title="Outreach plays (first match wins)")
+    for col in ("priority", "play", "channel", "action", "rule"):
+        table.add_column(col, overflow="fold")
+    for p in described:
+        table.add_row(str(p["priority"]), p["name"], p["channel"], p["action"], " ".join(str(p["rule"]).split()))
+    console.print(table)
+
+
+@app.command()
+def export(
+    play: Annotated[str, typer.Option(help="Play name (see `retain plays`) or `all`.")] = "all",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="csv, hubspot, klaviyo, salesforce, mailchimp, google_customer_match, meta_custom_audience, or all.",
+        ),
+    ] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Folder for export runs. Default: $RETAIN_EXPORTS.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Outreach run to export. Default: the latest.")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export outreach lists in a CRM's import format, with a manifest and diffs against the previous export.
+
+    Each export is a folder <out>/<play>/<format>/<run id>/ written atomically; suppressed
+    customers never appear, and hashed formats never contain a raw email or phone.
+    """
+    _use_data_dir(data_dir)
+    from pipelines.outreach import FORMATS, ExportError, OutreachInputError
+    from pipelines.outreach import export as run_export
+
+    if fmt != "all" and fmt not in FORMATS:
+        _fail(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)} or all")
+    target = out or settings().exports
+    with _warehouse_connection() as con:
+        try:
+            results = run_export(con, play, fmt, target, run_id=run_id)
+        except (ExportError, OutreachInputError, LookupError) as exc:
+            _fail(str(exc))
+    table = Table(title=f"Exports in {target}")
+    for col in ("play", "format", "rows", "added", "changed", "removed", "folder"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        if r.skipped:
+            table.add_row(r.play, r.format, "-", "", "", "", f"skipped: {r.skipped}")
+        else:
+            table.add_row(r.play, r.format, f"{r.rows:,}", str(r.added), str(r.changed), str(r.removed), str(r.path))
+    console.print(table)
+
+
+@app.command()
+def docs(
+    port: Annotated[int, typer.Option(help="Port for the dbt docs site.")] = 8080,
+    generate_only: Annotated[bool, typer.Option(help="Only build the docs into target/, do not serve.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Build and serve the dbt docs: every model, column, KPI definition and the lineage graph."""
+    _use_data_dir(data_dir)
+    from pipelines.defs.dbt import dbt_cli
+
+    code = dbt_cli(["docs", "generate"])
+    if code or generate_only:
+        raise typer.Exit(code)
+    console.print(f"dbt docs: [bold]http://127.0.0.1:{port}[/]  (Ctrl+C to stop)")
+    raise typer.Exit(dbt_cli(["docs", "serve", "--port", str(port), "--host", "127.0.0.1", "--no-browser"]))
+
+
+@app.command("import-cdnow")
+def import_cdnow(
+    source: Annotated[Path, typer.Argument(help="The CDNOW master file (whitespace separated, YYYYMMDD dates).")],
+    out: Annotated[Path | None, typer.Option(help="Landing folder. Default: $RETAIN_LANDING.")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Turn the public CDNOW purchase log into an orders landing file (a plain transaction log)."""
+    if not source.exists():
+        _fail(f"{source} does not exist")
+    _use_data_dir(data_dir)
+    from pipelines.generate import convert_cdnow
+
+    target = out or settings().landing
+    rows = convert_cdnow(source, target)
+    console.print(f"wrote {rows:,} orders to {target / 'orders'}")
+
+
 @app.command()
 def contract(
     markdown: Annotated[bool, typer.Option(help="Print the column tables of docs/data-contract.md.")] = False,
