@@ -4,26 +4,29 @@ For each file of a source (see `files.landing_files`):
 
 1. Skip it if the ledger already has it: same path, size and mtime (no read at all), or the
    same sha256 under the same path. The same content under another name is recorded once as
-   `skipped_duplicate`. `reload=True` loads every file again as a new version.
-2. Read it with DuckDB's native reader into a temp table, every value as text
-   (`files.read_csv_header` names the CSV columns; column names are matched to the contract
-   trimmed and case-insensitively; unknown ones go to `_extra`).
-3. Compute a typed value and a `_reason` per row in the same statement (`rules.py`), derive a
-   missing optional primary key, mark duplicate keys (the first row of a key in the file is
-   kept, later ones quarantined).
-4. Insert good rows typed into `raw.<source>`, bad rows into `raw._quarantine`, nulled
-   optional values into `raw._warnings` and one ledger row into `raw._loads`, then commit.
+   `skipped_duplicate`. `reload=True` loads every file again as a new version. (The sha256
+   is computed in a thread while step 2 runs.)
+2. Stage it: read it with DuckDB's native reader (`files.read_csv_header` names the CSV
+   columns; names are matched to the contract trimmed and case-insensitively; unknown ones
+   go to `_extra`) and, in the same statement, type every column and give each row a
+   `_reason` (`rules.py`), into `_scratch._v`, a table in an in-memory database attached to
+   the connection (no disk write, no compression). Then derive a missing optional primary
+   key and mark duplicate keys (the first row of a key in the file is kept).
+3. Commit it: in one transaction, insert good rows typed into `raw.<source>`, bad rows into
+   `raw._quarantine`, nulled optional values into `raw._warnings` and one ledger row into
+   `raw._loads`.
 
-Anything that makes the whole file unusable raises `FileRejected` inside the transaction;
-it is rolled back and the rejection recorded in `raw._loads` and `raw._rejected_files` in a
-transaction of its own. A crash (or kill) mid-file commits nothing, so the next run loads
-the file again from scratch.
+Anything that makes the whole file unusable raises `FileRejected` while staging; the
+rejection is recorded in `raw._loads` and `raw._rejected_files` instead. A crash (or kill)
+before the commit leaves nothing behind (the scratch database lives in memory), so the next
+run loads the file again from scratch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +46,7 @@ from pipelines.ingest.files import (
     sha256_of,
 )
 from pipelines.ingest.rules import (
+    WHITESPACE,
     column_sql,
     lit,
     q,
@@ -62,6 +66,10 @@ FAULT_HOOK: Callable[[str], None] | None = None
 BIG_LINE_LIMIT = 1 << 27
 
 REASON_TYPE = "STRUCT(code VARCHAR, col VARCHAR, msg VARCHAR)"
+
+#: In-memory database attached to every ingestion connection for staging tables.
+SCRATCH = "_scratch"
+V = f"{SCRATCH}._v"
 
 
 def _fault(stage: str) -> None:
@@ -105,6 +113,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     # DuckDB turns long IN lists into joins, and joins may reorder rows; CSV row numbers
     # come from row order, so keep IN lists as plain expressions.
     con.execute("SET disabled_optimizers = 'in_clause'")
+    con.execute(f"ATTACH ':memory:' AS {SCRATCH}")
     return con
 
 
@@ -154,47 +163,71 @@ def ingest_file(
         [src.name, rel, stat.size, stat.mtime],
     ).fetchone():
         return FileResult(src.name, rel, "unchanged", size=stat.size)
-    sha = sha256_of(path)
     fmt = file_format(path)
-    if not reload:
-        if con.execute(
-            "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND sha256 = ? LIMIT 1", [src.name, rel, sha]
-        ).fetchone():
-            return FileResult(src.name, rel, "unchanged", sha256=sha, size=stat.size)
-        first = con.execute(
-            "SELECT file_path, load_id FROM raw._loads WHERE source = ? AND sha256 = ? AND status = 'loaded' "
-            "ORDER BY load_id LIMIT 1",
-            [src.name, sha],
-        ).fetchone()
-        if first:
-            message = f"{rel}: same content (sha256) as {first[0]}, already loaded as load {first[1]}; skipped"
-            load_id = _record(con, src, rel, stat, sha, fmt, "skipped_duplicate", _utcnow(), message)
-            return FileResult(
-                src.name, rel, "skipped_duplicate", load_id=load_id, message=message, sha256=sha, size=stat.size,
-                seconds=time.perf_counter() - t0,
-            )
-
     started = _utcnow()
-    load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
-    con.begin()
-    try:
-        result = _load(con, src, path, rel, fmt, load_id, sha, stat, started)
-        _fault("before_commit")
-        con.commit()
-    except FileRejected as rej:
-        con.rollback()
-        _record(con, src, rel, stat, sha, fmt, "rejected", started, rej.message, load_id=load_id, code=rej.code)
-        return FileResult(
-            src.name, rel, "rejected", load_id=load_id, reason_code=rej.code, message=rej.message, sha256=sha,
-            size=stat.size, seconds=time.perf_counter() - t0,
-        )
-    except BaseException:
-        con.rollback()
-        raise
-    finally:
-        _drop_temp(con)
+    # The sha256 decides whether the content is new, but nearly every file that gets this far
+    # is: stage it while a thread hashes it (hashlib and DuckDB both release the GIL), and
+    # drop the staged rows in the rare case the content turns out to be known.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(sha256_of, path)
+        try:
+            rejection: FileRejected | None = None
+            try:
+                staged = _stage(con, src, path, fmt, stat)
+            except FileRejected as rej:
+                rejection = rej
+            sha = hashing.result()
+            if not reload:
+                known = _known_content(con, src, rel, stat, sha, fmt)
+                if known is not None:
+                    known.seconds = time.perf_counter() - t0
+                    return known
+            load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
+            if rejection is not None:
+                _record(con, src, rel, stat, sha, fmt, "rejected", started, rejection.message, load_id=load_id,
+                        code=rejection.code)
+                return FileResult(
+                    src.name, rel, "rejected", load_id=load_id, reason_code=rejection.code, message=rejection.message,
+                    sha256=sha, size=stat.size, seconds=time.perf_counter() - t0,
+                )
+            con.begin()
+            try:
+                result = _commit(con, src, staged, rel, load_id, sha, stat, started)
+                _fault("before_commit")
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        finally:
+            _drop_scratch(con)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _known_content(
+    con: duckdb.DuckDBPyConnection, src: Source, rel: str, stat: FileStat, sha: str, fmt: str | None
+) -> FileResult | None:
+    """The result for content the ledger already has, or None if it is new.
+
+    Same path and sha256 as any earlier file: unchanged (nothing recorded). Same sha256 as a
+    file loaded under another path: skipped_duplicate, recorded once.
+    """
+    if con.execute(
+        "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND sha256 = ? LIMIT 1", [src.name, rel, sha]
+    ).fetchone():
+        return FileResult(src.name, rel, "unchanged", sha256=sha, size=stat.size)
+    first = con.execute(
+        "SELECT file_path, load_id FROM raw._loads WHERE source = ? AND sha256 = ? AND status = 'loaded' "
+        "ORDER BY load_id LIMIT 1",
+        [src.name, sha],
+    ).fetchone()
+    if first is None:
+        return None
+    message = f"{rel}: same content (sha256) as {first[0]}, already loaded as load {first[1]}; skipped"
+    load_id = _record(con, src, rel, stat, sha, fmt, "skipped_duplicate", _utcnow(), message)
+    return FileResult(
+        src.name, rel, "skipped_duplicate", load_id=load_id, message=message, sha256=sha, size=stat.size
+    )
 
 
 def _record(
@@ -331,29 +364,30 @@ def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
     # line is one quarantined row with its line number instead of a failed file.
     try:
         con.execute(
-            f"""CREATE TEMP TABLE _text AS
+            f"""CREATE TABLE {SCRATCH}._text AS
             SELECT line FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
                  auto_detect = false, delim = '\x01', quote = '', escape = '', max_line_size = {BIG_LINE_LIMIT})"""
         )
     except duckdb.Error as exc:
         raise _duck_error(exc, path.name) from exc
-    base = _rowid_base(con, "_text")
+    base = _rowid_base(con, f"{SCRATCH}._text")
     # Blank lines are dropped but still counted, so n is the line number in the file.
     con.execute(
-        f"""CREATE TEMP TABLE _lines AS
+        f"""CREATE TABLE {SCRATCH}._lines AS
         SELECT rowid - {base} + 1 AS n, line,
                json_valid(line) AND CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' END AS ok
-        FROM _text WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''"""
+        FROM {SCRATCH}._text WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''"""
     )
-    con.execute("DROP TABLE _text")
+    con.execute(f"DROP TABLE {SCRATCH}._text")
     keys = [k for (k,) in con.execute(
-        "SELECT k FROM (SELECT unnest(json_keys(line)) AS k, n FROM _lines WHERE ok) GROUP BY k ORDER BY min(n), k"
+        f"SELECT k FROM (SELECT unnest(json_keys(line)) AS k, n FROM {SCRATCH}._lines WHERE ok) "
+        "GROUP BY k ORDER BY min(n), k"
     ).fetchall()]
-    total, good = con.execute("SELECT count(*), count(*) FILTER (WHERE ok) FROM _lines").fetchone()
+    total, good = con.execute(f"SELECT count(*), count(*) FILTER (WHERE ok) FROM {SCRATCH}._lines").fetchone()
     if total == 0:
         raise FileRejected("empty_file", f"{path.name}: the file has no JSON lines")
     if good == 0:
-        first = con.execute("SELECT n, left(line, 60) FROM _lines ORDER BY n LIMIT 1").fetchone()
+        first = con.execute(f"SELECT n, left(line, 60) FROM {SCRATCH}._lines ORDER BY n LIMIT 1").fetchone()
         raise FileRejected(
             "unreadable",
             f"{path.name}: no line is a JSON object (line {first[0]}: {first[1]!r}); expected JSON Lines",
@@ -361,7 +395,7 @@ def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
     paths = "[" + ", ".join(lit('$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"') for k in keys) + "]"
     from_sql = (
         f"(SELECT n, line, ok, CASE WHEN ok THEN json_extract_string(line, {paths}) END AS _vals, "
-        f"CASE WHEN ok THEN json_extract(line, {paths}) END AS _jvals FROM _lines)"
+        f"CASE WHEN ok THEN json_extract(line, {paths}) END AS _jvals FROM {SCRATCH}._lines)"
     )
     malformed = (
         "WHEN NOT ok THEN {'code': 'malformed_json', 'col': NULL::VARCHAR, "
@@ -376,10 +410,10 @@ def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
 
 
 def _rowid_base(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """The first rowid of a freshly created temp table, checking rowids are consecutive.
+    """The first rowid of a freshly created table, checking rowids are consecutive.
 
-    Rowids count up from 0 in insertion order, but inside a transaction they start at a
-    large base; only the offset is used, and consecutiveness is checked, not assumed.
+    Rowids count up from 0 in insertion order (inside a transaction they would start at a
+    large base); only the offset is used, and consecutiveness is checked, not assumed.
     """
     count, lo, hi = con.execute(f"SELECT count(*), min(rowid), max(rowid) FROM {table}").fetchone()
     if count and hi - lo + 1 != count:
@@ -388,7 +422,7 @@ def _rowid_base(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Validation and loading
+# Validation
 
 
 def _map_columns(plan: _Plan, src: Source, name: str) -> tuple[dict[str, list[int]], list[int]]:
@@ -427,6 +461,20 @@ def _map_columns(plan: _Plan, src: Source, name: str) -> tuple[dict[str, list[in
     return known, extras
 
 
+def _trimmed(x: str) -> str:
+    """SQL of text `x` without surrounding whitespace, NULL if nothing is left.
+
+    trim() allocates a new string for every value and costs several times the CSV parse
+    of a column; the prefix/suffix tests that guard it are nearly free, and almost no value
+    needs trimming. The guard looks for spaces (the whitespace real exports carry); a value
+    that starts or ends with a space loses tabs and line breaks around it too.
+    """
+    return (
+        f"CASE WHEN {x} LIKE ' %' OR {x} LIKE '% ' OR {x} = '' "
+        f"THEN NULLIF(trim({x}, {WHITESPACE}), '') ELSE {x} END"
+    )
+
+
 def _validation_sql(
     plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int], now: datetime, keep: list[str]
 ) -> str:
@@ -435,7 +483,6 @@ def _validation_sql(
     Only projections: no join, aggregate or sort, so DuckDB keeps the file's row order (CSV
     row numbers rely on it; `_read` checks the plan). `keep` names FROM columns to carry.
     """
-    trim = "' \t\r\n'"
     values, typed, branches, final, warnings = [], [], list(plan.pre_reason), [], []
     for i, raw in enumerate(plan.raw):
         branches.append(too_long_branch(raw, plan.names[i]))
@@ -444,8 +491,9 @@ def _validation_sql(
         idx = known.get(col.name, [])
         text = "NULL::VARCHAR"
         if idx:
-            raw_text = plan.raw[idx[0]] if len(idx) == 1 else "COALESCE(" + ", ".join(plan.raw[i] for i in idx) + ")"
-            text = f"NULLIF(trim({raw_text}, {trim}), '')"
+            text = plan.raw[idx[0]] if len(idx) == 1 else "COALESCE(" + ", ".join(plan.raw[i] for i in idx) + ")"
+            if col.type == "varchar":  # stored as text: trim; other types are cast (see rules.blank_sql)
+                text = _trimmed(text)
         values.append(f"{text} AS {v}")
         typed.append(f"{typed_sql(col, v)} AS {q(col.name)}")
         cs = column_sql(col, v, q(col.name), now)
@@ -493,24 +541,20 @@ def _read(
     as-is into `_in` and the position carried as a column.
     """
     now = datetime.now(UTC)
-    if plan.row_sql is not None:
-        sql = _validation_sql(plan, src, known, extras, now, [])
-        try:
-            con.execute(f"CREATE TEMP TABLE _v AS {sql}")
-        except duckdb.Error as exc:
-            raise _duck_error(exc, path.name) from exc
-        return lambda alias: f"({alias}_source_row - 1)"
     sql = _validation_sql(plan, src, known, extras, now, [])
     try:
+        if plan.row_sql is not None:
+            con.execute(f"CREATE TABLE {V} AS {sql}")
+            return lambda alias: f"({alias}_source_row - 1)"
         if _order_safe(con, sql):
-            con.execute(f"CREATE TEMP TABLE _v AS {sql}")
-            base = _rowid_base(con, "_v")
+            con.execute(f"CREATE TABLE {V} AS {sql}")
+            base = _rowid_base(con, V)
             return lambda alias: f"({alias}rowid - {base})"
-        con.execute(f"CREATE TEMP TABLE _in AS SELECT * FROM {plan.from_sql}")
-        base = _rowid_base(con, "_in")
-        staged = _Plan(**{**plan.__dict__, "from_sql": f"(SELECT *, rowid - {base} AS _pos FROM _in)"})
-        con.execute(f"CREATE TEMP TABLE _v AS {_validation_sql(staged, src, known, extras, now, ['_pos'])}")
-        con.execute("DROP TABLE _in")
+        con.execute(f"CREATE TABLE {SCRATCH}._in AS SELECT * FROM {plan.from_sql}")
+        base = _rowid_base(con, f"{SCRATCH}._in")
+        staged = _Plan(**{**plan.__dict__, "from_sql": f"(SELECT *, rowid - {base} AS _pos FROM {SCRATCH}._in)"})
+        con.execute(f"CREATE TABLE {V} AS {_validation_sql(staged, src, known, extras, now, ['_pos'])}")
+        con.execute(f"DROP TABLE {SCRATCH}._in")
         return lambda alias: f"{alias}_pos"
     except duckdb.Error as exc:
         raise _duck_error(exc, path.name) from exc
@@ -562,7 +606,7 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Cal
             f"{name}: the file ends in the middle of a row (line {line}, byte {line_pos}); "
             "it looks cut off, re-send the complete file",
         )
-    good = con.execute("SELECT count(*) FROM _v").fetchone()[0]
+    good = con.execute(f"SELECT count(*) FROM {V}").fetchone()[0]
     if good == 0:
         first = errors[0]
         raise FileRejected(
@@ -576,32 +620,33 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Cal
         detail = msg.split("\n")[0] if msg else ""
         # The header is line 1, so data row = line - 1 (exact unless quoted values span lines).
         rows.append((line - 1, code, f"line {line} {problem} ({detail})", csv_line))
-    con.execute("CREATE TEMP TABLE _bad (source_row BIGINT, code VARCHAR, msg VARCHAR, record VARCHAR)")
-    con.executemany("INSERT INTO _bad VALUES (?, ?, ?, ?)", rows)
+    con.execute(f"CREATE TABLE {SCRATCH}._bad (source_row BIGINT, code VARCHAR, msg VARCHAR, record VARCHAR)")
+    con.executemany(f"INSERT INTO {SCRATCH}._bad VALUES (?, ?, ?, ?)", rows)
     # Good rows take the row numbers the rejected lines don't, in order.
-    con.execute("ALTER TABLE _v ADD COLUMN _source_row BIGINT")
+    con.execute(f"ALTER TABLE {V} ADD COLUMN _source_row BIGINT")
     con.execute(
-        f"""UPDATE _v SET _source_row = m.n FROM (
+        f"""UPDATE {V} SET _source_row = m.n FROM (
               SELECT row_number() OVER (ORDER BY n) - 1 AS rid, n
               FROM range(1, {good + len(rows) * 2 + 1}) t(n)
-              WHERE n NOT IN (SELECT source_row FROM _bad)) m
+              WHERE n NOT IN (SELECT source_row FROM {SCRATCH}._bad)) m
             WHERE {pos("_v.")} = m.rid"""
     )
     return len(rows)
 
 
-def _load(
-    con: duckdb.DuckDBPyConnection,
-    src: Source,
-    path: Path,
-    rel: str,
-    fmt: str | None,
-    load_id: int,
-    sha: str,
-    stat: FileStat,
-    started: datetime,
-) -> FileResult:
-    """Everything for one file inside the open transaction; raises FileRejected."""
+@dataclass
+class _Staged:
+    """A file read and validated into `_scratch._v`, ready to commit."""
+
+    fmt: str
+    rows: int  # rows in _v
+    n_bad: int  # CSV lines the parser rejected (in _scratch._bad)
+    extra_names: list[str]
+    row_col: Callable[[str], str]  # SQL of a _v row's 1-based number in the file
+
+
+def _stage(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat) -> _Staged:
+    """Read, type and validate one file into the scratch database; raises FileRejected."""
     name = path.name
     if fmt is None:
         raise FileRejected(
@@ -627,25 +672,60 @@ def _load(
 
     _derive_missing_key(con, src, pos)
     _mark_duplicates(con, src, row_col)
+    rows = con.execute(f"SELECT count(*) FROM {V}").fetchone()[0]
+    return _Staged(fmt=fmt, rows=rows, n_bad=n_bad, extra_names=[plan.names[i] for i in extras], row_col=row_col)
 
-    rows_in_v = con.execute("SELECT count(*) FROM _v").fetchone()[0]
-    row_expr = row_col("")
+
+def _commit(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    staged: _Staged,
+    rel: str,
+    load_id: int,
+    sha: str,
+    stat: FileStat,
+    started: datetime,
+) -> FileResult:
+    """Write a staged file inside the open transaction: data, quarantine, warnings, ledger."""
+    row_expr = staged.row_col("")
     cols = ", ".join(q(c) for c in src.column_names)
+    # Each row carries its number, so the writes need not keep `_v`'s order; unordered
+    # parallel inserts are a good deal faster.
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _write(con, src, staged, rel, load_id, sha, stat, started, row_expr, cols)
+    finally:
+        con.execute("RESET preserve_insertion_order")
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    staged: _Staged,
+    rel: str,
+    load_id: int,
+    sha: str,
+    stat: FileStat,
+    started: datetime,
+    row_expr: str,
+    cols: str,
+) -> FileResult:
+    """The inserts of `_commit`, in order; the fault hook runs between them."""
     loaded = con.execute(
         f"""INSERT INTO raw.{q(src.name)} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
-            SELECT {cols}, ?, ?, {row_expr}, ?, _extra FROM _v WHERE _reason IS NULL""",
+            SELECT {cols}, ?, ?, {row_expr}, ?, _extra FROM {V} WHERE _reason IS NULL""",
         [load_id, rel, started],
     ).fetchone()[0]
     _fault("after_data_insert")
     quarantined = con.execute(
         f"""INSERT INTO raw._quarantine
-            SELECT ?, ?, ?, {row_expr}, _reason.col, _reason.code, _reason.msg, _record, ? FROM _v
+            SELECT ?, ?, ?, {row_expr}, _reason.col, _reason.code, _reason.msg, _record, ? FROM {V}
             WHERE _reason IS NOT NULL""",
         [load_id, src.name, rel, started],
     ).fetchone()[0]
-    if n_bad:
+    if staged.n_bad:
         quarantined += con.execute(
-            "INSERT INTO raw._quarantine SELECT ?, ?, ?, source_row, NULL, code, msg, record, ? FROM _bad",
+            f"INSERT INTO raw._quarantine SELECT ?, ?, ?, source_row, NULL, code, msg, record, ? FROM {SCRATCH}._bad",
             [load_id, src.name, rel, started],
         ).fetchone()[0]
     _fault("after_quarantine_insert")
@@ -653,32 +733,33 @@ def _load(
     warn_cols = [c.name for c in src.columns if c.format and not c.required]
     if warn_cols:
         union = " UNION ALL ".join(
-            f"SELECT ?, ?, ?, {row_expr}, {lit(c)}, 'invalid_format', {q('_w:' + c)} FROM _v "
+            f"SELECT ?, ?, ?, {row_expr}, {lit(c)}, 'invalid_format', {q('_w:' + c)} FROM {V} "
             f"WHERE _reason IS NULL AND {q('_w:' + c)} IS NOT NULL"
             for c in warn_cols
         )
         nulled = con.execute(
             f"INSERT INTO raw._warnings {union}", [load_id, src.name, rel] * len(warn_cols)
         ).fetchone()[0]
-    extra_names = [plan.names[i] for i in extras]
-    rows_read = rows_in_v + n_bad
+    rows_read = staged.rows + staged.n_bad
     con.execute(
         """INSERT INTO raw._loads VALUES (?, ?, ?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, ?, NULL)""",
-        [load_id, src.name, rel, stat.size, stat.mtime, sha, fmt, rows_read, loaded, quarantined, nulled,
-         extra_names, started, _utcnow()],
+        [load_id, src.name, rel, stat.size, stat.mtime, sha, staged.fmt, rows_read, loaded, quarantined, nulled,
+         staged.extra_names, started, _utcnow()],
     )
-    _drop_temp(con)
     return FileResult(
         src.name, rel, "loaded", load_id=load_id, rows_read=rows_read, rows_loaded=loaded,
-        rows_quarantined=quarantined, values_nulled=nulled, extra_columns=extra_names, sha256=sha, size=stat.size,
+        rows_quarantined=quarantined, values_nulled=nulled, extra_columns=staged.extra_names, sha256=sha,
+        size=stat.size,
     )
 
 
-_TEMP_TABLES = ("_v", "_in", "_text", "_lines", "_bad", "_dups", "_csv_rejects", "_csv_scans")
-
-
-def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
-    for table in _TEMP_TABLES:
+def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty the scratch database and the CSV reader's rejects tables."""
+    for (table,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SCRATCH]
+    ).fetchall():
+        con.execute(f"DROP TABLE {SCRATCH}.{q(table)}")
+    for table in ("_csv_rejects", "_csv_scans"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -693,16 +774,16 @@ def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, pos: Callab
     if len(src.primary_key) != 1 or src.column(src.primary_key[0]).required:
         return
     key = q(src.primary_key[0])
-    needed = con.execute(f"SELECT count(*) FROM _v WHERE {key} IS NULL AND _reason IS NULL").fetchone()[0]
+    needed = con.execute(f"SELECT count(*) FROM {V} WHERE {key} IS NULL AND _reason IS NULL").fetchone()[0]
     if not needed:
         return
     parts = [q(c) for c in src.required_columns]
     cast_parts = ", ".join(f"{p}::VARCHAR" for p in parts)
     con.execute(
-        f"""UPDATE _v SET {key} = md5(concat_ws('|', {cast_parts}, d._occ::VARCHAR))
+        f"""UPDATE {V} SET {key} = md5(concat_ws('|', {cast_parts}, d._occ::VARCHAR))
             FROM (SELECT rowid AS _rid,
                          row_number() OVER (PARTITION BY {", ".join(parts)} ORDER BY {pos("")}) AS _occ
-                  FROM _v WHERE {key} IS NULL AND _reason IS NULL) d
+                  FROM {V} WHERE {key} IS NULL AND _reason IS NULL) d
             WHERE _v.rowid = d._rid"""
     )
 
@@ -710,20 +791,28 @@ def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, pos: Callab
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, row_col: Callable[[str], str]) -> None:
     """Quarantine every row whose primary key already appeared on an earlier good row."""
     keys = [q(c) for c in src.primary_key]
+    key = keys[0] if len(keys) == 1 else "(" + ", ".join(keys) + ")"
+    # Counting distinct keys is much cheaper than grouping with min(row); most files pass here.
+    total, distinct = con.execute(
+        f"SELECT count(*), count(DISTINCT {key}) FROM {V} WHERE _reason IS NULL"
+    ).fetchone()
+    if total == distinct:
+        return
+    dups = f"{SCRATCH}._dups"
     con.execute(
-        f"""CREATE TEMP TABLE _dups AS
-            SELECT {", ".join(keys)}, min({row_col("")}) AS _first FROM _v WHERE _reason IS NULL
+        f"""CREATE TABLE {dups} AS
+            SELECT {", ".join(keys)}, min({row_col("")}) AS _first FROM {V} WHERE _reason IS NULL
             GROUP BY ALL HAVING count(*) > 1"""
     )
-    if not con.execute("SELECT count(*) FROM _dups").fetchone()[0]:
+    if not con.execute(f"SELECT count(*) FROM {dups}").fetchone()[0]:
         return
     shown = " || ', ' || ".join(f"{lit(c + '=')} || '''' || _v.{q(c)}::VARCHAR || ''''" for c in src.primary_key)
     msg = f"'duplicate primary key ' || {shown} || ' in this file; row ' || _dups._first || ' has it too and was kept'"
     record = "to_json({" + ", ".join(f"{lit(c)}: _v.{q(c)}" for c in src.column_names) + "})::VARCHAR"
     match = " AND ".join(f"_v.{k} = _dups.{k}" for k in keys)
     con.execute(
-        f"""UPDATE _v SET _reason = {{'code': 'duplicate_key', 'col': {lit(", ".join(src.primary_key))},
+        f"""UPDATE {V} SET _reason = {{'code': 'duplicate_key', 'col': {lit(", ".join(src.primary_key))},
                                       'msg': {msg}}},
                           _record = {record}
-            FROM _dups WHERE {match} AND {row_col("_v.")} > _dups._first AND _v._reason IS NULL"""
+            FROM {dups} WHERE {match} AND {row_col("_v.")} > _dups._first AND _v._reason IS NULL"""
     )

@@ -1,0 +1,140 @@
+"""Ingestion speed against a bare DuckDB load of the same files, side by side in one run.
+
+    python -m bench.bench_ingest --customers 1000000            # generate (once) and measure
+    python -m bench.bench_ingest --customers 100000 --format csv.gz
+
+Generates a shop with `pipelines.generate.generate` into `--out/ingest-<N>-<format>/landing`
+(kept and reused: pass `--regenerate` to rebuild), reads every file once to warm the page
+cache, then runs, each in its own process (so peak memory is its own):
+
+1. baseline: for each source, `CREATE TABLE <source> AS SELECT * FROM read_csv([...files])`
+   (read_parquet / read_json for those formats) into a fresh DuckDB file: no validation;
+2. ingest: `pipelines.ingest.ingest()` into a fresh warehouse: sha256, validation,
+   quarantine, ledger, one transaction per file;
+3. re-run: `ingest()` again over the same files (must load nothing).
+
+Prints seconds (measured inside each process, without interpreter start-up), peak memory
+and the ratio ingest / baseline; the target is at most 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench.common import run_measured
+from pipelines.config import PROJECT_ROOT
+from pipelines.contract import SOURCE_NAMES
+
+READERS = {"csv": "read_csv", "csv.gz": "read_csv", "parquet": "read_parquet", "jsonl": "read_json"}
+
+
+def step_baseline(landing: Path, warehouse: Path, fmt: str) -> dict:
+    """The bare load: one CREATE TABLE AS SELECT * per source over all its files."""
+    import duckdb
+
+    from pipelines.ingest import landing_files
+
+    t0 = time.perf_counter()
+    rows = 0
+    with duckdb.connect(str(warehouse)) as con:
+        for name in SOURCE_NAMES:
+            files = [str(p) for p in landing_files(landing, name)]
+            if not files:
+                continue
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {READERS[fmt]}({files!r})")
+            rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    return {"seconds": time.perf_counter() - t0, "rows": rows}
+
+
+def step_ingest(landing: Path, warehouse: Path) -> dict:
+    """`ingest()` over every source; per-source seconds too."""
+    from pipelines.ingest import ingest
+
+    t0 = time.perf_counter()
+    results = ingest(landing=landing, warehouse=warehouse)
+    per_source: dict[str, float] = {}
+    for r in results:
+        per_source[r.source] = per_source.get(r.source, 0.0) + r.seconds
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rows": sum(r.rows_loaded for r in results),
+        "quarantined": sum(r.rows_quarantined for r in results),
+        "statuses": sorted({r.status for r in results}),
+        "per_source": {k: round(v, 2) for k, v in per_source.items()},
+    }
+
+
+def _child(args: argparse.Namespace) -> None:
+    if args.step == "baseline":
+        out = step_baseline(args.landing, args.warehouse, args.format)
+    else:
+        out = step_ingest(args.landing, args.warehouse)
+    args.result.write_text(json.dumps(out))
+
+
+def _measure(step: str, landing: Path, warehouse: Path, fmt: str, work: Path) -> tuple[dict, float]:
+    result = work / f"{step}.json"
+    cmd = [sys.executable, "-m", "bench.bench_ingest", "--step", step, "--landing", str(landing),
+           "--warehouse", str(warehouse), "--format", fmt, "--result", str(result)]
+    m = run_measured(cmd, log=work / f"{step}.log", cwd=PROJECT_ROOT)
+    if not m.ok:
+        sys.exit(f"{step} failed; see {work / f'{step}.log'}")
+    return json.loads(result.read_text()), m.peak_mb
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments; run the comparison (or one measured step, when called as a child)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--format", default="csv", choices=sorted(READERS))
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "bench")
+    p.add_argument("--regenerate", action="store_true", help="generate the landing files again")
+    p.add_argument("--step", choices=["baseline", "ingest"], help=argparse.SUPPRESS)
+    p.add_argument("--landing", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.step:
+        _child(args)
+        return
+
+    from pipelines.generate import generate
+
+    work = args.out / f"ingest-{args.customers}-{args.format}"
+    landing = work / "landing"
+    work.mkdir(parents=True, exist_ok=True)
+    if args.regenerate or not landing.is_dir():
+        t0 = time.perf_counter()
+        counts = generate(landing, customers=args.customers, seed=args.seed, fmt=args.format, clean=True)
+        print(f"generated {sum(counts.values()):,} rows in {time.perf_counter() - t0:.1f} s into {landing}")
+    files = sorted(p for p in landing.rglob("*") if p.is_file())
+    size = 0
+    for f in files:  # warm the page cache so neither side pays for the first read from disk
+        size += len(f.read_bytes())
+    print(f"{len(files)} files, {size / 1e6:,.0f} MB ({args.format})")
+
+    for db in ("baseline.duckdb", "warehouse.duckdb"):
+        for stale in work.glob(db + "*"):
+            stale.unlink()
+    base, base_mb = _measure("baseline", landing, work / "baseline.duckdb", args.format, work)
+    ing, ing_mb = _measure("ingest", landing, work / "warehouse.duckdb", args.format, work)
+    again, again_mb = _measure("ingest", landing, work / "warehouse.duckdb", args.format, work)
+    ratio = ing["seconds"] / base["seconds"]
+    print()
+    print(f"{'step':<34}{'seconds':>9}{'peak MB':>9}{'rows':>13}")
+    print(f"{'bare CREATE TABLE AS read_*':<34}{base['seconds']:>9.2f}{base_mb:>9.0f}{base['rows']:>13,}")
+    print(f"{'ingest()':<34}{ing['seconds']:>9.2f}{ing_mb:>9.0f}{ing['rows']:>13,}")
+    print(f"{'ingest() again (nothing new)':<34}{again['seconds']:>9.2f}{again_mb:>9.0f}{again['rows']:>13,}")
+    print()
+    print(f"ingest / bare load = {ratio:.2f} (target <= 2); quarantined {ing['quarantined']:,}; "
+          f"statuses {ing['statuses']} then {again['statuses']}")
+    print("ingest seconds per source: " + ", ".join(f"{k} {v}" for k, v in ing["per_source"].items()))
+
+
+if __name__ == "__main__":
+    main()
