@@ -160,18 +160,18 @@ class Calendar:
         self.dom_of_day = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
         self.black_friday_week = np.abs(self.epoch_days - black_friday(self.epoch_days)) <= 3
         self.peak = (self.month_of_day == 11) | ((self.month_of_day == 10) & (self.dom_of_day >= 15))
-        # calendar month index since the epoch, for "messages per month"
+        # calendar month of the period of each day, for "messages per month"
         self.month0 = int(np.datetime64(start, "M").astype(np.int64))
         self.nmonths = int(np.datetime64(end, "M").astype(np.int64)) - self.month0 + 1
+        self.period_month_of_day = d.astype("datetime64[M]").astype(np.int64) - self.month0
 
     def day_index(self, t: np.ndarray) -> np.ndarray:
         """Day of the period (0 = start) of each time, clipped into the period."""
         return np.clip(((t - self.t0) // DAY).astype(np.int64), 0, self.ndays - 1)
 
     def month_index(self, t: np.ndarray) -> np.ndarray:
-        """Calendar month of the period (0 = month of start) of each time."""
-        m = np.asarray(t, dtype=np.int64).astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
-        return np.clip(m - self.month0, 0, self.nmonths - 1)
+        """Calendar month of the period (0 = month of start) of each time (clipped into the period)."""
+        return self.period_month_of_day[self.day_index(t)]
 
     def warp(self, t: np.ndarray) -> np.ndarray:
         """Cumulative seasonal demand (in average days) from the start up to time t."""
@@ -201,10 +201,10 @@ class Calendar:
 
 def to_int_times(t: np.ndarray, t1: float, valid: np.ndarray | None = None) -> np.ndarray:
     """Float times to int64 seconds; NULL where not valid, not finite or at/after t1."""
-    ok = np.isfinite(t) & (t < t1) & (t >= 0)
+    ok = (t >= 0) & (t < t1)  # false for NaN and +-inf too
     if valid is not None:
         ok &= valid
-    return np.where(ok, np.floor(np.where(ok, t, 0.0)), NULL).astype(np.int64)
+    return np.where(ok, t, NULL).astype(np.int64)  # truncation is floor for positive times
 
 
 def simulate_customers(rng: np.random.Generator, n: int, cal: Calendar, p: Params) -> SimpleNamespace:
@@ -231,7 +231,7 @@ def simulate_customers(rng: np.random.Generator, n: int, cal: Calendar, p: Param
     c.email_domain = rng.integers(0, len(cat.EMAIL_DOMAINS), n)
     c.email_upper = rng.random(n) < 0.01  # "Anna.Schmidt@Example.com": valid, needs lower-casing
     u = rng.random(n)
-    c.phone_kind = np.select([u < 0.30, u < 0.94, u < 0.98], [0, 1, 2], 3)  # none, E.164, national, invalid
+    c.phone_kind = np.select([u < 0.30, u < 0.955, u < 0.985], [0, 1, 2], 3)  # none, E.164, national, invalid
     c.phone_number = rng.integers(0, 10**9, n)
     c.sms_ok = c.phone_kind == 1
     c.email_sub = (c.email_state != 1) & (rng.random(n) < p.email_subscribed) & ~c.test

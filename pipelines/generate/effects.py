@@ -134,6 +134,19 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
                 GROUP BY ALL)
             SELECT CASE WHEN n <= 3 THEN '1-3' WHEN n <= 5 THEN '4-5' ELSE '6+' END, avg(unsub), count(*)
             FROM cm GROUP BY 1""")
+        res["engagement"] = grouped("""
+            SELECT channel || ' ' || CASE WHEN message_type IN ('newsletter', 'promotion', 'winback_offer',
+                                          'cross_sell', 'loyalty') THEN 'marketing' ELSE 'service' END || ' '
+                   || metric, avg(v), count(*)
+            FROM messages,
+                 (VALUES ('delivered'), ('opened'), ('clicked')) AS t(metric),
+                 LATERAL (SELECT CASE metric WHEN 'delivered' THEN (delivered_at IS NOT NULL)
+                                             WHEN 'opened' THEN (opened_at IS NOT NULL)
+                                             ELSE (clicked_at IS NOT NULL) END::INT AS v)
+            WHERE direction = 'outbound' AND channel IN ('email', 'sms', 'push')
+            GROUP BY 1 ORDER BY 1""")
+        res["messages_per_customer"] = grouped("""
+            SELECT message_type, count(*) / (SELECT count(*) FROM customers), count(*) FROM messages GROUP BY 1""")
         res["orders"] = grouped("""
             SELECT 'cancelled_share', avg(CASE WHEN status = 'cancelled' THEN 1.0 ELSE 0.0 END), count(*)
             FROM orders

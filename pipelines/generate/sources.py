@@ -40,7 +40,9 @@ def _choice_rows(rng: Rng, probs: np.ndarray) -> np.ndarray:
 
 def _cutoff(ctx: SimpleNamespace, cust: np.ndarray) -> np.ndarray:
     """Per row: the time after which nothing of this customer appears (period end or erasure)."""
-    return np.minimum(ctx.cal.t1, ctx.erasure[cust])
+    if not hasattr(ctx, "cutoff"):
+        ctx.cutoff = np.minimum(ctx.cal.t1, ctx.erasure)
+    return ctx.cutoff[cust]
 
 
 # --- order_items (and order amounts) -----------------------------------------------------------
@@ -357,12 +359,17 @@ FLOW_CAMPAIGNS = (["order-confirmation", "shipping-update", "out-for-delivery", 
 
 
 class _Messages:
-    """Accumulates message rows by kind before they are engaged, filtered and sorted."""
+    """Accumulates message rows by kind before they are engaged, filtered and sorted.
+
+    Compact dtypes: tens of millions of rows pass through here at full scale.
+    """
+
+    DTYPES = {"cust": np.int32, "row": np.int32, "channel": np.int8, "type": np.int8, "campaign": np.int16,
+              "sent": np.float64, "inbound": np.bool_, "marketing": np.bool_, "survey": np.int8,
+              "ticket": np.int32}
 
     def __init__(self):
-        self.cols: dict[str, list[np.ndarray]] = {k: [] for k in
-                                                  ("cust", "row", "channel", "type", "campaign", "sent",
-                                                   "inbound", "marketing", "survey", "ticket")}
+        self.cols: dict[str, list[np.ndarray]] = {k: [] for k in self.DTYPES}
 
     def add(self, cust, row, channel, mtype, campaign, sent, inbound=False, marketing=False, survey=-1,
             ticket=-1):
@@ -370,10 +377,20 @@ class _Messages:
         for key, value in (("cust", cust), ("row", row), ("channel", channel), ("type", mtype),
                            ("campaign", campaign), ("sent", sent), ("inbound", inbound),
                            ("marketing", marketing), ("survey", survey), ("ticket", ticket)):
-            self.cols[key].append(np.broadcast_to(np.asarray(value), (n,)))
+            self.cols[key].append(np.broadcast_to(np.asarray(value, dtype=self.DTYPES[key]), (n,)))
 
-    def arrays(self) -> SimpleNamespace:
-        return SimpleNamespace(**{k: np.concatenate(v) for k, v in self.cols.items()})
+    def sorted_arrays(self, t0: float, cutoff: np.ndarray) -> SimpleNamespace:
+        """All rows sent within [t0, the customer's cutoff), sorted by customer then time."""
+        cust = np.concatenate(self.cols["cust"])
+        sent = np.concatenate(self.cols["sent"])
+        idx = np.flatnonzero((sent >= t0) & (sent < cutoff[cust]))
+        key = cust[idx].astype(np.int64) * (1 << 32) + (sent[idx] - t0).astype(np.int64)
+        order = idx[np.argsort(key, kind="stable")]
+        m = SimpleNamespace(cust=cust[order], sent=sent[order])
+        for k, parts in self.cols.items():
+            if k not in ("cust", "sent"):
+                setattr(m, k, np.concatenate(parts)[order])
+        return m
 
 
 def build_messages(rng: Rng, ctx: SimpleNamespace) -> Part:
@@ -444,17 +461,21 @@ def build_messages(rng: Rng, ctx: SimpleNamespace) -> Part:
 
     _marketing(rng, ctx, msgs, camp, flow)
 
-    m = msgs.arrays()
-    keep = (m.sent >= cal.t0) & (m.sent < _cutoff(ctx, m.cust))
-    m = SimpleNamespace(**{k: v[keep] for k, v in vars(m).items()})
-    order = np.argsort(m.cust * (1 << 32) + (m.sent - cal.t0).astype(np.int64), kind="stable")
-    m = SimpleNamespace(**{k: v[order] for k, v in vars(m).items()})
+    _cutoff(ctx, c.created[:0].astype(np.int64))  # make sure ctx.cutoff exists
+    m = msgs.sorted_arrays(cal.t0, ctx.cutoff)
+    m.cut = ctx.cutoff[m.cust]
     _engage(rng, ctx, m)
     _unsubscribe(rng, ctx, m)
-    keep = ~m.dropped
-    m = SimpleNamespace(**{k: v[keep] for k, v in vars(m).items() if k != "dropped"})
+    # survey invites are never dropped (not marketing): keep them for the survey builder
+    inv = np.flatnonzero(m.survey >= 0)
+    ctx.invites = SimpleNamespace(kind=m.survey[inv], row=m.row[inv], cust=m.cust[inv], sent=m.sent[inv],
+                                  ticket=m.ticket[inv])
+    keep = np.flatnonzero(~m.dropped)
+    if len(keep) < len(m.cust):
+        for k in ("cust", "row", "channel", "inbound", "type", "campaign", "sent", "delivered", "opened",
+                  "clicked", "unsub"):
+            setattr(m, k, getattr(m, k)[keep])
     n = len(m.cust)
-    ctx.msg = m
     rows = m.row
     table = pa.table({
         "mid": np.arange(n, dtype=np.int64) + ctx.base["message"],
@@ -483,7 +504,6 @@ def _marketing(rng: Rng, ctx: SimpleNamespace, msgs: _Messages, camp: SimpleName
     last_order = np.full(c.n, -np.inf)
     last_order[has] = o.t[(o.first_row + o.count - 1)[has]]
     last_active = np.maximum(last_order, c.created)
-    order_key = o.cust * (1 << 31) + (o.t - cal.t0).astype(np.int64)
     promo_type = np.array([mt["newsletter"] if name.startswith("newsletter") else mt["promotion"]
                            for name in camp.name], dtype=np.int64)
 
@@ -491,6 +511,7 @@ def _marketing(rng: Rng, ctx: SimpleNamespace, msgs: _Messages, camp: SimpleName
         ct = camp.t
         sel = np.flatnonzero(camp.sms) if sms else np.arange(len(ct))
         ct = ct[sel]
+        # sunset: campaigns stop `sunset_days` after the last order (or the sign-up)
         end = np.minimum(stop, last_active + p.sunset_days * DAY)
         s = np.searchsorted(ct, c.created, side="right")
         e = np.searchsorted(ct, end, side="left")
@@ -498,14 +519,6 @@ def _marketing(rng: Rng, ctx: SimpleNamespace, msgs: _Messages, camp: SimpleName
         cu, pos = expand(counts)
         ci = s[cu] + pos
         keep = (camp.segment[sel][ci] == 0) | c.high_frequency[cu]
-        # sunset: the customer ordered (or signed up) within `sunset_days` before the send
-        key = cu * (1 << 31) + (ct[ci] - cal.t0).astype(np.int64)
-        prev = np.full(len(cu), -np.inf)
-        if o.n:
-            j = np.searchsorted(order_key, key, side="right") - 1
-            jj = np.maximum(j, 0)
-            prev = np.where((j >= 0) & (o.cust[jj] == cu), o.t[jj], -np.inf)
-        keep &= ct[ci] - np.maximum(prev, c.created[cu]) <= p.sunset_days * DAY
         cu, ci = cu[keep], ci[keep]
         gi = sel[ci]
         msgs.add(cu, -1, cat.SMS if sms else cat.EMAIL, promo_type[gi], ncamp_flows + gi,
@@ -536,26 +549,30 @@ def _marketing(rng: Rng, ctx: SimpleNamespace, msgs: _Messages, camp: SimpleName
 
 def _engage(rng: Rng, ctx: SimpleNamespace, m: SimpleNamespace) -> None:
     """Delivered / opened / clicked times by channel and message type; invalid emails bounce."""
-    c, cal = ctx.c, ctx.cal
-    t1 = cal.t1
+    c, t1 = ctx.c, ctx.cal.t1
     n = len(m.cust)
     deliver_p, open_p, click_p = cat.engagement_tables()
     ch, ty = m.channel, m.type
-    deliverable = ~m.inbound & ((ch != cat.EMAIL) | c.email_ok[m.cust])
-    deliverable &= (ch != cat.SMS) | c.sms_ok[m.cust]
-    delivered = m.sent + rng.lognormal(np.log(4.0), 0.8, n)
-    is_delivered = deliverable & (rng.random(n) < deliver_p[ch, ty])
-    opened = delivered + HOUR * rng.lognormal(np.log(2.5), 1.3, n)
+    email = ch == cat.EMAIL
+    deliverable = ~m.inbound & (~email | c.email_ok[m.cust])
+    delivered = m.sent + rng.uniform(1.0, 12.0, n)
+    is_delivered = deliverable & (rng.random(n) < deliver_p[ch, ty]) & (delivered < m.cut)
     is_opened = is_delivered & (rng.random(n) < open_p[ch, ty])
-    clicked = np.where(ch == cat.EMAIL, opened + rng.uniform(5, 600, n),
-                       np.where(ch == cat.PUSH, opened + rng.uniform(1, 5, n),
-                                delivered + 60 * rng.lognormal(np.log(10), 1.0, n)))
     is_clicked = is_delivered & (rng.random(n) < click_p[ch, ty]) & (is_opened | (ch == cat.SMS))
-    cutoff = _cutoff(ctx, m.cust)
-    m.delivered = to_int_times(delivered, t1, is_delivered & (delivered < cutoff))
-    m.opened_f = np.where(is_opened, opened, np.inf)
-    m.opened = to_int_times(opened, t1, is_opened & (opened < cutoff))
-    m.clicked = to_int_times(clicked, t1, is_clicked & (clicked < cutoff))
+    # delays only for the rows that need one
+    opened = np.full(n, np.inf)
+    io = np.flatnonzero(is_opened)
+    opened[io] = delivered[io] + HOUR * rng.lognormal(np.log(2.5), 1.3, len(io))
+    clicked = np.full(n, np.inf)
+    ic = np.flatnonzero(is_clicked)
+    chc = ch[ic]
+    clicked[ic] = np.where(chc == cat.EMAIL, opened[ic] + rng.uniform(5, 600, len(ic)),
+                           np.where(chc == cat.PUSH, opened[ic] + rng.uniform(1, 5, len(ic)),
+                                    delivered[ic] + 60 * rng.lognormal(np.log(10), 1.0, len(ic))))
+    m.delivered = to_int_times(delivered, t1, is_delivered)
+    m.opened_f = opened
+    m.opened = to_int_times(opened, t1, opened < m.cut)
+    m.clicked = to_int_times(clicked, t1, clicked < m.cut)
 
 
 def _unsubscribe(rng: Rng, ctx: SimpleNamespace, m: SimpleNamespace) -> None:
@@ -563,31 +580,38 @@ def _unsubscribe(rng: Rng, ctx: SimpleNamespace, m: SimpleNamespace) -> None:
     c, p, cal = ctx.c, ctx.p, ctx.cal
     t1 = cal.t1
     n = len(m.cust)
-    month = cal.month_index(m.sent.astype(np.int64))
-    key = m.cust * cal.nmonths + month
-    per_month = np.bincount(key[m.marketing], minlength=c.n * cal.nmonths)
-    pressure = per_month[key]
+    mk = np.flatnonzero(m.marketing)
+    cust = m.cust[mk].astype(np.int64)
+    key = cust * cal.nmonths + cal.month_index(m.sent[mk])
+    pressure = np.bincount(key, minlength=c.n * cal.nmonths)[key]  # marketing messages that month
     prob = p.unsub_base * (1 + p.unsub_slope * np.maximum(pressure - p.unsub_free, 0))
-    when = np.where(m.channel == cat.EMAIL,
-                    np.where(np.isfinite(m.opened_f), m.opened_f, m.delivered + 30.0) + rng.uniform(10, 600, n),
-                    m.delivered + 60 * rng.lognormal(np.log(20), 0.8, n))
-    flagged = m.marketing & (m.delivered >= 0) & (rng.random(n) < prob) & (when < _cutoff(ctx, m.cust))
+    cand = mk[(m.delivered[mk] >= 0) & (rng.random(len(mk)) < prob)]
+    email = m.channel[cand] == cat.EMAIL
+    opened = m.opened_f[cand]
+    when = np.where(email, np.where(np.isfinite(opened), opened, m.delivered[cand] + 30.0)
+                    + rng.uniform(10, 600, len(cand)),
+                    m.delivered[cand] + 60 * rng.lognormal(np.log(20), 0.8, len(cand)))
+    ok = when < m.cut[cand]
+    flagged, when = cand[ok], when[ok]
     m.unsub = np.full(n, NULL, dtype=np.int64)
     m.dropped = np.zeros(n, dtype=bool)
     ctx.unsub_time = {}
     for channel in (cat.EMAIL, cat.SMS):
-        f = flagged & (m.channel == channel)
+        sel = m.channel[flagged] == channel
+        f, w = flagged[sel], when[sel]
         first_sent = np.full(c.n, np.inf)
         np.minimum.at(first_sent, m.cust[f], m.sent[f])
-        is_first = f & (m.sent == first_sent[m.cust])
+        first = m.sent[f] == first_sent[m.cust[f]]
+        f, w = f[first], w[first]
         unsub_at = np.full(c.n, np.inf)
-        unsub_at[m.cust[is_first]] = when[is_first]
-        m.unsub[is_first] = to_int_times(when[is_first], t1)
-        m.dropped |= m.marketing & (m.channel == channel) & (m.sent > unsub_at[m.cust])
+        unsub_at[m.cust[f]] = w
+        m.unsub[f] = to_int_times(w, t1)
+        on_channel = mk[m.channel[mk] == channel]
+        m.dropped[on_channel[m.sent[on_channel] > unsub_at[m.cust[on_channel]]]] = True
         ctx.unsub_time[channel] = unsub_at
     # an email opened only to unsubscribe still counts as opened
     need_open = (m.unsub >= 0) & (m.opened < 0) & (m.channel == cat.EMAIL)
-    m.opened = np.where(need_open, m.unsub - 5, m.opened)
+    m.opened[need_open] = m.unsub[need_open] - 5
     del m.opened_f
 
 
@@ -595,17 +619,16 @@ def _unsubscribe(rng: Rng, ctx: SimpleNamespace, m: SimpleNamespace) -> None:
 
 def build_surveys(rng: Rng, ctx: SimpleNamespace) -> Part:
     """Answers to survey invites: NPS and CSAT after delivery, CSAT and CES after support."""
-    o, m, tk, cal = ctx.o, ctx.msg, ctx.tk, ctx.cal
+    o, inv, tk, cal = ctx.o, ctx.invites, ctx.tk, ctx.cal
     t1 = cal.t1
-    inv = np.flatnonzero(m.survey >= 0)
-    kind, row, cust, sent = m.survey[inv], m.row[inv], m.cust[inv], m.sent[inv]
-    n = len(inv)
+    kind, row, cust, sent = inv.kind, inv.row, inv.cust, inv.sent
+    n = len(kind)
     rr = np.maximum(row, 0)
     order_survey = kind <= 1
     worst = np.where(row >= 0, o.worst[rr], 0) if o.n else np.zeros(n, dtype=np.int8)
     nps = np.where(row >= 0, o.nps[rr], 8) if o.n else np.zeros(n)
     # resolution class of the ticket an after-support survey is about
-    ticket = m.ticket[inv]
+    ticket = inv.ticket
     ticket_res = np.where(ticket >= 0, tk.res[np.maximum(ticket, 0)] if tk.n else 1, 1)
     respond_p = np.where(order_survey, 0.22 + 0.05 * (worst > 0), 0.28)
     responded = sent + HOUR * np.minimum(rng.lognormal(np.log(5), 1.2, n), 14 * 24)

@@ -30,7 +30,7 @@ from pipelines.contract import Source
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DATE_FORMAT = "%Y-%m-%d"
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3  # gzip -3: about twice as fast as the default 6, files ~1.5x larger
 
 # Identifier shapes: prefix and the number added to the 0-based sequence, so ids have a fixed
 # width (C10000001, O100000001, ...) without a costly lpad on tens of millions of rows.
@@ -68,8 +68,8 @@ class Part:
 
 def ts_col(seconds: np.ndarray) -> pa.Array:
     """int64 epoch seconds (NULL = negative) as an arrow timestamp column."""
-    seconds = np.asarray(seconds, dtype=np.int64)
-    return pa.array(seconds.astype("datetime64[s]"), mask=seconds < 0)
+    seconds = np.ascontiguousarray(seconds, dtype=np.int64)
+    return pa.array(seconds.view("datetime64[s]"), mask=seconds < 0)  # a view: no copy
 
 
 def date_col(days: np.ndarray) -> pa.Array:
@@ -85,7 +85,9 @@ def int_col(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
 
 def dict_col(codes: np.ndarray, values: list[str]) -> pa.Array:
     """Text column from integer codes into `values` (NULL = negative code)."""
-    codes = np.asarray(codes, dtype=np.int32)
+    codes = np.asarray(codes)
+    if codes.dtype not in (np.int8, np.int16, np.int32):  # arrow takes these index types as they are
+        codes = codes.astype(np.int32)
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), pa.array(values, pa.string()))
 
 
