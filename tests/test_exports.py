@@ -83,11 +83,11 @@ def con(tmp_path):
 
 
 def read_csv(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
 
 
 def header(data: bytes) -> list[str]:
-    return next(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    return next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
 
 
 def rows_of(con, play: str, fmt: str) -> list[dict[str, str]]:
@@ -103,6 +103,8 @@ def test_each_format_has_its_exact_header(con, fmt):
     files = render_export(con, "winback", fmt)
     assert list(files) == [f"winback-{fmt}.csv"]
     assert header(files[f"winback-{fmt}.csv"]) == EXPECTED_HEADERS[fmt]
+    # Only the working list starts with a byte order mark (Excel); import files start with the header.
+    assert files[f"winback-{fmt}.csv"].startswith(b"\xef\xbb\xbf") == (fmt == "csv")
     assert EXPORT_FORMATS[fmt].headers == EXPECTED_HEADERS[fmt]
 
 
@@ -436,6 +438,16 @@ def test_export_all_writes_every_play_and_format_it_may(con, tmp_path):
     empty = [r for r in results if not r.skipped and r.rows == 0]
     for r in empty:
         assert header((r.path / f"{r.play}-{r.format}.csv").read_bytes()) == EXPECTED_HEADERS[r.format]
+
+
+def test_old_exports_are_pruned(con, tmp_path):
+    out = tmp_path / "out"
+    for run_id in ("r1", "r2", "r3"):
+        if run_id != "r1":
+            build_outreach_lists(con, run_id=run_id)
+        export(con, "winback", "mailchimp", out, keep=2)
+    base = out / "winback" / "mailchimp"
+    assert sorted(p.name for p in base.iterdir()) == ["LATEST", "r2", "r3"]
 
 
 def test_unknown_play_format_or_run(con, tmp_path):

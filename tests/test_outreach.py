@@ -22,6 +22,7 @@ from pipelines.outreach import (
     PlaybookError,
     build_outreach_lists,
     create_candidates_view,
+    describe_plays,
     load_playbook,
     mask_email,
     mask_phone,
@@ -305,6 +306,9 @@ def test_default_playbook_has_the_seven_plays_in_priority_order():
     assert not pb.play("service_recovery").is_marketing
     assert all(p.channel == "email" for p in pb.plays[1:])
     assert pb.frequency_cap_days == 7
+    listed_plays = describe_plays(DEFAULT_PLAYBOOK)
+    assert [p["name"] for p in listed_plays] == pb.names
+    assert listed_plays[1]["rule"] == "risk_tier = 'high' AND clv_top_share < 0.2"
 
 
 def test_playbook_path_from_environment(tmp_path, monkeypatch):

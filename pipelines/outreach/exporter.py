@@ -201,8 +201,11 @@ def _public(table: pa.Table) -> pa.Table:
     return table.drop_columns([c for c in _INTERNAL if c in table.column_names])
 
 
-def _csv_bytes(table: pa.Table) -> bytes:
+def _csv_bytes(table: pa.Table, bom: bool = False) -> bytes:
     buf = io.BytesIO()
+    if bom:
+        # The UTF-8 byte order mark makes Excel read accented names correctly.
+        buf.write(b"\xef\xbb\xbf")
     # Strings are always quoted ("needed" quotes every string in Arrow), numbers are not.
     pacsv.write_csv(_public(table), buf, pacsv.WriteOptions(quoting_style="needed"))
     return buf.getvalue()
@@ -218,10 +221,10 @@ def _names(stem: str, n: int) -> list[str]:
     return [f"{stem}.csv"] if n == 1 else [f"{stem}-part{i:03d}.csv" for i in range(1, n + 1)]
 
 
-def _render(table: pa.Table, stem: str, max_rows: int | None) -> dict[str, tuple[bytes, int]]:
+def _render(table: pa.Table, stem: str, max_rows: int | None, bom: bool = False) -> dict[str, tuple[bytes, int]]:
     parts = _chunks(table, max_rows)
     return {
-        name: (_csv_bytes(part), part.num_rows)
+        name: (_csv_bytes(part, bom), part.num_rows)
         for name, part in zip(_names(stem, len(parts)), parts, strict=True)
     }
 
@@ -240,7 +243,8 @@ def render_export(
     """
     table, ctx = export_table(con, play, fmt, run_id)
     limit = max_rows or ctx["format"].max_rows_per_file
-    return {name: data for name, (data, _) in _render(table, f"{play}-{fmt}", limit).items()}
+    rendered = _render(table, f"{play}-{fmt}", limit, ctx["format"].bom)
+    return {name: data for name, (data, _) in rendered.items()}
 
 
 # --------------------------------------------------------------------------- diffs
@@ -401,12 +405,12 @@ def export_one(
     tmp.mkdir()
     try:
         files = []
-        for name, (data, n) in _render(table, stem, limit).items():
+        for name, (data, n) in _render(table, stem, limit, f.bom).items():
             files.append({"name": name, "rows": n, "bytes": len(data), "sha256": _write_file(tmp / name, data)})
         (tmp / DIFF_DIR).mkdir()
         diff_files = []
         for kind in DIFF_KINDS:
-            for name, (data, n) in _render(diffs[kind], kind, limit).items():
+            for name, (data, n) in _render(diffs[kind], kind, limit, f.bom).items():
                 diff_files.append({
                     "name": f"{DIFF_DIR}/{name}", "kind": kind, "rows": n, "bytes": len(data),
                     "sha256": _write_file(tmp / DIFF_DIR / name, data),

@@ -85,6 +85,8 @@ class ExportFormat:
     hashed: bool = False
     #: Rows with none of these columns filled are left out (nothing to match on).
     identifiers: tuple[str, ...] = ()
+    #: Start the file with a UTF-8 byte order mark (for files people open in Excel).
+    bom: bool = False
 
     @property
     def headers(self) -> list[str]:
@@ -111,6 +113,7 @@ CSV = ExportFormat(
     name="csv",
     title="CSV (every list column)",
     channels=("email", "sms", "support_queue"),
+    bom=True,
     columns=(
         Column("run_id", "run_id"),
         Column("play", "play"),
