@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -493,3 +494,16 @@ def test_transaction_log_alone_builds_every_mart(tmp_path):
         ).fetchall() == [(1.0,)] * 3  # CDNOW holds the first-quarter 1997 cohorts only
         for mart in REQUIRED_MARTS:
             con.execute(f"select * from marts.{mart}").fetchall()
+
+
+def test_every_mart_matches_the_hand_written_reference_sql(built, tmp_path):
+    """bench/bench_dbt.py's HAND_SQL computes every KPI mart independently, straight from raw."""
+    from bench.bench_dbt import compare, run_hand_sql
+
+    reference = tmp_path / "reference.duckdb"
+    shutil.copy(built.warehouse, reference)
+    run_hand_sql(reference)
+    assert compare(built.warehouse, reference) == dict.fromkeys(
+        ["kpi_monthly", "retention_cohorts", "dim_customers", "message_engagement_monthly", "complaint_recovery",
+         "repurchase_by_delivery", "repurchase_by_nps_band", "repurchase_by_message_exposure"], 0
+    )
