@@ -20,6 +20,8 @@ if _ROOT not in sys.path:
 from dashboards import data, filters, ui  # noqa: E402
 
 st.set_page_config(page_title="retain · customer retention", page_icon=":material/loyalty:", layout="wide")
+# Readers, not developers: no "Deploy" button or developer menu.
+st.set_option("client.toolbarMode", "viewer")
 
 # Not "pages/": Streamlit would treat that folder as its automatic multipage layout and run a
 # page directly from its URL, bypassing this script (st.navigation, filters, banner).

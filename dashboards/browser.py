@@ -81,7 +81,7 @@ def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
         sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboards" / "app.py"),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--global.developmentMode", "false",
+        "--global.developmentMode", "false", "--client.toolbarMode", "viewer",
     ]
     handle = log.open("wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -130,8 +130,11 @@ def make_driver(user_data_dir: Path, width: int = 1440, height: int = 1000):
 class PageCheck:
     """What one page showed in the browser."""
 
+    name: str
     page: str
     url: str
+    title: str = ""
+    text: str = ""
     errors: list[str] = field(default_factory=list)
     charts: int = 0
     seconds: float = 0.0
@@ -212,27 +215,35 @@ def _shrink(png: bytes, max_bytes: int) -> bytes:
 
 
 def check_page(driver, base_url: str, page: str, query: str = "", out_dir: Path | None = None,
-               width: int = 1440) -> PageCheck:
-    """Open one page, collect error elements and rendered charts, and optionally screenshot it."""
+               width: int = 1440, name: str | None = None) -> PageCheck:
+    """Open one page, collect its title, text, error elements and rendered charts; optionally screenshot it."""
+    from selenium.webdriver.common.by import By
+
     # The default page lives at the root URL; its url_path would be "page not found".
     path = "" if page == PAGES[0][0] else page
     url = f"{base_url}/{path}{'?' + query if query else ''}"
     driver.set_window_size(width, 1000)
     seconds = open_page(driver, url)
-    from selenium.webdriver.common.by import By
-
     errors = [e.text[:500] for e in driver.find_elements(By.CSS_SELECTOR, ERROR_SELECTOR)]
     charts = len([c for c in driver.find_elements(By.CSS_SELECTOR, CHART_SELECTOR)
                   if c.find_elements(By.CSS_SELECTOR, ".main-svg")])
-    result = PageCheck(page=page, url=url, errors=errors, charts=charts, seconds=seconds)
+    titles = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] h1')
+    text = driver.execute_script(
+        "const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.innerText : '';"
+    )
+    result = PageCheck(name=name or page, page=page, url=url, title=titles[0].text.strip() if titles else "",
+                       text=text or "", errors=errors, charts=charts, seconds=seconds)
     if out_dir is not None:
-        result.screenshot = screenshot(driver, out_dir / f"{page}.png", width=width)
+        result.screenshot = screenshot(driver, out_dir / f"{result.name}.png", width=width)
     return result
 
 
 def check_all(data_dir: Path, out_dir: Path | None, queries: dict[str, str] | None = None,
-              work_dir: Path | None = None) -> list[PageCheck]:
-    """Serve the dashboard on a free port, open every page in headless Chromium, return the checks."""
+              work_dir: Path | None = None, extra: dict[str, tuple[str, str]] | None = None) -> list[PageCheck]:
+    """Serve the dashboard on a free port and open every page in headless Chromium.
+
+    `queries` adds a query string to a page's URL; `extra` opens more views, name → (page, query).
+    """
     work = Path(work_dir or tempfile.mkdtemp(prefix="retain-browser-"))
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -243,7 +254,9 @@ def check_all(data_dir: Path, out_dir: Path | None, queries: dict[str, str] | No
     try:
         driver = make_driver(profile)
         base = f"http://127.0.0.1:{port}"
-        return [check_page(driver, base, page, (queries or {}).get(page, ""), out_dir) for page, _ in PAGES]
+        views = [(page, page, (queries or {}).get(page, "")) for page, _ in PAGES]
+        views += [(name, page, query) for name, (page, query) in (extra or {}).items()]
+        return [check_page(driver, base, page, query, out_dir, name=name) for name, page, query in views]
     finally:
         if driver is not None:
             driver.quit()
@@ -269,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for r in results:
         size = r.screenshot.stat().st_size // 1000 if r.screenshot else 0
-        print(f"{r.page:15} {r.seconds:5.1f} s  charts={r.charts:2d}  errors={len(r.errors)}  {size} KB")
+        print(f"{r.name:15} {r.seconds:5.1f} s  charts={r.charts:2d}  errors={len(r.errors)}  {size} KB")
         failed |= bool(r.errors)
     return 1 if failed else 0
 

@@ -141,6 +141,8 @@ def bars(
         return fig
     if pd.api.types.is_datetime64_any_dtype(df[x]):
         fig.update_xaxes(tickformat="%b<br>%Y", dtick="M1" if len(df[x].unique()) <= 14 else None)
+    elif not pd.api.types.is_numeric_dtype(df[x]):
+        fig.update_xaxes(type="category")  # "1", "2", … "8+" are labels, not numbers
     return _layout(fig, height=height, y_format=y_format, y_title=y_title, x_title=x_title, legend=len(series) > 1,
                    title=title)
 

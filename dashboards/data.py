@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -184,25 +185,36 @@ def query(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) 
         return cur.execute(sql, bound).df()
 
 
+#: Per connection: {"schema.table": frozenset of its columns}. A snapshot never changes, so
+#: its catalogue is read once per connection instead of before every query.
+_CATALOGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
+    catalog = _CATALOGS.get(con)
+    if catalog is None:
+        rows = query(
+            con,
+            "select table_schema || '.' || table_name as name, list(column_name) as columns "
+            "from information_schema.columns group by 1",
+        )
+        catalog = {name: frozenset(cols) for name, cols in zip(rows["name"], rows["columns"], strict=True)}
+        _CATALOGS[con] = catalog
+    return catalog
+
+
 def tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """`schema.table` names present in the snapshot (a run before a stage existed lacks some)."""
-    rows = query(con, "select table_schema || '.' || table_name as name from information_schema.tables")
-    return frozenset(rows["name"])
+    return frozenset(_catalog(con))
 
 
 def _has(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
-    present = tables(con)
+    present = _catalog(con)
     return all(n in present for n in names)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> frozenset[str]:
-    schema, _, name = table.partition(".")
-    rows = query(
-        con,
-        "select column_name from information_schema.columns where table_schema = $schema and table_name = $name",
-        {"schema": schema, "name": name},
-    )
-    return frozenset(rows["column_name"])
+    return _catalog(con).get(table, frozenset())
 
 
 def mask_email(column: str) -> str:
@@ -787,6 +799,12 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     return out
 
 
+#: Message types of the post-purchase journey (the rest are marketing or service messages).
+POST_PURCHASE_MESSAGES = (
+    "order_confirmation", "shipping_update", "out_for_delivery", "delivered", "thank_you", "how_to_guide",
+    "product_care", "review_request", "survey_invite", "cross_sell",
+)
+
 #: Cross-domain marts: 90-day repurchase by a post-purchase experience (key → table).
 DRIVER_MARTS = {
     "delivery": "marts.repurchase_by_delivery",
@@ -827,7 +845,7 @@ def repurchase_drivers(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame
             con,
             """
             select upper(left(replace(message_type, '_', ' '), 1)) || substr(replace(message_type, '_', ' '), 2)
-                       as "group",
+                       as "group", message_type,
                    case exposure when 'sent' then 'Received' else 'Not received' end as series,
                    orders as base, repurchased_90d, repurchase_rate_90d
             from marts.repurchase_by_message_exposure

@@ -79,8 +79,12 @@ def tile(
     help: str | None = None,
     lower_is_better: bool = False,
     chart_type: str = "line",
+    neutral: bool = False,
 ) -> None:
-    """A bordered KPI tile with its change against the previous period and a small trend."""
+    """A bordered KPI tile with its change against the previous period and a small trend.
+
+    `neutral=True` shows `change` as a grey note without an arrow (e.g. a risk tier).
+    """
     series = None
     if trend is not None:
         values = pd.Series(trend, dtype="float64").dropna()
@@ -89,7 +93,8 @@ def tile(
         label,
         value,
         delta=change,
-        delta_color="inverse" if lower_is_better else "normal",
+        delta_color="off" if neutral else "inverse" if lower_is_better else "normal",
+        delta_arrow="off" if neutral else "auto",
         help=help,
         border=True,
         chart_data=series,

@@ -19,7 +19,7 @@ if not d["available"]:
     st.stop()
 
 s = d["summary"]
-st.caption(f"Scores as of {s.get('as_of_date') or '–'} · model {s.get('model_version') or '–'} · "
+st.caption(f"Scores as of {ui.as_date(s.get('as_of_date'))} · model {s.get('model_version') or '–'} · "
            f"{data.segment_label(f.segment)}{' · ' + ', '.join(f.countries) if f.countries else ''} "
            "(the period filter doesn't apply: scores are for today)")
 cols = st.columns(4)

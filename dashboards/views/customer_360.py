@@ -68,12 +68,15 @@ with cols[0]:
 with cols[1]:
     ui.tile("Net revenue", ui.money(p.get("net_revenue"), currency))
 with cols[2]:
-    ui.tile("Days since last order", ui.count(p.get("days_since_last_order")))
+    ui.tile("Days since order", ui.count(p.get("days_since_last_order")), None, None,
+            "Days from the last valid order to the data's as-of date.")
 with cols[3]:
-    ui.tile("Churn risk", f"{ui.pct(score['churn_probability'], 0)} ({score['risk_tier']})" if score else "–",
-            None, None, "Probability of no valid order in the model's horizon, from the latest scoring.")
+    ui.tile("Churn risk", ui.pct(score["churn_probability"], 0) if score else "–",
+            f"{score['risk_tier']} risk" if score else None, None,
+            "Probability of no valid order in the model's horizon, from the latest scoring.", neutral=True)
 with cols[4]:
-    ui.tile("Expected 12-month value", ui.money(score.get("clv_12m"), currency) if score else "–")
+    ui.tile("12-month value", ui.money(score.get("clv_12m"), currency) if score else "–", None, None,
+            "Expected customer value over the next 12 months (BG/NBD and Gamma-Gamma).")
 with cols[5]:
     ui.tile("P(alive)", ui.pct(score.get("p_alive"), 0) if score else "–", None, None,
             "BG/NBD probability that the customer is still active.")

@@ -10,9 +10,25 @@ ctx = filters.context()
 currency = (ctx.options.get("currency") or [None])[0]
 
 
+PLAY_LABELS = {
+    "service_recovery": "Service recovery",
+    "vip_winback": "VIP win-back",
+    "winback": "Win-back",
+    "at_risk_nurture": "At-risk nurture",
+    "onboarding": "Onboarding",
+    "review_request": "Review request",
+    "advocate_referral": "Advocate referral",
+}
+
+
 def play_label(play: str) -> str:
-    """'vip_winback' → 'Vip winback'."""
-    return play.replace("_", " ").capitalize()
+    """A play's name for people: 'vip_winback' → 'VIP win-back'."""
+    return PLAY_LABELS.get(play, play.replace("_", " ").capitalize())
+
+
+def words(value) -> str:
+    """'personal_follow_up' → 'personal follow up'."""
+    return str(value or "–").replace("_", " ")
 
 
 st.title("Outreach")
@@ -64,10 +80,10 @@ st.subheader("Preview and download")
 play = st.selectbox("Play", plays["play"].tolist(), format_func=play_label, key="outreach_play")
 row = plays[plays["play"] == play].iloc[0]
 rows = int(row["customers"])
-st.caption(f"{ui.count(rows)} customers · channel {row.get('channel', '–')} · {row.get('action', '')}. "
+st.caption(f"{ui.count(rows)} customers · channel: {words(row.get('channel'))} · action: {words(row.get('action'))}. "
            "First 50 by rank; emails and phones masked.")
 preview = d["preview"]
-part = preview[preview["play"] == play].drop(columns="play")
+part = preview[preview["play"] == play].drop(columns="play").fillna({"reasons": "", "email": "", "phone": ""})
 if part.empty:
     ui.note("Nobody is in this play today.")
 else:

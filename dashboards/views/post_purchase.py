@@ -54,7 +54,7 @@ charts.show(charts.bars(wismo, "month", {"wismo_per_100_orders": "WISMO tickets 
                         title="'Where is my order?' tickets per 100 orders"),
             "No WISMO tickets in this period.")
 
-st.subheader("Post-purchase messages")
+st.subheader("Messages: sent → delivered → opened → clicked")
 funnel = d["funnel"]
 if funnel is None:
     ui.note("Message engagement is not available yet (marts.message_engagement_monthly).")
@@ -153,10 +153,14 @@ else:
             if table is None:
                 ui.note("Not available yet.")
             elif key == "message_exposure":
+                # The post-purchase journey only (marketing messages have their own story).
+                table = table[table["message_type"].isin(data.POST_PURCHASE_MESSAGES)]
                 wide = table.pivot_table(index="group", columns="series", values="repurchase_rate_90d").reset_index()
+                wide = wide.sort_values("Received", ascending=False) if "Received" in wide else wide
                 charts.show(charts.bars(wide, "group", {c: c for c in ("Received", "Not received") if c in wide},
-                                        y_format="pct", colors=[charts.TEAL, charts.GREY], height=280,
-                                        y_title="Repurchased within 90 days"))
+                                        horizontal=True, y_format="pct", colors=[charts.TEAL, charts.GREY],
+                                        height=320, y_title="Repurchased within 90 days"),
+                            "No post-purchase messages in the data.")
             else:
                 charts.show(charts.bars(table, "group", {"repurchase_rate_90d": "Repurchased within 90 days"},
                                         y_format="pct", text_format="pct1", height=280,
