@@ -116,8 +116,8 @@ def format_valid_sql(fmt: str, v: str) -> str:
             f"length(regexp_replace({v}, '[^0-9]', '', 'g')) BETWEEN {lo} AND {hi})"
         )
     if fmt == "country":
-        codes = ", ".join(lit(c) for c in sorted(COUNTRY_CODES))
-        return f"upper({v}) IN ({codes})"
+        # One regex alternation (a DFA) instead of a 249-value IN list compared one by one.
+        return f"regexp_full_match({v}, {lit('(?i)' + '|'.join(sorted(COUNTRY_CODES)))})"
     raise ValueError(f"unknown contract format {fmt!r}; expected email, phone or country")
 
 
