@@ -162,7 +162,7 @@ def freshness_banner(status: dict, snapshot_info: dict) -> None:
         if last_run.get("error") and not what:
             what.append(str(last_run["error"]).splitlines()[0][:200])
         st.warning(
-            f"The last pipeline run ({_age(last_run.get('finished_at'))}) failed"
+            f"The last pipeline run, {_age(last_run.get('finished_at'))}, failed"
             f"{' — ' + '; '.join(what) if what else ''}. "
             f"You are looking at the last good data, published {_age(published) or 'earlier'}.",
             icon=":material/warning:",
@@ -176,7 +176,7 @@ def freshness_banner(status: dict, snapshot_info: dict) -> None:
     if failing_now:
         parts.append(f"checks failing (not blocking): {', '.join(failing_now[:5])}")
     else:
-        parts.append("all data checks passed" if last_ok else "run status not recorded")
+        parts.append("all data checks passed" if last_ok else "no successful run recorded")
     st.caption(":material/schedule: " + " · ".join(parts))
 
 

@@ -159,7 +159,7 @@ else:
                 wide = wide.sort_values("Received", ascending=False) if "Received" in wide else wide
                 charts.show(charts.bars(wide, "group", {c: c for c in ("Received", "Not received") if c in wide},
                                         horizontal=True, y_format="pct", colors=[charts.TEAL, charts.GREY],
-                                        height=320, y_title="Repurchased within 90 days"),
+                                        height=420, y_title="Repurchased within 90 days"),
                             "No post-purchase messages in the data.")
             else:
                 charts.show(charts.bars(table, "group", {"repurchase_rate_90d": "Repurchased within 90 days"},

@@ -37,7 +37,7 @@ with cols[2]:
             "Median gap between a customer's consecutive valid orders, for repeat orders placed in the period.")
 with cols[3]:
     share = split["returning_revenue"].sum() / total_rev if total_rev else None
-    ui.tile("Revenue from returning customers", ui.pct(share), None, None,
+    ui.tile("Repeat-order revenue", ui.pct(share), None, None,
             "Share of the period's revenue from customers' second and later orders.")
 
 st.subheader("Cohort retention")
