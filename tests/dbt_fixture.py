@@ -346,6 +346,7 @@ def build_raw(path: Path | str, customers: int = 300, seed: int = 7, hold_back_d
     """
     con = duckdb.connect(str(path))
     try:
+        con.execute("set enable_progress_bar = false")
         ensure_schema(con)
         _synthesize(con, customers, seed)
         cutoff = f"cast('{END_DATE}' as date) + interval 1 day - interval {hold_back_days} day"
@@ -394,6 +395,8 @@ def build_raw(path: Path | str, customers: int = 300, seed: int = 7, hold_back_d
             where hash({seed}, message_id) % 40 = 0 and sent_at < {cutoff}
             """
         )
+        if not hold_back_days:  # nothing left to load later: keep the file lean
+            con.execute("drop schema syn cascade")
         return counts
     finally:
         con.close()

@@ -507,3 +507,11 @@ def test_every_mart_matches_the_hand_written_reference_sql(built, tmp_path):
         ["kpi_monthly", "retention_cohorts", "dim_customers", "message_engagement_monthly", "complaint_recovery",
          "repurchase_by_delivery", "repurchase_by_nps_band", "repurchase_by_message_exposure"], 0
     )
+
+
+def test_kpi_document_is_rendered_from_the_model_yaml():
+    from pipelines.defs.dbt.kpi_docs import DOC_PATH, render
+
+    assert DOC_PATH.read_text() == render(), "docs/kpis.md is stale: run `python -m pipelines.defs.dbt.kpi_docs`"
+    for mart in REQUIRED_MARTS:
+        assert f"### `{mart}`" in DOC_PATH.read_text()
