@@ -130,7 +130,9 @@ class _BackgroundWriter:
         self.pending: deque[tuple[int, str, int, Future]] = deque()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retain-generate-write")
         self.con = duckdb.connect()
+        # keep the row order of the arrow tables; no progress bar of its own under the caller's
         self.con.execute("SET preserve_insertion_order = true")
+        self.con.execute("SET enable_progress_bar = false")
 
     def __enter__(self) -> _BackgroundWriter:
         return self

@@ -46,6 +46,7 @@ def convert_cdnow(src: Path, out: Path) -> int:
     """
     with duckdb.connect() as con:
         con.execute("SET preserve_insertion_order = true")
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT csv, HEADER true)")
         n = con.execute(f"SELECT count(*) FROM read_csv('{tmp}')").fetchone()[0]
     tmp.replace(target)

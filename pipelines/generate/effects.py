@@ -57,6 +57,7 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
     h = f"INTERVAL {horizon_days} DAY"
     guide = ", ".join(f"'{n}'" for n, g in zip(cat.CATEGORY_NAMES, cat.CATEGORY_GUIDE, strict=True) if g)
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
         register_views(con, out)
         con.execute("CREATE TEMP TABLE vo AS SELECT customer_id, ordered_at FROM orders "
                     "WHERE coalesce(status, 'placed') <> 'cancelled'")
