@@ -85,7 +85,7 @@ def generate(
     _prepare(out, targets, clean)
 
     params = Params()
-    cal = Calendar(start, end)
+    cal = Calendar(start, end, params.growth_per_year)
     catl = catalogue()
     chunk_seeds = np.random.SeedSequence(seed).spawn(chunks)
     base = {"customer": 0, "order": 0, "return": 0, "ticket": 0, "message": 0, "response": 0, "review": 0}
@@ -99,8 +99,9 @@ def generate(
             c = simulate_customers(rngs["customers"], n, cal, params)
             o = simulate_orders(rngs["orders"], c, cal, params)
             o.row_id = np.arange(o.n, dtype=np.int64) + base["order"]
-            ctx = SimpleNamespace(c=c, o=o, p=params, cal=cal, catalogue=catl, base=dict(base),
-                                  erasure=choose_erasures(rngs["erasure"], c, o, cal, params))
+            erasure = choose_erasures(rngs["erasure"], c, o, cal, params)
+            ctx = SimpleNamespace(c=c, o=o, p=params, cal=cal, catalogue=catl, base=dict(base), erasure=erasure,
+                                  cutoff=np.minimum(cal.t1, erasure))  # nothing of a customer after this
             if progress:
                 progress("simulate", i * CHUNK_CUSTOMERS + n)
             for name, builder in _BUILD_ORDER:
@@ -144,6 +145,7 @@ class _BackgroundWriter:
         self.con.close()
 
     def submit(self, chunk: int, name: str, part, path: Path) -> None:
+        """Queue one part of chunk `chunk` for writing to `path`."""
         fut = self.pool.submit(write_part, self.con, source(name), part, path, self.fmt)
         self.pending.append((chunk, name, part.rows, fut))
         self._collect(lambda c, f: f.done())

@@ -140,7 +140,7 @@ class Calendar:
     seasonal demand, so an exponential gap in warped time lands more often in busy weeks.
     """
 
-    def __init__(self, start: date, end: date):
+    def __init__(self, start: date, end: date, growth_per_year: float = Params.growth_per_year):
         self.start, self.end = start, end
         self.t0 = epoch_seconds(start)
         self.t1 = epoch_seconds(end + timedelta(days=1))  # exclusive: nothing at or after this
@@ -152,7 +152,7 @@ class Calendar:
         hours = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
         self._hour_cdf = np.concatenate([[0.0], np.cumsum(hours)])
         self._hour_x = np.arange(25) / 24.0
-        growth = np.exp(np.log1p(Params.growth_per_year) * np.arange(self.ndays) / 365.25)
+        growth = np.exp(np.log1p(growth_per_year) * np.arange(self.ndays) / 365.25)
         self._acq_cdf = np.cumsum(self.season * growth)
         self._acq_cdf /= self._acq_cdf[-1]
         d = self.epoch_days.astype("datetime64[D]")
@@ -193,7 +193,7 @@ class Calendar:
         return np.where(finite, (day + np.interp(frac, self._hour_cdf, self._hour_x)) * DAY, t)
 
     def sample_acquisition(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Acquisition times: daily density grows by Params.growth_per_year and follows seasonality."""
+        """Acquisition times: the daily density grows by `growth_per_year` and follows seasonality."""
         d = np.searchsorted(self._acq_cdf, rng.random(n), side="right")
         d = np.minimum(d, self.ndays - 1)
         return self.shape_hours(self.t0 + (d + rng.random(n)) * DAY)

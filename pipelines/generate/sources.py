@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.generate import catalog as cat
-from pipelines.generate.core import DAY, HOUR, NULL, to_int_times
+from pipelines.generate.core import DAY, HOUR, NULL, black_friday, to_int_times
 from pipelines.generate.writers import Part, date_col, dict_col, id_sql, int_col, ts_col
 
 Rng = np.random.Generator
@@ -40,8 +40,6 @@ def _choice_rows(rng: Rng, probs: np.ndarray) -> np.ndarray:
 
 def _cutoff(ctx: SimpleNamespace, cust: np.ndarray) -> np.ndarray:
     """Per row: the time after which nothing of this customer appears (period end or erasure)."""
-    if not hasattr(ctx, "cutoff"):
-        ctx.cutoff = np.minimum(ctx.cal.t1, ctx.erasure)
     return ctx.cutoff[cust]
 
 
@@ -346,8 +344,7 @@ def campaign_calendar(cal) -> SimpleNamespace:
 
 
 def _bf_day(year: int) -> int:
-    from pipelines.generate.core import black_friday
-
+    """Epoch day of Black Friday in `year`."""
     return int(black_friday(np.array([np.datetime64(f"{year}-11-01").astype(np.int64)]))[0])
 
 
@@ -461,7 +458,6 @@ def build_messages(rng: Rng, ctx: SimpleNamespace) -> Part:
 
     _marketing(rng, ctx, msgs, camp, flow)
 
-    _cutoff(ctx, c.created[:0].astype(np.int64))  # make sure ctx.cutoff exists
     m = msgs.sorted_arrays(cal.t0, ctx.cutoff)
     m.cut = ctx.cutoff[m.cust]
     _engage(rng, ctx, m)
