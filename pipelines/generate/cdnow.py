@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.contract import source
+from pipelines.generate.writers import sql_string
 
 
 def convert_cdnow(src: Path, out: Path) -> int:
@@ -39,7 +40,7 @@ def convert_cdnow(src: Path, out: Path) -> int:
         SELECT {select}
         FROM (
             SELECT string_split_regex(trim(line), '\\s+') AS f
-            FROM read_csv('{src}', columns = {{'line': 'VARCHAR'}}, header = true, delim = '\\t',
+            FROM read_csv({sql_string(src)}, columns = {{'line': 'VARCHAR'}}, header = true, delim = '\\t',
                           quote = '', escape = '', auto_detect = false)
             WHERE trim(line) <> ''
         )
@@ -47,7 +48,7 @@ def convert_cdnow(src: Path, out: Path) -> int:
     with duckdb.connect() as con:
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
-        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT csv, HEADER true)")
-        n = con.execute(f"SELECT count(*) FROM read_csv('{tmp}')").fetchone()[0]
+        con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT csv, HEADER true)")
+        n = con.execute(f"SELECT count(*) FROM read_csv({sql_string(tmp)})").fetchone()[0]
     tmp.replace(target)
     return int(n)

@@ -14,7 +14,7 @@ import duckdb
 
 from pipelines.contract import SOURCE_NAMES, source
 from pipelines.generate import catalog as cat
-from pipelines.generate.writers import FORMATS
+from pipelines.generate.writers import FORMATS, sql_string
 
 
 def source_files(out: Path, name: str) -> tuple[list[Path], str]:
@@ -30,7 +30,7 @@ def source_files(out: Path, name: str) -> tuple[list[Path], str]:
 def reader_sql(out: Path, name: str, typed: bool = True) -> str:
     """A DuckDB table expression reading one source's files (typed from the contract, or all text)."""
     files, fmt = source_files(out, name)
-    paths = "[" + ", ".join(f"'{p}'" for p in files) + "]"
+    paths = "[" + ", ".join(sql_string(p) for p in files) + "]"
     src = source(name)
     kind = "VARCHAR"
     cols = "{" + ", ".join(f"'{c.name}': '{c.duckdb_type if typed else kind}'" for c in src.columns) + "}"

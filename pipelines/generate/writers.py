@@ -129,6 +129,11 @@ def select_sql(src: Source, part: Part, table_name: str) -> str:
     return f"SELECT {', '.join(cols)} FROM {table_name}"
 
 
+def sql_string(value: object) -> str:
+    """A SQL string literal (paths may contain quotes)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def write_part(con: duckdb.DuckDBPyConnection, src: Source, part: Part, path: Path, fmt: str) -> None:
     """Write one part atomically (temporary hidden file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,24 +143,26 @@ def write_part(con: duckdb.DuckDBPyConnection, src: Source, part: Part, path: Pa
     try:
         sql = select_sql(src, part, name)
         if fmt in ("csv", "csv.gz"):
-            target = tmp if fmt == "csv" else tmp.with_name(tmp.name + ".csv")
-            con.execute(f"COPY ({sql}) TO '{target}' (FORMAT csv, HEADER true, "
+            # csv.gz: plain csv first (a dotfile ending in .tmp, which landing sensors skip), then gzip
+            target = tmp if fmt == "csv" else tmp.with_name(f".{path.name}.raw.tmp")
+            con.execute(f"COPY ({sql}) TO {sql_string(target)} (FORMAT csv, HEADER true, "
                         f"TIMESTAMPFORMAT '{TIMESTAMP_FORMAT}', DATEFORMAT '{DATE_FORMAT}')")
             if fmt == "csv.gz":
                 _gzip(target, tmp)
                 target.unlink()
         elif fmt == "jsonl":
-            con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT json, "
+            con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT json, "
                         f"TIMESTAMPFORMAT '{TIMESTAMP_FORMAT}', DATEFORMAT '{DATE_FORMAT}')")
         elif fmt == "parquet":
-            con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT parquet, COMPRESSION zstd)")
         else:
             raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         os.replace(tmp, path)
     finally:
         con.unregister(name)
-        if tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, tmp.with_name(f".{path.name}.raw.tmp")):
+            if leftover.exists():
+                leftover.unlink()
 
 
 def _gzip(src: Path, dst: Path) -> None:
