@@ -69,6 +69,9 @@ TICKET_CATEGORIES = {
     "other": "Other",
 }
 
+#: What a page says when the snapshot has no orders mart (a run that failed before dbt).
+NO_ORDERS_NOTE = "The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`."
+
 #: Minimum reviews a product needs to be ranked among the lowest rated (fewer is noise).
 MIN_REVIEWS_FOR_RANKING = 10
 
@@ -1232,11 +1235,6 @@ def load_search(snapshot: str, text: str) -> pd.DataFrame:
 def load_customer(snapshot: str, customer_id: str, reveal: bool) -> dict:
     """`customer_360`, cached per customer and reveal state."""
     return customer_360(_shared_connection(snapshot), customer_id, reveal)
-
-
-def shared_connection(snapshot: str) -> duckdb.DuckDBPyConnection:
-    """The cached read-only connection for a snapshot (for code outside this module, e.g. exports)."""
-    return _shared_connection(snapshot)
 
 
 # --------------------------------------------------------------------------------------

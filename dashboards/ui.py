@@ -180,6 +180,32 @@ def freshness_banner(status: dict, snapshot_info: dict) -> None:
     st.caption(":material/schedule: " + " · ".join(parts))
 
 
+def start_page(title: str, page: str, missing: str, caption: str | None = "filters"):
+    """Title, caption and the page's data; a note and stop when the snapshot lacks what it needs.
+
+    Returns (context, data) where data is `dashboards.data.load(page, ...)`. `caption`:
+    "filters" describes the selected filters, None shows none, any other text is shown.
+    """
+    from dashboards import data, filters
+
+    ctx = filters.context()
+    st.title(title)
+    if caption == "filters":
+        st.caption(ctx.filters.describe())
+    elif caption:
+        st.caption(caption)
+    loaded = data.load(page, ctx.snapshot, ctx.filters)
+    if not loaded["available"]:
+        note(missing)
+        st.stop()
+    return ctx, loaded
+
+
+def currency(ctx) -> str | None:
+    """The shop's main currency (most orders), for money labels."""
+    return (ctx.options.get("currency") or [None])[0]
+
+
 def download_name(*parts: str) -> str:
     """A safe file name from parts: letters, digits, dots, dashes and underscores only."""
     raw = "_".join(p for p in parts if p)

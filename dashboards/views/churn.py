@@ -5,18 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, data, ui
 
-ctx = filters.context()
+ctx, d = ui.start_page("Churn risk", "churn",
+                       "Churn scores are not in the published snapshot yet (ml.churn_scores): they appear after a "
+                       "`retain run` that includes the churn model stage.", caption=None)
 f = ctx.filters
-currency = (ctx.options.get("currency") or [None])[0]
-
-st.title("Churn risk")
-d = data.load("churn", ctx.snapshot, f)
-if not d["available"]:
-    ui.note("Churn scores are not in the published snapshot yet (ml.churn_scores): run `retain run` with the "
-            "churn model stage in place.")
-    st.stop()
+currency = ui.currency(ctx)
 
 s = d["summary"]
 st.caption(f"Scores as of {ui.as_date(s.get('as_of_date'))} · model {s.get('model_version') or '–'} · "

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboards import charts, data, filters, ui
 
 ctx = filters.context()
-currency = (ctx.options.get("currency") or [None])[0]
+currency = ui.currency(ctx)
 
 st.title("Customer 360")
 left, right = st.columns([3, 1])

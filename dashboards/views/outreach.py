@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
-
-ctx = filters.context()
-currency = (ctx.options.get("currency") or [None])[0]
-
+from dashboards import charts, data, ui
 
 PLAY_LABELS = {
     "service_recovery": "Service recovery",
@@ -31,12 +27,10 @@ def words(value) -> str:
     return str(value or "–").replace("_", " ")
 
 
-st.title("Outreach")
-d = data.load("outreach", ctx.snapshot, ctx.filters)
-if not d["available"]:
-    ui.note("Outreach lists are not in the published snapshot yet (exports.outreach_lists): they appear after a "
-            "`retain run` that includes the outreach stage.")
-    st.stop()
+ctx, d = ui.start_page("Outreach", "outreach",
+                       "Outreach lists are not in the published snapshot yet (exports.outreach_lists): they appear "
+                       "after a `retain run` that includes the outreach stage.", caption=None)
+currency = ui.currency(ctx)
 if d["run_id"] is None:
     ui.note("No outreach run has been recorded yet.")
     st.stop()

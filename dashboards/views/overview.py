@@ -8,15 +8,11 @@ from dashboards import charts, data, filters, ui
 
 ctx = filters.context()
 f = ctx.filters
-currency = (ctx.options.get("currency") or [None])[0]
-
-st.title("Overview")
-st.caption(f"{f.describe()} · changes against {f.previous().start:%b %Y} – {f.previous().end:%b %Y}")
-
-d = data.load("overview", ctx.snapshot, f)
-if not d["available"]:
-    ui.note("The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`.")
-    st.stop()
+currency = ui.currency(ctx)
+ctx, d = ui.start_page(
+    "Overview", "overview", data.NO_ORDERS_NOTE,
+    caption=f"{f.describe()} · changes against {f.previous().start:%b %Y} – {f.previous().end:%b %Y}",
+)
 
 cur, prev, trend = d["current"], d["previous"], d["trend"]
 

@@ -5,18 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, data, ui
 
-ctx = filters.context()
+ctx, d = ui.start_page("Post-purchase experience", "post_purchase", data.NO_ORDERS_NOTE)
 f = ctx.filters
-
-st.title("Post-purchase experience")
-st.caption(f.describe())
-
-d = data.load("post_purchase", ctx.snapshot, f)
-if not d["available"]:
-    ui.note("The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`.")
-    st.stop()
 
 delivery, wismo, sat = d["delivery"], d["wismo"], d["satisfaction"]
 cols = st.columns(4)

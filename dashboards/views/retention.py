@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, data, ui
 
-ctx = filters.context()
-f = ctx.filters
-currency = (ctx.options.get("currency") or [None])[0]
-
-st.title("Retention")
-st.caption(f.describe())
-
-d = data.load("retention", ctx.snapshot, f)
-if not d["available"]:
-    ui.note("The published snapshot has no orders mart yet (marts.fct_orders). Run `retain run`.")
-    st.stop()
+ctx, d = ui.start_page("Retention", "retention", data.NO_ORDERS_NOTE)
+currency = ui.currency(ctx)
 
 repeat = d["repeat"]
 split = d["revenue_split"]

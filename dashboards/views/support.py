@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, data, ui
 
-ctx = filters.context()
-f = ctx.filters
-
-st.title("Support & complaints")
-st.caption(f.describe())
-
-d = data.load("support", ctx.snapshot, f)
-if not d["available"]:
-    ui.note("Support tickets are not in the published snapshot yet (marts.fct_support_tickets).")
-    st.stop()
+ctx, d = ui.start_page("Support & complaints", "support",
+                       "Support tickets are not in the published snapshot yet (marts.fct_support_tickets).")
 
 p, monthly = d["period"], d["monthly"]
 cols = st.columns(5)
