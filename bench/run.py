@@ -240,6 +240,7 @@ def append_day(landing: Path) -> dict:
 
 
 def _as_list(value) -> list[str]:
+    """Differences as a list; a string (e.g. "not published") is one gap in the comparison."""
     return value if isinstance(value, list) else [value]
 
 
@@ -398,7 +399,9 @@ def bench_size(
     snapshot = current_snapshot(data_dir) or (warehouse if warehouse.exists() else None)
     reference = "sql_raw" if "sql_raw" in kpi else "sql_csv"  # the marts are built from the raw tables
     if snapshot is not None and kpi[reference]["ok"]:
-        agreement["sql_vs_marts"] = compare_with_marts(snapshot, kpi_dir / reference)
+        versus_marts = compare_with_marts(snapshot, kpi_dir / reference)
+        if any(isinstance(v, list) for v in versus_marts.values()):  # else no mart was built
+            agreement["sql_vs_marts"] = versus_marts
     result["agreement"] = agreement
     for name, problems in agreement.items():
         flat = problems if isinstance(problems, list) else [p for v in problems.values() for p in _as_list(v)]
