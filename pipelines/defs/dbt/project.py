@@ -86,6 +86,11 @@ def ensure_manifest() -> Path:
                 f"dbt parse failed in {PROJECT_ROOT} (exit {result.returncode}):\n"
                 f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
             )
+        # dagster-dbt copies target/partial_parse.msgpack into each run's own target folder,
+        # so `dbt build` in Dagster skips most of the parsing.
+        partial = Path(scratch) / "partial_parse.msgpack"
+        if partial.exists():
+            os.replace(partial, manifest.parent / partial.name)
         os.replace(Path(scratch) / "manifest.json", manifest)
     return manifest
 
