@@ -16,7 +16,7 @@ _BASELINE_NAMES = {
 }
 
 _DRIVER_WORDS = {
-    "recency": "time since the last order (and how overdue it is vs the usual gap)",
+    "recency": "time since the last order, how overdue it is vs the usual gap, BG/NBD P(alive)",
     "frequency": "number of orders and usual gap",
     "tenure": "time since the first order",
     "trend": "order trend, last 90 days vs before",
@@ -27,6 +27,8 @@ _DRIVER_WORDS = {
     "wismo": "'where is my order' contacts",
     "complaints": "complaints",
     "unresolved": "unresolved complaints",
+    "last_order_complaint": "complaint about the last order and how fast it was resolved",
+    "post_purchase": "how-to and thank-you emails after the last order",
     "resolution": "support resolution time",
     "nps": "last NPS",
     "csat": "last CSAT",

@@ -15,10 +15,11 @@ still produces a usable table.
 
 Known limits of point-in-time correctness, from what the sources keep: an order's
 `status` is its latest one, so an order cancelled after the cut-off counts as invalid at
-every cut-off; the customer record is the latest version, so consent is used only when the
-record was last updated on or before the cut-off ("unknown" otherwise: its value at the
-cut-off is lost), and country is treated as a fixed attribute. Unsubscribes are taken from
-the message events, which are point-in-time.
+every cut-off. The customer record is only today's version, so its consent field is not
+used (its value at a past cut-off is lost, and even "was it updated since?" gives away
+that the customer was still active); consent is read from message events instead
+(unsubscribed by the cut-off, receiving marketing in the last 90 days, or neither).
+Country is treated as a fixed attribute.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 ORDERS_TABLE = "marts.fct_orders"
+#: Message types that only go to customers with marketing consent.
+MARKETING_TYPES = "('newsletter', 'promotion', 'winback_offer', 'cross_sell', 'loyalty')"
 TABLES = {
     "customers": "staging.stg_shop__customers",
     "returns": "staging.stg_shop__returns",
@@ -53,6 +56,8 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("days_since_last_order", "recency", description="Days from the last valid order to the cut-off."),
     Feature("overdue_ratio", "recency", description="Days since the last order / the customer's mean gap."),
+    Feature("bgnbd_p_alive", "recency", description="BG/NBD probability the customer is still active."),
+    Feature("bgnbd_p_no_purchase_180d", "recency", description="BG/NBD probability of no order in 180 days."),
     Feature("order_count", "frequency", description="Valid orders so far."),
     Feature("order_days", "frequency", description="Distinct days with a valid order."),
     Feature("gap_mean_days", "frequency", description="Mean days between order days."),
@@ -70,14 +75,21 @@ FEATURES: tuple[Feature, ...] = (
     Feature("late_delivery_share", "delivery", description="Late orders / orders with a promised date."),
     Feature("last_order_late", "delivery", description="1 if the last order was late (known at the cut-off)."),
     Feature("max_delay_days", "delivery", description="Largest delay past the promised date, days."),
+    Feature("last_order_returned", "returns", description="1 if a return was requested for the last order."),
     Feature("wismo_tickets", "wismo", description="'Where is my order' tickets."),
     Feature("complaint_count", "complaints", description="Complaint tickets."),
     Feature("complaints_last_90d", "complaints", description="Complaint tickets in the last 90 days."),
     Feature("unresolved_complaints", "unresolved", description="Complaints not resolved at the cut-off."),
     Feature("days_unresolved", "unresolved", description="Age in days of the oldest unresolved complaint."),
+    Feature("last_order_complaint", "last_order_complaint", description="1 if the last order got a complaint."),
+    Feature("last_order_complaint_open", "last_order_complaint",
+            description="1 if that complaint is unresolved at the cut-off."),
+    Feature("last_order_complaint_hours", "last_order_complaint",
+            description="Hours it took to resolve it, or has been open so far."),
     Feature("avg_hours_to_resolution", "resolution", description="Mean hours to resolve tickets."),
     Feature("ticket_count", "resolution", description="Support tickets of any kind."),
     Feature("last_nps", "nps", description="Last NPS score (0-10)."),
+    Feature("last_order_nps", "nps", description="NPS given about the last order."),
     Feature("last_csat", "csat", description="Last CSAT score (1-5)."),
     Feature("review_count", "reviews", description="Product reviews written."),
     Feature("avg_rating", "reviews", description="Mean star rating."),
@@ -88,7 +100,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("open_rate_90d", "engagement", description="Opens / messages in the last 90 days."),
     Feature("days_since_last_open", "engagement", description="Days since the last message was opened."),
     Feature("has_unsubscribed", "unsubscribed", description="1 if the customer unsubscribed from a message."),
-    Feature("email_consent", "consent", True, "Email consent state if known at the cut-off."),
+    Feature("last_order_how_to", "post_purchase", description="1 if a how-to guide followed the last order."),
+    Feature("last_order_thank_you", "post_purchase", description="1 if a thank-you followed the last order."),
+    Feature("email_consent", "consent", True, "unsubscribed / receives_marketing / no_marketing, from events."),
     Feature("last_sales_channel", "channel", True, "Sales channel of the last order."),
     Feature("country", "country", True, "Country of the customer record."),
 )
@@ -141,7 +155,8 @@ def _orders_cte(con, day: str, end: str) -> str:
     promised = f"cast({_col(cols, 'promised_delivery_date', 'date')} as date)"
     return f"""
     o_raw as (
-        select customer_id, ordered_at, cast(ordered_at as date) as order_date,
+        select customer_id, cast({_col(cols, "order_id", "varchar")} as varchar) as order_id,
+               ordered_at, cast(ordered_at as date) as order_date,
                cast(total as double) as total,
                cast({_col(cols, "discount", "double")} as double) as discount,
                cast({_col(cols, "sales_channel", "varchar")} as varchar) as sales_channel,
@@ -188,7 +203,8 @@ def _orders_cte(con, day: str, end: str) -> str:
             arg_max(case when delay_days > 0 then 1.0 when delay_days is not null then 0.0 end, ordered_at)
                 as last_order_late,
             max(delay_days) as max_delay_days,
-            arg_max(sales_channel, ordered_at) as last_sales_channel
+            arg_max(sales_channel, ordered_at) as last_sales_channel,
+            arg_max(order_id, ordered_at) as last_order_id
         from o_rows group by customer_id
     ),
     orders_f as (
@@ -212,22 +228,26 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
     if {"order_id", "requested_at"} <= cols:
         ctes.append(f"""
     returns_f as (
-        select o.customer_id, count(*) as return_count, count(distinct r.order_id) as returned_orders
+        select o.customer_id, count(*) as return_count, count(distinct r.order_id) as returned_orders,
+               max(case when r.order_id = l.last_order_id then 1.0 else 0.0 end) as last_order_returned
         from {TABLES["returns"]} r join {ORDERS_TABLE} o using (order_id)
+        join orders_f l on l.customer_id = o.customer_id
         where r.requested_at < {end} and o.ordered_at < {end}
         group by o.customer_id
     )""")
         joins.append("left join returns_f using (customer_id)")
         selects += ["coalesce(returns_f.return_count, 0) as return_count",
-                    "coalesce(returns_f.returned_orders, 0) / orders_f.order_count as returned_order_share"]
+                    "coalesce(returns_f.returned_orders, 0) / orders_f.order_count as returned_order_share",
+                    "coalesce(returns_f.last_order_returned, 0) as last_order_returned"]
     else:
-        selects += ["null as return_count", "null as returned_order_share"]
+        selects += ["null as return_count", "null as returned_order_share", "null as last_order_returned"]
 
     cols = present("tickets")
     if {"customer_id", "created_at"} <= cols:
         ttype = _col(cols, "ticket_type", "varchar")
         cat = _col(cols, "category", "varchar")
         resolved = _col(cols, "resolved_at", "timestamp")
+        order_ref = "order_id" if "order_id" in cols else "null"
         ctes.append(f"""
     tickets_f as (
         select customer_id,
@@ -244,7 +264,24 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
             avg(epoch({resolved} - created_at) / 3600.0) filter (where {resolved} < {end})
                 as avg_hours_to_resolution
         from {TABLES["tickets"]} where created_at < {end} group by customer_id
+    ),
+    last_complaint_f as (
+        -- the complaint about the customer's last order, as it stood at the cut-off
+        select t.customer_id,
+            1.0 as last_order_complaint,
+            max(case when {resolved} is null or {resolved} >= {end} then 1.0 else 0.0 end)
+                as last_order_complaint_open,
+            max(epoch(case when {resolved} < {end} then {resolved} else {end} end - t.created_at) / 3600.0)
+                as last_order_complaint_hours
+        from {TABLES["tickets"]} t join orders_f l
+            on l.customer_id = t.customer_id and cast(t.{order_ref} as varchar) = l.last_order_id
+        where t.created_at < {end} and {ttype} = 'complaint'
+        group by t.customer_id
     )""")
+        joins.append("left join last_complaint_f using (customer_id)")
+        selects += ["coalesce(last_complaint_f.last_order_complaint, 0) as last_order_complaint",
+                    "coalesce(last_complaint_f.last_order_complaint_open, 0) as last_order_complaint_open",
+                    "last_complaint_f.last_order_complaint_hours"]
         joins.append("left join tickets_f using (customer_id)")
         selects += [f"coalesce(tickets_f.{c}, 0) as {c}" for c in
                     ("ticket_count", "wismo_tickets", "complaint_count", "complaints_last_90d",
@@ -253,21 +290,27 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
     else:
         selects += [f"null as {c}" for c in ("ticket_count", "wismo_tickets", "complaint_count",
                                                "complaints_last_90d", "unresolved_complaints",
-                                               "days_unresolved", "avg_hours_to_resolution")]
+                                               "days_unresolved", "avg_hours_to_resolution",
+                                               "last_order_complaint", "last_order_complaint_open",
+                                               "last_order_complaint_hours")]
 
     cols = present("surveys")
     if {"customer_id", "responded_at", "survey_type", "score"} <= cols:
+        order_ref = "cast(s.order_id as varchar)" if "order_id" in cols else "null"
         ctes.append(f"""
     surveys_f as (
         select customer_id,
             arg_max(score, responded_at) filter (where survey_type = 'nps') as last_nps,
-            arg_max(score, responded_at) filter (where survey_type = 'csat') as last_csat
-        from {TABLES["surveys"]} where responded_at < {end} group by customer_id
+            arg_max(score, responded_at) filter (where survey_type = 'csat') as last_csat,
+            arg_max(score, responded_at) filter (where survey_type = 'nps' and {order_ref} = l.last_order_id)
+                as last_order_nps
+        from {TABLES["surveys"]} s join orders_f l using (customer_id)
+        where responded_at < {end} group by customer_id
     )""")
         joins.append("left join surveys_f using (customer_id)")
-        selects += ["surveys_f.last_nps", "surveys_f.last_csat"]
+        selects += ["surveys_f.last_nps", "surveys_f.last_csat", "surveys_f.last_order_nps"]
     else:
-        selects += ["null as last_nps", "null as last_csat"]
+        selects += ["null as last_nps", "null as last_csat", "null as last_order_nps"]
 
     cols = present("reviews")
     if {"customer_id", "created_at", "rating"} <= cols:
@@ -290,6 +333,8 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
         clicked = _col(cols, "clicked_at", "timestamp")
         unsub = _col(cols, "unsubscribed_at", "timestamp")
         since = f"{end} - interval 90 day"
+        mtype = _col(cols, "message_type", "varchar")
+        order_ref = "cast(m.order_id as varchar)" if "order_id" in cols else "null"
         ctes.append(f"""
     messages_f as (
         select customer_id,
@@ -297,8 +342,14 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
             count(*) filter (where {opened} >= {since} and {opened} < {end}) as opens_90d,
             count(*) filter (where {clicked} >= {since} and {clicked} < {end}) as clicks_90d,
             {day} - max(cast({opened} as date)) filter (where {opened} < {end}) as days_since_last_open,
-            max(case when {unsub} < {end} then 1.0 else 0.0 end) as has_unsubscribed
-        from {TABLES["messages"]} where sent_at < {end} and {outbound} group by customer_id
+            max(case when {unsub} < {end} then 1.0 else 0.0 end) as has_unsubscribed,
+            count(*) filter (where sent_at >= {since} and {mtype} in {MARKETING_TYPES}) as marketing_90d,
+            max(case when {mtype} = 'how_to_guide' and {order_ref} = l.last_order_id then 1.0 else 0.0 end)
+                as last_order_how_to,
+            max(case when {mtype} = 'thank_you' and {order_ref} = l.last_order_id then 1.0 else 0.0 end)
+                as last_order_thank_you
+        from {TABLES["messages"]} m join orders_f l using (customer_id)
+        where sent_at < {end} and {outbound} group by customer_id
     )""")
         joins.append("left join messages_f using (customer_id)")
         selects += [
@@ -309,26 +360,27 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
             " as open_rate_90d",
             "messages_f.days_since_last_open",
             "coalesce(messages_f.has_unsubscribed, 0) as has_unsubscribed",
+            "coalesce(messages_f.last_order_how_to, 0) as last_order_how_to",
+            "coalesce(messages_f.last_order_thank_you, 0) as last_order_thank_you",
+            # consent as shown by events up to the cut-off (the customer record only holds today's)
+            "case when messages_f.has_unsubscribed > 0 then 'unsubscribed' "
+            "when messages_f.marketing_90d > 0 then 'receives_marketing' else 'no_marketing' end as email_consent",
         ]
     else:
         selects += [f"null as {c}" for c in ("emails_90d", "opens_90d", "clicks_90d", "open_rate_90d",
-                                               "days_since_last_open", "has_unsubscribed")]
+                                               "days_since_last_open", "has_unsubscribed", "email_consent",
+                                               "last_order_how_to", "last_order_thank_you")]
 
     cols = present("customers")
     if "customer_id" in cols:
-        consent = _col(cols, "email_marketing_consent", "varchar")
-        if "updated_at" in cols:
-            consent = f"case when updated_at is null or updated_at < {end} then {consent} else 'unknown' end"
         ctes.append(f"""
     customers_f as (
-        select customer_id, {consent} as email_consent,
-               {_col(cols, "country", "varchar")} as country
-        from {TABLES["customers"]}
+        select customer_id, {_col(cols, "country", "varchar")} as country from {TABLES["customers"]}
     )""")
         joins.append("left join customers_f using (customer_id)")
-        selects += ["customers_f.email_consent", "customers_f.country"]
+        selects += ["customers_f.country"]
     else:
-        selects += ["null as email_consent", "null as country"]
+        selects += ["null as country"]
     return ctes, joins, selects
 
 
@@ -356,7 +408,31 @@ def build_features(con, as_of: date | datetime | str) -> pd.DataFrame:
         + "\norder by orders_f.customer_id"
     )
     frame = con.execute(sql).df()
+    frame = frame.merge(bg_nbd_features(con, day_value), on="customer_id", how="left")
     return _typed(frame, day_value)
+
+
+def bg_nbd_features(con, as_of: date) -> pd.DataFrame:
+    """BG/NBD fitted on all valid orders up to `as_of` (days): P(alive) and P(no order in 180 days).
+
+    The buy-till-you-die model summarises frequency, recency and age in one probability;
+    the churn model refines it with the experience features. NaN if it cannot be fitted.
+    """
+    from ml import clv  # local import: clv is only needed here
+
+    cols = table_columns(con, ORDERS_TABLE)
+    where = "coalesce(is_valid, true)" if "is_valid" in cols else None
+    rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", None, as_of, "D", where=where)
+    out = pd.DataFrame({"customer_id": rfm["customer_id"]})
+    f, r, t = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    try:
+        params = clv.fit_bg_nbd(f, r, t, time_unit="D")
+    except (ValueError, RuntimeError):
+        out["bgnbd_p_alive"] = out["bgnbd_p_no_purchase_180d"] = np.nan
+        return out
+    out["bgnbd_p_alive"] = clv.p_alive(params, f, r, t)
+    out["bgnbd_p_no_purchase_180d"] = clv.p_no_purchase(params, 180, f, r, t)
+    return out
 
 
 def _typed(frame: pd.DataFrame, day_value: date) -> pd.DataFrame:

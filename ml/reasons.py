@@ -62,6 +62,7 @@ def _plural(n: pd.Series, one: str, many: str) -> pd.Series:
 
 def _recency(f: pd.DataFrame) -> pd.Series:
     text = "no order for " + _num(f["days_since_last_order"]) + " days"
+    text = text.where(f["order_count"] > 1, text + " since their only order")
     has_gap = f["overdue_ratio"].notna() & (f["overdue_ratio"] >= 1)
     gap_text = text + ", " + _num(f["overdue_ratio"], 1) + "x their usual gap"
     return gap_text.where(has_gap, text)
@@ -94,7 +95,8 @@ def _discount(f: pd.DataFrame) -> pd.Series:
 
 
 def _returns(f: pd.DataFrame) -> pd.Series:
-    return _num(f["return_count"]) + " " + _plural(f["return_count"], "return", "returns") + " requested"
+    text = _num(f["return_count"]) + " " + _plural(f["return_count"], "return", "returns") + " requested"
+    return ("returned the last order; " + text).where(f["last_order_returned"] > 0, text)
 
 
 def _delivery(f: pd.DataFrame) -> pd.Series:
@@ -102,6 +104,19 @@ def _delivery(f: pd.DataFrame) -> pd.Series:
             + " (up to " + _num(f["max_delay_days"].fillna(0)) + " days late)")
     text = text.where(f["late_deliveries"] > 0, "no late delivery so far")
     return text.where(f["last_order_late"] != 1, "last order arrived late; " + text)
+
+
+def _last_order_complaint(f: pd.DataFrame) -> pd.Series:
+    hours = f["last_order_complaint_hours"].fillna(0)
+    open_text = "complaint about the last order unresolved for " + _num(hours / 24) + " days"
+    slow = hours >= 48
+    done = ("complaint about the last order took " + _num(hours / 24) + " days to resolve").where(
+        slow, "complaint about the last order (resolved in " + _num(hours) + " hours)")
+    return open_text.where(f["last_order_complaint_open"] > 0, done)
+
+
+def _post_purchase(f: pd.DataFrame) -> pd.Series:
+    return pd.Series("no how-to guide or thank-you email after the last order", index=f.index)
 
 
 def _wismo(f: pd.DataFrame) -> pd.Series:
@@ -129,7 +144,7 @@ def _resolution(f: pd.DataFrame) -> pd.Series:
 
 
 def _nps(f: pd.DataFrame) -> pd.Series:
-    score = f["last_nps"]
+    score = f["last_order_nps"].fillna(f["last_nps"])
     label = pd.Series(np.where(score <= 6, "detractor", np.where(score <= 8, "passive", "promoter")), index=f.index)
     return "last NPS " + _num(score.fillna(0)) + " (" + label + ")"
 
@@ -164,6 +179,7 @@ def _category(label: str, column: str):
 TEMPLATES = {
     "recency": _recency, "frequency": _frequency, "tenure": _tenure, "trend": _trend, "spend": _spend,
     "discount": _discount, "returns": _returns, "delivery": _delivery, "wismo": _wismo,
+    "last_order_complaint": _last_order_complaint, "post_purchase": _post_purchase,
     "complaints": _complaints, "unresolved": _unresolved, "resolution": _resolution, "nps": _nps,
     "csat": _csat, "reviews": _reviews, "engagement": _engagement, "unsubscribed": _unsubscribed,
     "consent": _category("email consent:", "email_consent"), "channel": _category("buys via", "last_sales_channel"),
@@ -183,7 +199,9 @@ ELIGIBLE = {
     "complaints": lambda f: f["complaint_count"] > 0,
     "unresolved": lambda f: f["unresolved_complaints"] > 0,
     "resolution": lambda f: f["avg_hours_to_resolution"].notna(),
-    "nps": lambda f: f["last_nps"].notna(),
+    "nps": lambda f: f["last_nps"].notna() | f["last_order_nps"].notna(),
+    "last_order_complaint": lambda f: f["last_order_complaint"] > 0,
+    "post_purchase": lambda f: (f["last_order_how_to"] == 0) & (f["last_order_thank_you"] == 0),
     "csat": lambda f: f["last_csat"].notna(),
     "reviews": lambda f: f["last_rating"].notna(),
     "engagement": lambda f: f["emails_90d"] > 0,

@@ -1,17 +1,19 @@
 """Churn: labels, point-in-time features, training with baselines and the promotion gate, reasons,
-scoring, drift and the model card, on small real DuckDB warehouses."""
+scoring, drift and the model card, on small real DuckDB warehouses built from the synthetic shop
+generator's files (and from the real CDNOW log for the orders-only case)."""
 
 from __future__ import annotations
 
 import json
 import re
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from churn_warehouse import build_warehouse, create_tables, insert
+from churn_warehouse import create_tables, generated_warehouse, insert
 
 from ml.card import model_card
 from ml.drift import drift_from_warehouse, psi
@@ -21,15 +23,16 @@ from ml.registry import current_run_id, load_artifact, model_runs
 from ml.score import SCORE_COLUMNS, RiskThresholds, score
 from ml.train import promotion_decision, train
 
-CUSTOMERS = 2500
+CUSTOMERS = 4000
+CDNOW_SAMPLE = Path(__file__).parent / "fixtures" / "cdnow" / "CDNOW_sample.txt"
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    """A simulated shop with every source table, in a DuckDB file."""
-    path = tmp_path_factory.mktemp("churn") / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    build_warehouse(con, customers=CUSTOMERS, seed=5)
+    """A generated shop with every source table, in a DuckDB file."""
+    folder = tmp_path_factory.mktemp("churn")
+    con = duckdb.connect(str(folder / "warehouse.duckdb"))
+    generated_warehouse(con, folder / "landing", customers=CUSTOMERS, seed=5)
     yield con
     con.close()
 
@@ -72,7 +75,7 @@ def test_label_window_is_after_cutoff_and_inclusive_of_its_last_day():
 
 
 def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
-    cutoff = date(2023, 6, 30)
+    cutoff = date(2025, 6, 30)
     path = tmp_path / "copy.duckdb"
     con = duckdb.connect(str(path))
     for table in ("marts.fct_orders", "staging.stg_shop__customers", "staging.stg_shop__returns",
@@ -80,7 +83,7 @@ def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
                   "staging.stg_reviews__reviews", "staging.stg_helpdesk__support_tickets"):
         schema = table.split(".")[0]
         con.execute(f"create schema if not exists {schema}")
-        con.register("src", warehouse.execute(f"select * from {table}").df())
+        con.register("src", warehouse.sql(f"select * from {table}").to_arrow_table())
         con.execute(f"create table {table} as select * from src")
         con.unregister("src")
     # cut every table back to what was known at the cut-off end; then replay the later history
@@ -102,6 +105,7 @@ def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
         con.execute(f"update staging.stg_messaging__messages set {col} = null where {col} >= {end}")
     before = build_features(con, cutoff)
     assert len(before) > 1000 and before["unresolved_complaints"].sum() > 0
+    assert before["last_order_complaint_open"].sum() > 0 and before["opens_90d"].sum() > 0
 
     # now the full history arrives: later orders, deliveries, resolutions, opens, returns, surveys...
     con.execute("delete from marts.fct_orders")
@@ -116,18 +120,12 @@ def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
         con.execute(f"insert into staging.{table} select * from later_{table}")
     # a consent change recorded after the cut-off must not show either
     con.execute(f"update staging.stg_shop__customers set email_marketing_consent = 'unsubscribed', "
-                f"updated_at = {end} + interval 3 day where customer_id in (select customer_id from "
-                f"staging.stg_shop__customers order by customer_id limit 50)")
+                f"updated_at = {end} + interval 3 day")
     # and an order placed one second after the cut-off day by a brand-new customer
     con.execute(f"insert into marts.fct_orders (order_id, customer_id, ordered_at, is_valid, total) "
                 f"values ('new', 'NEWCUST', {end}, true, 10)")
     after = build_features(con, cutoff)
-    assert con.execute(f"select count(*) from marts.fct_orders where ordered_at >= {end}").fetchone()[0] > 1000
-    # the consent record changed after the cut-off: its new value must not show; the old one is not
-    # kept by the source, so it becomes unknown
-    consent_before, consent_after = before.pop("email_consent"), after.pop("email_consent")
-    changed = consent_before != consent_after
-    assert changed.sum() > 0 and (consent_after[changed] == "unknown").all()
+    assert con.execute(f"select count(*) from marts.fct_orders where ordered_at >= {end}").fetchone()[0] > 500
     pd.testing.assert_frame_equal(before, after)
     # ... while the same additions do move the features at a later cut-off
     later = build_features(con, cutoff + timedelta(days=120))
@@ -139,10 +137,11 @@ def test_training_beats_baselines_logs_the_run_and_promotes(trained, warehouse):
     m = result.metrics
     assert result.promoted and current_run_id(models) == result.run_id
     assert m["model"]["roc_auc"] > m["recency_rule"]["roc_auc"]
-    assert m["model"]["roc_auc"] > 0.8
+    assert m["model"]["roc_auc"] > 0.72
     assert m["model"]["ece"] < 0.06
-    for name in ("recency_rule", "logistic_regression", "bgnbd_1_minus_p_alive", "bgnbd_p_no_purchase"):
-        assert 0.5 <= m[name]["roc_auc"] <= 1.0
+    for name in ("recency_rule", "logistic_regression", "bgnbd_p_no_purchase"):
+        assert 0.6 <= m[name]["roc_auc"] <= 1.0
+    assert 0 <= m["bgnbd_1_minus_p_alive"]["roc_auc"] <= 1.0  # single buyers all get P(alive) = 1
     assert len(m["model"]["calibration"]) == 10
     # the backtest never trains on an outcome window that reaches into the evaluation one
     plan = result.plan
@@ -197,9 +196,9 @@ def test_scores_table_columns_tiers_and_history(trained, warehouse):
     score(warehouse, models_dir=models, thresholds=RiskThresholds(high=0.8, medium=0.5))
     history = warehouse.execute("select count(*), count(distinct as_of_date) from ml.churn_scores_history").fetchone()
     assert history == (len(table), 1)
-    score(warehouse, as_of=date(2024, 6, 30), models_dir=models)
+    score(warehouse, as_of=date(2025, 6, 30), models_dir=models)
     assert warehouse.execute("select count(distinct as_of_date) from ml.churn_scores_history").fetchone()[0] == 2
-    assert str(warehouse.execute("select max(as_of_date) from ml.churn_scores").fetchone()[0]) == "2024-06-30"
+    assert str(warehouse.execute("select max(as_of_date) from ml.churn_scores").fetchone()[0]) == "2025-06-30"
     score(warehouse, models_dir=models)  # back to today's list for the other tests
 
 
@@ -230,19 +229,29 @@ def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehou
 
 
 def test_orders_only_log_trains_and_scores(tmp_path):
-    con = duckdb.connect(str(tmp_path / "orders_only.duckdb"))
-    build_warehouse(con, customers=2000, seed=9, extras=False)
-    con.execute("alter table marts.fct_orders drop column promised_delivery_date")  # a bare transaction log
+    """The real CDNOW sample as a bare transaction log (customer, day, amount): orders only."""
+    log = pd.read_csv(CDNOW_SAMPLE, sep=r"\s+", header=None, dtype={"date": str},
+                      names=["master_id", "customer_id", "date", "cds", "total"])
+    con = duckdb.connect(str(tmp_path / "cdnow.duckdb"))
+    con.execute("create schema marts")
+    con.register("log", log)
+    con.execute("""create table marts.fct_orders as
+        select md5(concat_ws('|', customer_id, date, total, row_number() over ())) as order_id,
+               cast(customer_id as varchar) as customer_id, cast(strptime(date, '%Y%m%d') as timestamp) as ordered_at,
+               cast(total as decimal(18, 2)) as total
+        from log""")
     result = train(con, models_dir=tmp_path / "models")
     assert result.promoted  # the first model
+    assert str(result.plan.as_of) == "1998-06-30" and str(result.plan.eval_cutoff) == "1998-01-01"
     for name in ("model", "recency_rule", "logistic_regression", "bgnbd_p_no_purchase"):
-        assert result.metrics[name]["roc_auc"] > 0.75
+        assert result.metrics[name]["roc_auc"] > 0.7
     artifact = load_artifact(tmp_path / "models")
-    assert "days_since_last_order" in artifact.numeric and "last_nps" not in artifact.features
-    assert "late_deliveries" not in artifact.features
+    assert "days_since_last_order" in artifact.numeric and "bgnbd_p_alive" in artifact.numeric
+    assert "last_nps" not in artifact.features and "late_deliveries" not in artifact.features
     scores = score(con, models_dir=tmp_path / "models")
-    assert scores["churn_probability"].notna().all() and scores["reason_1"].notna().any()
-    assert set(FEATURE_NAMES) <= set(build_features(con, "2023-01-01").columns)
+    assert len(scores) == 2357 and scores["churn_probability"].notna().all()
+    assert scores["reason_1"].notna().any() and scores["clv_12m"].notna().all()
+    assert set(FEATURE_NAMES) <= set(build_features(con, "1997-06-01").columns)
 
 
 def test_psi_and_drift_check(trained, warehouse):
