@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +46,10 @@ from pipelines.ingest.files import (
     sha256_of,
 )
 from pipelines.ingest.rules import (
+    MAX_VALUE_BYTES,
     WHITESPACE,
     column_sql,
+    format_warning_sql,
     lit,
     q,
     row_check_branches,
@@ -67,9 +69,9 @@ BIG_LINE_LIMIT = 1 << 27
 
 REASON_TYPE = "STRUCT(code VARCHAR, col VARCHAR, msg VARCHAR)"
 
-#: In-memory database attached to every ingestion connection for staging tables.
+#: In-memory database attached to every ingestion connection, for the few tables a load
+#: needs before its transaction (JSON lines, a CSV file staged as-is).
 SCRATCH = "_scratch"
-V = f"{SCRATCH}._v"
 
 
 def _fault(stage: str) -> None:
@@ -165,43 +167,42 @@ def ingest_file(
         return FileResult(src.name, rel, "unchanged", size=stat.size)
     fmt = file_format(path)
     started = _utcnow()
+    load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
     # The sha256 decides whether the content is new, but nearly every file that gets this far
-    # is: stage it while a thread hashes it (hashlib and DuckDB both release the GIL), and
-    # drop the staged rows in the rare case the content turns out to be known.
+    # is: load it while a thread hashes it (hashlib and DuckDB both release the GIL), and roll
+    # the load back in the rare case the content turns out to be known.
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = pool.submit(sha256_of, path)
         try:
-            rejection: FileRejected | None = None
-            try:
-                staged = _stage(con, src, path, fmt, stat)
-            except FileRejected as rej:
-                rejection = rej
+            result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload)
+        except (FileRejected, _KnownContent) as exc:
             sha = hashing.result()
-            if not reload:
-                known = _known_content(con, src, rel, stat, sha, fmt)
-                if known is not None:
-                    known.seconds = time.perf_counter() - t0
-                    return known
-            load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
-            if rejection is not None:
-                _record(con, src, rel, stat, sha, fmt, "rejected", started, rejection.message, load_id=load_id,
-                        code=rejection.code)
-                return FileResult(
-                    src.name, rel, "rejected", load_id=load_id, reason_code=rejection.code, message=rejection.message,
-                    sha256=sha, size=stat.size, seconds=time.perf_counter() - t0,
-                )
-            con.begin()
-            try:
-                result = _commit(con, src, staged, rel, load_id, sha, stat, started)
-                _fault("before_commit")
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+            known = None if reload else _known_content(con, src, rel, stat, sha, fmt)
+            if known is not None:
+                known.seconds = time.perf_counter() - t0
+                return known
+            assert isinstance(exc, FileRejected)
+            _record(con, src, rel, stat, sha, fmt, "rejected", started, exc.message, load_id=load_id, code=exc.code)
+            return FileResult(
+                src.name, rel, "rejected", load_id=load_id, reason_code=exc.code, message=exc.message, sha256=sha,
+                size=stat.size, seconds=time.perf_counter() - t0,
+            )
         finally:
             _drop_scratch(con)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+class _KnownContent(Exception):
+    """Raised inside a load when the file's sha256 turns out to be in the ledger already."""
+
+
+def _content_known(con: duckdb.DuckDBPyConnection, src: Source, rel: str, sha: str) -> bool:
+    """True if the ledger has this content: same path and sha256, or the sha256 loaded."""
+    return bool(con.execute(
+        "SELECT 1 FROM raw._loads WHERE source = ? AND sha256 = ? AND (file_path = ? OR status = 'loaded') LIMIT 1",
+        [src.name, sha, rel],
+    ).fetchone())
 
 
 def _known_content(
@@ -282,6 +283,7 @@ class _Plan:
     extra_sql: dict[str, str] = field(default_factory=dict)  # name -> SQL (JSON) for _extra
     row_sql: str | None = None  # SQL of the 1-based row number; None (CSV): position in `_v`
     pre_reason: list[str] = field(default_factory=list)  # WHEN branches checked first
+    pre_good: list[str] = field(default_factory=list)  # what a row passing pre_reason satisfies
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
 
 
@@ -405,6 +407,7 @@ def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
     return _Plan(
         names=keys, raw=[f"_vals[{i + 1}]" for i in range(len(keys))], from_sql=from_sql, record_sql="line",
         extra_sql={k: f"_jvals[{i + 1}]" for i, k in enumerate(keys)}, row_sql="n", pre_reason=[malformed],
+        pre_good=["ok"],
         duplicate_names_ok=True,
     )
 
@@ -476,16 +479,20 @@ def _trimmed(x: str) -> str:
 
 
 def _validation_sql(
-    plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int], now: datetime, keep: list[str]
+    plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int], now: datetime
 ) -> str:
     """The SELECT that types every column and gives each row its `_reason` (NULL: good).
 
     Only projections: no join, aggregate or sort, so DuckDB keeps the file's row order (CSV
-    row numbers rely on it; `_read` checks the plan). `keep` names FROM columns to carry.
+    row numbers rely on it; `_load` checks the plan). Columns: the contract's, typed, then
+    `_source_row` (NULL for CSV: numbered after the insert), `_reason`, `_record`, `_extra`.
     """
-    values, typed, branches, final, warnings = [], [], list(plan.pre_reason), [], []
+    values, typed, branches, final = [], [], list(plan.pre_reason), []
+    goods = list(plan.pre_good)
     for i, raw in enumerate(plan.raw):
         branches.append(too_long_branch(raw, plan.names[i]))
+    if plan.raw:
+        goods.append(f"greatest({', '.join(f'coalesce(strlen({r}), 0)' for r in plan.raw)}) <= {MAX_VALUE_BYTES}")
     for col in src.columns:
         v = q("v:" + col.name)
         idx = known.get(col.name, [])
@@ -498,11 +505,18 @@ def _validation_sql(
         typed.append(f"{typed_sql(col, v)} AS {q(col.name)}")
         cs = column_sql(col, v, q(col.name), now)
         branches += cs.checks
+        if cs.good:
+            goods.append(cs.good)
         final.append(f"{cs.typed} AS {q(col.name)}")
-        if cs.warning:
-            warnings.append(f"{cs.warning} AS {q('_w:' + col.name)}")
     branches += row_check_branches(src)
-    reason = ("CASE " + " ".join(branches) + " END") if branches else f"NULL::{REASON_TYPE}"
+    goods += [f"COALESCE(({chk.condition}), TRUE)" for chk in src.checks]
+    # Most rows are fine: one cheap conjunction clears them, and only the rest run the CASE
+    # of every rule (a dozen tests per row instead of forty).
+    reason = f"NULL::{REASON_TYPE}"
+    if branches:
+        reason = "CASE " + " ".join(branches) + " END"
+        if goods:
+            reason = f"CASE WHEN {' AND '.join(goods)} THEN NULL::{REASON_TYPE} ELSE {reason} END"
     if extras:
         exprs = [plan.extra_sql.get(plan.names[i], plan.raw[i]) for i in extras]
         # NULL when the row has no value in any unknown column, else a JSON object of them all.
@@ -512,11 +526,10 @@ def _validation_sql(
         )
     else:
         extra = "NULL::JSON"
-    carried = [f"{plan.row_sql} AS _source_row"] if plan.row_sql else []
-    carried += keep
+    row = plan.row_sql or "NULL::BIGINT"
     return f"""
-        SELECT {", ".join(final + warnings + carried)}, _reason,
-               CASE WHEN _reason IS NOT NULL THEN {plan.record_sql} END AS _record,
+        SELECT {", ".join(final)}, {row} AS _source_row, _reason,
+               CASE WHEN _reason IS NOT NULL THEN ({plan.record_sql})::VARCHAR END AS _record,
                {extra} AS _extra
         FROM (SELECT *, {reason} AS _reason
               FROM (SELECT *, {", ".join(typed)}
@@ -529,37 +542,6 @@ def _order_safe(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
     return "join" not in plan.lower()
 
 
-def _read(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, src: Source, known: dict[str, list[int]], extras: list[int],
-    path: Path,
-) -> Callable[[str], str]:
-    """Create `_v` (typed rows + reasons); return SQL of a row's 0-based position in the file.
-
-    Parquet and JSON rows carry their number from the reader. CSV rows are numbered by their
-    position in `_v`, which keeps the file's order when the SELECT is a pure projection. If
-    DuckDB plans a join anyway (an IN list in a contract check, say), the file is first read
-    as-is into `_in` and the position carried as a column.
-    """
-    now = datetime.now(UTC)
-    sql = _validation_sql(plan, src, known, extras, now, [])
-    try:
-        if plan.row_sql is not None:
-            con.execute(f"CREATE TABLE {V} AS {sql}")
-            return lambda alias: f"({alias}_source_row - 1)"
-        if _order_safe(con, sql):
-            con.execute(f"CREATE TABLE {V} AS {sql}")
-            base = _rowid_base(con, V)
-            return lambda alias: f"({alias}rowid - {base})"
-        con.execute(f"CREATE TABLE {SCRATCH}._in AS SELECT * FROM {plan.from_sql}")
-        base = _rowid_base(con, f"{SCRATCH}._in")
-        staged = _Plan(**{**plan.__dict__, "from_sql": f"(SELECT *, rowid - {base} AS _pos FROM {SCRATCH}._in)"})
-        con.execute(f"CREATE TABLE {V} AS {_validation_sql(staged, src, known, extras, now, ['_pos'])}")
-        con.execute(f"DROP TABLE {SCRATCH}._in")
-        return lambda alias: f"{alias}_pos"
-    except duckdb.Error as exc:
-        raise _duck_error(exc, path.name) from exc
-
-
 _CSV_PROBLEMS = {
     "TOO MANY COLUMNS": "has more fields than the header (a stray comma or an unquoted value?)",
     "MISSING COLUMNS": "has fewer fields than the header",
@@ -568,22 +550,19 @@ _CSV_PROBLEMS = {
 }
 
 
-def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Callable[[str], str]) -> int:
-    """Handle the lines DuckDB's CSV parser rejected; returns how many rows they are.
+def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, good: int) -> list[tuple]:
+    """The lines DuckDB's CSV parser rejected, as quarantine rows (row, code, message, line).
 
-    Undecodable bytes, a quote that swallows the rest of the file and a cut-off last row
-    reject the file. Other broken lines become `_bad` rows (quarantined as malformed_row or
-    value_too_long), and `_v` gets `_source_row` so good rows keep their real numbers.
+    Undecodable bytes, a quote that swallows the rest of the file, a cut-off last row, or no
+    parsable row at all reject the file (FileRejected).
     """
     errors = con.execute(
         "SELECT line, min(line_byte_position), min(byte_position), list(DISTINCT error_type ORDER BY error_type), "
         "any_value(csv_line), first(error_message ORDER BY byte_position) "
         "FROM _csv_rejects GROUP BY line ORDER BY line"
     ).fetchall()
-    con.execute("DROP TABLE IF EXISTS _csv_rejects")
-    con.execute("DROP TABLE IF EXISTS _csv_scans")
     if not errors:
-        return 0
+        return []
     name = path.name
     for line, _line_pos, byte_pos, types, _csv_line, _msg in errors:
         if "INVALID ENCODING" in types:
@@ -606,7 +585,6 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Cal
             f"{name}: the file ends in the middle of a row (line {line}, byte {line_pos}); "
             "it looks cut off, re-send the complete file",
         )
-    good = con.execute(f"SELECT count(*) FROM {V}").fetchone()[0]
     if good == 0:
         first = errors[0]
         raise FileRejected(
@@ -620,33 +598,16 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, pos: Cal
         detail = msg.split("\n")[0] if msg else ""
         # The header is line 1, so data row = line - 1 (exact unless quoted values span lines).
         rows.append((line - 1, code, f"line {line} {problem} ({detail})", csv_line))
-    con.execute(f"CREATE TABLE {SCRATCH}._bad (source_row BIGINT, code VARCHAR, msg VARCHAR, record VARCHAR)")
-    con.executemany(f"INSERT INTO {SCRATCH}._bad VALUES (?, ?, ?, ?)", rows)
-    # Good rows take the row numbers the rejected lines don't, in order.
-    con.execute(f"ALTER TABLE {V} ADD COLUMN _source_row BIGINT")
-    con.execute(
-        f"""UPDATE {V} SET _source_row = m.n FROM (
-              SELECT row_number() OVER (ORDER BY n) - 1 AS rid, n
-              FROM range(1, {good + len(rows) * 2 + 1}) t(n)
-              WHERE n NOT IN (SELECT source_row FROM {SCRATCH}._bad)) m
-            WHERE {pos("_v.")} = m.rid"""
-    )
-    return len(rows)
+    return rows
 
 
-@dataclass
-class _Staged:
-    """A file read and validated into `_scratch._v`, ready to commit."""
+def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat):
+    """Before the transaction: the plan and its validation SELECT. Raises FileRejected.
 
-    fmt: str
-    rows: int  # rows in _v
-    n_bad: int  # CSV lines the parser rejected (in _scratch._bad)
-    extra_names: list[str]
-    row_col: Callable[[str], str]  # SQL of a _v row's 1-based number in the file
-
-
-def _stage(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat) -> _Staged:
-    """Read, type and validate one file into the scratch database; raises FileRejected."""
+    Returns (plan, extra column names, SELECT, numbering): numbering is how CSV rows get their
+    `_source_row` after the insert: "rowid" (from the insertion order), "position" (already
+    the row's position, from a staged copy), or None (Parquet and JSON rows carry theirs).
+    """
     name = path.name
     if fmt is None:
         raise FileRejected(
@@ -660,110 +621,169 @@ def _stage(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | N
     elif fmt == "parquet":
         plan = _parquet_plan(con, path, src)
     else:
-        plan = _jsonl_plan(con, path)
+        plan = _jsonl_plan(con, path)  # stages the lines in the scratch database
     known, extras = _map_columns(plan, src, name)
-    pos = _read(con, plan, src, known, extras, path)
-    n_bad = _csv_rejects(con, path, stat.size, pos) if fmt == "csv" else 0
+    now = datetime.now(UTC)
+    sql = _validation_sql(plan, src, known, extras, now)
+    numbering = None
+    if plan.row_sql is None:
+        try:
+            safe = _order_safe(con, sql)
+        except duckdb.Error as exc:
+            raise _duck_error(exc, name) from exc
+        if safe:
+            numbering = "rowid"
+        else:
+            # DuckDB plans a join (an IN list in a contract check, say), which may reorder
+            # rows: read the file as-is first and carry each row's position.
+            try:
+                con.execute(f"CREATE TABLE {SCRATCH}._in AS SELECT * FROM {plan.from_sql}")
+            except duckdb.Error as exc:
+                raise _duck_error(exc, name) from exc
+            base = _rowid_base(con, f"{SCRATCH}._in")
+            plan = _Plan(**{**plan.__dict__, "from_sql": f"(SELECT *, rowid - {base} AS _pos FROM {SCRATCH}._in)",
+                            "row_sql": "_pos + 1"})
+            sql = _validation_sql(plan, src, known, extras, now)
+            numbering = "position"
+    return plan, [plan.names[i] for i in extras], sql, numbering
 
-    def row_col(alias: str) -> str:
-        if plan.row_sql is not None or n_bad:
-            return f"{alias}_source_row"
-        return f"({pos(alias)} + 1)"
 
-    _derive_missing_key(con, src, pos)
-    _mark_duplicates(con, src, row_col)
-    rows = con.execute(f"SELECT count(*) FROM {V}").fetchone()[0]
-    return _Staged(fmt=fmt, rows=rows, n_bad=n_bad, extra_names=[plan.names[i] for i in extras], row_col=row_col)
-
-
-def _commit(
+def _load(
     con: duckdb.DuckDBPyConnection,
     src: Source,
-    staged: _Staged,
+    path: Path,
     rel: str,
-    load_id: int,
-    sha: str,
+    fmt: str | None,
     stat: FileStat,
+    load_id: int,
     started: datetime,
+    hashing: Future,
+    reload: bool,
 ) -> FileResult:
-    """Write a staged file inside the open transaction: data, quarantine, warnings, ledger."""
-    row_expr = staged.row_col("")
+    """Load one file in one transaction. Raises FileRejected or _KnownContent (rolled back).
+
+    Every row the reader yields is inserted into `raw.<source>` in one pass: good rows with
+    `_load_id = load_id`, bad rows with `-load_id` and their reason and raw record in `_extra`.
+    Bad rows (and later duplicates) then move to `raw._quarantine` (rare, so cheap), and the
+    ledger row is written; all of it commits together. Staging the rows elsewhere first would
+    cost a full extra copy of every file.
+    """
+    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat)
+    table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
-    # Each row carries its number, so the writes need not keep `_v`'s order; unordered
-    # parallel inserts are a good deal faster.
-    con.execute("SET preserve_insertion_order = false")
+    this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"
+    con.begin()
     try:
-        return _write(con, src, staged, rel, load_id, sha, stat, started, row_expr, cols)
-    finally:
-        con.execute("RESET preserve_insertion_order")
-
-
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    src: Source,
-    staged: _Staged,
-    rel: str,
-    load_id: int,
-    sha: str,
-    stat: FileStat,
-    started: datetime,
-    row_expr: str,
-    cols: str,
-) -> FileResult:
-    """The inserts of `_commit`, in order; the fault hook runs between them."""
-    loaded = con.execute(
-        f"""INSERT INTO raw.{q(src.name)} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
-            SELECT {cols}, ?, ?, {row_expr}, ?, _extra FROM {V} WHERE _reason IS NULL""",
-        [load_id, rel, started],
-    ).fetchone()[0]
-    _fault("after_data_insert")
-    quarantined = con.execute(
-        f"""INSERT INTO raw._quarantine
-            SELECT ?, ?, ?, {row_expr}, _reason.col, _reason.code, _reason.msg, _record, ? FROM {V}
-            WHERE _reason IS NOT NULL""",
-        [load_id, src.name, rel, started],
-    ).fetchone()[0]
-    if staged.n_bad:
-        quarantined += con.execute(
-            f"INSERT INTO raw._quarantine SELECT ?, ?, ?, source_row, NULL, code, msg, record, ? FROM {SCRATCH}._bad",
-            [load_id, src.name, rel, started],
-        ).fetchone()[0]
-    _fault("after_quarantine_insert")
-    nulled = 0
-    warn_cols = [c.name for c in src.columns if c.format and not c.required]
-    if warn_cols:
-        union = " UNION ALL ".join(
-            f"SELECT ?, ?, ?, {row_expr}, {lit(c)}, 'invalid_format', {q('_w:' + c)} FROM {V} "
-            f"WHERE _reason IS NULL AND {q('_w:' + c)} IS NOT NULL"
-            for c in warn_cols
+        # CSV rows are numbered by their order of insertion, which DuckDB keeps only when
+        # asked to; other formats carry their numbers and may be written in any order.
+        con.execute(f"SET preserve_insertion_order = {'true' if numbering == 'rowid' else 'false'}")
+        try:
+            rows = con.execute(
+                f"""INSERT INTO {table} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
+                    SELECT {cols},
+                           CASE WHEN _reason IS NULL THEN {load_id} ELSE {-load_id} END, ?,
+                           coalesce(_source_row, 0), ?,
+                           CASE WHEN _reason IS NULL THEN _extra
+                                ELSE json_object('reason', to_json(_reason), 'record', _record) END
+                    FROM ({sql})""",
+                [rel, started],
+            ).fetchone()[0]
+        except duckdb.Error as exc:
+            raise _duck_error(exc, path.name) from exc
+        finally:
+            con.execute("RESET preserve_insertion_order")
+        _fault("after_data_insert")
+        bad_lines: list[tuple] = []
+        if fmt == "csv":
+            bad_lines = _csv_rejects(con, path, stat.size, rows)
+            con.execute("DROP TABLE IF EXISTS _csv_rejects")
+            con.execute("DROP TABLE IF EXISTS _csv_scans")
+        if numbering:
+            _number_rows(con, table, this_load, bad_lines, by_rowid=numbering == "rowid")
+        _derive_missing_key(con, src, table, load_id)
+        _mark_duplicates(con, src, table, load_id)
+        quarantined = 0
+        if con.execute(f"SELECT 1 FROM {table} WHERE _load_id = {-load_id} LIMIT 1").fetchone():
+            quarantined = con.execute(
+                f"""INSERT INTO raw._quarantine
+                    SELECT ?, ?, ?, _source_row, _extra->>'$.reason.col', _extra->>'$.reason.code',
+                           _extra->>'$.reason.msg', _extra->>'$.record', ?
+                    FROM {table} WHERE _load_id = {-load_id}""",
+                [load_id, src.name, rel, started],
+            ).fetchone()[0]
+            con.execute(f"DELETE FROM {table} WHERE _load_id = {-load_id}")
+        if bad_lines:
+            con.executemany(
+                "INSERT INTO raw._quarantine VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                [(load_id, src.name, rel, row, code, msg, line, started) for row, code, msg, line in bad_lines],
+            )
+            quarantined += len(bad_lines)
+        _fault("after_quarantine_insert")
+        nulled = _null_invalid_optional_formats(con, src, table, load_id, rel)
+        loaded = rows - (quarantined - len(bad_lines))
+        sha = hashing.result()
+        if not reload and _content_known(con, src, rel, sha):
+            raise _KnownContent()
+        rows_read = rows + len(bad_lines)
+        con.execute(
+            """INSERT INTO raw._loads VALUES (?, ?, ?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, ?, NULL)""",
+            [load_id, src.name, rel, stat.size, stat.mtime, sha, fmt, rows_read, loaded, quarantined, nulled,
+             extra_names, started, _utcnow()],
         )
-        nulled = con.execute(
-            f"INSERT INTO raw._warnings {union}", [load_id, src.name, rel] * len(warn_cols)
-        ).fetchone()[0]
-    rows_read = staged.rows + staged.n_bad
-    con.execute(
-        """INSERT INTO raw._loads VALUES (?, ?, ?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, ?, NULL)""",
-        [load_id, src.name, rel, stat.size, stat.mtime, sha, staged.fmt, rows_read, loaded, quarantined, nulled,
-         staged.extra_names, started, _utcnow()],
-    )
+        _fault("before_commit")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
     return FileResult(
         src.name, rel, "loaded", load_id=load_id, rows_read=rows_read, rows_loaded=loaded,
-        rows_quarantined=quarantined, values_nulled=nulled, extra_columns=staged.extra_names, sha256=sha,
-        size=stat.size,
+        rows_quarantined=quarantined, values_nulled=nulled, extra_columns=extra_names, sha256=sha, size=stat.size,
     )
+
+
+def _number_rows(
+    con: duckdb.DuckDBPyConnection, table: str, this_load: str, bad_lines: list[tuple], by_rowid: bool
+) -> None:
+    """Set `_source_row` of a CSV load from the rows' positions among the parsed rows.
+
+    by_rowid: the insert kept the file's order and the new rows' rowids are consecutive from
+    a base, so position = rowid - base. Otherwise `_source_row` already holds position + 1.
+    Lines the parser rejected hold row numbers too (line - 1): the parsed rows take the
+    numbers those don't, in order.
+    """
+    count, lo, hi = con.execute(f"SELECT count(*), min(rowid), max(rowid) FROM {table} WHERE {this_load}").fetchone()
+    if not count:
+        return
+    if by_rowid and hi - lo + 1 != count:
+        raise RuntimeError(f"rowids of the new rows are not consecutive ({lo}..{hi} for {count} rows)")
+    position = f"{table}.rowid - {lo}" if by_rowid else f"{table}._source_row - 1"
+    if not bad_lines:
+        if by_rowid:
+            con.execute(f"UPDATE {table} SET _source_row = rowid - {lo} + 1 WHERE {this_load}")
+        return
+    con.execute("CREATE TEMP TABLE _bad_rows (n BIGINT)")
+    con.executemany("INSERT INTO _bad_rows VALUES (?)", [(row,) for row, *_ in bad_lines])
+    con.execute(
+        f"""UPDATE {table} SET _source_row = m.n FROM (
+              SELECT row_number() OVER (ORDER BY n) - 1 AS pos, n
+              FROM range(1, {count + 2 * len(bad_lines) + 1}) t(n)
+              WHERE n NOT IN (SELECT n FROM _bad_rows)) m
+            WHERE {position} = m.pos AND {this_load}"""
+    )
+    con.execute("DROP TABLE _bad_rows")
 
 
 def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
     """Empty the scratch database and the CSV reader's rejects tables."""
-    for (table,) in con.execute(
+    for (name,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [SCRATCH]
     ).fetchall():
-        con.execute(f"DROP TABLE {SCRATCH}.{q(table)}")
-    for table in ("_csv_rejects", "_csv_scans"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP TABLE {SCRATCH}.{q(name)}")
+    for name in ("_csv_rejects", "_csv_scans", "_bad_rows"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, pos: Callable[[str], str]) -> None:
+def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int) -> None:
     """Fill an optional single-column primary key from the required columns.
 
     `orders.order_id` may be missing when a shop only has a transaction log (customer, date,
@@ -774,45 +794,59 @@ def _derive_missing_key(con: duckdb.DuckDBPyConnection, src: Source, pos: Callab
     if len(src.primary_key) != 1 or src.column(src.primary_key[0]).required:
         return
     key = q(src.primary_key[0])
-    needed = con.execute(f"SELECT count(*) FROM {V} WHERE {key} IS NULL AND _reason IS NULL").fetchone()[0]
-    if not needed:
+    if not con.execute(f"SELECT 1 FROM {table} WHERE _load_id = {load_id} AND {key} IS NULL LIMIT 1").fetchone():
         return
     parts = [q(c) for c in src.required_columns]
     cast_parts = ", ".join(f"{p}::VARCHAR" for p in parts)
     con.execute(
-        f"""UPDATE {V} SET {key} = md5(concat_ws('|', {cast_parts}, d._occ::VARCHAR))
+        f"""UPDATE {table} SET {key} = md5(concat_ws('|', {cast_parts}, d._occ::VARCHAR))
             FROM (SELECT rowid AS _rid,
-                         row_number() OVER (PARTITION BY {", ".join(parts)} ORDER BY {pos("")}) AS _occ
-                  FROM {V} WHERE {key} IS NULL AND _reason IS NULL) d
-            WHERE _v.rowid = d._rid"""
+                         row_number() OVER (PARTITION BY {", ".join(parts)} ORDER BY _source_row) AS _occ
+                  FROM {table} WHERE _load_id = {load_id} AND {key} IS NULL) d
+            WHERE {table}.rowid = d._rid"""
     )
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, row_col: Callable[[str], str]) -> None:
-    """Quarantine every row whose primary key already appeared on an earlier good row."""
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int) -> None:
+    """Turn every good row whose primary key appeared on an earlier good row into a bad row."""
     keys = [q(c) for c in src.primary_key]
     key = keys[0] if len(keys) == 1 else "(" + ", ".join(keys) + ")"
     # Counting distinct keys is much cheaper than grouping with min(row); most files pass here.
     total, distinct = con.execute(
-        f"SELECT count(*), count(DISTINCT {key}) FROM {V} WHERE _reason IS NULL"
+        f"SELECT count(*), count(DISTINCT {key}) FROM {table} WHERE _load_id = {load_id}"
     ).fetchone()
     if total == distinct:
         return
-    dups = f"{SCRATCH}._dups"
+    shown = " || ', ' || ".join(f"{lit(c + '=')} || '''' || t.{q(c)}::VARCHAR || ''''" for c in src.primary_key)
+    msg = f"'duplicate primary key ' || {shown} || ' in this file; row ' || d._first || ' has it too and was kept'"
+    record = "to_json({" + ", ".join(f"{lit(c)}: t.{q(c)}" for c in src.column_names) + "})::VARCHAR"
+    reason = f"json_object('code', 'duplicate_key', 'col', {lit(', '.join(src.primary_key))}, 'msg', {msg})"
+    match = " AND ".join(f"t.{k} = d.{k}" for k in keys)
     con.execute(
-        f"""CREATE TABLE {dups} AS
-            SELECT {", ".join(keys)}, min({row_col("")}) AS _first FROM {V} WHERE _reason IS NULL
-            GROUP BY ALL HAVING count(*) > 1"""
+        f"""UPDATE {table} AS t SET _load_id = {-load_id},
+                                   _extra = json_object('reason', {reason}, 'record', {record})
+            FROM (SELECT {", ".join(keys)}, min(_source_row) AS _first FROM {table}
+                  WHERE _load_id = {load_id} GROUP BY ALL HAVING count(*) > 1) d
+            WHERE {match} AND t._load_id = {load_id} AND t._source_row > d._first"""
     )
-    if not con.execute(f"SELECT count(*) FROM {dups}").fetchone()[0]:
-        return
-    shown = " || ', ' || ".join(f"{lit(c + '=')} || '''' || _v.{q(c)}::VARCHAR || ''''" for c in src.primary_key)
-    msg = f"'duplicate primary key ' || {shown} || ' in this file; row ' || _dups._first || ' has it too and was kept'"
-    record = "to_json({" + ", ".join(f"{lit(c)}: _v.{q(c)}" for c in src.column_names) + "})::VARCHAR"
-    match = " AND ".join(f"_v.{k} = _dups.{k}" for k in keys)
-    con.execute(
-        f"""UPDATE {V} SET _reason = {{'code': 'duplicate_key', 'col': {lit(", ".join(src.primary_key))},
-                                      'msg': {msg}}},
-                          _record = {record}
-            FROM {dups} WHERE {match} AND {row_col("_v.")} > _dups._first AND _v._reason IS NULL"""
-    )
+
+
+def _null_invalid_optional_formats(
+    con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int, rel: str
+) -> int:
+    """Null invalid optional email / phone / country values of the load; record each in raw._warnings."""
+    nulled = 0
+    for col in src.columns:
+        if not col.format or col.required:
+            continue
+        bad, msg = format_warning_sql(col, q(col.name))
+        where = f"_load_id = {load_id} AND {bad}"
+        n = con.execute(
+            f"""INSERT INTO raw._warnings
+                SELECT ?, ?, ?, _source_row, ?, 'invalid_format', {msg} FROM {table} WHERE {where}""",
+            [load_id, src.name, rel, col.name],
+        ).fetchone()[0]
+        if n:
+            con.execute(f"UPDATE {table} SET {q(col.name)} = NULL WHERE {where}")
+        nulled += n
+    return nulled

@@ -8,7 +8,8 @@ when the file lacks the column); this module turns those into
 - a typed expression per column (what lands in `raw.<source>`),
 - one `_reason` struct per row, `{code, col, msg}`, NULL when the row is good: the first
   failing rule wins, columns in contract order, then the contract's row checks,
-- one warning expression per optional `format` column (the value is nulled, the row kept).
+- for optional `format` columns, the test and message that null an invalid value after the
+  row has loaded (`format_warning_sql`).
 
 Everything is set-based: the expressions run inside one `CREATE TEMP TABLE ... AS SELECT`.
 """
@@ -181,7 +182,7 @@ class ColumnSql:
     value: str  # trimmed text, NULL when empty
     typed: str  # the typed value that loads
     checks: list[str]  # `WHEN <bad> THEN <reason struct>` branches, in order
-    warning: str | None  # message SQL when an optional format value is nulled, else None
+    good: str | None  # cheap SQL true only if no check can fire (None: never fires)
 
 
 def blank_sql(col: Column, v: str, t: str) -> str:
@@ -206,6 +207,8 @@ def column_sql(col: Column, v: str, t: str, now: datetime) -> ColumnSql:
     personal = col.format in PERSONAL_FORMATS
     blank = blank_sql(col, v, t)
     branches: list[str] = []
+    # `good`: what a fine value satisfies, in one expression (see the loader's `_reason`).
+    fine: list[str] = []
     if col.required:
         branches.append(
             f"WHEN {blank} THEN " + _reason("missing_required", name, lit(f"{name} is required but empty"))
@@ -218,12 +221,15 @@ def column_sql(col: Column, v: str, t: str, now: datetime) -> ColumnSql:
         allowed = ", ".join(lit(a.lower()) for a in col.allowed)
         msg = f"{lit(name + ': ')} || {shown(v)} || {lit(' is not one of ' + ', '.join(col.allowed))}"
         branches.append(f"WHEN {t} NOT IN ({allowed}) THEN " + _reason("not_allowed", name, msg))
+        fine.append(f"{t} IN ({allowed})")
     if col.min is not None:
         msg = f"{lit(name + ': ')} || {t}::VARCHAR || {lit(' is below the minimum ' + _num(col.min))}"
         branches.append(f"WHEN {t} < {col.min} THEN " + _reason("out_of_range", name, msg))
+        fine.append(f"{t} >= {col.min}")
     if col.max is not None:
         msg = f"{lit(name + ': ')} || {t}::VARCHAR || {lit(' is above the maximum ' + _num(col.max))}"
         branches.append(f"WHEN {t} > {col.max} THEN " + _reason("out_of_range", name, msg))
+        fine.append(f"{t} <= {col.max}")
     if col.type == "timestamp":
         limit = (now + FUTURE_TOLERANCE).replace(microsecond=0, tzinfo=None)
         msg = (
@@ -240,17 +246,33 @@ def column_sql(col: Column, v: str, t: str, now: datetime) -> ColumnSql:
         branches.append(
             f"WHEN {t} < TIMESTAMP {lit(EARLIEST_TIMESTAMP)} THEN " + _reason("implausible_timestamp", name, msg)
         )
-    warning = None
-    if col.format:
+        fine.append(f"{t} BETWEEN TIMESTAMP {lit(EARLIEST_TIMESTAMP)} AND TIMESTAMP {lit(limit.isoformat(sep=' '))}")
+    if col.format and col.required:  # optional ones: see format_warning_sql
         bad = f"{v} IS NOT NULL AND NOT {format_valid_sql(col.format, v)}"
         words = f" is not a valid {FORMAT_NAMES[col.format]}"
         msg = f"{lit(name + ': ')} || {shown(v, personal)} || {lit(words)}"
-        if col.required:
-            branches.append(f"WHEN {bad} THEN " + _reason("invalid_format", name, msg))
-        else:
-            warning = f"CASE WHEN {bad} THEN {msg} || {lit('; the value was left empty')} END"
-            t = f"CASE WHEN {bad} THEN NULL ELSE {t} END"
-    return ColumnSql(name=name, value=v, typed=t, checks=branches, warning=warning)
+        branches.append(f"WHEN {bad} THEN " + _reason("invalid_format", name, msg))
+        fine.append(format_valid_sql(col.format, v))
+    good = None
+    if branches:
+        # A present value that casts and passes every rule; an absent optional value. Anything
+        # else (including a blank-but-not-NULL value) goes through the full CASE.
+        present = " AND ".join([f"{t} IS NOT NULL", *fine])
+        good = present if col.required else f"({v} IS NULL OR ({present}))"
+    return ColumnSql(name=name, value=v, typed=t, checks=branches, good=good)
+
+
+def format_warning_sql(col: Column, value: str) -> tuple[str, str]:
+    """(condition, message) SQL for an optional `format` column whose loaded value is invalid.
+
+    Such a value is nulled after the row loads and the message recorded in raw._warnings.
+    """
+    bad = f"{value} IS NOT NULL AND NOT {format_valid_sql(col.format, value)}"
+    msg = (
+        f"{lit(col.name + ': ')} || {shown(value, col.format in PERSONAL_FORMATS)} || "
+        f"{lit(f' is not a valid {FORMAT_NAMES[col.format]}; the value was left empty')}"
+    )
+    return bad, msg
 
 
 def row_check_branches(src: Source) -> list[str]:
