@@ -522,8 +522,9 @@ def render_markdown(results: list[dict]) -> str:
         "Written by `python -m bench.run --sizes S,M,L` (see `bench/README.md`); do not edit by hand.",
         "Every step runs in its own process: *seconds* is its wall time, *peak MB* the largest summed",
         "resident memory of its process tree. Stage rows come from the run's own record",
-        "(`published/status.json`). Sizes: S = 10,000, M = 100,000, L = 1,000,000 generated customers",
-        f"(seed {SEED}).",
+        "(`published/status.json`); a stage's peak MB is the run process's own memory during the stage",
+        "(dbt runs in a child process, which only the full run's peak includes). Sizes: S = 10,000,",
+        f"M = 100,000, L = 1,000,000 generated customers (seed {SEED}).",
         "",
     ]
     if results:
