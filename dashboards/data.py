@@ -26,6 +26,7 @@ came through that channel (`marts.customer_segments.acquisition_channel`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import weakref
@@ -180,12 +181,12 @@ def query(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) 
     """Run `sql` with named `$parameters` bound from `params` and return a DataFrame.
 
     Only the parameters the statement uses are passed (DuckDB rejects extra ones), so page
-    functions can keep one dict of filter values for all their queries.
+    functions can keep one dict of filter values for all their queries. `con` is used by one
+    thread at a time: the cached loaders below give every call its own cursor.
     """
     used = set(_PARAM.findall(sql))
     bound = {k: v for k, v in (params or {}).items() if k in used}
-    with con.cursor() as cur:
-        return cur.execute(sql, bound).df()
+    return con.execute(sql, bound).df()
 
 
 #: Per connection: {"schema.table": frozenset of its columns}. A snapshot never changes, so
@@ -266,17 +267,24 @@ def _params(f: Filters) -> dict:
     }
 
 
-def customer_scope(f: Filters, column: str = "customer_id", use_channel: bool = True) -> str:
-    """SQL predicate on `column` keeping the customers that country, channel and segment select.
+#: Per connection: which filter each selected-customers temp table currently holds.
+_SCOPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    'true' when nothing narrows the customers, so unfiltered queries stay plain scans.
-    `use_channel=False` leaves the channel out (order queries filter the order's own channel).
+
+def _selected_customers(con: duckdb.DuckDBPyConnection, f: Filters, use_channel: bool) -> str | None:
+    """A subquery of the customer_ids that country, segment and (with `use_channel`) acquisition
+    channel select, or None when they select everyone.
+
+    The customers of a country and segment are put in a temp table once per connection and
+    filter (it joins two 1M-row tables) and reused by every query of a page; the channel is a
+    filter on that table's `acquisition_channel`.
     """
-    conditions = []
+    by_channel = use_channel and bool(f.channels)
+    if not (f.countries or f.segment or by_channel):
+        return None
+    conditions = ["true"]
     if f.countries:
         conditions.append("list_contains($countries, s.country)")
-    if f.channels and use_channel:
-        conditions.append("list_contains($channels, s.acquisition_channel)")
     kind, _, value = f.segment.partition(":")
     join = ""
     if kind == "rfm" and value in RFM_SEGMENTS:
@@ -284,20 +292,76 @@ def customer_scope(f: Filters, column: str = "customer_id", use_channel: bool = 
     elif kind == "risk" and value in RISK_TIERS:
         join = " join ml.churn_scores r on r.customer_id = s.customer_id"
         conditions.append("r.risk_tier = $segment")
-    if not conditions:
-        return "true"
-    return f"{column} in (select s.customer_id from marts.customer_segments s{join} where {' and '.join(conditions)})"
+    name, key = "_selected_customers", ("customers", f.countries, f.segment)
+    held = _SCOPES.setdefault(con, {})
+    if held.get(name) != key:
+        query(
+            con,
+            f"create or replace temp table {name} as select s.customer_id, s.acquisition_channel "
+            f"from marts.customer_segments s{join} where {' and '.join(conditions)}",
+            _params(f),
+        )
+        held[name] = key
+    if by_channel:
+        return f"select customer_id from {name} where list_contains($channels, acquisition_channel)"
+    return f"select customer_id from {name}"
 
 
-def order_scope(f: Filters, alias: str = "o") -> str:
-    """SQL predicate on an orders alias: valid orders of the selected channels and customers."""
+def customer_scope(con: duckdb.DuckDBPyConnection, f: Filters, column: str = "customer_id",
+                   use_channel: bool = True) -> str:
+    """SQL predicate on `column` keeping the customers that country, channel and segment select.
+
+    'true' when nothing narrows the customers, so unfiltered queries stay plain scans.
+    `use_channel=False` leaves the channel out (order queries filter the order's own channel).
+    The filter values themselves never appear in the SQL text: they are bound parameters of
+    the temp table's query.
+    """
+    selected = _selected_customers(con, f, use_channel)
+    return "true" if selected is None else f"{column} in ({selected})"
+
+
+#: The columns of marts.fct_orders the page queries read (the narrow copy keeps only these).
+_ORDER_COLUMNS = (
+    "customer_id", "ordered_at", "order_month", "is_valid", "total", "sales_channel", "customer_order_number",
+    "is_repeat_order", "previous_order_at", "days_since_previous_order", "promised_delivery_date", "delivered_at",
+    "delivered_month", "is_delivered_on_time", "delivery_delay_days",
+)
+
+
+def orders_table(con: duckdb.DuckDBPyConnection, f: Filters) -> str:
+    """The orders to read: `marts.fct_orders`, or a temp table with the orders of the customers
+    that country and segment select, built once per connection and filter.
+
+    With a narrow selection every later query of the page scans that small table instead of
+    probing two million orders against the selected customers again.
+    """
+    if not (f.countries or f.segment):
+        return "marts.fct_orders"
+    name, key = "_selected_orders", (f.countries, f.segment)
+    held = _SCOPES.setdefault(con, {})
+    if held.get(name) != key:
+        selected = _selected_customers(con, f, use_channel=False)
+        columns = ", ".join(c for c in _ORDER_COLUMNS if c in _columns(con, "marts.fct_orders"))
+        query(con, f"create or replace temp table {name} as select {columns} from marts.fct_orders "
+                   f"where customer_id in ({selected})", _params(f))
+        held[name] = key
+    return name
+
+
+def order_scope(con: duckdb.DuckDBPyConnection, f: Filters, alias: str = "o") -> str:
+    """SQL predicate on an alias of `orders_table(con, f)`: valid orders placed in the selected channels."""
     parts = [f"{alias}.is_valid"]
     if f.channels:
         parts.append(f"list_contains($channels, {alias}.sales_channel)")
-    scope = customer_scope(f, f"{alias}.customer_id", use_channel=False)
-    if scope != "true":
-        parts.append(scope)
     return " and ".join(parts)
+
+
+def acquired_scope(con: duckdb.DuckDBPyConnection, f: Filters, alias: str = "o") -> str:
+    """SQL predicate on an alias of `orders_table(con, f)` for customer measures: valid orders of
+    customers whose first valid order came through the selected channels (all orders of them)."""
+    if not f.channels:
+        return f"{alias}.is_valid"
+    return f"{alias}.is_valid and {customer_scope(con, f, f'{alias}.customer_id')}"
 
 
 def month_spine(start: date, end: date) -> pd.DataFrame:
@@ -373,24 +437,53 @@ def filter_options(con: duckdb.DuckDBPyConnection) -> dict:
 # Shared KPI building blocks (the definitions of models/marts/_kpi_monthly.yml, per month)
 
 
-def monthly_orders(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
-    """Per month of `ordered_at`: orders, revenue, customers ordering, new-customer orders and revenue."""
-    return query(
+def order_month_stats(con, f: Filters) -> pd.DataFrame:
+    """One pass over the valid orders of all time, per month of `ordered_at`: orders, revenue, first
+    and repeat orders and their revenue, and the first and second orders behind the repeat rate.
+
+    Order measures count the orders placed in the selected channels; `acquired_*` count the
+    first and second orders of customers acquired through them. Cached per connection and
+    filters: a page asks for it several times.
+    """
+    memo = _SCOPES.setdefault(con, {})
+    key = ("order_month_stats", f)
+    if key in memo:
+        return memo[key]
+    in_channel = "list_contains($channels, o.sales_channel)" if f.channels else "true"
+    acquired = customer_scope(con, f, "o.customer_id") if f.channels else "true"
+    df = query(
         con,
         f"""
         select o.order_month as month,
-               count(*) as orders,
-               sum(o.total)::double as revenue,
-               count(distinct o.customer_id) as customers_ordering,
-               count(*) filter (where not o.is_repeat_order) as first_orders,
-               coalesce(sum(o.total) filter (where not o.is_repeat_order), 0)::double as new_revenue,
-               coalesce(sum(o.total) filter (where o.is_repeat_order), 0)::double as returning_revenue
-        from marts.fct_orders o
-        where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(f)}
+               count(*) filter (where {in_channel}) as orders,
+               coalesce(sum(o.total) filter (where {in_channel}), 0)::double as revenue,
+               count(*) filter (where {in_channel} and not o.is_repeat_order) as first_orders,
+               coalesce(sum(o.total) filter (where {in_channel} and not o.is_repeat_order), 0)::double
+                   as new_revenue,
+               coalesce(sum(o.total) filter (where {in_channel} and o.is_repeat_order), 0)::double
+                   as returning_revenue,
+               count(*) filter (where {acquired} and o.customer_order_number = 1) as acquired_first_orders,
+               count(*) filter (where {acquired} and o.customer_order_number = 2) as acquired_second_orders
+        from {orders_table(con, f)} o
+        where o.is_valid
         group by 1 order by 1
         """,
-        {**_params(f), "m_from": start, "m_to": end_excl},
+        _params(f),
     )
+    df["month"] = pd.to_datetime(df["month"])
+    memo[key] = df
+    return df
+
+
+def _months(df: pd.DataFrame, start: date, end_excl: date) -> pd.DataFrame:
+    return df[(df["month"] >= pd.Timestamp(start)) & (df["month"] < pd.Timestamp(end_excl))]
+
+
+def monthly_orders(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
+    """Per month of `ordered_at`: orders, revenue, first orders, and revenue of first and repeat orders."""
+    cols = ["month", "orders", "revenue", "first_orders", "new_revenue", "returning_revenue"]
+    df = _months(order_month_stats(con, f), start, end_excl)[cols]
+    return df[df["orders"] > 0].reset_index(drop=True)
 
 
 def monthly_delivery(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
@@ -403,9 +496,9 @@ def monthly_delivery(con, f: Filters, start: date, end_excl: date) -> pd.DataFra
                count(*) filter (where o.is_delivered_on_time) as on_time,
                count(*) filter (where not o.is_delivered_on_time) as late,
                avg(o.delivery_delay_days) filter (where not o.is_delivered_on_time)::double as avg_delay_days_late
-        from marts.fct_orders o
+        from {orders_table(con, f)} o
         where o.delivered_month >= $m_from and o.delivered_month < $m_to
-          and o.promised_delivery_date is not null and {order_scope(f)}
+          and o.promised_delivery_date is not null and {order_scope(con, f)}
         group by 1 order by 1
         """,
         {**_params(f), "m_from": start, "m_to": end_excl},
@@ -428,7 +521,7 @@ def monthly_feedback(con, f: Filters, start: date, end_excl: date) -> pd.DataFra
                count(*) filter (where feedback_type = 'review') as reviews,
                coalesce(sum(score) filter (where feedback_type = 'review'), 0) as rating_sum
         from marts.fct_feedback
-        where submitted_month >= $m_from and submitted_month < $m_to and {customer_scope(f)}
+        where submitted_month >= $m_from and submitted_month < $m_to and {customer_scope(con, f)}
         group by 1 order by 1
         """,
         {**_params(f), "m_from": start, "m_to": end_excl},
@@ -453,7 +546,7 @@ def monthly_tickets(con, f: Filters, start: date, end_excl: date) -> pd.DataFram
                quantile_cont(hours_to_first_response, 0.5) filter (where is_complaint) as median_hours_first_response,
                quantile_cont(hours_to_resolution, 0.5) filter (where is_complaint) as median_hours_resolution
         from marts.fct_support_tickets
-        where created_month >= $m_from and created_month < $m_to and {customer_scope(f)}
+        where created_month >= $m_from and created_month < $m_to and {customer_scope(con, f)}
         group by 1 order by 1
         """,
         {**_params(f), "m_from": start, "m_to": end_excl},
@@ -462,48 +555,85 @@ def monthly_tickets(con, f: Filters, start: date, end_excl: date) -> pd.DataFram
 
 def repeat_purchase_monthly(con, f: Filters, start: date, end: date) -> pd.DataFrame:
     """repeat_purchase_rate at the end of each month: customers with ≥ 2 valid orders ÷ with ≥ 1, to date."""
-    df = query(
-        con,
-        f"""
-        select o.order_month as month,
-               count(*) filter (where o.customer_order_number = 1) as first_orders,
-               count(*) filter (where o.customer_order_number = 2) as second_orders
-        from marts.fct_orders o
-        where o.is_valid and o.order_month < $m_to and {customer_scope(f, "o.customer_id")}
-        group by 1 order by 1
-        """,
-        {**_params(f), "m_to": _add_months(end, 1)},
-    )
+    stats = order_month_stats(con, f)
+    df = stats[stats["month"] <= pd.Timestamp(end)][["month", "acquired_first_orders", "acquired_second_orders"]]
+    df = df[(df["acquired_first_orders"] > 0) | (df["acquired_second_orders"] > 0)]
     if df.empty:
         return _on_spine(pd.DataFrame(columns=["month", "repeat_purchase_rate"]), start, end)
-    df["month"] = pd.to_datetime(df["month"])
     df = df.set_index("month").reindex(pd.date_range(df["month"].min(), pd.Timestamp(end), freq="MS"), fill_value=0)
-    df["customers"] = df["first_orders"].cumsum()
-    df["repeat_customers"] = df["second_orders"].cumsum()
+    df["customers"] = df["acquired_first_orders"].cumsum()
+    df["repeat_customers"] = df["acquired_second_orders"].cumsum()
     df["repeat_purchase_rate"] = _series_ratio(df["repeat_customers"], df["customers"])
     df = df.rename_axis("month").reset_index()
     return _on_spine(df[["month", "customers", "repeat_customers", "repeat_purchase_rate"]], start, end)
 
 
-def returning_monthly(con, f: Filters, start: date, end_excl: date) -> pd.DataFrame:
-    """returning_customer_rate per month: ordered in m−1 and m ÷ ordered in m−1."""
-    df = query(
-        con,
-        f"""
-        with active as (
-            select distinct o.customer_id, o.order_month as month
-            from marts.fct_orders o
-            where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(f)}
+def returning_monthly(con, f: Filters, start: date, end_excl: date, use_mart: bool | None = None) -> pd.DataFrame:
+    """returning_customer_rate per month: ordered in m−1 and m ÷ ordered in m−1.
+
+    Everyone selected: read from `marts.kpi_monthly`, where the KPI is defined (`use_mart=None`
+    decides so). Otherwise from the orders: without a channel filter in one pass (a customer
+    ordered in m−1 and m exactly when their first order in m has its previous valid order,
+    `previous_order_at`, in m−1; the customers ordering in a month are its orders without an
+    earlier one that month); a channel filter changes which orders count, so then it pairs
+    distinct (customer, month) rows.
+    """
+    months = pd.date_range(pd.Timestamp(start), pd.Timestamp(end_excl), freq="MS", inclusive="left")
+    if use_mart is None:
+        use_mart = not f.selects_customers and "returning_customer_rate" in _columns(con, "marts.kpi_monthly")
+    if use_mart:
+        df = query(
+            con,
+            "select month, returning_customer_rate from marts.kpi_monthly where month >= $m_from and month < $m_to",
+            {"m_from": start, "m_to": end_excl},
         )
-        select (prev.month + interval 1 month)::date as month,
-               count(*) as previous_customers,
-               count(cur.customer_id) as returning_customers
-        from active prev
-        left join active cur on cur.customer_id = prev.customer_id and cur.month = (prev.month + interval 1 month)::date
-        group by 1 order by 1
-        """,
-        {**_params(f), "m_from": _add_months(start, -1), "m_to": end_excl},
-    )
+        df = df.assign(month=pd.to_datetime(df["month"])).set_index("month").reindex(months)
+        return df.rename_axis("month").reset_index()
+    p = {**_params(f), "m_from": _add_months(start, -1), "m_to": end_excl}
+    if not f.channels:
+        df = query(
+            con,
+            f"""
+            select o.order_month as month,
+                   count(*) filter (where o.previous_order_at is null or o.previous_order_at < o.order_month)
+                       as customers_ordering,
+                   count(*) filter (where o.is_repeat_order and o.previous_order_at < o.order_month
+                                      and o.previous_order_at >= o.order_month - interval 1 month)
+                       as returning_customers
+            from {orders_table(con, f)} o
+            where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(con, f)}
+            group by 1
+            """,
+            p,
+        )
+        df = df.assign(month=pd.to_datetime(df["month"])).set_index("month").reindex(
+            pd.date_range(pd.Timestamp(p["m_from"]), pd.Timestamp(end_excl), freq="MS", inclusive="left"),
+            fill_value=0,
+        )
+        df["previous_customers"] = df["customers_ordering"].shift(1)
+        df = df.iloc[1:].rename_axis("month").reset_index()
+    else:
+        df = query(
+            con,
+            f"""
+            with active as (
+                select distinct o.customer_id, o.order_month as month
+                from {orders_table(con, f)} o
+                where o.order_month >= $m_from and o.order_month < $m_to and {order_scope(con, f)}
+            )
+            select (prev.month + interval 1 month)::date as month,
+                   count(*) as previous_customers,
+                   count(cur.customer_id) as returning_customers
+            from active prev
+            left join active cur
+                on cur.customer_id = prev.customer_id and cur.month = (prev.month + interval 1 month)::date
+            group by 1 order by 1
+            """,
+            p,
+        )
+    df = (df.assign(month=pd.to_datetime(df["month"])).set_index("month")
+          [["previous_customers", "returning_customers"]].reindex(months, fill_value=0)
+          .rename_axis("month").reset_index())
     df["returning_customer_rate"] = _series_ratio(df["returning_customers"], df["previous_customers"])
     return df
 
@@ -512,18 +642,36 @@ def returning_periods(con, f: Filters) -> dict:
     """returning_customer_rate for the period and the one before, generalised from months to periods.
 
     Share of the customers who ordered in the previous period that ordered again in this one;
-    with a one-month range it is exactly the monthly KPI.
+    with a one-month range it is exactly the monthly KPI. Computed like `returning_monthly`.
     """
-    df = query(
-        con,
-        f"""
+    if not f.channels:
+        # one pass, as in `returning_monthly`: the first order of a customer in a period whose
+        # previous order fell in the period before
+        sql = f"""
+        select count(*) filter (where o.ordered_at >= $start and o.is_repeat_order
+                                  and o.previous_order_at < $start and o.previous_order_at >= $prev_start)
+                   as returning_now,
+               count(*) filter (where o.ordered_at >= $prev_start and o.ordered_at < $start
+                                  and (o.previous_order_at is null or o.previous_order_at < $prev_start))
+                   as base_now,
+               count(*) filter (where o.ordered_at < $start and o.ordered_at >= $prev_start and o.is_repeat_order
+                                  and o.previous_order_at < $prev_start and o.previous_order_at >= $prev_prev_start)
+                   as returning_before,
+               count(*) filter (where o.ordered_at < $prev_start
+                                  and (o.previous_order_at is null or o.previous_order_at < $prev_prev_start))
+                   as base_before
+        from {orders_table(con, f)} o
+        where o.ordered_at >= $prev_prev_start and o.ordered_at < $end_excl and {order_scope(con, f)}
+        """
+    else:
+        sql = f"""
         with per_customer as (
             select o.customer_id,
                    bool_or(o.ordered_at >= $start) as in_current,
                    bool_or(o.ordered_at >= $prev_start and o.ordered_at < $start) as in_previous,
                    bool_or(o.ordered_at < $prev_start) as in_before
-            from marts.fct_orders o
-            where o.ordered_at >= $prev_prev_start and o.ordered_at < $end_excl and {order_scope(f)}
+            from {orders_table(con, f)} o
+            where o.ordered_at >= $prev_prev_start and o.ordered_at < $end_excl and {order_scope(con, f)}
             group by 1
         )
         select count(*) filter (where in_previous and in_current) as returning_now,
@@ -531,9 +679,8 @@ def returning_periods(con, f: Filters) -> dict:
                count(*) filter (where in_before and in_previous) as returning_before,
                count(*) filter (where in_before) as base_before
         from per_customer
-        """,
-        _params(f),
-    ).iloc[0]
+        """
+    df = query(con, sql, _params(f)).iloc[0]
     return {
         "current": _ratio(df["returning_now"], df["base_now"]),
         "previous": _ratio(df["returning_before"], df["base_before"]),
@@ -634,8 +781,8 @@ def cohort_retention(con: duckdb.DuckDBPyConnection, f: Filters, use_mart: bool 
         f"""
         with active as (
             select distinct o.customer_id, o.order_month as month
-            from marts.fct_orders o
-            where o.is_valid and {customer_scope(f, "o.customer_id")}
+            from {orders_table(con, f)} o
+            where o.is_valid and {acquired_scope(con, f)}
         ),
         firsts as (select customer_id, min(month) as cohort_month from active group by 1),
         counts as (
@@ -677,9 +824,9 @@ def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
                  else 'over 365' end as days_between,
                min(days_since_previous_order) as sort_key,
                count(*) as orders
-        from marts.fct_orders o
+        from {orders_table(con, f)} o
         where o.is_repeat_order and o.days_since_previous_order is not null
-          and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(f)}
+          and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(con, f)}
         group by 1 order by 2
         """,
         p,
@@ -688,8 +835,8 @@ def retention(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         con,
         f"""
         select quantile_cont(days_since_previous_order, 0.5) as median_days
-        from marts.fct_orders o
-        where o.is_repeat_order and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(f)}
+        from {orders_table(con, f)} o
+        where o.is_repeat_order and o.ordered_at >= $start and o.ordered_at < $end_excl and {order_scope(con, f)}
         """,
         p,
     ).iloc[0]["median_days"]
@@ -716,9 +863,9 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         f"""
         select case when delivery_delay_days >= 8 then '8+' else delivery_delay_days::varchar end as days_late,
                least(delivery_delay_days, 8) as sort_key, count(*) as orders
-        from marts.fct_orders o
+        from {orders_table(con, f)} o
         where not o.is_delivered_on_time and o.delivery_delay_days > 0
-          and o.delivered_at >= $start and o.delivered_at < $end_excl and {order_scope(f)}
+          and o.delivered_at >= $start and o.delivered_at < $end_excl and {order_scope(con, f)}
         group by 1, 2 order by 2
         """,
         p,
@@ -757,7 +904,7 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
             f"""
             select score as rating, count(*) as reviews from marts.fct_feedback
             where feedback_type = 'review' and submitted_at >= $start and submitted_at < $end_excl
-              and {customer_scope(f)}
+              and {customer_scope(con, f)}
             group by 1 order by 1
             """,
             p,
@@ -768,7 +915,7 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
             select submitted_at, feedback_type, score, {mask_text("comment")} as comment, customer_id
             from marts.fct_feedback
             where sentiment = 'negative' and comment is not null and trim(comment) <> ''
-              and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(f)}
+              and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(con, f)}
             order by submitted_at desc limit 25
             """,
             p,
@@ -782,7 +929,7 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
                        count(*) filter (where score <= 2) / count(*) as low_rating_share
                 from marts.fct_feedback
                 where feedback_type = 'review' and product_id is not null
-                  and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(f)}
+                  and submitted_at >= $start and submitted_at < $end_excl and {customer_scope(con, f)}
                 group by 1
             ),
             -- Rank products with enough reviews to mean something: MIN_REVIEWS_FOR_RANKING, or
@@ -868,7 +1015,7 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         f"""
         select created_month as month, category, ticket_type, count(*) as tickets
         from marts.fct_support_tickets
-        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        where created_at >= $start and created_at < $end_excl and {customer_scope(con, f)}
         group by 1, 2, 3 order by 1
         """,
         p,
@@ -894,7 +1041,7 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
                    / count(*) filter (where is_complaint and resolved_at is not null) as first_contact_resolution_rate,
                count(*) filter (where reopen_count > 0) / count(*) as reopen_rate
         from marts.fct_support_tickets
-        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        where created_at >= $start and created_at < $end_excl and {customer_scope(con, f)}
         """,
         p,
     ).iloc[0].to_dict()
@@ -906,7 +1053,7 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
                quantile_cont(hours_to_resolution, 0.5) as median_hours_resolution,
                count(*) as tickets
         from marts.fct_support_tickets
-        where created_at >= $start and created_at < $end_excl and {customer_scope(f)}
+        where created_at >= $start and created_at < $end_excl and {customer_scope(con, f)}
         group by 1 order by tickets desc
         """,
         p,
@@ -930,9 +1077,8 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     }
 
 
-#: Reason text with its numbers taken out (and what follows a comma), so "no order for 210 days, 2.3x their
-#: usual gap" and "no order for 95 days" count as one driver, "no order for N days".
-_REASON_KEY = r"[0-9][0-9.,]*"
+#: A reason's driver is its text up to the first comma with its numbers as N, so "no order for 210
+#: days, 2.3x their usual gap" and "no order for 95 days" count as one: "no order for N days".
 
 
 def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
@@ -940,7 +1086,7 @@ def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     if not _has(con, "ml.churn_scores"):
         return {"available": False}
     p = _params(f)
-    scope = customer_scope(f)
+    scope = customer_scope(con, f)
     summary = query(
         con,
         f"""
@@ -980,12 +1126,17 @@ def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         con,
         f"""
         with reasons as (
-            select unnest([reason_1, reason_2, reason_3]) as reason, risk_tier
+            select unnest([reason_1, reason_2, reason_3]) as reason
             from ml.churn_scores where risk_tier in ('high', 'medium') and {scope}
+        ),
+        -- the same text repeats a lot: count each text once, then take the numbers out
+        texts as (
+            select reason, count(*) as customers from reasons
+            where reason is not null and reason <> '' group by 1
         )
-        select trim(split_part(regexp_replace(reason, '{_REASON_KEY}', 'N', 'g'), ',', 1)) as driver,
-               any_value(reason) as example, count(*) as customers
-        from reasons where reason is not null and reason <> ''
+        select trim(split_part(regexp_replace(reason, '[0-9][0-9.,]*', 'N', 'g'), ',', 1)) as driver,
+               arg_max(reason, customers) as example, sum(customers) as customers
+        from texts
         group by 1 order by customers desc limit 10
         """,
         p,
@@ -1103,15 +1254,20 @@ def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     preview = query(
         con,
         f"""
-        select l.play, {order_col} as rank, l.customer_id,
+        with top as (
+            select l.play, {order_col} as rank, l.customer_id, l.risk_tier, l.churn_probability, l.clv_12m,
+                   l.reasons
+            from exports.outreach_lists l
+            where l.run_id = $run_id
+            qualify row_number() over (partition by l.play order by {order_col}, l.customer_id) <= 50
+        )
+        select top.play, top.rank, top.customer_id,
                {mask_email("c.email") if contact else "null"} as email,
                {mask_phone("c.phone") if contact else "null"} as phone,
-               l.risk_tier, l.churn_probability, l.clv_12m, l.reasons
-        from exports.outreach_lists l
-        {"left join marts.dim_customers c using (customer_id)" if contact else ""}
-        where l.run_id = $run_id
-        qualify row_number() over (partition by l.play order by {order_col}, l.customer_id) <= 50
-        order by l.play, {order_col}, l.customer_id
+               top.risk_tier, top.churn_probability, top.clv_12m, top.reasons
+        from top
+        {"left join marts.dim_customers c on c.customer_id = top.customer_id" if contact else ""}
+        order by top.play, top.rank, top.customer_id
         """,
         {"run_id": run_id},
     )
@@ -1200,25 +1356,34 @@ PAGES: dict[str, Callable[[duckdb.DuckDBPyConnection, Filters], dict]] = {
 }
 
 
+@contextlib.contextmanager
+def _cursor(snapshot: str):
+    # Streamlit runs sessions in threads: each call gets its own cursor (its own temp tables).
+    with _shared_connection(snapshot).cursor() as cur:
+        yield cur
+
+
 @st.cache_data(ttl=TTL_SECONDS, show_spinner="Loading…", max_entries=256)
 def load(page: str, snapshot: str, filters: Filters) -> dict:
     """`PAGES[page](con, filters)` on the snapshot at `snapshot`, cached per snapshot and filters."""
-    return PAGES[page](_shared_connection(snapshot), filters)
+    with _cursor(snapshot) as cur:
+        return PAGES[page](cur, filters)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_options(snapshot: str) -> dict:
     """`filter_options` for the snapshot, cached."""
-    return filter_options(_shared_connection(snapshot))
+    with _cursor(snapshot) as cur:
+        return filter_options(cur)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_snapshot_info(snapshot: str) -> dict:
     """The snapshot's own record (`meta.snapshot`: published_at, run_id, tables)."""
-    con = _shared_connection(snapshot)
-    if not _has(con, "meta.snapshot"):
-        return {}
-    info = query(con, "select info from meta.snapshot limit 1")
+    with _cursor(snapshot) as con:
+        if not _has(con, "meta.snapshot"):
+            return {}
+        info = query(con, "select info from meta.snapshot limit 1")
     if info.empty:
         return {}
     value = info.iloc[0]["info"]
@@ -1228,13 +1393,15 @@ def load_snapshot_info(snapshot: str) -> dict:
 @st.cache_data(ttl=60, show_spinner=False)
 def load_search(snapshot: str, text: str) -> pd.DataFrame:
     """`find_customers`, cached briefly."""
-    return find_customers(_shared_connection(snapshot), text)
+    with _cursor(snapshot) as cur:
+        return find_customers(cur, text)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_customer(snapshot: str, customer_id: str, reveal: bool) -> dict:
     """`customer_360`, cached per customer and reveal state."""
-    return customer_360(_shared_connection(snapshot), customer_id, reveal)
+    with _cursor(snapshot) as cur:
+        return customer_360(cur, customer_id, reveal)
 
 
 # --------------------------------------------------------------------------------------
@@ -1354,7 +1521,8 @@ def download_file_name(play: str, fmt: str, rows: int, max_rows_per_file: int | 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_export_support(snapshot: str) -> dict:
     """`export_support` for the snapshot, cached."""
-    return export_support(_shared_connection(snapshot))
+    with _cursor(snapshot) as cur:
+        return export_support(cur)
 
 
 def export_callable(snapshot: str, play: str, fmt: str, run_id: str | None) -> Callable[[], bytes]:

@@ -341,6 +341,10 @@ def test_monthly_kpis_match_the_kpi_mart(con):
         # the dashboard shows nothing (NaN) where the mart says NULL, and the same number elsewhere
         ok = np.isclose(mart, mine, rtol=1e-9, atol=1e-9, equal_nan=True)
         assert ok.all(), both.loc[~ok, ["month", f"{col}_mart", f"{col}_dashboard"]]
+    # the returning rate is read from the mart when nobody is filtered out: check the computed path too
+    computed = data.returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False).merge(kpi, on="month")
+    assert np.allclose(computed["returning_customer_rate_x"].astype(float),
+                       computed["returning_customer_rate_y"].astype(float), equal_nan=True)
     support = data.support(con, f)["monthly"]
     both = kpi.merge(support, on="month", suffixes=("", "_dashboard"))
     for col, mine in (("median_hours_to_first_response", "median_hours_first_response"),
@@ -349,6 +353,20 @@ def test_monthly_kpis_match_the_kpi_mart(con):
         assert np.allclose(both[col].astype(float), both[mine].astype(float), equal_nan=True), col
     wismo = data.post_purchase(con, f)["wismo"].merge(kpi, on="month", suffixes=("", "_mart"))
     assert np.allclose(wismo["wismo_per_100_orders"], wismo["wismo_per_100_orders_mart"], equal_nan=True)
+
+
+def test_returning_rate_paths_agree(con):
+    """With every channel selected the channel-aware pairing gives the one-pass numbers."""
+    f = _everything(con)
+    channels = tuple(data.query(con, "select distinct sales_channel from marts.fct_orders")["sales_channel"])
+    if any(c is None for c in channels):
+        pytest.skip("some orders have no sales channel: selecting every channel is not everything")
+    every = data.Filters(f.start, f.end, channels=channels)
+    fast = data.returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False)
+    paired = data.returning_monthly(con, every, f.start, f.end_exclusive)
+    assert fast["returning_customers"].tolist() == paired["returning_customers"].tolist()
+    assert fast["previous_customers"].tolist() == paired["previous_customers"].tolist()
+    assert data.returning_periods(con, f) == data.returning_periods(con, every)
 
 
 def test_cohorts_computed_from_orders_match_the_cohort_mart(con):
@@ -385,7 +403,7 @@ def test_a_country_filter_counts_exactly_that_countrys_orders(con):
 def test_filter_values_are_bound_never_spliced_into_sql(con):
     hostile = "DE') or (1=1"
     f = replace_countries(_everything(con), (hostile,))
-    assert hostile not in data.customer_scope(f)
+    assert hostile not in data.customer_scope(con, f) + data.order_scope(con, f)
     out = data.overview(con, f)
     assert out["current"]["orders"] == 0  # no customer lives in that "country"
 

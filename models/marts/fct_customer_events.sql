@@ -6,7 +6,8 @@
     and reviews. Read one customer at a time (`where customer_id = ?`).
 
     A view: it only projects and labels the underlying facts, so `dbt build` pays nothing
-    for it; the published snapshot materialises it as a table.
+    for it; the published snapshot materialises it as a table, sorted by customer so that
+    reading one customer touches one row group instead of scanning every event.
 #}
 
 with
@@ -158,7 +159,7 @@ feedback_events as (
 
 ),
 
-final as (
+unioned as (
 
     select * from order_events
     union all
@@ -169,6 +170,14 @@ final as (
     select * from ticket_events
     union all
     select * from feedback_events
+
+),
+
+-- stored in customer order, so reading one customer skips all other row groups (zone maps)
+final as (
+
+    select * from unioned
+    order by customer_id, event_at
 
 )
 
