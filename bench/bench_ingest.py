@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,35 @@ def step_ingest(landing: Path, warehouse: Path) -> dict:
         "statuses": sorted({r.status for r in results}),
         "per_source": {k: round(v, 2) for k, v in per_source.items()},
     }
+
+
+def check_row_numbers(landing: Path, warehouse: Path) -> str:
+    """Compare `_source_row` of the biggest CSV file with a reference numbering of that file.
+
+    Row numbers come from the insertion order of a parallel load; this checks them at a size
+    the tests do not reach (row_number() OVER () over a plain scan is in file order).
+    """
+    import duckdb
+
+    from pipelines.contract import source
+    from pipelines.ingest import landing_files
+
+    files = [(p.stat().st_size, name, p) for name in SOURCE_NAMES for p in landing_files(landing, name)
+             if p.name.endswith(".csv")]
+    if not files:
+        return "no CSV file to check row numbers on"
+    _, name, path = max(files)
+    key = source(name).primary_key[0]
+    rel = path.relative_to(landing).as_posix()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        wrong, total = con.execute(
+            f"""SELECT count(*) FILTER (WHERE r._source_row <> f.n), count(*)
+                FROM raw.{name} r JOIN (SELECT {key}, row_number() OVER () AS n
+                                        FROM read_csv('{path}', all_varchar = true)) f USING ({key})
+                WHERE r._source_file = ?""",
+            [rel],
+        ).fetchone()
+    return f"row numbers of {rel}: {wrong:,} of {total:,} differ from the file's order"
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -120,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         size += len(f.read_bytes())
     print(f"{len(files)} files, {size / 1e6:,.0f} MB ({args.format})")
 
+    load_before = os.getloadavg()[0]
     # Alternate the two, fresh databases each time; report the fastest of each (the least
     # disturbed by whatever else the machine is doing) and every time measured.
     runs: dict[str, list[tuple[dict, float]]] = {"baseline": [], "ingest": []}
@@ -143,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ingest / bare load = {ratio:.2f} (target <= 2); quarantined {ing['quarantined']:,}; "
           f"statuses {ing['statuses']} then {again['statuses']}")
     print("ingest seconds per source: " + ", ".join(f"{k} {v}" for k, v in ing["per_source"].items()))
+    print(f"load average during the run: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+          f"({os.cpu_count()} CPUs): other work on the machine slows both sides")
+    print(check_row_numbers(landing, work / "warehouse.duckdb"))
 
 
 if __name__ == "__main__":

@@ -4,22 +4,21 @@ For each file of a source (see `files.landing_files`):
 
 1. Skip it if the ledger already has it: same path, size and mtime (no read at all), or the
    same sha256 under the same path. The same content under another name is recorded once as
-   `skipped_duplicate`. `reload=True` loads every file again as a new version. (The sha256
-   is computed in a thread while step 2 runs.)
-2. Stage it: read it with DuckDB's native reader (`files.read_csv_header` names the CSV
-   columns; names are matched to the contract trimmed and case-insensitively; unknown ones
-   go to `_extra`) and, in the same statement, type every column and give each row a
-   `_reason` (`rules.py`), into `_scratch._v`, a table in an in-memory database attached to
-   the connection (no disk write, no compression). Then derive a missing optional primary
-   key and mark duplicate keys (the first row of a key in the file is kept).
-3. Commit it: in one transaction, insert good rows typed into `raw.<source>`, bad rows into
-   `raw._quarantine`, nulled optional values into `raw._warnings` and one ledger row into
-   `raw._loads`.
+   `skipped_duplicate`. `reload=True` loads every file again as a new version. The sha256
+   is computed in a thread while the file loads; known content rolls the load back.
+2. Plan the read (`files.read_csv_header` names CSV columns; names are matched to the
+   contract trimmed and case-insensitively; unknown ones go to `_extra`) and build one
+   SELECT that reads the file with DuckDB's native reader, types every column and gives
+   each row a `_reason` (`rules.py`; NULL = good).
+3. In one transaction: insert every row into `raw.<source>` in a single pass (bad rows
+   marked with a negative `_load_id`, reason and raw record in `_extra`), number CSV rows,
+   derive a missing optional primary key, turn duplicate keys into bad rows (the first row
+   of a key in the file is kept), move bad rows to `raw._quarantine`, null invalid optional
+   email/phone/country values (recorded in `raw._warnings`), write the ledger row, commit.
 
-Anything that makes the whole file unusable raises `FileRejected` while staging; the
-rejection is recorded in `raw._loads` and `raw._rejected_files` instead. A crash (or kill)
-before the commit leaves nothing behind (the scratch database lives in memory), so the next
-run loads the file again from scratch.
+Anything that makes the whole file unusable raises `FileRejected`; the transaction is rolled
+back and the rejection recorded in `raw._loads` and `raw._rejected_files` instead. A crash
+(or kill) before the commit leaves nothing behind, so the next run loads the file again.
 """
 
 from __future__ import annotations
