@@ -284,7 +284,7 @@ def test_no_suppressed_customer_in_any_file(con, tmp_path):
 
 def test_customers_who_cannot_be_contacted_any_more_are_dropped_at_export(con, tmp_path, caplog):
     # After the list was built: one customer asks for erasure, another unsubscribes.
-    con.execute("UPDATE staging.stg_shop__customers SET erasure_requested_at = now() WHERE customer_id = 'win'")
+    con.execute("UPDATE marts.dim_customers SET erasure_requested_at = now() WHERE customer_id = 'win'")
     con.execute("UPDATE marts.dim_customers SET email_marketing_consent = 'unsubscribed' WHERE customer_id = 'us'")
     caplog.set_level(logging.DEBUG, logger="retain.outreach")
     result = export(con, "winback", "hubspot", tmp_path / "out")[0]

@@ -46,8 +46,9 @@ def at(days_ago: float, hour: int = 12) -> datetime:
 
 DIM_COLUMNS = {
     "customer_id": "VARCHAR", "email": "VARCHAR", "phone": "VARCHAR", "first_name": "VARCHAR",
-    "last_name": "VARCHAR", "country": "VARCHAR", "email_marketing_consent": "VARCHAR",
-    "sms_marketing_consent": "VARCHAR", "first_order_at": "TIMESTAMP", "last_order_at": "TIMESTAMP",
+    "last_name": "VARCHAR", "country": "VARCHAR", "postal_code": "VARCHAR", "email_marketing_consent": "VARCHAR",
+    "sms_marketing_consent": "VARCHAR", "is_test_account": "BOOLEAN", "erasure_requested_at": "TIMESTAMP",
+    "first_order_at": "TIMESTAMP", "last_order_at": "TIMESTAMP",
     "orders_count": "BIGINT", "lifetime_revenue": "DECIMAL(18,2)", "lifetime_refunds": "DECIMAL(18,2)",
     "net_revenue": "DECIMAL(18,2)", "avg_order_value": "DOUBLE", "avg_days_between_orders": "DOUBLE",
     "days_since_last_order": "BIGINT", "complaints_count": "BIGINT", "open_tickets_count": "BIGINT",
@@ -165,8 +166,10 @@ class World:
                 # like marts.dim_customers: personal data blanked after an erasure request
                 "email": None if erased else c["email"], "phone": None if erased else c["phone"],
                 "first_name": None if erased else c["first_name"], "last_name": None if erased else c["last_name"],
-                "country": c["country"], "email_marketing_consent": c["email_marketing_consent"],
+                "country": c["country"], "postal_code": None if erased else c.get("postal_code"),
+                "email_marketing_consent": c["email_marketing_consent"],
                 "sms_marketing_consent": c["sms_marketing_consent"],
+                "is_test_account": bool(c.get("is_test_account")), "erasure_requested_at": c["erasure_requested_at"],
                 "first_order_at": min((o["ordered_at"] for o in mine), default=None),
                 "last_order_at": max((o["ordered_at"] for o in mine), default=None),
                 "orders_count": len(mine), "lifetime_revenue": 80.0 * len(mine), "is_repeat_customer": len(mine) > 1,

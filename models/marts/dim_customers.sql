@@ -133,6 +133,9 @@ final as (
             when customers.erasure_requested_at is null then customers.last_name
         end as last_name,
         customers.country,
+        case
+            when customers.erasure_requested_at is null then customers.postal_code
+        end as postal_code,
         customers.email_marketing_consent,
         customers.sms_marketing_consent,
         coalesce(customers.is_test_account, false) as is_test_account,

@@ -32,19 +32,13 @@ SELECT l.run_id, l.play, l.customer_id, l.channel, l.action, l.template, l.prior
        retain_email(d.email) AS email,
        retain_e164(d.phone, d.country) AS phone,
        retain_country(d.country) AS country,
-       nullif(trim(a.postal_code), '') AS postal_code,
+       nullif(trim(d.postal_code), '') AS postal_code,
        lower(coalesce(d.email_marketing_consent, '')) AS email_consent,
        lower(coalesce(d.sms_marketing_consent, '')) AS sms_consent,
-       coalesce(a.erasure_requested, false) AS erasure_requested,
-       coalesce(a.is_test_account, false) AS is_test_account
+       d.erasure_requested_at IS NOT NULL AS erasure_requested,
+       coalesce(d.is_test_account, false) AS is_test_account
 FROM exports.outreach_lists l
 JOIN marts.dim_customers d ON d.customer_id = l.customer_id
-LEFT JOIN (
-    SELECT customer_id, any_value(postal_code) AS postal_code,
-           bool_or(erasure_requested_at IS NOT NULL) AS erasure_requested,
-           bool_or(coalesce(is_test_account, false)) AS is_test_account
-    FROM staging.stg_shop__customers GROUP BY customer_id
-) a ON a.customer_id = l.customer_id
 WHERE l.run_id = $run_id AND ($play::VARCHAR IS NULL OR l.play = $play)
 """
 
