@@ -15,6 +15,7 @@ Load it in the Dagster UI with `retain ui` (or `dagster dev -m pipelines.definit
 from __future__ import annotations
 
 import importlib
+from datetime import timedelta
 
 import dagster as dg
 
@@ -25,6 +26,10 @@ export_environment()
 
 #: Stages in run order; each is a package under pipelines/defs.
 DOMAINS = ("ingest", "dbt", "ml", "outreach")
+
+#: Marts, scores and outreach lists older than this are stale (freshness checks warn).
+FRESHNESS_HOURS = 26
+FRESH_SCHEMAS = ("marts", "ml", "exports")
 
 #: Assets that only the weekly retrain (and the first full run) materialise.
 TRAIN_GROUP = "train"
@@ -73,6 +78,27 @@ def build_definitions() -> dg.Definitions:
     retrain_job = dg.define_asset_job(
         "retrain_job", selection=dg.AssetSelection.groups(TRAIN_GROUP), description="Retrain the churn model."
     )
+    # New landing files go all the way to the dashboard: the sensor launches the daily job.
+    from pipelines.defs.ingest import build_landing_sensor, landing_sensor
+
+    sensors = [sens for sens in parts["sensors"] if sens.name != landing_sensor.name]
+    sensors.append(build_landing_sensor(daily_job))
+
+    # Marts, scores and outreach lists must have been rebuilt within a day (plus slack): a
+    # freshness policy warns after FRESHNESS_HOURS and fails after twice that. Dagster's UI
+    # shows it; `retain status` applies the same rule to the last successful run.
+    policy = dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=2 * FRESHNESS_HOURS), warn_window=timedelta(hours=FRESHNESS_HOURS)
+    )
+    assets = list(
+        dg.map_asset_specs(
+            lambda spec: spec.replace_attributes(freshness_policy=policy)
+            if spec.key.path[0] in FRESH_SCHEMAS
+            else spec,
+            assets,
+        )
+    )
+
     schedules = [
         dg.ScheduleDefinition(
             name="daily_schedule", job=daily_job, cron_schedule="0 6 * * *", execution_timezone="UTC"
@@ -87,7 +113,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=parts["asset_checks"],
         jobs=[full_job, daily_job, retrain_job, *parts["jobs"]],
         schedules=schedules,
-        sensors=parts["sensors"],
+        sensors=sensors,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from pipelines.defs.dbt.project import dbt_environment, dbt_project, ensure_manifest
+from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
 
 #: dbt layers, which are also the warehouse schemas and the Dagster group names.
 LAYERS = ("staging", "intermediate", "marts")
@@ -63,6 +63,8 @@ class DbtBuildConfig(dg.Config):
 def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> Iterator[Any]:
     """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
     dbt_environment()  # RETAIN_WAREHOUSE must be absolute before dbt reads profiles.yml
-    dbt = DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))
+    dbt = DbtCliResource(
+        project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir), dbt_executable=dbt_executable()
+    )
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
     yield from dbt.cli(args, context=context).stream()
