@@ -180,7 +180,8 @@ def ingest_file(
             if known is not None:
                 known.seconds = time.perf_counter() - t0
                 return known
-            assert isinstance(exc, FileRejected)
+            if not isinstance(exc, FileRejected):  # known content the ledger no longer matches
+                raise RuntimeError(f"{rel}: content seemed known but is not") from exc
             _record(con, src, rel, stat, sha, fmt, "rejected", started, exc.message, load_id=load_id, code=exc.code)
             return FileResult(
                 src.name, rel, "rejected", load_id=load_id, reason_code=exc.code, message=exc.message, sha256=sha,
@@ -280,16 +281,23 @@ class _Plan:
     from_sql: str  # FROM clause producing the raw columns
     record_sql: str  # SQL of the row as written, for quarantine
     extra_sql: dict[str, str] = field(default_factory=dict)  # name -> SQL (JSON) for _extra
-    row_sql: str | None = None  # SQL of the 1-based row number; None (CSV): position in `_v`
+    row_sql: str | None = None  # SQL of the 1-based row number; None (CSV): numbered after insert
     pre_reason: list[str] = field(default_factory=list)  # WHEN branches checked first
     pre_good: list[str] = field(default_factory=list)  # what a row passing pre_reason satisfies
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
 
 
 def _duck_error(exc: duckdb.Error, name: str) -> FileRejected:
+    """A DuckDB error reading a file, as a rejection.
+
+    Errors that are not about the file's content (out of memory, interrupted, disk full) are
+    raised again instead, so the run fails and the next run retries the file.
+    """
     text = str(exc).split("\n\n")[0].strip()
     if "gzip" in text.lower():
         return FileRejected("truncated_gzip", f"{name}: the gzip stream is truncated or corrupt ({text})")
+    if not isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException):
+        raise exc
     return FileRejected("unreadable", f"{name}: cannot be read: {text}")
 
 

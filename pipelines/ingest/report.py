@@ -29,9 +29,13 @@ def format_summary(results: Iterable[FileResult]) -> Table:
         s["quarantined"] += r.rows_quarantined
         s["nulled"] += r.values_nulled
     table = Table(title="Ingestion")
-    for col in ("source", "files", "new files loaded", "skipped (already loaded)", "rejected files",
-                "rows read", "rows loaded", "rows quarantined", "values nulled"):
-        table.add_column(col, justify="left" if col == "source" else "right")
+    for col in ("source", "files", "loaded", "skipped", "rejected", "rows read", "rows loaded", "quarantined",
+                "nulled"):
+        table.add_column(col, justify="left" if col == "source" else "right", no_wrap=True)
+    table.caption = (
+        "files: seen; loaded: new files loaded; skipped: already loaded; rejected: unreadable files; "
+        "quarantined: rows; nulled: invalid optional emails/phones/countries"
+    )
     total = dict.fromkeys(("files", "loaded", "skipped", "rejected", "read", "rows", "quarantined", "nulled"), 0)
     for name, s in per.items():
         for k in total:
@@ -49,7 +53,7 @@ def format_summary(results: Iterable[FileResult]) -> Table:
         table.add_section()
         table.add_row("total", *(f"{total[k]:,}" for k in total))
         if total["rejected"] or total["quarantined"]:
-            table.caption = "See why with `retain quarantine`."
+            table.caption += ". See why with `retain quarantine`."
     return table
 
 
@@ -75,7 +79,10 @@ class QuarantineReport(list):
         """Render for `rich.print` / `Console.print`."""
         table = Table(title=f"Quarantined rows and rejected files ({len(self):,} of {self.total:,} shown)")
         for col in QuarantineRow._fields:
-            table.add_column(col, justify="right" if col == "row" else "left", overflow="fold")
+            table.add_column(
+                col.replace("_", " "), justify="right" if col == "row" else "left", overflow="fold",
+                ratio=4 if col == "message" else None, no_wrap=col in ("row", "reason_code"),
+            )
         for r in self:
             table.add_row(r.source, r.file, "whole file" if r.row is None else str(r.row), r.column or "",
                           r.reason_code, r.message)
