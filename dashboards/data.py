@@ -1466,27 +1466,31 @@ def driver_importance(metrics: dict) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 # CRM downloads through the same code as `retain export`
 
-_RELATION = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)", re.IGNORECASE)
-
-
 def export_support(con: duckdb.DuckDBPyConnection) -> dict:
-    """Which CRM formats the outreach export code offers, and what the snapshot lacks for them.
+    """Which CRM formats the outreach export code offers, and whether it can run on this snapshot.
 
-    Returns `formats` ({name: (title, channels, max rows per file)}) and `missing` (tables the
-    export SQL reads that are not in the snapshot; downloads are offered only when empty).
+    Returns `formats` ({name: (title, channels, max rows per file)}) and `problem`: None when
+    the export's source query binds against the snapshot (checked by running it with no rows),
+    else the first line of the error (e.g. a table or column the snapshot does not publish).
     `formats` is empty when the export code is not installed.
     """
     try:
         from pipelines.outreach import formats
+        from pipelines.outreach.normalize import install_macros
     except ImportError:
-        return {"formats": {}, "missing": []}
-    needed = {m.lower() for m in _RELATION.findall(formats.EXPORT_SOURCE_SQL)}
-    present = {t.lower() for t in tables(con)}
+        return {"formats": {}, "problem": None}
+    problem = None
+    with con.cursor() as cur:
+        try:
+            install_macros(cur)
+            cur.execute(f"select * from ({formats.EXPORT_SOURCE_SQL}) limit 0", {"run_id": "", "play": None})
+        except duckdb.Error as exc:
+            problem = str(exc).strip().splitlines()[0]
     return {
         "formats": {
             name: (f.title, tuple(f.channels), f.max_rows_per_file) for name, f in formats.EXPORT_FORMATS.items()
         },
-        "missing": sorted(needed - present),
+        "problem": problem,
     }
 
 

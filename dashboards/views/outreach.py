@@ -97,9 +97,8 @@ support = data.load_export_support(ctx.snapshot)
 usable = {name: spec for name, spec in support["formats"].items() if row.get("channel") in spec[1]}
 if not support["formats"]:
     ui.note("CRM downloads need the outreach export module (pipelines/outreach).")
-elif support["missing"]:
-    ui.note("CRM downloads are not possible from this snapshot: the export reads "
-            f"{', '.join(support['missing'])}, which the published snapshot does not hold. Use `retain export`.")
+elif support["problem"]:
+    ui.note(f"CRM downloads are not possible from this snapshot ({support['problem']}). Use `retain export`.")
 elif rows == 0:
     pass
 elif not usable:
