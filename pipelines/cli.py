@@ -269,6 +269,32 @@ def status(data_dir: DataDirOption = None) -> None:
                 console.print(f"[red]error[/] {info['error']}")
     snap = current_snapshot(s.published)
     console.print(f"published snapshot: {snap.name if snap else 'none yet'}")
+    for line in _freshness_lines(recorded, snap):
+        console.print(line)
+
+
+def _freshness_lines(recorded: dict, snapshot: Path | None) -> list[str]:
+    """Freshness by the same rule as the Dagster freshness policies, plus how recent the data is."""
+    import duckdb
+
+    from pipelines.definitions import FRESHNESS_HOURS
+
+    lines = []
+    success = recorded.get("last_success")
+    if success:
+        finished = datetime.fromisoformat(success["finished_at"])
+        hours = (datetime.now(finished.tzinfo) - finished).total_seconds() / 3600
+        state = "[green]fresh[/]" if hours <= FRESHNESS_HOURS else "[red]stale[/]"
+        lines.append(f"marts freshness: {state} (rebuilt {hours:.1f} h ago; stale after {FRESHNESS_HOURS} h)")
+    if snapshot is not None:
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            try:
+                latest = con.execute("select max(ordered_at) from marts.fct_orders").fetchall()[0][0]
+            except duckdb.Error:
+                latest = None
+        if latest is not None:
+            lines.append(f"latest order in the published data: {latest:%Y-%m-%d %H:%M} UTC")
+    return lines
 
 
 @app.command()

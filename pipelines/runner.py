@@ -131,7 +131,7 @@ def summarise(
             step_assets[step].add(mat.asset_key)
             md = mat.metadata
             step_rows[step][0] += _int(md.get("rows_in", 0))
-            step_rows[step][1] += _int(md.get("dagster/row_count", md.get("rows_out", 0)))
+            step_rows[step][1] += _int(md.get("rows_out", md.get("dagster/row_count", 0)))
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             note_group(step, group_for(ev.asset_key))
