@@ -2,7 +2,8 @@
     config(
         materialized='incremental',
         unique_key='order_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=backfill_strategy('delete+insert'),
+        incremental_predicates=backfill_predicates('ordered_at'),
         on_schema_change='sync_all_columns',
     )
 }}
@@ -11,6 +12,12 @@
     Incremental by customer: a run rebuilds only the orders of customers with an order or a
     return loaded since the last run (their sequence numbers and gaps may change); every
     other customer's rows are left as they are. `dbt build --full-refresh` rebuilds all.
+
+    A backfill (vars backfill_start/backfill_end, see macros/backfill.sql) also rewrites the
+    orders placed in the range: sequence numbers and gaps are computed over the whole order
+    history of their customers, but only the range's orders are written, so a later order
+    outside the range keeps its row even if its number would now differ (a full refresh
+    renumbers everything).
 #}
 
 with
@@ -41,6 +48,49 @@ order_returns as (
         where {{ is_newer_than_this('order_returns._loaded_at', '_source_loaded_at') }}
 
     ),
+
+{% endif %}
+
+{% if is_backfill() %}
+
+    -- orders placed in the range, or kept here in the range (their date may have moved out)
+    backfill_orders as (
+
+        select orders.order_id
+        from orders
+        where {{ in_backfill_range('orders.ordered_at') }}
+        {% if is_incremental() %}
+            union
+            select kept.order_id
+            from {{ this }} as kept
+            where {{ in_backfill_range('kept.ordered_at') }}
+        {% endif %}
+
+    ),
+
+    -- their customers' whole history, and the customers an incremental run would rebuild
+    customers_in_scope as (
+
+        select orders.customer_id
+        from orders
+        where orders.order_id in (select backfill_orders.order_id from backfill_orders)
+        {% if is_incremental() %}
+            union
+            select changed_customers.customer_id
+            from changed_customers
+        {% endif %}
+
+    ),
+
+    orders_in_scope as (
+
+        select *
+        from orders
+        where customer_id in (select customers_in_scope.customer_id from customers_in_scope)
+
+    ),
+
+{% elif is_incremental() %}
 
     orders_in_scope as (
 
@@ -165,3 +215,11 @@ final as (
 )
 
 select * from final
+{% if is_backfill() %}
+    -- write the range's orders (and what an incremental run would write), nothing else
+    where
+        order_id in (select backfill_orders.order_id from backfill_orders)
+        {% if is_incremental() %}
+            or customer_id in (select changed_customers.customer_id from changed_customers)
+        {% endif %}
+{% endif %}

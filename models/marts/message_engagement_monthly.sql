@@ -2,7 +2,8 @@
     config(
         materialized='incremental',
         unique_key=['month', 'channel', 'message_type'],
-        incremental_strategy='delete+insert',
+        incremental_strategy=backfill_strategy('delete+insert'),
+        incremental_predicates=backfill_predicates('month', grain='month'),
         on_schema_change='sync_all_columns',
     )
 }}
@@ -10,6 +11,9 @@
 {#
     Incremental by month: a run recomputes only the months in which a message was loaded
     (or changed) since the last run; older months are left as they are.
+
+    A backfill (vars backfill_start/backfill_end, see macros/backfill.sql) also recomputes
+    every month the range touches, in full (a month is one row per channel and type).
 #}
 
 with
@@ -21,13 +25,23 @@ messages as (
 
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() or is_backfill() %}
 
     changed_months as (
 
-        select distinct messages.sent_month
-        from messages
-        where {{ is_newer_than_this('messages._loaded_at', '_source_loaded_at') }}
+        {% if is_incremental() %}
+            select distinct messages.sent_month
+            from messages
+            where {{ is_newer_than_this('messages._loaded_at', '_source_loaded_at') }}
+        {% endif %}
+        {% if is_incremental() and is_backfill() %}
+            union
+        {% endif %}
+        {% if is_backfill() %}
+            select distinct messages.sent_month
+            from messages
+            where {{ in_backfill_range('messages.sent_month', grain='month') }}
+        {% endif %}
 
     ),
 

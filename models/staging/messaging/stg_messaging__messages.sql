@@ -2,17 +2,23 @@
     config(
         materialized='incremental',
         unique_key='message_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=backfill_strategy('delete+insert'),
+        incremental_predicates=backfill_predicates('sent_at'),
         on_schema_change='sync_all_columns',
     )
 }}
+
+{#
+    A backfill (vars backfill_start/backfill_end, see macros/backfill.sql) reads every load
+    and writes the messages sent in the range, plus the messages of loads since the last run.
+#}
 
 with
 
 source as (
 
     select * from {{ source('messaging', 'messages') }}
-    {% if is_incremental() %}
+    {% if is_incremental() and not is_backfill() %}
         -- only loads newer than the newest one already kept here; messages have no
         -- updated_at, so a newer load always wins over the version kept here
         where {{ is_newer_than_this('_load_id') }}
@@ -78,7 +84,22 @@ final as (
         _source_row,
         _built_at
     from versioned
-    where version_rank = 1
+    where
+        version_rank = 1
+        {% if is_backfill() %}
+            and (
+                {{ in_backfill_range('sent_at') }}
+                {% if is_incremental() %}
+                    -- loads since the last run, as an incremental run would take them
+                    or {{ is_newer_than_this('_load_id') }}
+                    -- a message kept in the range whose sent_at has since moved out of it
+                    or message_id in (
+                        select kept.message_id from {{ this }} as kept
+                        where {{ in_backfill_range('kept.sent_at') }}
+                    )
+                {% endif %}
+            )
+        {% endif %}
 
 )
 

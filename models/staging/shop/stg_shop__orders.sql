@@ -2,17 +2,23 @@
     config(
         materialized='incremental',
         unique_key='order_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=backfill_strategy('delete+insert'),
+        incremental_predicates=backfill_predicates('ordered_at'),
         on_schema_change='sync_all_columns',
     )
 }}
+
+{#
+    A backfill (vars backfill_start/backfill_end, see macros/backfill.sql) reads every load
+    and writes the orders placed in the range, plus the orders of loads since the last run.
+#}
 
 with
 
 source as (
 
     select * from {{ source('shop', 'orders') }}
-    {% if is_incremental() %}
+    {% if is_incremental() and not is_backfill() %}
         -- only loads newer than the newest one already kept here
         where {{ is_newer_than_this('_load_id') }}
     {% endif %}
@@ -52,7 +58,7 @@ renamed as (
 candidates as (
 
     select * from renamed
-    {% if is_incremental() %}
+    {% if is_incremental() and not is_backfill() %}
         -- a newer load can carry an older version (lower updated_at) of an order kept here:
         -- let the kept version compete so the latest updated_at still wins
         union all
@@ -100,7 +106,22 @@ final as (
         _source_row,
         _built_at
     from versioned
-    where version_rank = 1
+    where
+        version_rank = 1
+        {% if is_backfill() %}
+            and (
+                {{ in_backfill_range('ordered_at') }}
+                {% if is_incremental() %}
+                    -- loads since the last run, as an incremental run would take them
+                    or {{ is_newer_than_this('_load_id') }}
+                    -- an order kept in the range whose ordered_at has since moved out of it
+                    or order_id in (
+                        select kept.order_id from {{ this }} as kept
+                        where {{ in_backfill_range('kept.ordered_at') }}
+                    )
+                {% endif %}
+            )
+        {% endif %}
 
 )
 
