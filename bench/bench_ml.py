@@ -4,12 +4,13 @@ Not run by pytest. Prints wall time and peak memory (process max RSS) per stage.
 
     python -m bench.bench_ml clv --customers 1000000
     python -m bench.bench_ml churn --customers 1000000
+    python -m bench.bench_ml cdnow            # CDNOW master as orders only, model vs BG/NBD
 
 `clv` fits BG/NBD and Gamma-Gamma on (a) the CDNOW sample's RFM tiled to N rows and
 (b) N customers simulated from the BG/NBD process with the CDNOW estimates at day
 resolution, which gives hundreds of thousands of distinct (frequency, recency, T) rows and
 so exercises the likelihood itself rather than the de-duplication. `churn` builds a
-synthetic orders-plus-tickets warehouse of N customers in DuckDB, then times feature
+warehouse from the synthetic shop generator (or takes --warehouse), then times feature
 building, training (backtest with baselines) and scoring.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,20 +100,93 @@ def bench_clv(n: int) -> None:
         clv.clv(bg_sim, gg, sim["frequency"], sim["recency"], sim["T"], monetary, 365, 0.1 / 365, n_steps=12)
 
 
+def bench_churn(n: int, warehouse: str | None, max_rows_per_cutoff: int | None) -> None:
+    """Features, training (backtest + baselines) and scoring on a generated shop of N customers."""
+    import duckdb
+
+    from ml.features import build_features, latest_order_date
+    from ml.score import score
+    from ml.train import train
+
+    results: dict = {}
+    work = Path(tempfile.mkdtemp(prefix="retain-bench-ml-"))
+    if warehouse is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from churn_warehouse import generated_warehouse
+
+        warehouse = str(work / "warehouse.duckdb")
+        con = duckdb.connect(warehouse)
+        with stage(f"generate + load {n:,} customers (not timed below)", results):
+            generated_warehouse(con, work / "landing", customers=n, seed=7)
+    else:
+        con = duckdb.connect(warehouse)
+    con.execute("set enable_progress_bar = false")
+    orders, customers = con.execute("select count(*), count(distinct customer_id) from marts.fct_orders").fetchone()
+    messages = con.execute("select count(*) from staging.stg_messaging__messages").fetchone()[0]
+    print(f"warehouse {warehouse}: {orders:,} orders, {customers:,} customers with orders, {messages:,} messages")
+    con.execute("drop schema if exists ml cascade")
+    total = time.perf_counter()
+    with stage("build_features as of the latest order", results):
+        feats = build_features(con, latest_order_date(con))
+    print(f"    {len(feats):,} rows x {feats.shape[1]} columns")
+    with stage(f"train (max {max_rows_per_cutoff or 'all'} rows per cut-off)", results):
+        result = train(con, models_dir=work / "models", max_rows_per_cutoff=max_rows_per_cutoff)
+    print("    " + result.summary().replace("\n", "\n    "))
+    print(f"    timings {', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())}")
+    print(f"    top drivers {list(result.metrics['driver_importance'])[:5]}")
+    with stage("score (features, risk, reasons, CLV, write)", results):
+        scores = score(con, models_dir=work / "models")
+    print(f"    {len(scores):,} customers scored; tiers {scores['risk_tier'].value_counts().to_dict()}")
+    elapsed = time.perf_counter() - total
+    print(f"features + training + scoring: {elapsed:.1f} s (includes the standalone feature build); "
+          f"peak RSS {peak_rss_mb():.0f} MB")
+
+
+def bench_cdnow(path: str) -> None:
+    """CDNOW master as a bare transaction log (orders only): backtest the churn model against BG/NBD."""
+    import duckdb
+
+    from ml.card import model_card
+    from ml.train import train
+
+    results: dict = {}
+    work = Path(tempfile.mkdtemp(prefix="retain-bench-cdnow-"))
+    con = duckdb.connect(str(work / "warehouse.duckdb"))
+    con.execute("create schema marts")
+    # whitespace-separated columns: customer_id, yyyymmdd, number of CDs, dollar value
+    con.execute(f"""
+        create table marts.fct_orders as
+        select md5(concat_ws('|', f[1], f[2], f[4], row_number() over ())) as order_id, f[1] as customer_id,
+               cast(strptime(f[2], '%Y%m%d') as timestamp) as ordered_at,
+               cast(f[4] as decimal(18, 2)) as total, 'delivered' as status, true as is_valid
+        from (select string_split_regex(trim(line), '\\s+') as f
+              from read_csv('{path}', columns = {{'line': 'VARCHAR'}}, header = true, delim = '\t',
+                            quote = '', escape = '', auto_detect = false))
+    """)
+    n = con.execute("select count(*), count(distinct customer_id) from marts.fct_orders").fetchone()
+    print(f"CDNOW master: {n[0]:,} orders, {n[1]:,} customers")
+    with stage("train (orders only)", results):
+        result = train(con, models_dir=work / "models")
+    print(result.summary())
+    print(model_card(con, work / "models"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: `clv` or `churn`, with --customers N."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["clv", "churn"])
+    parser.add_argument("what", choices=["clv", "churn", "cdnow"])
     parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--warehouse", help="churn: use this DuckDB warehouse instead of generating one")
+    parser.add_argument("--max-rows-per-cutoff", type=int, default=200_000)
+    parser.add_argument("--cdnow", default="/work/shared/datasets/cdnow/CDNOW_master.txt",
+                        help="cdnow: path of CDNOW_master.txt")
     args = parser.parse_args(argv)
     if args.what == "clv":
         bench_clv(args.customers)
+    elif args.what == "cdnow":
+        bench_cdnow(args.cdnow)
     else:
-        bench_churn(args.customers)
-
-
-def bench_churn(n: int) -> None:  # filled in below
-    raise NotImplementedError
+        bench_churn(args.customers, args.warehouse, args.max_rows_per_cutoff or None)
 
 
 if __name__ == "__main__":

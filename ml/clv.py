@@ -310,16 +310,27 @@ def _fit(objective, starts: list[np.ndarray], bounds) -> np.ndarray:
     return min(results, key=lambda r: r.fun).x
 
 
-def fit_bg_nbd(frequency, recency, T, time_unit: str = "W") -> BgNbdParams:
+def _subsample(sample_size: int | None, seed: int, *columns):
+    """At most `sample_size` rows of the columns, drawn without replacement (all if None or fewer)."""
+    arrays = [np.asarray(c, dtype=float) for c in columns]
+    if sample_size is None or len(arrays[0]) <= sample_size:
+        return arrays
+    keep = np.random.default_rng(seed).choice(len(arrays[0]), sample_size, replace=False)
+    return [a[keep] for a in arrays]
+
+
+def fit_bg_nbd(
+    frequency, recency, T, time_unit: str = "W", sample_size: int | None = None, seed: int = 0
+) -> BgNbdParams:
     """Fit BG/NBD (r, alpha, a, b) by maximum likelihood.
 
     `frequency` = repeat purchases, `recency` = time of the last purchase since the first,
     `T` = time since the first purchase at the calibration end, all in one time unit
-    (`time_unit` is only recorded). Returns the parameters and the total log-likelihood.
+    (`time_unit` is only recorded). `sample_size` fits on a random subset of customers
+    (the parameters describe the population; predictions still apply to everyone).
+    Returns the parameters and the total log-likelihood of the customers fitted.
     """
-    x = np.asarray(frequency, dtype=float)
-    tx = np.asarray(recency, dtype=float)
-    t_end = np.asarray(T, dtype=float)
+    x, tx, t_end = _subsample(sample_size, seed, frequency, recency, T)
     if len(x) == 0:
         raise ValueError("fit_bg_nbd needs at least one customer")
     if np.any(x < 0) or np.any(tx < 0) or np.any(t_end < tx):
@@ -424,14 +435,16 @@ def _gg_terms(params: np.ndarray, x: np.ndarray, m: np.ndarray, grad: bool):
     return ll, np.stack([d_p * p, d_q * q, d_g * g])
 
 
-def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaParams:
+def fit_gamma_gamma(
+    frequency, monetary_value, sample_size: int | None = None, seed: int = 0
+) -> GammaGammaParams:
     """Fit the Gamma-Gamma spend model (p, q, gamma) by maximum likelihood.
 
     Uses customers with frequency > 0 and a positive monetary value (the mean of their repeat
-    transactions); others carry no information about spend variation.
+    transactions); others carry no information about spend variation. `sample_size` as in
+    `fit_bg_nbd`.
     """
-    x = np.asarray(frequency, dtype=float)
-    m = np.asarray(monetary_value, dtype=float)
+    x, m = _subsample(sample_size, seed, frequency, monetary_value)
     keep = (x > 0) & (m > 0) & np.isfinite(m)
     if keep.sum() < 3:
         raise ValueError("fit_gamma_gamma needs at least three customers with a repeat purchase")

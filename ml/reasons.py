@@ -29,9 +29,14 @@ def contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.nd
 
 def _contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None) -> pd.DataFrame:
     X = artifact.model_input(frame).reset_index(drop=True)
-    base = artifact.predict_risk(frame) if base_risk is None else np.asarray(base_risk, dtype=float)
+    # encode once; each what-if only overwrites a group's columns in the encoded matrix
+    Z = artifact.transform(X).reset_index(drop=True)
+    reference = artifact.transform(pd.DataFrame([artifact.reference])[artifact.features]).iloc[0]
+    base = artifact.risk_from_transformed(Z) if base_risk is None else np.asarray(base_risk, dtype=float)
+    groups = artifact.metadata.get("explain_groups") or list(artifact.groups)
     out = pd.DataFrame(0.0, index=X.index, columns=list(artifact.groups))
-    for group, cols in artifact.groups.items():
+    for group in groups:
+        cols = artifact.groups[group]
         differs = np.zeros(len(X), dtype=bool)
         for c in cols:
             ref = artifact.reference[c]
@@ -43,10 +48,10 @@ def _contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.n
         rows = np.flatnonzero(differs)
         if len(rows) == 0:
             continue
-        swapped = X.iloc[rows].copy()
+        swapped = Z.iloc[rows].copy()
         for c in cols:
-            swapped[c] = artifact.reference[c]
-        out.loc[rows, group] = base[rows] - artifact.model.predict_proba(swapped)[:, 1]
+            swapped[c] = reference[c]
+        out.loc[rows, group] = base[rows] - artifact.risk_from_transformed(swapped)
     return out
 
 

@@ -69,6 +69,28 @@ class ModelArtifact:
         """Calibrated churn probability per row of a `build_features` frame."""
         return self.model.predict_proba(self.model_input(frame))[:, 1]
 
+    def _parts(self):
+        """(preprocessing, booster, calibrator) of a calibrated pipeline, or None for other models."""
+        try:
+            calibrated = self.model.calibrated_classifiers_[0]
+            pipe = getattr(calibrated.estimator, "estimator", calibrated.estimator)
+            return pipe.named_steps["prep"], pipe.named_steps["model"], calibrated.calibrators[0]
+        except (AttributeError, KeyError, IndexError):
+            return None
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Model inputs after preprocessing (categories encoded): what `risk_from_transformed` takes."""
+        parts = self._parts()
+        return parts[0].transform(self.model_input(frame)) if parts else self.model_input(frame)
+
+    def risk_from_transformed(self, Z: pd.DataFrame) -> np.ndarray:
+        """Calibrated risk from preprocessed inputs: skips re-encoding for repeated what-if predictions."""
+        parts = self._parts()
+        if parts is None:
+            return self.model.predict_proba(Z)[:, 1]
+        _, booster, calibrator = parts
+        return np.clip(calibrator.predict(booster.decision_function(Z)), 0.0, 1.0)
+
 
 def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Numeric columns as float, categoricals as strings with an explicit missing category."""

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ml import clv
 from ml._threads import threads_for
-from ml.features import ORDERS_TABLE, build_features, latest_order_date, table_columns
+from ml.features import BG_NBD_SAMPLE, ORDERS_TABLE, build_features, latest_order_date, table_columns
 from ml.reasons import explain
 from ml.registry import load_artifact
 
@@ -76,14 +76,14 @@ def clv_columns(
     f, r, t, m = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
     out = pd.DataFrame(index=range(len(customers)))
     try:
-        bg = clv.fit_bg_nbd(f, r, t, time_unit="D")
+        bg = clv.fit_bg_nbd(f, r, t, time_unit="D", sample_size=BG_NBD_SAMPLE)
     except (ValueError, RuntimeError):
         out["p_alive"] = out["expected_purchases_90d"] = out["clv_12m"] = np.nan
         return out
     out["p_alive"] = clv.p_alive(bg, f, r, t)
     out["expected_purchases_90d"] = clv.expected_purchases(bg, 90, f, r, t)
     try:
-        gg = clv.fit_gamma_gamma(f, m)
+        gg = clv.fit_gamma_gamma(f, m, sample_size=BG_NBD_SAMPLE)
         daily = (1 + annual_discount_rate) ** (1 / 365) - 1
         out["clv_12m"] = clv.clv(bg, gg, f, r, t, m, 365, daily, n_steps=12)
     except (ValueError, RuntimeError):
