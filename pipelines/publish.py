@@ -44,6 +44,17 @@ def current_snapshot(published_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
+#: How every reader opens a snapshot. DuckDB refuses a second connection to the same file with
+#: a different configuration in one process, so the dashboard, `retain status` and the tests
+#: all use exactly this one.
+SNAPSHOT_CONFIG = {"enable_external_access": False}
+
+
+def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a published snapshot that cannot reach files or the network."""
+    return duckdb.connect(str(path), read_only=True, config=dict(SNAPSHOT_CONFIG))
+
+
 def publish_snapshot(
     warehouse: Path,
     published_dir: Path,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
-import duckdb
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publish import current_snapshot, read_run_status
+from pipelines.publish import current_snapshot, open_snapshot, read_run_status
 
 runner = CliRunner()
 
@@ -44,7 +43,7 @@ def test_the_run_goes_through_every_stage(pipeline):
 def test_the_snapshot_has_every_mart_scores_and_lists_but_no_raw_data(pipeline):
     snap = current_snapshot(pipeline.settings.published)
     assert snap is not None
-    with duckdb.connect(str(snap), read_only=True) as con:
+    with open_snapshot(snap) as con:
         listed = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
         tables = {f"{s}.{t}" for s, t in listed}
         for mart in REQUIRED_MARTS:
