@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="retain data folder with a published snapshot")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     parser.add_argument("--customer", help="customer id to show on the Customer 360 page")
-    parser.add_argument("--query", default="", help="query string for the filtered pages, e.g. 'country=DE'")
+    parser.add_argument("--query", default="", help="query string for every page, e.g. 'country=DE'")
+    parser.add_argument("--page-query", action="append", default=[], metavar="PAGE=QUERY",
+                        help="query string for one page, e.g. 'outreach=play=Win-back' (repeatable)")
     args = parser.parse_args(argv)
     reason = missing_browser()
     if reason:
@@ -278,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     queries = {page: args.query for page, _ in PAGES}
     if args.customer:
         queries["customer_360"] = f"customer={args.customer}"
+    for item in args.page_query:
+        page, _, query = item.partition("=")
+        queries[page] = query
     results = check_all(args.data_dir.resolve(), args.out.resolve(), queries)
     failed = False
     for r in results:

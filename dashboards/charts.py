@@ -22,7 +22,7 @@ RED = "#c8423f"
 YELLOW = "#e9b949"
 GREY = "#9aa5b1"
 #: Categorical colours, in order, for series without a meaning of their own.
-PALETTE = [BLUE, ORANGE, TEAL, "#8e6bb8", YELLOW, LIGHT_BLUE, "#b5651d", GREY]
+PALETTE = [BLUE, ORANGE, TEAL, "#8e6bb8", YELLOW, LIGHT_BLUE, "#c05780", GREY]
 RISK_COLORS = {"high": RED, "medium": YELLOW, "low": TEAL}
 RISK_ORDER = ["high", "medium", "low"]
 
@@ -168,7 +168,7 @@ def stacked_by(
                                  hovertemplate=f"%{{y:,.0f}}<extra>{label}</extra>"))
     fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
     if pd.api.types.is_datetime64_any_dtype(pd.Series(wide.index)):
-        fig.update_xaxes(tickformat="%b<br>%Y")
+        fig.update_xaxes(tickformat="%b<br>%Y", dtick="M1" if len(wide) <= 14 else None)
     return _layout(fig, height=height, y_format="count", y_title=y_title, title=title)
 
 

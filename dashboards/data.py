@@ -955,6 +955,13 @@ POST_PURCHASE_MESSAGES = (
     "product_care", "review_request", "survey_invite", "cross_sell",
 )
 
+def message_type_label(message_type: str) -> str:
+    """'shipping_update' → 'Shipping update'; 'delivered' → 'Delivery notice' (not the funnel step)."""
+    if message_type == "delivered":
+        return "Delivery notice"
+    return str(message_type).replace("_", " ").capitalize()
+
+
 #: Cross-domain marts: 90-day repurchase by a post-purchase experience (key → table).
 DRIVER_MARTS = {
     "delivery": "marts.repurchase_by_delivery",
@@ -994,14 +1001,15 @@ def repurchase_drivers(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame
         out["message_exposure"] = query(
             con,
             """
-            select upper(left(replace(message_type, '_', ' '), 1)) || substr(replace(message_type, '_', ' '), 2)
-                       as "group", message_type,
+            select message_type as "group", message_type,
                    case exposure when 'sent' then 'Received' else 'Not received' end as series,
                    orders as base, repurchased_90d, repurchase_rate_90d
             from marts.repurchase_by_message_exposure
             order by message_type, exposure desc
             """,
         )
+    if "message_exposure" in out:
+        out["message_exposure"]["group"] = out["message_exposure"]["group"].map(message_type_label)
     return {k: v for k, v in out.items() if not v.empty and v["base"].sum() > 0}
 
 

@@ -55,7 +55,9 @@ with left:
     if ui.is_empty(drivers):
         ui.note("No reasons recorded for this selection.")
     else:
-        drivers = drivers.assign(label=drivers["example"].str.slice(0, 60))
+        # The driver with its numbers as N ("no order for N days"): the bar counts all such customers.
+        label = drivers["driver"].str.slice(0, 1).str.upper() + drivers["driver"].str.slice(1, 70)
+        drivers = drivers.assign(label=label)
         charts.show(charts.bars(drivers, "label", {"customers": "Customers"}, horizontal=True, y_format="count",
                                 y_title="Customers", colors=[charts.RED], height=360, text_format="count"))
 with right:

@@ -98,9 +98,11 @@ elif timeline.empty:
 else:
     counts = timeline["event_type"].value_counts()
     st.caption(" · ".join(f"{n:,} {k}{'s' if n != 1 else ''}" for k, n in counts.items()))
-    charts.show(charts.timeline(timeline, height=260))
     kinds = sorted(timeline["event_type"].unique())
-    shown = st.pills("Show", kinds, selection_mode="multi", default=kinds, key="timeline_kinds",
+    charts.show(charts.timeline(timeline, height=90 + 45 * len(kinds)))
+    # Messages outnumber everything else; the table starts with the rest (one click adds them).
+    default = [k for k in kinds if k != "message"] or kinds
+    shown = st.pills("Show in the table", kinds, selection_mode="multi", default=default, key="timeline_kinds",
                      format_func=str.capitalize)
     table = timeline[timeline["event_type"].isin(shown or kinds)].copy()
     table["title"] = table["title"].str.slice(0, 1).str.upper() + table["title"].str.slice(1)

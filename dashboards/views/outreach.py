@@ -71,7 +71,7 @@ with right:
                     "Nobody was suppressed in this run.")
 
 st.subheader("Preview and download")
-play = st.selectbox("Play", plays["play"].tolist(), format_func=play_label, key="outreach_play")
+play = st.selectbox("Play", plays["play"].tolist(), format_func=play_label, key="play", bind="query-params")
 row = plays[plays["play"] == play].iloc[0]
 rows = int(row["customers"])
 st.caption(f"{ui.count(rows)} customers · channel: {words(row.get('channel'))} · action: {words(row.get('action'))}. "

@@ -70,7 +70,7 @@ else:
         by_type["open_rate"] = by_type["opened"] / by_type["delivered"].where(by_type["delivered"] > 0)
         by_type["click_rate"] = by_type["clicked"] / by_type["delivered"].where(by_type["delivered"] > 0)
         by_type["unsubscribe_rate"] = by_type["unsubscribed"] / by_type["delivered"].where(by_type["delivered"] > 0)
-        by_type["message_type"] = by_type["message_type"].str.replace("_", " ").str.capitalize()
+        by_type["message_type"] = by_type["message_type"].map(data.message_type_label)
         st.dataframe(
             by_type.sort_values("sent", ascending=False)[
                 ["message_type", "sent", "delivered", "open_rate", "click_rate", "unsubscribe_rate"]],

@@ -15,20 +15,21 @@ with cols[0]:
     ui.tile("Complaints", ui.count(p.get("complaints")), None, monthly.get("complaints"),
             "Tickets of type complaint opened in the period.", lower_is_better=True, chart_type="bar")
 with cols[1]:
-    ui.tile("Complaint resolution", ui.pct(p.get("complaint_resolution_rate")), None,
-            monthly.get("complaint_resolution_rate"), "Complaints opened in the period that are resolved.")
+    ui.tile("Resolved", ui.pct(p.get("complaint_resolution_rate")), None,
+            monthly.get("complaint_resolution_rate"), "Share of the complaints opened in the period that are resolved.")
 with cols[2]:
-    ui.tile("Median first response", ui.number(p.get("median_hours_first_response"), 1, " h"), None,
-            monthly.get("median_hours_first_response"), "Median hours from a complaint to the first agent reply.",
+    ui.tile("First response", ui.number(p.get("median_hours_first_response"), 1, " h"), None,
+            monthly.get("median_hours_first_response"),
+            "Median hours from a complaint to the first agent reply.",
             lower_is_better=True)
 with cols[3]:
-    ui.tile("Median time to resolve", ui.number(p.get("median_hours_resolution"), 1, " h"), None,
+    ui.tile("Time to resolve", ui.number(p.get("median_hours_resolution"), 1, " h"), None,
             monthly.get("median_hours_resolution"), "Median hours from a complaint to its resolution.",
             lower_is_better=True)
 with cols[4]:
-    ui.tile("First-contact resolution", ui.pct(p.get("first_contact_resolution_rate")), None,
+    ui.tile("Fixed first time", ui.pct(p.get("first_contact_resolution_rate")), None,
             monthly.get("first_contact_resolution_rate"),
-            "Resolved complaints closed with a single agent reply and never reopened.")
+            "First-contact resolution: resolved complaints closed with a single agent reply and never reopened.")
 
 st.subheader("Ticket volume by category")
 charts.show(charts.stacked_by(d["by_category"].assign(month=lambda x: x["month"].astype("datetime64[ns]")),
@@ -64,7 +65,7 @@ else:
     labels = {"resolved_within_48h": "Resolved within 48 h", "resolved_later": "Resolved later",
               "unresolved": "Unresolved"}
     rec = rec.assign(outcome=rec["outcome"].map(labels).fillna(rec["outcome"]))
-    left, right = st.columns([3, 2])
+    left, right = st.columns([1, 1])
     with left:
         charts.show(charts.bars(rec, "outcome", {"repurchase_rate_90d": "Repurchased within 90 days"},
                                 y_format="pct", text_format="pct1", colors=[charts.TEAL], height=280))
@@ -72,6 +73,6 @@ else:
         st.dataframe(rec, hide_index=True, column_config={
             "outcome": "Outcome",
             "customers": st.column_config.NumberColumn("Customers", format="localized"),
-            "repurchased_90d": st.column_config.NumberColumn("Repurchased", format="localized"),
-            "repurchase_rate_90d": st.column_config.NumberColumn("Repurchase rate", format="percent"),
+            "repurchased_90d": st.column_config.NumberColumn("Ordered again", format="localized"),
+            "repurchase_rate_90d": st.column_config.NumberColumn("Rate", format="percent"),
         })
