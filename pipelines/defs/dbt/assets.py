@@ -11,10 +11,12 @@
 """
 
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
@@ -51,6 +53,15 @@ class DbtBuildConfig(dg.Config):
     """Run configuration of the dbt step."""
 
     full_refresh: bool = False  # rebuild incremental models (orders, messages) from scratch
+    # A backfill: rebuild the incremental models' rows dated in this range (YYYY-MM-DD, both
+    # ends included), leave other periods alone (dbt vars, see macros/backfill.sql).
+    backfill_start: str | None = None
+    backfill_end: str | None = None
+
+    def dbt_vars(self) -> dict[str, str]:
+        """The dbt vars this configuration sets (empty when it sets none)."""
+        backfill = {"backfill_start": self.backfill_start, "backfill_end": self.backfill_end}
+        return {name: value for name, value in backfill.items() if value}
 
 
 @dbt_assets(
@@ -67,4 +78,18 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
         project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir), dbt_executable=dbt_executable()
     )
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    if dbt_vars := config.dbt_vars():
+        args = _with_vars(args, dbt_vars)
+    if config.backfill_start or config.backfill_end:
+        # unit tests check model logic on fixed rows; the backfill vars would apply to them too
+        args += ["--exclude-resource-type", "unit_test"]
     yield from dbt.cli(args, context=context).stream()
+
+
+def _with_vars(args: list[str], dbt_vars: dict[str, str]) -> list[str]:
+    """`args` with `--vars` holding `dbt_vars`, merged into a `--vars` already in `args`."""
+    if "--vars" not in args:
+        return [*args, "--vars", json.dumps(dbt_vars)]
+    at = args.index("--vars") + 1
+    merged = {**(yaml.safe_load(args[at]) or {}), **dbt_vars}
+    return [*args[:at], json.dumps(merged), *args[at + 1 :]]
