@@ -448,23 +448,25 @@ def build_features(con, as_of: date | datetime | str, sample: float | None = Non
     finally:
         for name in created:
             con.execute(f"drop table if exists temp.{name}")
-    bg = bg_nbd_features(con, day_value)
+    bg = bg_nbd_features(con, day_value, sample)
     bg["customer_id"] = bg["customer_id"].astype(str)
     frame["customer_id"] = frame["customer_id"].astype(str)
     frame = frame.merge(bg, on="customer_id", how="left")
     return _typed(frame, day_value)
 
 
-def bg_nbd_features(con, as_of: date) -> pd.DataFrame:
+def bg_nbd_features(con, as_of: date, sample: float | None = None) -> pd.DataFrame:
     """BG/NBD fitted on all valid orders up to `as_of` (days): P(alive) and P(no order in 180 days).
 
     The buy-till-you-die model summarises frequency, recency and age in one probability;
     the churn model refines it with the experience features. NaN if it cannot be fitted.
+    With `sample`, only the sampled customers (see `build_features`) are summarised and fitted.
     """
     from ml import clv  # local import: clv is only needed here
 
     cols = table_columns(con, ORDERS_TABLE)
-    where = "coalesce(is_valid, true)" if "is_valid" in cols else None
+    valid = "coalesce(is_valid, true)" if "is_valid" in cols else "true"
+    where = valid + " " + _sample_filter(sample)
     rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", None, as_of, "D", where=where)
     out = pd.DataFrame({"customer_id": rfm["customer_id"]})
     f, r, t = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
