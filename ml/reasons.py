@@ -1,9 +1,9 @@
 """Why a customer is at risk: the top factors raising their churn probability, in plain words.
 
 Derived from the model, not from a fixed list. For each driver group (recency, complaints,
-NPS, ...) the group's features are set to their reference values (the training median, or
-the most common category) and the risk is predicted again; the drop in risk is that group's
-contribution for the customer. One batch prediction per group over the rows where the
+NPS, ...) the group's features are set to their reference values (the median, or most
+common category, of retained customers in training) and the risk is predicted again; the
+drop in risk is that group's contribution for the customer. One batch prediction per group over the rows where the
 group differs from the reference (elsewhere the contribution is exactly zero), so the cost
 is a handful of vectorised predictions whatever the number of customers.
 
@@ -175,6 +175,18 @@ def _unsubscribed(f: pd.DataFrame) -> pd.Series:
                      index=f.index)
 
 
+_CONSENT_WORDS = {
+    "unsubscribed": "unsubscribed from marketing emails",
+    "no_marketing": "gets no marketing emails (no consent or not mailed in 90 days)",
+    "receives_marketing": "receives marketing emails",
+}
+
+
+def _consent(f: pd.DataFrame) -> pd.Series:
+    values = f["email_consent"].astype(str)
+    return values.map(_CONSENT_WORDS).fillna("email consent: " + values)
+
+
 def _category(label: str, column: str):
     def text(f: pd.DataFrame) -> pd.Series:
         return label + " " + f[column].astype(str)
@@ -187,7 +199,7 @@ TEMPLATES = {
     "last_order_complaint": _last_order_complaint, "post_purchase": _post_purchase,
     "complaints": _complaints, "unresolved": _unresolved, "resolution": _resolution, "nps": _nps,
     "csat": _csat, "reviews": _reviews, "engagement": _engagement, "unsubscribed": _unsubscribed,
-    "consent": _category("email consent:", "email_consent"), "channel": _category("buys via", "last_sales_channel"),
+    "consent": _consent, "channel": _category("buys via", "last_sales_channel"),
     "country": _category("country", "country"),
 }
 

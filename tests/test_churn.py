@@ -209,6 +209,9 @@ def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehou
     reasons, contrib = explain(artifact, feats)
     texts = reasons["reason_1"].dropna()
     assert len(texts) > len(feats) / 2
+    # compared with a typical retained customer, nearly every high-risk customer has a reason
+    risk = artifact.predict_risk(feats)
+    assert reasons.loc[risk >= 0.6, "reason_1"].notna().mean() > 0.8
     # every reason's group raises this customer's risk, the first one most
     assert (contrib.max(axis=1)[reasons["reason_1"].notna()] >= 0.005).all()
     assert (contrib.max(axis=1)[reasons["reason_1"].isna()] < 0.005).all()
