@@ -8,12 +8,17 @@ run shows up on the next page load without a restart.
 
 Every page has one function `<page>(con, filters) -> dict` that runs all of the page's
 queries and returns small frames and numbers ready to draw. Pages call them through
-`load(page, snapshot, filters)`, cached for `TTL_SECONDS`; `bench/bench_dashboard.py` calls
-them directly, without the cache, to time each page's server work.
+`load(page, snapshot, filters)`, cached for `TTL_SECONDS` and run on a cursor of their own;
+`bench/bench_dashboard.py` calls them directly, without the cache, to time each page's
+server work. Order, delivery, survey and ticket measures are summed per month from the facts
+(cheap, and the same code serves every filter); the returning-customer rate and the cohorts,
+which need a pass over customers, come from `kpi_monthly` and `retention_cohorts` when
+nobody is filtered out. Tests check every monthly number against `kpi_monthly`.
 
 Safety: filter values reach SQL only as bound parameters (`$name`); the only identifiers in
 SQL are this module's constants and values picked from allow-lists (`RFM_SEGMENTS`,
-`RISK_TIERS`, `EXPORT_FORMATS`). Emails and phones are masked in SQL (`mask_email`,
+`RISK_TIERS`, the snapshot's own table list); CRM format names go to the export code, which
+accepts only its own formats. Emails and phones are masked in SQL (`mask_email`,
 `mask_phone`), also inside free-text comments, everywhere except the Customer 360 page when
 its reveal toggle is on.
 
@@ -434,7 +439,7 @@ def filter_options(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# Shared KPI building blocks (the definitions of models/marts/_kpi_monthly.yml, per month)
+# Shared KPI building blocks (the definitions of models/marts/kpi_monthly.yml, per month)
 
 
 def order_month_stats(con, f: Filters) -> pd.DataFrame:

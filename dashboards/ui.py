@@ -13,8 +13,9 @@ CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "
 
 
 def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (pd.api.types.is_scalar(value)
-                                                                                  and pd.isna(value))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 def money(value, currency: str | None = None, compact: bool = True) -> str:

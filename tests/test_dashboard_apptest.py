@@ -54,12 +54,18 @@ def data_dir(request) -> Path:
     return request.getfixturevalue("pipeline").data_dir
 
 
+def point_at(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """Make `data_dir` the app's storage: RETAIN_DATA_DIR alone decides every path."""
+    for var in ("RETAIN_LANDING", "RETAIN_WAREHOUSE", "RETAIN_PUBLISHED", "RETAIN_MODELS", "RETAIN_EXPORTS",
+                "RETAIN_DAGSTER_STORAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(data_dir))
+
+
 @pytest.fixture
 def use_data(data_dir, monkeypatch) -> Path:
     """Point the app (run in this process by AppTest) at the shared data folder."""
-    monkeypatch.setenv("RETAIN_DATA_DIR", str(data_dir))
-    for var in ("RETAIN_PUBLISHED", "RETAIN_WAREHOUSE"):
-        monkeypatch.delenv(var, raising=False)
+    point_at(monkeypatch, data_dir)
     return data_dir
 
 
@@ -263,7 +269,7 @@ def test_outreach_download_is_what_retain_export_writes(use_data, con):
 
 
 def test_nothing_published_says_how_to_run_the_pipeline(tmp_path, monkeypatch):
-    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path))
+    point_at(monkeypatch, tmp_path)
     at = run_page("overview")
     assert_clean(at)
     assert any("Nothing has been published yet" in w.value for w in at.warning)
@@ -301,7 +307,7 @@ def marts_only_dir(snapshot, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("page", ["churn", "outreach", "overview"])
 def test_missing_stages_show_a_note_and_a_failed_run_a_warning(page, marts_only_dir, monkeypatch):
-    monkeypatch.setenv("RETAIN_DATA_DIR", str(marts_only_dir))
+    point_at(monkeypatch, marts_only_dir)
     at = run_page(page)
     assert_clean(at)
     assert any("failed" in w.value and "unique_order_id" in w.value for w in at.warning)
