@@ -60,6 +60,23 @@ versioned as (
             order by _load_id desc, _source_row desc
         ) as version_rank
     from renamed
+    {% if is_backfill() %}
+        -- every version of the messages that final may write, so only those are ranked
+        where
+            message_id in (
+                select any_version.message_id from renamed as any_version
+                where
+                    {{ in_backfill_range('any_version.sent_at') }}
+                    {% if is_incremental() %}
+                        or {{ is_newer_than_this('any_version._load_id', '_load_id') }}
+                    {% endif %}
+                {% if is_incremental() %}
+                    union
+                    select kept.message_id from {{ this }} as kept
+                    where {{ in_backfill_range('kept.sent_at') }}
+                {% endif %}
+            )
+    {% endif %}
 
 ),
 

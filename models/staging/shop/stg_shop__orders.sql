@@ -58,7 +58,23 @@ renamed as (
 candidates as (
 
     select * from renamed
-    {% if is_incremental() and not is_backfill() %}
+    {% if is_backfill() %}
+        -- every version of the orders that final may write, so only those are ranked
+        where
+            order_id in (
+                select any_version.order_id from renamed as any_version
+                where
+                    {{ in_backfill_range('any_version.ordered_at') }}
+                    {% if is_incremental() %}
+                        or {{ is_newer_than_this('any_version._load_id', '_load_id') }}
+                    {% endif %}
+                {% if is_incremental() %}
+                    union
+                    select kept.order_id from {{ this }} as kept
+                    where {{ in_backfill_range('kept.ordered_at') }}
+                {% endif %}
+            )
+    {% elif is_incremental() %}
         -- a newer load can carry an older version (lower updated_at) of an order kept here:
         -- let the kept version compete so the latest updated_at still wins
         union all
