@@ -36,12 +36,7 @@ TRAIN_GROUP = "train"
 
 
 def _load_domain(name: str) -> dict[str, list]:
-    try:
-        module = importlib.import_module(f"pipelines.defs.{name}")
-    except ModuleNotFoundError as exc:  # a domain not built yet: the rest still loads
-        if exc.name != f"pipelines.defs.{name}":
-            raise
-        return {}
+    module = importlib.import_module(f"pipelines.defs.{name}")
     return {
         kind: list(getattr(module, kind, []))
         for kind in ("assets", "asset_checks", "sensors", "jobs", "schedules")
