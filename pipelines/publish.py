@@ -27,7 +27,6 @@ PUBLISHED_SCHEMAS = ("marts", "ml", "exports")
 CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
-PUBLISH_MEMORY_LIMIT = "2GB"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -77,10 +76,6 @@ def publish_snapshot(
     tmp.unlink(missing_ok=True)
     own = con is None
     con = con or duckdb.connect(str(warehouse))
-    if own:
-        # Copying the big sorted timeline view spills to disk instead of holding it all in
-        # memory: publishing is not worth gigabytes of RAM on a 2-core, shared machine.
-        con.execute(f"set memory_limit = '{PUBLISH_MEMORY_LIMIT}'")
     try:
         con.execute(f"ATTACH '{tmp}' AS snap")
         tables = con.execute(
