@@ -34,3 +34,15 @@
         or (select max({{ this_column }}) from {{ this }}) is null
     )
 {%- endmacro %}
+
+{#
+    Rank of each version of a key, 1 = the version staging keeps. The rule for every source:
+    the highest `updated_at` (for sources that have one; a missing value ranks last), then the
+    latest load (`_load_id`), then the last row of that file (`_source_row`).
+#}
+{% macro latest_version_rank(key_columns, updated_at=none) -%}
+    row_number() over (
+        partition by {{ key_columns }}
+        order by {% if updated_at %}{{ updated_at }} desc nulls last, {% endif %}_load_id desc, _source_row desc
+    )
+{%- endmacro %}

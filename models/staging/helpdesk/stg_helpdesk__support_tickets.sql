@@ -36,10 +36,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by ticket_id
-            order by updated_at desc nulls last, _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('ticket_id', 'updated_at') }} as version_rank
     from renamed
 
 ),

@@ -55,10 +55,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by message_id
-            order by _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('message_id') }} as version_rank
     from renamed
     {% if is_backfill() %}
         -- every version of the messages that final may write, so only those are ranked

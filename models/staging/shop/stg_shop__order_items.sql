@@ -29,10 +29,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by order_id, line_number
-            order by _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('order_id, line_number') }} as version_rank
     from renamed
 
 ),

@@ -88,10 +88,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by order_id
-            order by updated_at desc nulls last, _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('order_id', 'updated_at') }} as version_rank
     from candidates
 
 ),

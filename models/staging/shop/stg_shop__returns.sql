@@ -28,10 +28,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by return_id
-            order by _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('return_id') }} as version_rank
     from renamed
 
 ),

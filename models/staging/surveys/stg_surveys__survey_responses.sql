@@ -29,10 +29,7 @@ versioned as (
 
     select
         *,
-        row_number() over (
-            partition by response_id
-            order by _load_id desc, _source_row desc
-        ) as version_rank
+        {{ latest_version_rank('response_id') }} as version_rank
     from renamed
 
 ),
