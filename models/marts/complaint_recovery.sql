@@ -63,14 +63,7 @@ observable_complaints as (
 
 repurchases as (
 
-    select distinct observable_complaints.ticket_id
-    from observable_complaints
-    inner join orders
-        on observable_complaints.customer_id = orders.customer_id
-    where
-        orders.is_valid
-        and orders.ordered_at > observable_complaints.anchor_at
-        and orders.ordered_at <= {{ dbt.dateadd('day', 90, 'observable_complaints.anchor_at') }}
+    {{ repurchased_within('observable_complaints', 'ticket_id', 'anchor_at') }}
 
 ),
 

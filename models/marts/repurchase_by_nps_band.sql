@@ -53,14 +53,7 @@ observable_responses as (
 
 repurchases as (
 
-    select distinct observable_responses.response_id
-    from observable_responses
-    inner join orders
-        on observable_responses.customer_id = orders.customer_id
-    where
-        orders.is_valid
-        and orders.ordered_at > observable_responses.responded_at
-        and orders.ordered_at <= {{ dbt.dateadd('day', 90, 'observable_responses.responded_at') }}
+    {{ repurchased_within('observable_responses', 'response_id', 'responded_at') }}
 
 ),
 
