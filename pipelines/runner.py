@@ -79,6 +79,21 @@ def _int(value) -> int:
         return 0
 
 
+def _root_message(error) -> str:
+    """The message of the innermost cause of a Dagster error (the user's exception)."""
+    if error is None:
+        return ""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return str(error.message).strip()
+
+
+def _group_of_step(step: str, group_for) -> str:
+    """The stage of a step that materialised nothing (it failed): its asset's group, if any."""
+    group = group_for(dg.AssetKey(step.split("__")))
+    return step if group == "default" else group
+
+
 def summarise(
     records: list,
     success: bool,
@@ -120,11 +135,15 @@ def summarise(
         kind = event.event_type_value
         if kind == "STEP_START":
             step_start[step] = record.timestamp
+        elif kind == "STEP_UP_FOR_RETRY":
+            # The first attempt's exception is the real cause; the final failure only says
+            # that the retries ran out.
+            error = error or _root_message(event.event_specific_data.error)
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             step_seconds[step] = record.timestamp - step_start.get(step, record.timestamp)
             if kind == "STEP_FAILURE":
                 failed.append(step)
-                error = error or str(event.event_specific_data.error.message).strip()
+                error = error or _root_message(event.event_specific_data.error)
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             note_group(step, group_for(mat.asset_key))
@@ -146,7 +165,7 @@ def summarise(
 
     stages: dict[str, StageSummary] = {}
     for step in step_seconds:
-        groups = step_groups.get(step) or [step]
+        groups = step_groups.get(step) or [_group_of_step(step, group_for)]
         name = groups[0] if len(groups) == 1 else DBT_STAGE if set(groups) <= DBT_LAYERS else "+".join(groups)
         st = stages.setdefault(name, StageSummary(stage=name))
         st.assets += len(step_assets[step])

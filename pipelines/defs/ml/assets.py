@@ -27,8 +27,18 @@ FEATURE_INPUTS = [
     dg.AssetKey(["staging", "stg_helpdesk__support_tickets"]),
 ]
 
-#: A step that loses a race for the warehouse file lock (another process writing) retries.
-WRITER_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a lost race for its file lock (another process writing) is retried.
+
+    Only the lock is transient: any other error (no orders yet, too little history) fails the
+    step at once with its own message instead of being retried.
+    """
+    try:
+        return duckdb.connect(str(settings().warehouse), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from exc
+        raise
 
 
 @dg.asset(
@@ -36,7 +46,6 @@ WRITER_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONEN
     deps=FEATURE_INPUTS,
     group_name="train",
     pool="duckdb_writer",
-    retry_policy=WRITER_RETRY,
     kinds={"scikitlearn", "duckdb"},
     description=(
         "Backtested churn model: trained on several past cut-offs, evaluated on a later one "
@@ -48,7 +57,7 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
     from ml.train import train
 
     s = settings()
-    with duckdb.connect(str(s.warehouse)) as con:
+    with _connect() as con:
         result = train(con, as_of=s.as_of, models_dir=s.models)
     context.log.info(result.summary())
     model = result.metrics.get("model", {})
@@ -73,7 +82,6 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
     deps=[CHURN_MODEL_KEY, *FEATURE_INPUTS],
     group_name="score",
     pool="duckdb_writer",
-    retry_policy=WRITER_RETRY,
     kinds={"scikitlearn", "duckdb"},
     description=(
         "ml.churn_scores: churn probability, risk tier, P(alive), expected purchases, 12-month "
@@ -85,7 +93,7 @@ def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
     from ml.score import score
 
     s = settings()
-    with duckdb.connect(str(s.warehouse)) as con:
+    with _connect() as con:
         scores = score(con, as_of=s.as_of, models_dir=s.models)
     tiers = scores["risk_tier"].value_counts().to_dict()
     context.log.info(f"scored {len(scores):,} customers: {tiers}")
@@ -110,7 +118,7 @@ def score_drift_check(context: AssetCheckExecutionContext) -> dg.AssetCheckResul
     from ml.drift import drift_from_warehouse
 
     s = settings()
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with _connect(read_only=True) as con:
         result = drift_from_warehouse(con, s.models)
     top = result.report.head(10)
     return dg.AssetCheckResult(
