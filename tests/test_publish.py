@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
@@ -106,3 +108,173 @@ def test_a_failed_run_never_replaces_the_published_snapshot(tmp_path, monkeypatc
         assert materialize([kpis, publish], instance=instance).success
         assert current_snapshot(pub) != good
         assert _published_revenue(pub) == pytest.approx(999.0)
+
+
+# ----------------------------------------------------------------------------- incremental publishing
+
+
+def _timeline_warehouse(path) -> None:
+    """A small warehouse shaped like retain's: an order fact, staged messages and tickets, a timeline view."""
+    with duckdb.connect(str(path)) as con:
+        for schema in ("marts", "staging", "ml"):
+            con.execute(f"create schema if not exists {schema}")
+        con.execute(
+            """
+            create table marts.fct_orders as
+            select 'o' || i as order_id, 'c' || lpad(cast(i % 50 as varchar), 3, '0') as customer_id,
+                   timestamp '2026-01-01' + to_days(i) as ordered_at, 10.0 * i as total,
+                   timestamp '2026-06-01 06:00' as _built_at
+            from range(200) as t(i)
+            """
+        )
+        con.execute(
+            """
+            create table staging.stg_messaging__messages as
+            select 'm' || i as message_id, 'c' || lpad(cast(i % 60 as varchar), 3, '0') as customer_id,
+                   timestamp '2026-01-01' + to_hours(i) as sent_at, 'email' as channel,
+                   1 as _load_id, timestamp '2026-06-01 06:00' as _built_at
+            from range(1000) as t(i)
+            """
+        )
+        con.execute(
+            """
+            create table staging.stg_helpdesk__support_tickets as
+            select 't' || i as ticket_id, 'c' || lpad(cast(i as varchar), 3, '0') as customer_id,
+                   timestamp '2026-02-01' + to_days(i) as created_at, 1 as _load_id
+            from range(10) as t(i)
+            """
+        )
+        con.execute(
+            """
+            create view marts.fct_customer_events as
+            select 'order:' || order_id as event_id, customer_id, ordered_at as event_at, 'order' as event_type
+            from marts.fct_orders
+            union all
+            select 'message:' || message_id, customer_id, sent_at, 'message' from staging.stg_messaging__messages
+            union all
+            select 'ticket:' || ticket_id, customer_id, created_at, 'ticket' from staging.stg_helpdesk__support_tickets
+            """
+        )
+        con.execute(
+            """
+            create table ml.churn_scores_history as
+            select 'c' || i as customer_id, date '2026-06-01' as as_of_date, 'm1' as model_version,
+                   timestamp '2026-06-01 07:00' as scored_at, 0.5 as churn_probability
+            from range(50) as t(i)
+            """
+        )
+        con.execute("create table marts.kpi_monthly as select date '2026-06-01' as month, 1.0 as revenue")
+
+
+def _one_more_day(path) -> None:
+    """New orders for two customers, new messages for a third, a new ticket version for a fourth, new scores."""
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            """
+            insert into marts.fct_orders values
+              ('o900', 'c001', timestamp '2026-06-02 10:00', 99.0, timestamp '2026-06-02 06:00'),
+              ('o901', 'c002', timestamp '2026-06-02 11:00', 5.0, timestamp '2026-06-02 06:00')
+            """
+        )
+        # dbt rebuilt every order of a changed customer
+        con.execute("update marts.fct_orders set _built_at = timestamp '2026-06-02 06:00' where customer_id = 'c001'")
+        con.execute(
+            "insert into staging.stg_messaging__messages values "
+            "('m9000', 'c003', timestamp '2026-06-02 09:00', 'sms', 2, timestamp '2026-06-02 06:00')"
+        )
+        con.execute(
+            "update staging.stg_helpdesk__support_tickets set created_at = timestamp '2026-06-02', _load_id = 2 "
+            "where ticket_id = 't4'"
+        )
+        con.execute(
+            """
+            insert into ml.churn_scores_history
+            select customer_id, date '2026-06-02', 'm1', timestamp '2026-06-02 07:00', 0.4
+            from ml.churn_scores_history where as_of_date = date '2026-06-01'
+            """
+        )
+        con.execute("update marts.kpi_monthly set revenue = 2.0")
+
+
+def _rows(snapshot, sql: str) -> list:
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def _info(snapshot) -> dict:
+    return json.loads(_rows(snapshot, "select info from meta.snapshot")[0][0])
+
+
+def test_incremental_publish_equals_a_full_one(tmp_path):
+    from pipelines.publish import publish
+
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _timeline_warehouse(wh)
+    first = publish(wh, pub, incremental=True)
+    assert first.mode == "full", "nothing to build on yet"
+    _one_more_day(wh)
+
+    inc = publish(wh, pub, incremental=True)
+    assert inc.mode == "incremental", inc.reason
+    assert inc.changed_customers == 4  # c001, c002 (orders), c003 (message), c004 (ticket)
+    full = publish(wh, tmp_path / "full", incremental=False)
+    for table, order in [
+        ("marts.fct_customer_events", "event_id"),
+        ("marts.fct_orders", "order_id"),
+        ("ml.churn_scores_history", "customer_id, as_of_date"),
+        ("marts.kpi_monthly", "month"),
+    ]:
+        got = _rows(inc.path, f"select * from {table} order by {order}")
+        want = _rows(full.path, f"select * from {table} order by {order}")
+        assert got == want, table
+    assert _rows(inc.path, "select count(*) from ml.churn_scores_history")[0][0] == 100
+    info = _info(inc.path)
+    assert info["mode"] == "incremental" and info["generation"] == 1
+
+    # the full snapshot stores the timeline in customer order
+    stored = [r[0] for r in _rows(full.path, "select customer_id from marts.fct_customer_events")]
+    assert stored == sorted(stored)
+
+
+def test_incremental_publish_falls_back_to_full_when_it_cannot_be_exact(tmp_path):
+    from pipelines.publish import MAX_INCREMENTAL_GENERATIONS, publish
+
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _timeline_warehouse(wh)
+    publish(wh, pub)
+
+    # a deleted row is not announced by any watermark: the row counts catch it
+    with duckdb.connect(str(wh)) as con:
+        con.execute("delete from staging.stg_messaging__messages where message_id = 'm5'")
+    result = publish(wh, pub, incremental=True)
+    assert result.mode == "full" and "rows after the incremental publish" in result.reason
+    assert _rows(result.path, "select count(*) from marts.fct_customer_events where event_id = 'message:m5'") == [(0,)]
+
+    # a changed view (a new version of the timeline) publishes in full
+    with duckdb.connect(str(wh)) as con:
+        con.execute(
+            "create or replace view marts.fct_customer_events as "
+            "select 'order:' || order_id as event_id, customer_id, ordered_at as event_at, 'order' as event_type "
+            "from marts.fct_orders"
+        )
+    result = publish(wh, pub, incremental=True)
+    assert result.mode == "full" and "views" in result.reason
+
+    # after MAX_INCREMENTAL_GENERATIONS incremental ones, a full one re-sorts everything
+    modes = [publish(wh, pub, incremental=True).mode for _ in range(MAX_INCREMENTAL_GENERATIONS + 1)]
+    assert modes == ["incremental"] * MAX_INCREMENTAL_GENERATIONS + ["full"]
+
+
+def test_big_timeline_is_copied_in_sorted_customer_ranges(tmp_path, monkeypatch):
+    import pipelines.publish as publishing
+
+    monkeypatch.setattr(publishing, "CHUNK_ROWS", 150)  # 1,210 events: 9 ranges
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _timeline_warehouse(wh)
+    snap = publishing.publish(wh, pub).path
+    stored = _rows(snap, "select customer_id, event_at, event_id from marts.fct_customer_events")
+    assert len(stored) == 1210
+    assert stored == sorted(stored)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        want = con.execute("select * from marts.fct_customer_events order by event_id").fetchall()
+    assert _rows(snap, "select * from marts.fct_customer_events order by event_id") == want

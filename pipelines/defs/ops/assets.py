@@ -7,9 +7,13 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from pipelines.config import settings
-from pipelines.publish import publish_snapshot
+from pipelines.publish import publish
 
 PUBLISH_KEY = dg.AssetKey(["published", "dashboard_snapshot"])
+
+#: Jobs that publish incrementally on top of the current snapshot (pipelines/publish.py); every
+#: other job (`retain run`'s full_job, backfills) writes a full, freshly sorted snapshot.
+INCREMENTAL_PUBLISH_JOBS = frozenset({"daily_job"})
 
 
 def make_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -31,9 +35,21 @@ def make_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     def dashboard_snapshot(context: AssetExecutionContext) -> dg.MaterializeResult:
         s = settings()
-        path = publish_snapshot(s.warehouse, s.published, run_info={"run_id": context.run_id})
-        return dg.MaterializeResult(
-            metadata={"snapshot": dg.MetadataValue.path(str(path)), "size_mb": round(path.stat().st_size / 1e6, 2)}
+        result = publish(
+            s.warehouse,
+            s.published,
+            run_info={"run_id": context.run_id},
+            incremental=context.job_name in INCREMENTAL_PUBLISH_JOBS,
         )
+        context.log.info(f"published {result.path.name} ({result.mode}: {result.reason}) in {result.seconds:.1f} s")
+        metadata = {
+            "snapshot": dg.MetadataValue.path(str(result.path)),
+            "size_mb": round(result.path.stat().st_size / 1e6, 2),
+            "mode": result.mode,
+            "reason": result.reason,
+        }
+        if result.changed_customers is not None:
+            metadata["changed_customers"] = result.changed_customers
+        return dg.MaterializeResult(metadata=metadata)
 
     return dashboard_snapshot
