@@ -91,11 +91,13 @@ class World:
 
     def customer(self, cid: str, risk: str | None = None, clv: float | None = None, prob: float | None = None,
                  reasons: tuple = ("days since last order 120 (typical 45)", "no order in 90 days", None),
-                 **fields) -> str:
+                 last_order_days_ago: float | None = None, **fields) -> str:
         """A customer (subscribed to email and SMS, valid German contact data) and, with `risk`, a score.
 
         The CLV is empty unless given, so only the customers a test gives a CLV compete for the
-        top 20% (ties at one default value would all share one rank).
+        top 20% (ties at one default value would all share one rank). With `last_order_days_ago`
+        the customer gets an order placed then (delivered 5 days later); a high-risk customer
+        gets one 120 days ago by default, inside the win-back window (90 to 365 days).
         """
         row = {
             "customer_id": cid, "email": f"{cid}@example.com", "phone": "0151 1234 5678",
@@ -105,6 +107,10 @@ class World:
         }
         row.update(fields)
         self.customers[cid] = row
+        if last_order_days_ago is None and risk == "high":
+            last_order_days_ago = 120
+        if last_order_days_ago is not None:
+            self.order(cid, last_order_days_ago, max(last_order_days_ago - 5, 0))
         if risk:
             p = prob if prob is not None else {"high": 0.8, "medium": 0.5, "low": 0.1}[risk]
             self.scores[cid] = {
@@ -217,7 +223,11 @@ def standard_world() -> World:
     w.customer("vip", risk="high", clv=5000.0)
     w.customer("both", risk="high", clv=4500.0)  # matches vip_winback and winback: only the first
     w.customer("win", risk="high", clv=40.0)
-    w.customer("nurture", risk="medium", clv=4000.0)
+    w.customer("nurture", risk="medium", clv=4000.0, last_order_days_ago=200)
+    # Outside the win-back window: not lapsed yet (30 days), or gone for more than a year.
+    w.customer("win_recent", risk="high", last_order_days_ago=30)
+    w.customer("win_gone", risk="high", last_order_days_ago=400)
+    w.customer("nurture_gone", risk="medium", last_order_days_ago=400)
     w.customer("onb", risk="low", clv=3000.0)
     w.order("onb", 9, 5)
     w.customer("onb_late", risk="low")
@@ -311,7 +321,9 @@ def test_default_playbook_has_the_seven_plays_in_priority_order():
     assert pb.frequency_cap_days == 7
     listed_plays = describe_plays(DEFAULT_PLAYBOOK)
     assert [p["name"] for p in listed_plays] == pb.names
-    assert listed_plays[1]["rule"] == "risk_tier = 'high' AND clv_top_share < 0.2"
+    assert listed_plays[1]["rule"] == (
+        "risk_tier = 'high' AND clv_top_share < 0.2 AND days_since_last_order BETWEEN 90 AND 365")
+    assert listed_plays[2]["rule"] == "risk_tier = 'high' AND days_since_last_order BETWEEN 90 AND 365"
 
 
 def test_playbook_path_from_environment(tmp_path, monkeypatch):
@@ -429,7 +441,8 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert got["onb_late"] == "review_request"
     assert got["adv"] == "advocate_referral"
     assert got["ok_freq_old"] == "winback" and got["ok_freq_tx"] == "winback"
-    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet"):
+    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet", "win_recent", "win_gone",
+                "nurture_gone"):
         assert cid not in got, cid
     # One play per customer per run, and the counts add up.
     n, distinct = con.execute(
@@ -437,6 +450,20 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert n == distinct == summary.listed
     assert summary.eligible == summary.listed + summary.suppressed
     assert summary.by_play["vip_winback"]["listed"] == 2
+
+
+def test_winback_window_is_last_order_90_to_365_days_ago(tmp_path):
+    w = World()
+    for days in (89, 90, 365, 366):
+        w.customer(f"high_{days}", risk="high", last_order_days_ago=days)
+        w.customer(f"medium_{days}", risk="medium", last_order_days_ago=days)
+    c = make_warehouse(tmp_path / "w.duckdb", w)
+    build_outreach_lists(c, run_id="w")
+    assert listed(c, "w") == {
+        "high_90": "winback", "high_365": "winback",
+        "medium_89": "at_risk_nurture", "medium_90": "at_risk_nurture", "medium_365": "at_risk_nurture",
+    }
+    c.close()
 
 
 def test_list_rows_carry_channel_action_priority_reasons_and_scores(con):
