@@ -23,7 +23,8 @@ Two ways to build the new file:
   snapshot has no watermarks, when the warehouse's views or the keyed tables' columns
   changed since (a new version of retain), every `MAX_INCREMENTAL_GENERATIONS`-th time (to
   re-sort and compact), and whenever the row counts of the rewritten tables do not match
-  the warehouse afterwards.
+  the warehouse afterwards (tables only: counting the timeline view costs seconds, and the
+  periodic full publish rebuilds it anyway).
 
 DuckDB's memory for publishing is capped at `RETAIN_DUCKDB_MEMORY_LIMIT` (default 3GB); it
 spills to a temporary folder next to the new snapshot beyond that.
@@ -417,9 +418,9 @@ def _publish_incremental(
         source, target = _q(schema, table), _q(schema, table, "snap")
         if (schema, table) in BY_CUSTOMER and (schema, table) in snap_tables:
             con.execute(f"delete from {target} where customer_id in (select customer_id from _retain_changed)")
+            # a semi join, not `in (select ...)`: twice as fast over the 27M-row timeline view
             con.execute(
-                f"insert into {target} select * from {source} "
-                "where customer_id in (select customer_id from _retain_changed) "
+                f"insert into {target} select t.* from {source} as t semi join _retain_changed using (customer_id) "
                 f"order by {BY_CUSTOMER[(schema, table)]}"
             )
         elif (schema, table) in BATCHED and (schema, table) in snap_tables:
@@ -428,8 +429,18 @@ def _publish_incremental(
             con.execute(f"create or replace table {target} as select * from {source}")
     for schema, table in snap_tables - set(tables):
         con.execute(f"drop table if exists {_q(schema, table, 'snap')}")
+    # Row counts of the rewritten tables must agree (a row deleted without any watermark moving
+    # would not be caught otherwise). Views are left out: counting the 27M-row timeline view
+    # costs 3 s at 1M customers, and the full publish every MAX_INCREMENTAL_GENERATIONS-th
+    # time rebuilds it from scratch anyway.
+    base_tables = set(
+        con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = current_database() and table_type = 'BASE TABLE'"
+        ).fetchall()
+    )
     for schema, table in tables:
-        if (schema, table) in BY_CUSTOMER or (schema, table) in BATCHED:
+        if ((schema, table) in BY_CUSTOMER or (schema, table) in BATCHED) and (schema, table) in base_tables:
             want = con.execute(f"select count(*) from {_q(schema, table)}").fetchone()[0]
             got = con.execute(f"select count(*) from {_q(schema, table, 'snap')}").fetchone()[0]
             if want != got:

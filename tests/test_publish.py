@@ -243,12 +243,12 @@ def test_incremental_publish_falls_back_to_full_when_it_cannot_be_exact(tmp_path
     _timeline_warehouse(wh)
     publish(wh, pub)
 
-    # a deleted row is not announced by any watermark: the row counts catch it
+    # a deleted row is not announced by any watermark: the row counts of the keyed tables catch it
     with duckdb.connect(str(wh)) as con:
-        con.execute("delete from staging.stg_messaging__messages where message_id = 'm5'")
+        con.execute("delete from marts.fct_orders where order_id = 'o5'")
     result = publish(wh, pub, incremental=True)
     assert result.mode == "full" and "rows after the incremental publish" in result.reason
-    assert _rows(result.path, "select count(*) from marts.fct_customer_events where event_id = 'message:m5'") == [(0,)]
+    assert _rows(result.path, "select count(*) from marts.fct_customer_events where event_id = 'order:o5'") == [(0,)]
 
     # a changed view (a new version of the timeline) publishes in full
     with duckdb.connect(str(wh)) as con:
