@@ -161,3 +161,30 @@ def test_sql_and_pandas_kpis_agree_on_generated_data(tmp_path):
     assert len(mixed["customers"]) >= 306
     assert len(mixed["kpi_monthly"]) >= 12
     assert mixed["kpi_monthly"]["orders"].sum() > 300
+
+
+def test_report_judges_dbt_against_hand_sql_of_the_same_marts():
+    from bench.run import render_markdown, target_rows
+
+    result = {
+        "size": "L",
+        "customers": 1_000_000,
+        "steps": {},
+        "comparison": {"dbt_seconds": 60.0, "sql_csv_seconds": 3.0, "pandas_seconds": 13.5, "pandas_vs_dbt": 0.23,
+                       "dbt_vs_sql_csv": 20.0, "pandas_vs_sql_csv": 4.5},
+        "dbt_vs_hand_sql": {
+            "steps": {"dbt build (KPI marts)": {"seconds": 50.0, "peak_mb": 900},
+                      "hand SQL": {"seconds": 30.0, "peak_mb": 800}},
+            "ratio_kpi_build_to_hand_sql": 1.67,
+            "mismatches": {"kpi_monthly": 0, "fct_orders": 0},
+        },
+    }
+    rows = {target.split(" (")[0]: (measured, ok) for target, measured, ok in target_rows(result)}
+    assert rows["dbt stage ≤ 2× hand-written SQL"] == ("dbt build 50.0 s ÷ SQL 30.0 s = 1.67×", True)
+    assert rows["dbt stage ≥ 10× faster than pandas"][1] is False
+    result["dbt_vs_hand_sql"]["mismatches"]["fct_orders"] = 3  # different numbers never meet a target
+    rows = {target.split(" (")[0]: (measured, ok) for target, measured, ok in target_rows(result)}
+    assert rows["dbt stage ≤ 2× hand-written SQL"][1] is False
+    machine = {"cpu": "x", "cores": 2, "memory_gb": 24, "os": "x", "python": "3.11", "versions": {}}
+    report = render_markdown([{**result, "machine": machine, "started_at": "2026-11-23T19:00:00+00:00"}])
+    assert "Rows that differ, per mart: {'fct_orders': 3}." in report
