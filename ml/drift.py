@@ -105,13 +105,58 @@ def drift_report(
     return DriftResult(report, max_psi, bool((report["status"] != "alert").all()))
 
 
-def drift_from_warehouse(con, models_dir: Path | str, bins: int = 10) -> DriftResult:
-    """Drift of the latest `ml.churn_scores` batch and its features against the current model's reference."""
-    from ml.features import build_features  # local: keeps this module light for callers with data in hand
+DRIFT_TABLE = "ml.churn_score_drift"
+DRIFT_COLUMNS = {"as_of_date": "DATE", "model_version": "VARCHAR", "rank": "INTEGER", "name": "VARCHAR",
+                 "kind": "VARCHAR", "psi": "DOUBLE", "status": "VARCHAR"}
 
-    as_of = con.execute("select max(as_of_date) from ml.churn_scores").fetchone()[0]
+
+def write_drift(con, result: DriftResult, as_of, model_version: str) -> None:
+    """Replace `ml.churn_score_drift` with `result`, the drift of the scores batch (as_of, model_version)."""
+    report = result.report.assign(as_of_date=as_of, model_version=model_version, rank=range(len(result.report)))
+    select = ", ".join(f"cast({name} as {typ}) as {name}" for name, typ in DRIFT_COLUMNS.items())
+    con.execute("create schema if not exists ml")
+    con.register("_drift", report)
+    try:
+        con.execute(f"create or replace table {DRIFT_TABLE} as select {select} from _drift")
+    finally:
+        con.unregister("_drift")
+
+
+def _stored_drift(con, as_of, model_version: str) -> DriftResult | None:
+    """The drift `score` wrote for this scores batch, if it is there."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'ml' and table_name = ?",
+        [DRIFT_TABLE.split(".")[1]],
+    ).fetchone()[0]
+    if not exists:
+        return None
+    report = con.execute(
+        f"select name, kind, psi, status from {DRIFT_TABLE} where as_of_date = ? and model_version = ? order by rank",
+        [as_of, model_version],
+    ).df()
+    if report.empty:
+        return None
+    max_psi = float(report["psi"].max())
+    return DriftResult(report, max_psi, bool((report["status"] != "alert").all()))
+
+
+def drift_from_warehouse(con, models_dir: Path | str, bins: int = 10) -> DriftResult:
+    """Drift of the latest `ml.churn_scores` batch and its features against the current model's reference.
+
+    Reads what `score` stored in `ml.churn_score_drift` for that batch when the batch was
+    scored by the current model; otherwise rebuilds the batch's features and measures it.
+    """
+    from ml.features import build_features  # local: keeps this module light for callers with data in hand
+    from ml.registry import current_run_id
+
+    batch = con.execute("select max(as_of_date), max(model_version) from ml.churn_scores").fetchone()
+    as_of, model_version = batch
     if as_of is None:
         raise LookupError("ml.churn_scores is empty: score first")
+    if bins == 10 and model_version is not None and model_version == current_run_id(models_dir):
+        stored = _stored_drift(con, as_of, model_version)
+        if stored is not None:
+            return stored
     feats = build_features(con, as_of)
     scores = con.execute("select customer_id, churn_probability from ml.churn_scores").df()
     scores["customer_id"] = scores["customer_id"].astype(str)

@@ -19,15 +19,81 @@ import pandas as pd
 
 from ml._threads import threads_for
 from ml.registry import MISSING_CATEGORY, ModelArtifact
+from ml.whatif import WhatIf
 
 
 def contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None) -> pd.DataFrame:
     """Per row and driver group: risk now minus risk with the group at its reference values."""
+    return risk_and_contributions(artifact, frame, base_risk)[1]
+
+
+def risk_and_contributions(
+    artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(churn probability per row, `contributions`), through `ml.whatif` when the model allows it.
+
+    Both are bit for bit what `ModelArtifact.predict_risk` and `plain_contributions` give;
+    the plain computation is the fallback for models `ml.whatif` does not reproduce.
+    """
+    frame = frame.reset_index(drop=True)
     with threads_for(len(frame)):
-        return _contributions(artifact, frame, base_risk)
+        what_if = WhatIf.for_artifact(artifact, frame)
+        if what_if is None:
+            risk = artifact.predict_risk(frame) if base_risk is None else np.asarray(base_risk, dtype=float)
+            return risk, _plain_contributions(artifact, frame, risk)
+        return _tree_contributions(artifact, what_if, frame, base_risk)
 
 
-def _contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None) -> pd.DataFrame:
+def plain_contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None
+                        ) -> pd.DataFrame:
+    """`contributions` the direct way: one prediction per group over the rows where it differs."""
+    with threads_for(len(frame)):
+        return _plain_contributions(artifact, frame.reset_index(drop=True), base_risk)
+
+
+def _differs(artifact: ModelArtifact, X: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Rows where any of the group's features is known and not at its reference value."""
+    differs = np.zeros(len(X), dtype=bool)
+    for c in cols:
+        ref = artifact.reference[c]
+        if c in artifact.categorical:
+            values = X[c].to_numpy(dtype=object)
+            differs |= (values != ref) & (values != MISSING_CATEGORY)
+        else:
+            values = X[c].to_numpy(dtype=float)
+            differs |= ~np.isnan(values) & (np.isnan(ref) | (values != ref))
+    return differs
+
+
+def _tree_contributions(
+    artifact: ModelArtifact, what_if: WhatIf, frame: pd.DataFrame, base_risk: np.ndarray | None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    X = artifact.model_input(frame)
+    Z = artifact.transform(X)
+    binned = what_if.bin(Z)
+    del Z
+    leaves = what_if.leaves(binned)
+    risk = what_if.risk(what_if.raw(leaves))
+    if base_risk is not None and not np.array_equal(risk, np.asarray(base_risk, dtype=float)):
+        # a caller's own baseline: measure against it, the plain way
+        base = np.asarray(base_risk, dtype=float)
+        return base, _plain_contributions(artifact, frame, base)
+    ref_bins = what_if.reference_bins(artifact.transform(pd.DataFrame([artifact.reference])[artifact.features]))
+    groups = artifact.metadata.get("explain_groups") or list(artifact.groups)
+    values = np.zeros((len(X), len(artifact.groups)))
+    names = list(artifact.groups)
+    for group in groups:
+        cols = artifact.groups[group]
+        rows = np.flatnonzero(_differs(artifact, X, cols))
+        if len(rows) == 0:
+            continue
+        changed, raw = what_if.swapped_raw(binned, leaves, rows, cols, ref_bins)
+        # rows whose leaves do not change keep their risk: their contribution is exactly 0
+        values[changed, names.index(group)] = risk[changed] - what_if.risk(raw)
+    return risk, pd.DataFrame(values, columns=names)
+
+
+def _plain_contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None) -> pd.DataFrame:
     X = artifact.model_input(frame).reset_index(drop=True)
     # encode once; each what-if only overwrites a group's columns in the encoded matrix
     Z = artifact.transform(X).reset_index(drop=True)
@@ -37,15 +103,7 @@ def _contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.n
     out = pd.DataFrame(0.0, index=X.index, columns=list(artifact.groups))
     for group in groups:
         cols = artifact.groups[group]
-        differs = np.zeros(len(X), dtype=bool)
-        for c in cols:
-            ref = artifact.reference[c]
-            if c in artifact.categorical:
-                differs |= (X[c] != ref).to_numpy() & (X[c] != MISSING_CATEGORY).to_numpy()
-            else:
-                values = X[c].to_numpy()
-                differs |= ~np.isnan(values) & (np.isnan(ref) | (values != ref))
-        rows = np.flatnonzero(differs)
+        rows = np.flatnonzero(_differs(artifact, X, cols))
         if len(rows) == 0:
             continue
         swapped = Z.iloc[rows].copy()
@@ -240,8 +298,25 @@ def explain(
     probability), `contributions` the per-group risk change behind them (zero where the
     group cannot be worded as a reason, see `ELIGIBLE`).
     """
+    _, reasons, contrib = risk_and_explain(artifact, frame, top_n, min_contribution, base_risk)
+    return reasons, contrib
+
+
+def risk_and_explain(
+    artifact: ModelArtifact,
+    frame: pd.DataFrame,
+    top_n: int = 3,
+    min_contribution: float = 0.005,
+    base_risk: np.ndarray | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """`explain` that also returns the churn probability per row (computed on the way, no extra cost)."""
     frame = frame.reset_index(drop=True)
-    contrib = contributions(artifact, frame, base_risk)
+    risk, contrib = risk_and_contributions(artifact, frame, base_risk)
+    return risk, _reasons(frame, contrib, top_n, min_contribution), contrib
+
+
+def _reasons(frame: pd.DataFrame, contrib: pd.DataFrame, top_n: int, min_contribution: float) -> pd.DataFrame:
+    """Reason texts from contributions (zeroing those of groups `ELIGIBLE` rules out, in place)."""
     for group, rule in ELIGIBLE.items():
         if group in contrib:
             contrib[group] = contrib[group].where(rule(frame).to_numpy(dtype=bool), 0.0)
@@ -259,7 +334,7 @@ def explain(
                 rows = np.flatnonzero(keep & (chosen == group))
                 column[rows] = TEMPLATES[group](frame.iloc[rows]).to_numpy()
         reasons[f"reason_{k + 1}"] = column
-    return reasons, contrib
+    return reasons
 
 
 def reason_summary(contrib: pd.DataFrame) -> pd.DataFrame:

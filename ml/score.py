@@ -2,7 +2,9 @@
 
 `score(con)` writes `ml.churn_scores` (replaced each run: today's list) and appends to
 `ml.churn_scores_history` (one batch per as-of date and model version; re-scoring the same
-date with the same model replaces that batch, so reruns are idempotent).
+date with the same model replaces that batch, so reruns are idempotent). It also writes the
+drift of today's features and scores against the model's reference to `ml.churn_score_drift`
+(see `ml.drift`), from the features it already holds.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import pandas as pd
 
 from ml import clv
 from ml._threads import threads_for
+from ml.drift import drift_report, write_drift
 from ml.features import BG_NBD_SAMPLE, ORDERS_TABLE, build_features, latest_order_date, table_columns
-from ml.reasons import explain
+from ml.reasons import risk_and_explain
 from ml.registry import load_artifact
 
 SCORE_COLUMNS = {
@@ -112,8 +115,8 @@ def score(
     as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
     feats = build_features(con, as_of)
     with threads_for(len(feats)):
-        risk = artifact.predict_risk(feats)
-        reasons, _ = explain(artifact, feats, base_risk=risk)
+        # one pass over the trees gives the risk and, per driver group, the what-if risk
+        risk, reasons, _ = risk_and_explain(artifact, feats)
         values = clv_columns(con, as_of, feats["customer_id"], annual_discount_rate)
     scores = pd.DataFrame({
         "customer_id": feats["customer_id"].to_numpy(),
@@ -130,6 +133,13 @@ def score(
         "model_version": artifact.run_id,
     })
     write_scores(con, scores)
+    try:
+        # today's features are in memory now: measure drift here rather than rebuild them in the check
+        drift = drift_report(feats, risk, models_dir, run_id=artifact.run_id)
+    except FileNotFoundError:  # no reference sample stored with the model: the check reports it
+        drift = None
+    if drift is not None:
+        write_drift(con, drift, as_of, artifact.run_id)
     return scores
 
 

@@ -16,12 +16,13 @@ import pytest
 from churn_warehouse import create_tables, generated_warehouse, insert
 
 from ml.card import model_card
-from ml.drift import drift_from_warehouse, psi
+from ml.drift import drift_from_warehouse, drift_report, psi
 from ml.features import FEATURE_NAMES, build_features, build_labels, latest_order_date
-from ml.reasons import explain
+from ml.reasons import _reasons, explain, plain_contributions, risk_and_explain
 from ml.registry import current_run_id, load_artifact, model_runs
 from ml.score import SCORE_COLUMNS, RiskThresholds, score
 from ml.train import promotion_decision, train
+from ml.whatif import WhatIf
 
 CUSTOMERS = 4000
 CDNOW_SAMPLE = Path(__file__).parent / "fixtures" / "cdnow" / "CDNOW_sample.txt"
@@ -231,6 +232,37 @@ def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehou
     assert not reasons.loc[fresh].stack().str.startswith("no order for").any()
 
 
+def test_fast_reasons_are_the_plain_computation_bit_for_bit(trained, warehouse, monkeypatch):
+    """The leaf-level what-if (ml.whatif) gives exactly the risk, contributions and reasons of one
+    full prediction per group, on today's rows and on a past cut-off's."""
+    _, _, models = trained
+    artifact = load_artifact(models)
+    for day in (latest_order_date(warehouse), date(2025, 6, 30)):
+        feats = build_features(warehouse, day)
+        assert WhatIf.for_artifact(artifact, feats) is not None  # the fast path is the one taken
+        risk, reasons, contrib = risk_and_explain(artifact, feats)
+        expected_risk = artifact.predict_risk(feats)
+        assert np.array_equal(risk, expected_risk)
+        plain = plain_contributions(artifact, feats, expected_risk)
+        assert (plain.to_numpy() != 0).sum() > len(feats)  # many what-ifs do move the risk
+        expected_reasons = _reasons(feats, plain, 3, 0.005)
+        assert np.array_equal(contrib.to_numpy(), plain.to_numpy())
+        pd.testing.assert_frame_equal(reasons, expected_reasons)
+    # a model the fast path does not reproduce falls back to the plain computation
+    feats = build_features(warehouse, latest_order_date(warehouse)).iloc[:500]
+    monkeypatch.setattr(WhatIf, "raw", lambda self, leaves: np.zeros(leaves.shape[1]))
+    assert WhatIf.for_artifact(artifact, feats) is None
+    risk, reasons, contrib = risk_and_explain(artifact, feats)
+    assert np.array_equal(risk, artifact.predict_risk(feats))
+    assert np.array_equal(contrib.to_numpy(), _plain_eligible(artifact, feats, risk))
+
+
+def _plain_eligible(artifact, feats, risk) -> np.ndarray:
+    plain = plain_contributions(artifact, feats, risk)
+    _reasons(feats.reset_index(drop=True), plain, 3, 0.005)  # zeroes groups that cannot be worded
+    return plain.to_numpy()
+
+
 def test_orders_only_log_trains_and_scores(tmp_path):
     """The real CDNOW sample as a bare transaction log (customer, day, amount): orders only."""
     log = pd.read_csv(CDNOW_SAMPLE, sep=r"\s+", header=None, dtype={"date": str},
@@ -269,6 +301,23 @@ def test_psi_and_drift_check(trained, warehouse):
     assert set(result.report["name"]) >= {"days_since_last_order", "churn_probability"}
     assert result.report["psi"].ge(0).all()
     assert "max PSI" in result.describe()
+    # the check reads what scoring stored for this batch: the same as measuring it again
+    stored = warehouse.execute("select count(*) from ml.churn_score_drift").fetchone()[0]
+    assert stored == len(result.report)
+    feats = build_features(warehouse, latest_order_date(warehouse))
+    scores = warehouse.execute("select customer_id, churn_probability from ml.churn_scores").df()
+    merged = feats.merge(scores, on="customer_id")
+    fresh = drift_report(merged, merged["churn_probability"], models)
+    pd.testing.assert_frame_equal(result.report, fresh.report)
+    assert (result.max_psi, result.passed) == (fresh.max_psi, fresh.passed)
+    # another model promoted since scoring: the stored drift is not that model's, so it is measured again
+    warehouse.execute("update ml.churn_score_drift set psi = 99")
+    assert drift_from_warehouse(warehouse, models).max_psi == 99
+    warehouse.execute("update ml.churn_scores set model_version = 'older-model'")
+    try:
+        assert drift_from_warehouse(warehouse, models).max_psi < 99
+    finally:
+        score(warehouse, models_dir=models)
 
 
 def test_model_card_reports_window_metrics_and_drivers(trained, warehouse):
