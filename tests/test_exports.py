@@ -317,7 +317,7 @@ def test_export_folder_manifest_and_latest(con, tmp_path):
     assert result.path == base / "r1"
     assert read_latest(base) == "r1"
     assert sorted(p.relative_to(result.path).as_posix() for p in result.path.rglob("*") if p.is_file()) == [
-        ".snapshot.parquet", "diff/added.csv", "diff/changed.csv", "diff/removed.csv", "manifest.json",
+        ".snapshot.arrow", "diff/added.csv", "diff/changed.csv", "diff/removed.csv", "manifest.json",
         "winback-klaviyo.csv",
     ]
     m = json.loads((result.path / "manifest.json").read_text())
@@ -387,7 +387,28 @@ def test_diffs_across_three_runs(tmp_path):
     csv3 = export(con, "winback", "csv", out)[0]
     assert _ids(csv3.path / "diff" / "added.csv", "customer_id") == ["ok_freq_tx"]
     assert _ids(csv3.path / "diff" / "removed.csv", "customer_id") == ["new1"]
+    # A new run id, date and positions in the list are not changes of a customer.
+    assert _ids(csv3.path / "diff" / "changed.csv", "customer_id") == []
     con.close()
+
+
+def test_an_export_from_before_the_arrow_snapshot_still_diffs(con, tmp_path):
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    first = export(con, "winback", "hubspot", out)[0]
+    # As older versions wrote it: Parquet, without the row digest.
+    old = feather.read_table(first.path / ".snapshot.arrow").drop_columns(["__row"])
+    pq.write_table(old, first.path / ".snapshot.parquet")
+    (first.path / ".snapshot.arrow").unlink()
+    build_outreach_lists(con, run_id="r2")
+    second = export(con, "winback", "hubspot", out)[0]
+    # The columns differ (no digest), so every kept row counts as changed, none as added.
+    assert (second.previous_run_id, second.added, second.removed) == ("r1", 0, 0)
+    assert second.changed == second.rows == first.rows
+    third = export(con, "winback", "hubspot", out, run_id="r2")[0]
+    assert third.previous_run_id == "r1"
 
 
 def test_a_failed_export_leaves_the_previous_one_intact(con, tmp_path, monkeypatch):

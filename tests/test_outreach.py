@@ -491,6 +491,28 @@ def test_as_of_defaults_to_the_scores_date_and_can_be_overridden(con):
     assert listed(con, "later").get("s_freq") == "winback"
 
 
+def test_scores_for_an_earlier_date_come_from_the_history(con):
+    # The history holds every batch: an older one where "win" was medium risk, and the current one.
+    con.execute("CREATE TABLE ml.churn_scores_history AS SELECT * FROM ml.churn_scores")
+    con.execute(f"""INSERT INTO ml.churn_scores_history
+        SELECT * REPLACE (DATE '{AS_OF - timedelta(days=30)}' AS as_of_date, scored_at - INTERVAL 30 DAY
+                          AS scored_at, 'medium' AS risk_tier)
+        FROM ml.churn_scores WHERE customer_id = 'win'""")
+
+    def tier(as_of):
+        create_candidates_view(con, as_of)
+        return con.execute("SELECT risk_tier FROM outreach_candidates WHERE customer_id = 'win'").fetchone()[0]
+
+    assert tier(None) == tier(AS_OF) == tier(AS_OF + timedelta(days=5)) == "high"
+    assert tier(AS_OF - timedelta(days=10)) == "medium"
+    assert tier(AS_OF - timedelta(days=40)) is None
+    # A later batch in the history (after re-scoring an older date) wins over the current table.
+    con.execute(f"""INSERT INTO ml.churn_scores_history
+        SELECT * REPLACE (DATE '{AS_OF + timedelta(days=3)}' AS as_of_date, 'low' AS risk_tier)
+        FROM ml.churn_scores WHERE customer_id = 'win'""")
+    assert tier(AS_OF + timedelta(days=5)) == "low" and tier(AS_OF) == "high"
+
+
 def test_as_of_falls_back_to_the_latest_order_without_scores(tmp_path):
     w = World()
     w.customer("a")

@@ -11,7 +11,7 @@ Layout, per play and format, under the output folder (default `RETAIN_EXPORTS`):
             diff/removed.csv        customers no longer in the list (their previous row)
             manifest.json           run, play, format, row counts, sha256 per file, columns,
                                     generated_at, source freshness, diff counts
-            .snapshot.parquet       rows keyed by customer_id, for the next diff (internal:
+            .snapshot.arrow         rows keyed by customer_id, for the next diff (internal:
                                     not for upload)
 
 An export is written into a hidden temporary folder next to its final place and renamed when
@@ -34,13 +34,17 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from pipelines.outreach.formats import (
@@ -49,6 +53,7 @@ from pipelines.outreach.formats import (
     STILL_CONTACTABLE_SQL,
     ExportFormat,
     get_format,
+    prepared_columns_sql,
     rows_sql,
 )
 from pipelines.outreach.lists import latest_run_id
@@ -57,13 +62,17 @@ from pipelines.outreach.normalize import install_macros
 log = logging.getLogger("retain.outreach")
 
 MANIFEST = "manifest.json"
-SNAPSHOT = ".snapshot.parquet"
+#: The rows of an export for the next diff: Arrow IPC (LZ4), read in milliseconds. Exports
+#: written before it existed have `.snapshot.parquet`, still read.
+SNAPSHOT = ".snapshot.arrow"
+LEGACY_SNAPSHOT = ".snapshot.parquet"
 LATEST = "LATEST"
 DIFF_DIR = "diff"
 DIFF_KINDS = ("added", "changed", "removed")
-DEFAULT_KEEP = 30
+#: Export folders kept per play and format: a week of daily runs (they hold personal data).
+DEFAULT_KEEP = 7
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_INTERNAL = ("__key", "__rank")
+_INTERNAL = ("__key", "__rank", "__row")
 
 
 class ExportError(ValueError):
@@ -152,43 +161,59 @@ def _check_supported(fmt: ExportFormat, meta: dict) -> None:
 SOURCE_TABLE = "_retain_export_source"
 
 
-def prepare_source(con: duckdb.DuckDBPyConnection, run_id: str, play: str | None = None) -> None:
+def prepare_source(
+    con: duckdb.DuckDBPyConnection, run_id: str, play: str | None = None, formats: Iterable[str] = FORMATS
+) -> None:
     """Temp table `_retain_export_source`: a run's list (one play, or all) with normalised contacts.
 
-    Computed once per `export()` call and shared by every format, so each address is
-    validated and normalised once. Rows of customers who can no longer be contacted are
-    left out here (see `STILL_CONTACTABLE_SQL`).
+    Computed once per `export()` call and shared by every format: each address is validated
+    and normalised once, and every distinct column value of `formats` (hashes, CSV-safe
+    names, …) is computed once, in one parallel pass (see `prepared_columns_sql`). Rows of
+    customers who can no longer be contacted are left out here (see `STILL_CONTACTABLE_SQL`).
     """
     install_macros(con)
+    values = prepared_columns_sql(get_format(f) for f in formats)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {SOURCE_TABLE} AS "
-        f"SELECT * FROM ({EXPORT_SOURCE_SQL}) WHERE {STILL_CONTACTABLE_SQL}",
+        f"SELECT *{', ' + values if values else ''} FROM ({EXPORT_SOURCE_SQL}) WHERE {STILL_CONTACTABLE_SQL} "
+        "ORDER BY play, rank, customer_id",
         {"run_id": run_id, "play": play},
     )
 
 
+def _listed_counts(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    rows = con.execute(
+        "SELECT play, count(*) FROM exports.outreach_lists WHERE run_id = ? GROUP BY play", [run_id]
+    ).fetchall()
+    return {p: int(n) for p, n in rows}
+
+
 def export_table(
-    con: duckdb.DuckDBPyConnection, play: str, fmt: str, run_id: str | None = None, prepared: bool = False
+    con: duckdb.DuckDBPyConnection,
+    play: str,
+    fmt: str,
+    run_id: str | None = None,
+    prepared: bool = False,
+    run: dict | None = None,
+    listed: dict[str, int] | None = None,
 ) -> tuple[pa.Table, dict]:
     """The rows of one play in one format as an Arrow table (with internal `__key`, `__rank`).
 
     Returns the table and a dict with the run, play, format and the number of list rows left
     out because the customer can no longer be contacted. `prepared=True` reuses the source
-    table `prepare_source` made for this run.
+    table `prepare_source` made for this run (with this format's values); `run` and `listed`
+    (list rows per play) save a query each when many formats are exported.
     """
     f = get_format(fmt)
-    run = run_info(con, run_id)
+    run = run if run is not None else run_info(con, run_id)
     meta = _play_meta(run, play)
     _check_supported(f, meta)
     if not prepared:
-        prepare_source(con, run["run_id"], play)
-    params = {"run_id": run["run_id"], "play": play}
-    sql = f"WITH export_source AS (SELECT * FROM {SOURCE_TABLE} WHERE play = $play)" + rows_sql(f)
+        prepare_source(con, run["run_id"], play, [f.name])
+    sql = f"WITH export_source AS (SELECT * FROM {SOURCE_TABLE} WHERE play = $play)" + rows_sql(f, prepared=True)
     table = con.sql(sql, params={"play": play}).to_arrow_table()
-    listed = con.sql(
-        "SELECT count(*) FROM exports.outreach_lists WHERE run_id = $run_id AND play = $play", params=params
-    ).fetchall()[0][0]
-    dropped = int(listed) - table.num_rows
+    listed = listed if listed is not None else _listed_counts(con, run["run_id"])
+    dropped = int(listed.get(play, 0)) - table.num_rows
     if dropped:
         log.warning(
             "%s/%s run %s: %d listed customer(s) left out of the file: consent, address or erasure "
@@ -255,10 +280,25 @@ def diff_tables(previous: pa.Table | None, current: pa.Table) -> dict[str, pa.Ta
 
     `changed` holds the new rows; `removed` the previous ones (so a tool can delete them by
     their identifiers). If the columns differ (the format changed), every kept key is `changed`.
+    Rows from `export_table` carry `__row`, the MD5 of the values that count (the format's
+    `diff_ignores` do not), and are compared by it; other tables are compared value by value.
     """
     empty = current.slice(0, 0)
     if previous is None:
         return {"added": current, "changed": empty, "removed": empty}
+    if "__row" in current.column_names and previous.schema.equals(current.schema):
+        # Same columns, and each row carries the MD5 of its values: three hash-set lookups.
+        prev_keys, cur_keys = previous["__key"], current["__key"]
+        added = pc.invert(pc.is_in(cur_keys, value_set=prev_keys))
+        new_or_changed = pc.invert(pc.is_in(
+            pc.binary_join_element_wise(cur_keys, current["__row"], "\x1f"),
+            value_set=pc.binary_join_element_wise(prev_keys, previous["__row"], "\x1f"),
+        ))
+        return {
+            "added": current.filter(added),
+            "changed": current.filter(pc.and_(new_or_changed, pc.invert(added))),
+            "removed": previous.filter(pc.invert(pc.is_in(prev_keys, value_set=cur_keys))),
+        }
     db = duckdb.connect(":memory:")
     try:
         db.register("cur", current)
@@ -361,10 +401,12 @@ def _previous(base: Path, run_id: str) -> tuple[str | None, pa.Table | None]:
     if not prev_id:
         return None, None
     snap = base / prev_id / SNAPSHOT
+    if not snap.exists() and (base / prev_id / LEGACY_SNAPSHOT).exists():
+        return prev_id, pq.read_table(base / prev_id / LEGACY_SNAPSHOT)
     if not snap.exists():
         log.warning("previous export %s has no snapshot: every row counts as added", base / prev_id)
         return prev_id, None
-    return prev_id, pq.read_table(snap)
+    return prev_id, feather.read_table(snap)
 
 
 def _iso(value: object) -> str | None:
@@ -387,7 +429,19 @@ def export_one(
 ) -> ExportResult:
     """Export one play in one format to `<out_dir>/<play>/<fmt>/<run_id>/` (see the module doc)."""
     table, ctx = export_table(con, play, fmt, run_id, prepared=prepared)
+    return _write_export(table, ctx, out_dir, max_rows, keep)
+
+
+def _write_export(
+    table: pa.Table, ctx: dict, out_dir: Path | str, max_rows: int | None, keep: int | None
+) -> ExportResult:
+    """Write one play × format export (files, diffs, snapshot, manifest, LATEST) from its rows.
+
+    Touches only `<out_dir>/<play>/<format>/` and no DuckDB connection of the caller, so
+    `export()` runs several in threads.
+    """
     run, f = ctx["run"], ctx["format"]
+    play, fmt = ctx["play"]["name"], f.name
     rid = run["run_id"]
     if not _RUN_ID_RE.fullmatch(rid):
         raise ExportError(f"run id {rid!r} cannot name a folder")
@@ -415,7 +469,7 @@ def export_one(
                     "name": f"{DIFF_DIR}/{name}", "kind": kind, "rows": n, "bytes": len(data),
                     "sha256": _write_file(tmp / DIFF_DIR / name, data),
                 })
-        pq.write_table(table, tmp / SNAPSHOT)
+        feather.write_feather(table, tmp / SNAPSHOT, compression="lz4")
         manifest = {
             "retain_export": 1,
             "run_id": rid,
@@ -479,6 +533,11 @@ def export_one(
     return result
 
 
+def _workers() -> int:
+    # Writing is CSV rendering, SHA-256, Parquet and fsync: C code that releases the GIL.
+    return max(2, min(4, os.cpu_count() or 2))
+
+
 def export(
     con: duckdb.DuckDBPyConnection,
     play: str,
@@ -493,24 +552,46 @@ def export(
     With `all`, combinations a format cannot carry (support_queue plays in marketing formats,
     SMS plays in Mailchimp) come back as results with `skipped` set; asked for by name they
     raise `ExportError`.
+
+    Every value of every format is computed in one DuckDB pass over the run's list
+    (`prepare_source`); each file is then a projection of it. The files of a play are written
+    in threads while the next play's rows are read.
     """
     run = run_info(con, run_id)
+    rid = run["run_id"]
     metas = run["plays"] if play == "all" else [_play_meta(run, play)]
     fmts = list(FORMATS) if fmt == "all" else [get_format(fmt).name]
-    results = []
-    prepare_source(con, run["run_id"], None if play == "all" else play)
+    results: list[ExportResult | None] = []
+    jobs: list[tuple[int, dict, str]] = []
     for meta in metas:
         for name in fmts:
             if not supports(name, meta["channel"]):
                 if play != "all" and fmt != "all":
                     _check_supported(get_format(name), meta)
                 results.append(ExportResult(
-                    play=meta["name"], format=name, run_id=run["run_id"],
+                    play=meta["name"], format=name, run_id=rid,
                     skipped=f"{name} does not carry {meta['channel']} plays",
                 ))
-                continue
-            results.append(
-                export_one(con, meta["name"], name, out_dir, run["run_id"], max_rows, keep, prepared=True)
-            )
-    con.execute(f"DROP TABLE IF EXISTS {SOURCE_TABLE}")
-    return results
+            else:
+                jobs.append((len(results), meta, name))
+                results.append(None)
+    prepare_source(con, rid, None if play == "all" else play, sorted({name for _, _, name in jobs}))
+    listed = _listed_counts(con, rid)
+    try:
+        with ThreadPoolExecutor(_workers(), thread_name_prefix="retain-export") as pool:
+            pending: list[tuple[int, Future]] = []
+            for meta in metas:
+                mine = []
+                for i, m, name in jobs:
+                    if m is meta:
+                        table, ctx = export_table(con, m["name"], name, rid, prepared=True, run=run, listed=listed)
+                        mine.append((i, pool.submit(_write_export, table, ctx, out_dir, max_rows, keep)))
+                # At most two plays' rows in memory: wait for the previous play's files.
+                for i, fut in pending:
+                    results[i] = fut.result()
+                pending = mine
+            for i, fut in pending:
+                results[i] = fut.result()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {SOURCE_TABLE}")
+    return [r for r in results if r is not None]

@@ -20,6 +20,8 @@ contacts the customer about their complaint, which needs no marketing consent).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Columns of `export_source`: the list row, the customer's current contact details (validated
@@ -81,6 +83,9 @@ class ExportFormat:
     identifiers: tuple[str, ...] = ()
     #: Start the file with a UTF-8 byte order mark (for files people open in Excel).
     bom: bool = False
+    #: Columns that describe the run, not the customer: a row whose other values are the same
+    #: as in the previous export is not `changed` when only these differ.
+    diff_ignores: tuple[str, ...] = ()
 
     @property
     def headers(self) -> list[str]:
@@ -108,6 +113,8 @@ CSV = ExportFormat(
     title="CSV (every list column)",
     channels=("email", "sms", "support_queue"),
     bom=True,
+    # The run's id and date, and the position in the list (one newcomer moves everyone below).
+    diff_ignores=("run_id", "rank", "as_of_date", "created_at"),
     columns=(
         Column("run_id", "run_id"),
         Column("play", "play"),
@@ -250,14 +257,40 @@ def _column_sql(col: Column) -> str:
     raise ValueError(f"unknown column kind {col.kind!r}")
 
 
-def rows_sql(fmt: ExportFormat) -> str:
-    """SELECT over `export_source` (a CTE) giving `__key` plus the format's columns, in list order."""
-    cols = ",\n       ".join(f'{_column_sql(c)} AS "{c.header}"' for c in fmt.columns)
+def value_column(col: Column) -> str:
+    """The name under which `prepared_columns_sql` computes a column's value (same SQL, same name)."""
+    return "__v_" + hashlib.sha256(_column_sql(col).encode()).hexdigest()[:16]
+
+
+def prepared_columns_sql(formats: Iterable[ExportFormat]) -> str:
+    """`<expr> AS __v_…` for every distinct column expression of `formats`, to add to `export_source`.
+
+    Formats share most values (the names in five formats, the consent-checked email in six):
+    computed once here, each format's file is then a projection (`rows_sql(fmt, prepared=True)`).
+    """
+    seen: dict[str, str] = {}
+    for fmt in formats:
+        for col in fmt.columns:
+            seen.setdefault(value_column(col), _column_sql(col))
+    return ",\n       ".join(f"{expr} AS {name}" for name, expr in seen.items())
+
+
+def rows_sql(fmt: ExportFormat, prepared: bool = False) -> str:
+    """SELECT over `export_source` (a CTE): `__key`, `__rank`, the format's columns and `__row`, in list order.
+
+    `__row` is the MD5 of the row's values (as JSON) except `diff_ignores`, so the next export
+    finds changed rows by comparing one value per customer. `prepared=True` reads the values `prepared_columns_sql`
+    added to `export_source` instead of computing them.
+    """
+    cols = ",\n       ".join(
+        f'{value_column(c) if prepared else _column_sql(c)} AS "{c.header}"' for c in fmt.columns
+    )
     where = ""
     if fmt.identifiers:
         where = "WHERE " + " OR ".join(f'"{h}" IS NOT NULL' for h in fmt.identifiers)
+    values = ", ".join(f'CAST("{c.header}" AS VARCHAR)' for c in fmt.columns if c.header not in fmt.diff_ignores)
     return f"""
-SELECT * FROM (
+SELECT *, md5(to_json([{values}])) AS __row FROM (
     SELECT customer_id AS __key, rank AS __rank,
            {cols}
     FROM export_source

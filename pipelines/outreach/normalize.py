@@ -27,7 +27,6 @@ suppresses the customer for SMS with reason `invalid_address`. Countries missing
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from functools import lru_cache
 
@@ -87,7 +86,6 @@ def macro_sql() -> list[str]:
     codes = _map_literal({k: v[0] for k, v in CALLING_CODES.items()})
     trunks = _map_literal({k: v[1] for k, v in CALLING_CODES.items() if v[1]})
     aliases = _map_literal(COUNTRY_ALIASES)
-    inj = "".join(re.escape(c) if c not in "\t\r" else {"\t": r"\t", "\r": r"\r"}[c] for c in INJECTION_PREFIXES)
     # DuckDB macros are substituted textually, so a parameter used three times is computed
     # three times. `list_transform([expr], lambda v: ...)[1]` binds an expensive argument
     # once (a "let"), which keeps the E.164 and hashing macros cheap on millions of rows.
@@ -140,9 +138,11 @@ def macro_sql() -> list[str]:
             list_transform([regexp_replace(lower(trim(z)), '[\s\-]', '', 'g')], lambda _z:
                 CASE WHEN retain_country(c) = 'US' THEN left(_z, 5) ELSE _z END)[1])""",
         # OWASP CSV injection: prefix a quote to text cells that a spreadsheet would evaluate.
+        # (A lookup of the first character: a regular expression per cell costs seconds at 1M rows.)
         f"""CREATE OR REPLACE TEMP MACRO retain_csv_safe(v) AS (
             list_transform([v], lambda _c:
-                CASE WHEN regexp_matches(_c, '^[{inj}]') THEN '''' || _c ELSE _c END)[1])""",
+                CASE WHEN _c <> '' AND contains({_sql_str(INJECTION_PREFIXES)}, left(_c, 1))
+                     THEN '''' || _c ELSE _c END)[1])""",
     ]
 
 
