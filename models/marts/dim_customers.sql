@@ -30,9 +30,10 @@ reviews as (
 
 ),
 
-messages as (
+-- one row per customer with a message (not every message: that table is 20 times larger)
+customer_messages as (
 
-    select * from {{ ref('int_messages_funnel') }}
+    select * from {{ ref('int_customer_messages') }}
 
 ),
 
@@ -42,20 +43,22 @@ reporting_window as (
 
 ),
 
--- every customer any source knows: a plain transaction log has orders but no customer file
+-- every customer any source knows: a plain transaction log has orders but no customer file.
+-- Reads the tables again rather than the CTEs above: DuckDB materialises a CTE used twice,
+-- which would copy a million customers and every order before the first join.
 customer_ids as (
 
-    select customer_id from customers
+    select customer_id from {{ ref('stg_shop__customers') }}
     union
-    select customer_id from orders
+    select customer_id from {{ ref('fct_orders') }}
     union
-    select customer_id from tickets
+    select customer_id from {{ ref('fct_support_tickets') }}
     union
-    select customer_id from survey_responses
+    select customer_id from {{ ref('int_survey_responses_banded') }}
     union
-    select customer_id from reviews
+    select customer_id from {{ ref('stg_reviews__reviews') }}
     union
-    select customer_id from messages
+    select customer_id from {{ ref('int_customer_messages') }}
 
 ),
 
@@ -112,10 +115,8 @@ message_summary as (
 
     select
         customer_id,
-        max(sent_at) as last_message_at
-    from messages
-    where is_outbound
-    group by customer_id
+        last_outbound_message_at as last_message_at
+    from customer_messages
 
 ),
 

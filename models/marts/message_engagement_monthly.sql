@@ -29,18 +29,24 @@ messages as (
 
     changed_months as (
 
+        {#- reads the view again rather than the CTE `messages`: DuckDB materialises a CTE
+            used twice, which would copy every outbound message -#}
         {% if is_incremental() %}
-            select distinct messages.sent_month
-            from messages
-            where {{ is_newer_than_this('messages._loaded_at', '_source_loaded_at') }}
+            select distinct new_messages.sent_month
+            from {{ ref('int_messages_funnel') }} as new_messages
+            where
+                new_messages.is_outbound
+                and {{ is_newer_than_this('new_messages._loaded_at', '_source_loaded_at') }}
         {% endif %}
         {% if is_incremental() and is_backfill() %}
             union
         {% endif %}
         {% if is_backfill() %}
-            select distinct messages.sent_month
-            from messages
-            where {{ in_backfill_range('messages.sent_month', grain='month') }}
+            select distinct range_messages.sent_month
+            from {{ ref('int_messages_funnel') }} as range_messages
+            where
+                range_messages.is_outbound
+                and {{ in_backfill_range('range_messages.sent_month', grain='month') }}
         {% endif %}
 
     ),

@@ -6,9 +6,10 @@ orders as (
 
 ),
 
-messages as (
+-- which kinds of outbound message were sent about each order
+order_message_types as (
 
-    select * from {{ ref('int_messages_funnel') }}
+    select * from {{ ref('int_order_message_types') }}
 
 ),
 
@@ -40,17 +41,6 @@ totals as (
         count(*) as orders,
         count(case when is_repurchased_90d then 1 end) as repurchased_90d
     from observable_orders
-
-),
-
--- which kinds of outbound message were sent about each order
-order_message_types as (
-
-    select distinct
-        order_id,
-        message_type
-    from messages
-    where is_outbound and order_id is not null
 
 ),
 

@@ -1,8 +1,28 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='customer_id',
+        on_schema_change='sync_all_columns',
+        full_refresh=(true if is_backfill() else none),
+    )
+}}
+
+{#
+    Incremental like stg_shop__orders: a run reads only loads newer than the newest one kept
+    here and lets the kept version of those customers compete with them. A backfill (vars
+    backfill_start/backfill_end) rebuilds the whole table from every load: customers have no
+    event date to bound a range by, and a rebuild is what follows corrections made in place.
+#}
+
 with
 
 source as (
 
     select * from {{ source('shop', 'customers') }}
+    {% if is_incremental() %}
+        -- only loads newer than the newest one already kept here
+        where {{ is_newer_than_this('_load_id') }}
+    {% endif %}
 
 ),
 
@@ -30,12 +50,43 @@ renamed as (
 
 ),
 
+candidates as (
+
+    select * from renamed
+    {% if is_incremental() %}
+        -- a newer load can carry an older version (lower updated_at) of a customer kept
+        -- here: let the kept version compete so the latest updated_at still wins
+        union all
+        select
+            customer_id,
+            email,
+            phone,
+            first_name,
+            last_name,
+            country,
+            postal_code,
+            created_at,
+            email_marketing_consent,
+            sms_marketing_consent,
+            is_test_account,
+            erasure_requested_at,
+            updated_at,
+            _load_id,
+            _loaded_at,
+            _source_file,
+            _source_row
+        from {{ this }}
+        where customer_id in (select renamed.customer_id from renamed)
+    {% endif %}
+
+),
+
 versioned as (
 
     select
         *,
         {{ latest_version_rank('customer_id', 'updated_at') }} as version_rank
-    from renamed
+    from candidates
 
 ),
 
@@ -58,7 +109,9 @@ final as (
         _load_id,
         _loaded_at,
         _source_file,
-        _source_row
+        _source_row,
+        -- every row this run writes, the kept version included, carries this run's time
+        {{ invocation_timestamp() }} as _built_at
     from versioned
     where version_rank = 1
 

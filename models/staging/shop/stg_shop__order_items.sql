@@ -1,8 +1,28 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['order_id', 'line_number'],
+        on_schema_change='sync_all_columns',
+        full_refresh=(true if is_backfill() else none),
+    )
+}}
+
+{#
+    Incremental like stg_messaging__messages: a run reads only loads newer than the newest
+    one kept here; order lines have no updated_at, so a newer load always wins over the
+    version kept here. A backfill (vars backfill_start/backfill_end) rebuilds the whole
+    table from every load (lines have no date of their own).
+#}
+
 with
 
 source as (
 
     select * from {{ source('shop', 'order_items') }}
+    {% if is_incremental() %}
+        -- only loads newer than the newest one already kept here
+        where {{ is_newer_than_this('_load_id') }}
+    {% endif %}
 
 ),
 
@@ -48,7 +68,8 @@ final as (
         _load_id,
         _loaded_at,
         _source_file,
-        _source_row
+        _source_row,
+        {{ invocation_timestamp() }} as _built_at
     from versioned
     where version_rank = 1
 

@@ -117,7 +117,8 @@ final as (
         _loaded_at,
         _source_file,
         _source_row,
-        _built_at
+        -- every row this run writes, the kept version included, carries this run's time
+        {{ invocation_timestamp() }} as _built_at
     from versioned
     where
         version_rank = 1

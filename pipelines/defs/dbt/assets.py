@@ -8,12 +8,17 @@
   blocking check, and a failed `dbt build` fails the step, so the churn model and the exports
   downstream do not run on data that broke a test. `warn` tests report without blocking.
 - The step runs in the `duckdb_writer` pool: one writer on the warehouse at a time.
+- The daily job (`daily_job`: schedule and landing sensor) leaves the unit tests out (they
+  check model logic on fixed rows, not the data; CI and every other job run them) and scopes
+  the data tests of incremental models to the rows the run wrote (`macros/test_scope.sql`).
+  Every other job, and a full refresh, tests everything.
 """
 
 
 import json
+import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import yaml
@@ -26,6 +31,13 @@ LAYERS = ("staging", "intermediate", "marts")
 
 #: Name of the op that runs `dbt build`.
 DBT_OP_NAME = "retain_dbt_models"
+
+#: Jobs whose dbt step tests only what the run can break (see `DbtBuildConfig.test_scope`).
+RUN_SCOPED_TEST_JOBS = frozenset({"daily_job"})
+
+#: Environment variable `macros/test_scope.sql` reads: `run` scopes the data tests of
+#: incremental models to the rows this run wrote, `all` tests every row.
+TEST_SCOPE_ENV = "RETAIN_DBT_TEST_SCOPE"
 
 
 class RetainDbtTranslator(DagsterDbtTranslator):
@@ -57,6 +69,18 @@ class DbtBuildConfig(dg.Config):
     # ends included), leave other periods alone (dbt vars, see macros/backfill.sql).
     backfill_start: str | None = None
     backfill_end: str | None = None
+    # What the data tests read. `all`: every row, plus the unit tests. `run`: on incremental
+    # models only the rows this run wrote (a full refresh writes them all), no unit tests.
+    # `auto`: `run` in the daily job (RUN_SCOPED_TEST_JOBS) unless it is a full refresh or a
+    # backfill, else `all`.
+    test_scope: Literal["auto", "run", "all"] = "auto"
+
+    def resolved_test_scope(self, job_name: str | None) -> str:
+        """`run` or `all` for a run of `job_name` (see `test_scope`)."""
+        if self.test_scope != "auto":
+            return self.test_scope
+        special = self.full_refresh or self.backfill_start or self.backfill_end
+        return "run" if job_name in RUN_SCOPED_TEST_JOBS and not special else "all"
 
     def dbt_vars(self) -> dict[str, str]:
         """The dbt vars this configuration sets (empty when it sets none)."""
@@ -80,9 +104,15 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
     if dbt_vars := config.dbt_vars():
         args = _with_vars(args, dbt_vars)
-    if config.backfill_start or config.backfill_end:
-        # unit tests check model logic on fixed rows; the backfill vars would apply to them too
+    scope = config.resolved_test_scope(context.job_name)
+    # read by macros/test_scope.sql when dbt executes (set every time: the process may run other jobs)
+    os.environ[TEST_SCOPE_ENV] = scope
+    if config.backfill_start or config.backfill_end or scope == "run":
+        # unit tests check model logic on fixed rows: CI and full runs run them; in a backfill
+        # the backfill vars would apply to their rows too
         args += ["--exclude-resource-type", "unit_test"]
+    rows = "rows written by this run" if scope == "run" else "all rows"
+    context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
     yield from dbt.cli(args, context=context).stream()
 
 
