@@ -295,6 +295,43 @@ def _assert_close(actual, expected, what):
         assert abs(float(actual) - float(expected)) < 1e-9, f"{what}: {actual} != {expected}"
 
 
+def test_daily_scope_tests_only_the_rows_this_run_wrote(built, tmp_path):
+    """RETAIN_DBT_TEST_SCOPE=run (daily_job): tests of incremental models read this run's rows only."""
+    names = [
+        "unique_stg_messaging__messages_message_id",  # the incremental model's unique_key: scoped
+        "relationships_fct_orders_customer_id__customer_id__ref_dim_customers_",  # row level: scoped
+        "unique_dim_customers_customer_id",  # a table model: always every row
+    ]
+    compiled = {}
+    for scope in ("run", "all"):
+        env = {**_dbt_env(built.warehouse), "RETAIN_DBT_TEST_SCOPE": scope}
+        work = tmp_path / scope
+        result = subprocess.run(
+            [DBT, "compile", "--select", *names, "--target-path", str(work / "target"), "--log-path", str(work)],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )
+        assert result.returncode == 0, result.stdout[-4000:]
+        nodes = json.loads((work / "target" / "manifest.json").read_text())["nodes"].values()
+        compiled[scope] = {n["name"]: n.get("compiled_code") or "" for n in nodes if n["name"] in names}
+        assert set(compiled[scope]) == set(names)
+    assert "_built_at = cast(" in compiled["run"][names[0]]
+    assert "_built_at = cast(" in compiled["run"][names[1]]
+    assert "_built_at" not in compiled["run"][names[2]]
+    assert not any("_built_at" in sql for sql in compiled["all"].values())
+
+
+def test_only_the_daily_job_scopes_its_tests():
+    from pipelines.defs.dbt import DbtBuildConfig
+
+    assert DbtBuildConfig().resolved_test_scope("daily_job") == "run"
+    assert DbtBuildConfig().resolved_test_scope("full_job") == "all"
+    assert DbtBuildConfig(full_refresh=True).resolved_test_scope("daily_job") == "all"
+    assert DbtBuildConfig(backfill_start="2024-03-01", backfill_end="2024-03-31").resolved_test_scope(
+        "daily_job"
+    ) == "all"
+    assert DbtBuildConfig(test_scope="run").resolved_test_scope("full_job") == "run"
+
+
 def test_monthly_order_kpis_match_raw(built):
     with built.connect() as con:
         expected = con.execute(f"""
