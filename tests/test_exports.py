@@ -512,3 +512,14 @@ def test_dagster_assets_build_lists_and_export_every_format(tmp_path, monkeypatc
     assert read_latest(s.exports / "service_recovery" / "csv") is not None
     assert not (s.exports / "service_recovery" / "hubspot").exists()
 
+    # The check re-hashes every latest file: a changed or missing file fails it.
+    from pipelines.defs.outreach.assets import crm_exports_check
+
+    base = s.exports / "winback" / "hubspot"
+    target = base / read_latest(base) / "winback-hubspot.csv"
+    target.write_bytes(target.read_bytes() + b"tampered\n")
+    result = crm_exports_check()
+    assert not result.passed
+    assert any("does not match its sha256" in p for p in result.metadata["problems"].value)
+    target.unlink()
+    assert any("is missing" in p for p in crm_exports_check().metadata["problems"].value)

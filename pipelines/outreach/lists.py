@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.outreach.candidates import VIEW_NAME, create_candidates_view
+from pipelines.outreach.candidates import CANDIDATE_COLUMNS, VIEW_NAME, create_candidates_view
 from pipelines.outreach.normalize import mask_email, mask_phone
 from pipelines.outreach.playbook import Playbook, PlaybookError, load_playbook, rule_problems
 
@@ -137,6 +138,21 @@ def _plays_values(pb: Playbook) -> str:
     )
 
 
+#: Candidate columns read by the suppression flags, the list rows and the run's statistics.
+_ALWAYS_NEEDED = (
+    "customer_id", "risk_tier", "churn_probability", "clv_12m", "reason_1", "reason_2", "reason_3",
+    "model_version", "scored_at", "email_marketing_consent", "sms_marketing_consent", "email_unsubscribed_via_message",
+    "sms_unsubscribed_via_message", "has_valid_email", "has_valid_phone", "erasure_requested", "is_test_account",
+    "has_open_ticket", "days_since_last_marketing_message",
+)
+
+
+def _needed_columns(pb: Playbook) -> list[str]:
+    """The candidate columns a run reads: the fixed ones plus every column name a rule mentions."""
+    words = {w.lower() for p in pb.plays for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.rule)}
+    return [c.name for c in CANDIDATE_COLUMNS if c.name in _ALWAYS_NEEDED or c.name in words]
+
+
 def _check_rule_types(con: duckdb.DuckDBPyConnection, pb: Playbook) -> None:
     """Compile every rule against the real columns at once (a mart type can differ from the docs)."""
     select = ", ".join(f"({p.rule}) AS rule_{p.priority}" for p in pb.plays)
@@ -207,7 +223,9 @@ def build_outreach_lists(
     run_id = run_id or new_run_id()
     as_of = create_candidates_view(con, as_of, pb.marketing_message_types)
     # Computed once: the rules, the suppression flags and the run's statistics all read it.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS SELECT * FROM {VIEW_NAME}")
+    # Only the columns they use are kept (DuckDB then skips computing the others).
+    columns = ", ".join(_needed_columns(pb))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS SELECT {columns} FROM {VIEW_NAME}")
     _check_rule_types(con, pb)
     _assign(con, pb)
     created_at = datetime.now(UTC).replace(tzinfo=None)
