@@ -24,14 +24,19 @@ or a scikit-learn release computes it differently.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ml.registry import ModelArtifact
 
 #: rows checked against the model's own prediction before the fast path is used
 SELF_CHECK_ROWS = 2_000
+#: tree walks over fewer rows run on one thread: starting an OpenMP team costs more than it
+#: saves there, and on a busy machine each start can take milliseconds (measured: 17 ms a call)
+PARALLEL_ROWS = 100_000
 
 
 class WhatIf:
@@ -78,10 +83,11 @@ class WhatIf:
             what_if = cls(artifact)
             if frame is not None and len(frame):
                 sample = frame.iloc[: SELF_CHECK_ROWS]
-                binned = what_if.bin(artifact.transform(sample))
-                fast = what_if.risk(what_if.raw(what_if.leaves(binned)))
-                if not np.array_equal(fast, artifact.predict_risk(sample)):
-                    return None
+                with threadpool_limits(1):
+                    binned = what_if.bin(artifact.transform(sample))
+                    fast = what_if.risk(what_if.raw(what_if.leaves(binned)))
+                    if not np.array_equal(fast, artifact.predict_risk(sample)):
+                        return None
             return what_if
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):
             return None
@@ -91,6 +97,9 @@ class WhatIf:
         nodes = nodes.copy()
         nodes["value"] = np.arange(len(nodes), dtype=float)
         return self._make(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets)
+
+    def _threads(self, n_rows: int) -> int:
+        return self._n_threads() if n_rows >= PARALLEL_ROWS else 1
 
     def column(self, name: str) -> int:
         """Index of a model input column in the binned matrix."""
@@ -106,9 +115,21 @@ class WhatIf:
     def leaves(self, binned: np.ndarray) -> np.ndarray:
         """(n_trees, n_rows) index of the leaf each row reaches in each tree."""
         out = np.empty((len(self._trees), len(binned)), dtype=self._leaf_dtype)
-        n_threads = self._n_threads()
-        for t, tree in enumerate(self._leaf_trees):
-            out[t] = tree.predict_binned(binned, self._missing_bin, n_threads)
+        workers = self._threads(len(binned))
+
+        def block(start: int, stop: int) -> None:
+            part = binned[start:stop]
+            for t, tree in enumerate(self._leaf_trees):
+                out[t, start:stop] = tree.predict_binned(part, self._missing_bin, 1)
+
+        # one block of rows per thread (the walks release the GIL), rather than an OpenMP team
+        # per tree: on a busy machine each team start waits for a free core (measured 2x slower)
+        edges = np.linspace(0, len(binned), workers + 1).astype(int)
+        if workers == 1:
+            block(0, len(binned))
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(block, edges[:-1], edges[1:]))
         return out
 
     def raw(self, leaves: np.ndarray) -> np.ndarray:
@@ -135,12 +156,13 @@ class WhatIf:
         return bin_value <= node["bin_threshold"]
 
     def _pruned(self, t: int, columns: set[int], ref_bins: np.ndarray):
-        """Tree `t` with the columns fixed at their reference bins, and which leaves that moves.
+        """Tree `t` with the columns fixed at their reference bins, and where that moves each leaf's rows.
 
-        Returns None if the tree does not test the columns, else (pruned tree, moved) where
-        `moved[leaf]` is True if a row reaching `leaf` would go elsewhere with the reference
-        values: somewhere on its path a split on one of the columns sends the reference the
-        other way.
+        Returns None if the tree does not test the columns, else (pruned tree, target) with
+        `target[leaf]` = -2 if rows reaching `leaf` stay there with the reference values (no
+        split on the columns along its path sends the reference the other way), the leaf
+        they reach instead if that does not depend on their other values, else -1 (walk the
+        pruned tree for them).
         """
         tree = self._trees[t]
         nodes = tree.nodes
@@ -148,26 +170,32 @@ class WhatIf:
         if not tested:
             return None
         pruned = nodes.copy()
-        ref_left = {}
+        ref_child = {}
         for i in tested:
             left = self._goes_left(tree, nodes[i], int(ref_bins[nodes[i]["feature_idx"]]))
-            ref_left[i] = left
-            child = nodes[i]["left"] if left else nodes[i]["right"]
-            pruned["left"][i] = pruned["right"][i] = child  # both ways lead where the reference goes
+            ref_child[i] = int(nodes[i]["left"] if left else nodes[i]["right"])
+            pruned["left"][i] = pruned["right"][i] = ref_child[i]  # both ways lead where the reference goes
             pruned["is_categorical"][i] = 0
-        moved = np.zeros(len(nodes), dtype=bool)
-        stack = [(0, False)]
+
+        def landing(i: int) -> int:
+            while i in ref_child:
+                i = ref_child[i]
+            return i if nodes[i]["is_leaf"] else -1
+
+        target = np.full(len(nodes), -2, dtype=np.int64)
+        stack = [(0, -2)]
         while stack:
-            i, off_path = stack.pop()
+            i, moved_to = stack.pop()
             node = nodes[i]
             if node["is_leaf"]:
-                moved[i] = off_path
+                target[i] = moved_to
                 continue
-            left_moves = off_path or (i in ref_left and not ref_left[i])
-            right_moves = off_path or (i in ref_left and ref_left[i])
-            stack.append((int(node["left"]), left_moves))
-            stack.append((int(node["right"]), right_moves))
-        return self._with_nodes(tree, pruned), moved
+            for child in (int(node["left"]), int(node["right"])):
+                if moved_to == -2 and i in ref_child and child != ref_child[i]:
+                    stack.append((child, landing(ref_child[i])))
+                else:
+                    stack.append((child, moved_to))
+        return self._with_nodes(tree, pruned), target
 
     def swapped_raw(
         self, binned: np.ndarray, leaves: np.ndarray, rows: np.ndarray, columns: list[str], ref_bins: np.ndarray
@@ -179,16 +207,25 @@ class WhatIf:
         keeps its decision function exactly.
         """
         cols = {self.column(c) for c in columns}
-        n_threads = self._n_threads()
+        everyone = len(rows) == leaves.shape[1]
         new_leaves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for t in range(len(self._trees)):
             pruned = self._pruned(t, cols, ref_bins)
             if pruned is None:
                 continue
-            tree, moved = pruned
-            need = rows[moved[leaves[t].take(rows)]]
-            if len(need):
-                new_leaves[t] = (need, tree.predict_binned(binned.take(need, axis=0), self._missing_bin, n_threads))
+            tree, target = pruned
+            moved_to = target.take(leaves[t] if everyone else leaves[t].take(rows))
+            moves = np.flatnonzero(moved_to != -2)
+            if len(moves) == 0:
+                continue
+            need, new = rows.take(moves), moved_to.take(moves)
+            walk = np.flatnonzero(new == -1)
+            if len(walk):
+                new[walk] = tree.predict_binned(binned.take(need.take(walk), axis=0), self._missing_bin,
+                                                self._threads(len(walk)))
+            keep = new != leaves[t].take(need)
+            new_leaves[t] = (need[keep], new[keep].astype(leaves.dtype))
+        new_leaves = {t: v for t, v in new_leaves.items() if len(v[0])}
         if not new_leaves:
             return np.empty(0, dtype=np.int64), np.empty(0)
         is_changed = np.zeros(leaves.shape[1], dtype=bool)
