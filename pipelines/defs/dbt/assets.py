@@ -17,7 +17,9 @@
 
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
@@ -113,7 +115,29 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
         args += ["--exclude-resource-type", "unit_test"]
     rows = "rows written by this run" if scope == "run" else "all rows"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
-    yield from dbt.cli(args, context=context).stream()
+    invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+    _keep_partial_parse(invocation.target_path)
+
+
+def _keep_partial_parse(run_target: Path) -> None:
+    """Make this run's parse cache the one the next run starts from.
+
+    dagster-dbt copies `target/partial_parse.msgpack` into each run's target folder. dbt
+    re-parses everything when the profile changed since that file was written (the warehouse
+    path is part of the profile), which cost 4-5 s at every run in another data folder than
+    the last `dbt parse`; after this, only the first run in a folder pays it.
+    """
+    fresh = run_target / "partial_parse.msgpack"
+    if not fresh.exists():
+        return
+    kept = dbt_project.project_dir / "target" / fresh.name
+    tmp = kept.with_name(f".{fresh.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(fresh, tmp)
+        os.replace(tmp, kept)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only a cache: the next run parses a little longer
 
 
 def _with_vars(args: list[str], dbt_vars: dict[str, str]) -> list[str]:
