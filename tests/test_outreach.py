@@ -597,6 +597,21 @@ def test_sms_play_checks_sms_consent_and_phone(tmp_path):
     c.close()
 
 
+def test_address_validity_is_the_same_whether_a_rule_reads_it_or_not(con, tmp_path):
+    # Without a rule reading them, the addresses are validated for the customers in a play only.
+    build_outreach_lists(con, run_id="plain")
+    p = tmp_path / "valid.yaml"
+    p.write_text("plays:\n  - {name: winback, channel: email, action: x, template: t,\n"
+                 "     rule: \"risk_tier = 'high' AND days_since_last_order BETWEEN 90 AND 365 "
+                 "AND coalesce(has_valid_email OR has_valid_phone OR true, true)\"}\n")
+    build_outreach_lists(con, run_id="reads", playbook_path=p)
+    invalid = {
+        run: {c for c, r in suppressed(con, run).items() if "invalid_address" in r} for run in ("plain", "reads")
+    }
+    assert invalid["reads"] == {"s_invalid", "s_erased", "s_svc_erased"}
+    assert invalid["plain"] == invalid["reads"]
+
+
 def test_resubscribing_after_a_message_unsubscribe_counts(tmp_path):
     w = World()
     w.customer("back", risk="high", updated_at=at(5))  # consent record updated after the unsubscribe

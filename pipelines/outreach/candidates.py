@@ -190,6 +190,18 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, as_of: date | None = None) -> 
     return found
 
 
+def validity_sql(dim_cols: set[str]) -> tuple[str, str]:
+    """`has_valid_email` and `has_valid_phone` as SQL over `marts.dim_customers d` (with its columns)."""
+    email = "d.email" if "email" in dim_cols else "NULL::VARCHAR"
+    phone = "d.phone" if "phone" in dim_cols else "NULL::VARCHAR"
+    return f"retain_email({email}) IS NOT NULL", f"retain_e164({phone}, d.country) IS NOT NULL"
+
+
+def dim_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The columns `marts.dim_customers` has."""
+    return _table_columns(con, "marts.dim_customers")
+
+
 def _scores_sql(con: duckdb.DuckDBPyConnection, as_of: date) -> str:
     """Each customer's latest score for `as_of` or earlier.
 
@@ -233,9 +245,7 @@ def candidates_sql(con: duckdb.DuckDBPyConnection, as_of: date, marketing_messag
             dim_select.append(f"TRY_CAST(d.{col.name} AS {col.type}) AS {col.name}")
         else:
             dim_select.append(f"NULL::{col.type} AS {col.name}")
-    has = {c: (c in dim_cols) for c in ("email", "phone")}
-    email_expr = "d.email" if has["email"] else "NULL::VARCHAR"
-    phone_expr = "d.phone" if has["phone"] else "NULL::VARCHAR"
+    valid_email, valid_phone = validity_sql(dim_cols)
     mtypes = ", ".join("'" + t.replace("'", "''") + "'" for t in marketing_message_types) or "NULL"
     ticket_cols = _table_columns(con, "marts.fct_support_tickets")
     complaint = (
@@ -349,8 +359,8 @@ SELECT
     {d} AS as_of_date,
     clv.clv_rank::BIGINT AS clv_rank,
     clv.clv_top_share::DOUBLE AS clv_top_share,
-    retain_email({email_expr}) IS NOT NULL AS has_valid_email,
-    retain_e164({phone_expr}, d.country) IS NOT NULL AS has_valid_phone,
+    {valid_email} AS has_valid_email,
+    {valid_phone} AS has_valid_phone,
     coalesce(a.is_test_account, false) AS is_test_account,
     coalesce(a.erasure_requested, false) AS erasure_requested,
     coalesce(t.has_open_ticket, false) AS has_open_ticket,

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.outreach.candidates import CANDIDATE_COLUMNS, VIEW_NAME, create_candidates_view
+from pipelines.outreach.candidates import (
+    CANDIDATE_COLUMNS,
+    VIEW_NAME,
+    create_candidates_view,
+    dim_columns,
+    validity_sql,
+)
 from pipelines.outreach.normalize import mask_email, mask_phone
 from pipelines.outreach.playbook import Playbook, PlaybookError, load_playbook, rule_problems
 
@@ -142,15 +148,29 @@ def _plays_values(pb: Playbook) -> str:
 _ALWAYS_NEEDED = (
     "customer_id", "risk_tier", "churn_probability", "clv_12m", "reason_1", "reason_2", "reason_3",
     "model_version", "scored_at", "email_marketing_consent", "sms_marketing_consent", "email_unsubscribed_via_message",
-    "sms_unsubscribed_via_message", "has_valid_email", "has_valid_phone", "erasure_requested", "is_test_account",
-    "has_open_ticket", "days_since_last_marketing_message",
+    "sms_unsubscribed_via_message", "erasure_requested", "is_test_account", "has_open_ticket",
+    "days_since_last_marketing_message",
 )
+#: Validated for the customers in a play only (the regular expressions cost seconds for every
+#: customer), unless a rule reads them.
+_VALIDITY = ("has_valid_email", "has_valid_phone")
 
 
 def _needed_columns(pb: Playbook) -> list[str]:
     """The candidate columns a run reads: the fixed ones plus every column name a rule mentions."""
     words = {w.lower() for p in pb.plays for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", p.rule)}
     return [c.name for c in CANDIDATE_COLUMNS if c.name in _ALWAYS_NEEDED or c.name in words]
+
+
+def _validity(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
+    """Temp table `_retain_validity`: `has_valid_email` and `has_valid_phone` of the assigned customers."""
+    if set(_VALIDITY) <= set(columns):
+        source = f"SELECT customer_id, {', '.join(_VALIDITY)} FROM {CANDIDATES}"
+    else:
+        email, phone = validity_sql(dim_columns(con))
+        source = (f"SELECT d.customer_id, {email} AS has_valid_email, {phone} AS has_valid_phone "
+                  "FROM marts.dim_customers d SEMI JOIN _retain_assigned a ON a.customer_id = d.customer_id")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _retain_validity AS {source}")
 
 
 def _check_rule_types(con: duckdb.DuckDBPyConnection, pb: Playbook) -> None:
@@ -224,10 +244,11 @@ def build_outreach_lists(
     as_of = create_candidates_view(con, as_of, pb.marketing_message_types)
     # Computed once: the rules, the suppression flags and the run's statistics all read it.
     # Only the columns they use are kept (DuckDB then skips computing the others).
-    columns = ", ".join(_needed_columns(pb))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS SELECT {columns} FROM {VIEW_NAME}")
+    columns = _needed_columns(pb)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS SELECT {', '.join(columns)} FROM {VIEW_NAME}")
     _check_rule_types(con, pb)
     _assign(con, pb)
+    _validity(con, columns)
     created_at = datetime.now(UTC).replace(tzinfo=None)
 
     con.execute(f"""
@@ -248,9 +269,9 @@ def build_outreach_lists(
                 OR (p.channel = 'sms'
                     AND coalesce(lower(c.sms_marketing_consent), '') NOT IN ('subscribed', 'unsubscribed')))
                    AS no_consent,
-               (p.channel = 'email' AND NOT c.has_valid_email)
-                OR (p.channel = 'sms' AND NOT c.has_valid_phone)
-                OR (p.channel = 'support_queue' AND NOT c.has_valid_email AND NOT c.has_valid_phone)
+               (p.channel = 'email' AND NOT v.has_valid_email)
+                OR (p.channel = 'sms' AND NOT v.has_valid_phone)
+                OR (p.channel = 'support_queue' AND NOT v.has_valid_email AND NOT v.has_valid_phone)
                    AS invalid_address,
                p.is_marketing AND c.has_open_ticket AS open_ticket,
                p.is_marketing AND p.frequency_cap_days > 0
@@ -258,6 +279,7 @@ def build_outreach_lists(
         FROM _retain_assigned a
         JOIN {_plays_values(pb)} USING (priority)
         JOIN {CANDIDATES} c USING (customer_id)
+        JOIN _retain_validity v USING (customer_id)
     """)
     reasons_union = " UNION ALL ".join(
         f"SELECT customer_id, play, channel, '{r}' AS reason, {i} AS reason_order FROM _retain_flags WHERE {r}"
@@ -332,7 +354,7 @@ def build_outreach_lists(
         "SELECT reason, count(*) FROM _retain_suppressed GROUP BY reason"
     ).fetchall())
     summary.by_reason = {r: int(reason_counts.get(r, 0)) for r in SUPPRESSION_REASONS}
-    for t in (CANDIDATES, "_retain_assigned", "_retain_flags", "_retain_suppressed"):
+    for t in (CANDIDATES, "_retain_assigned", "_retain_validity", "_retain_flags", "_retain_suppressed"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     log.info(
         "outreach run %s for %s: %d candidates, %d eligible, %d suppressed, %d listed",
