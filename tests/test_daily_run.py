@@ -71,6 +71,11 @@ def test_daily_job_publishes_incrementally_and_exactly(daily):
         "select count(*) from snap.marts.fct_orders where cast(ordered_at as date) = ?", [day]
     ).fetchone()[0]
     assert new_orders == daily["increment"]["rows"]["orders"]
-    # the score history holds both runs' batches, like the warehouse
-    batches = "select as_of_date, model_version, count(*) from {}.ml.churn_scores_history group by all order by all"
-    assert con.execute(batches.format("snap")).fetchall() == con.execute(batches.format("wh")).fetchall()
+    # the score history and the outreach lists hold both runs' batches, like the warehouse
+    for batches in (
+        "select as_of_date, model_version, count(*) from {}.ml.churn_scores_history group by all order by all",
+        "select run_id, count(*), max(created_at) from {}.exports.outreach_lists group by all order by all",
+        "select run_id, count(*), max(created_at) from {}.exports.suppressions group by all order by all",
+    ):
+        history = con.execute(batches.format("snap")).fetchall()
+        assert len(history) == 2 and history == con.execute(batches.format("wh")).fetchall()
