@@ -701,7 +701,7 @@ def render_markdown(results: list[dict]) -> str:
                 "",
                 f"dbt against hand-written DuckDB SQL that builds the same {len(marts)} marts "
                 f"({', '.join(f'`{m}`' for m in marts)}) from the same raw tables, each on its own copy of the "
-                "warehouse (`bench/bench_dbt.py`): `dbt build --full-refresh` of those marts and everything "
+                "warehouse holding only raw (`bench/bench_dbt.py`): `dbt build` of those marts and everything "
                 "upstream (models, unit tests and data tests) against one SQL script (no tests). Wall seconds "
                 "of each process, start-up included.",
                 "",
