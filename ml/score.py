@@ -20,7 +20,14 @@ import pandas as pd
 from ml import clv
 from ml._threads import threads_for
 from ml.drift import drift_report, write_drift
-from ml.features import BG_NBD_SAMPLE, ORDERS_TABLE, build_features, latest_order_date, table_columns
+from ml.features import (
+    BG_NBD_SAMPLE,
+    ORDERS_TABLE,
+    build_features,
+    fit_bg_nbd_days,
+    latest_order_date,
+    table_columns,
+)
 from ml.reasons import risk_and_explain
 from ml.registry import load_artifact
 
@@ -69,17 +76,21 @@ def clv_columns(
     """P(alive), expected purchases in 90 days and 12-month discounted CLV from BG/NBD + Gamma-Gamma.
 
     Fitted on all valid orders up to `as_of` in days. CLV is NaN when spend cannot be
-    modelled (too few repeat buyers, or an infinite mean spend estimate).
+    modelled (too few repeat buyers, or an infinite mean spend estimate). The BG/NBD fit is
+    the one `build_features` made for the same customers when it ran just before (the
+    features' P(alive) is this P(alive)).
     """
     cols = table_columns(con, ORDERS_TABLE)
     where = "coalesce(is_valid, true)" if "is_valid" in cols else None
     rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", as_of, "D", where=where)
-    rfm["customer_id"] = rfm["customer_id"].astype(str)
-    rfm = rfm.set_index("customer_id").reindex(customers.to_numpy())
+    ids = rfm["customer_id"].astype(str).to_numpy()
+    wanted = customers.astype(str).to_numpy()
+    if not (len(ids) == len(wanted) and (ids == wanted).all()):  # both are in customer_id order when they match
+        rfm = rfm.set_index(ids).reindex(wanted)
     f, r, t, m = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
     out = pd.DataFrame(index=range(len(customers)))
     try:
-        bg = clv.fit_bg_nbd(f, r, t, time_unit="D", sample_size=BG_NBD_SAMPLE)
+        bg = fit_bg_nbd_days(f, r, t)
     except (ValueError, RuntimeError):
         out["p_alive"] = out["expected_purchases_90d"] = out["clv_12m"] = np.nan
         return out
