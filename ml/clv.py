@@ -189,7 +189,13 @@ def rfm_summary_duckdb(
     """
     unit = time_unit_days(time_unit)
     end = pd.Timestamp(calibration_end).date().isoformat()
-    amount = f"coalesce(cast({amount_col} as double), 0)" if amount_col else "0.0"
+    amount = "0.0"
+    if amount_col:
+        # decimal and integer amounts are summed exactly and turned into doubles at the end: a
+        # sum of doubles depends on how the rows meet in a parallel aggregate (last bits)
+        kind = str(con.sql(f"select {amount_col} from {relation} limit 0").types[0]).split("(")[0]
+        exact = kind in {"DECIMAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+        amount = f"coalesce({amount_col}, 0)" if exact else f"coalesce(cast({amount_col} as double), 0)"
     filt = f"and ({where})" if where else ""
     # Without merging, each row is its own transaction; the row number keeps them apart.
     grain = "cast(" + date_col + " as date)"
@@ -213,7 +219,7 @@ def rfm_summary_duckdb(
                datediff('day', min(day), max(day)) / {unit} as recency,
                datediff('day', min(day), date '{end}') / {unit} as "T",
                case when count(*) > 1
-                    then (sum(amount) - arg_min(amount, {first_key})) / (count(*) - 1)
+                    then cast(sum(amount) - arg_min(amount, {first_key}) as double) / (count(*) - 1)
                     else 0 end as monetary_value
         from per_day
         group by customer_id
