@@ -133,6 +133,107 @@ def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
     assert len(later) > len(before)
 
 
+def _reference_features(con, cutoff: date) -> pd.DataFrame:
+    """A plain pandas computation of the order, spend, gap, BG/NBD, message, post-purchase and
+    resolution-time features, row by row from the tables: what `build_features` must equal."""
+    from ml import clv
+    from ml.features import BG_NBD_SAMPLE, MARKETING_TYPES
+
+    day = pd.Timestamp(cutoff)
+    end = day + pd.Timedelta(days=1)
+    orders = con.execute("select * from marts.fct_orders").df()
+    orders = orders[orders["is_valid"].fillna(True).astype(bool) & (orders["ordered_at"] < end)].copy()
+    orders["date"] = orders["ordered_at"].dt.normalize()
+    orders["total"] = orders["total"].astype(float)
+    ref = {}
+    for cid, o in orders.groupby("customer_id"):
+        days = np.sort(o["date"].unique())
+        gaps = np.diff(days).astype("timedelta64[D]").astype(float)
+        disc = o["discount"].dropna().astype(float)
+        last = o.loc[o["ordered_at"].idxmax()]
+        row = {
+            "order_count": len(o), "order_days": len(days),
+            "days_since_last_order": (day - o["date"].max()).days, "tenure_days": (day - o["date"].min()).days,
+            "gap_mean_days": gaps.mean() if len(gaps) else np.nan,
+            "gap_std_days": gaps.std(ddof=1) if len(gaps) > 1 else np.nan,
+            "orders_last_90d": int((o["date"] > day - pd.Timedelta(days=90)).sum()),
+            "total_spend": o["total"].sum(), "avg_order_value": o["total"].mean(),
+            "spend_last_365d": o.loc[o["date"] > day - pd.Timedelta(days=365), "total"].sum(),
+            "discounted_order_share": (disc > 0).mean() if len(disc) else np.nan,
+            "last_sales_channel": last["sales_channel"], "last_order_id": last["order_id"],
+        }
+        row["overdue_ratio"] = row["days_since_last_order"] / row["gap_mean_days"] if len(gaps) and \
+            row["gap_mean_days"] > 0 else np.nan
+        ref[cid] = row
+    ref = pd.DataFrame.from_dict(ref, orient="index")
+
+    rfm = clv.rfm_summary(orders, "customer_id", "ordered_at", None, cutoff, "D").set_index("customer_id")
+    rfm = rfm.loc[ref.index]
+    f, r, t = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    params = clv.fit_bg_nbd(f, r, t, time_unit="D", sample_size=BG_NBD_SAMPLE)
+    ref["bgnbd_p_alive"] = clv.p_alive(params, f, r, t)
+    ref["bgnbd_p_no_purchase_180d"] = clv.p_no_purchase(params, 180, f, r, t)
+
+    msgs = con.execute("select * from staging.stg_messaging__messages").df()
+    msgs = msgs[msgs["sent_at"] < end]
+    out = msgs[msgs["direction"].fillna("outbound") == "outbound"]
+    since = end - pd.Timedelta(days=90)
+    opened, clicked = out["opened_at"], out["clicked_at"]
+    marketing = set(re.findall(r"'(\w+)'", MARKETING_TYPES))
+    per = pd.DataFrame({
+        "customer_id": out["customer_id"],
+        "email": out["sent_at"] >= since,
+        "open": (opened >= since) & (opened < end),
+        "click": (clicked >= since) & (clicked < end),
+        "opened_day": opened.where(opened < end).dt.normalize(),
+        "unsub": out["unsubscribed_at"] < end,
+        "marketing": (out["sent_at"] >= since) & out["message_type"].isin(marketing),
+    }).groupby("customer_id").agg(emails_90d=("email", "sum"), opens_90d=("open", "sum"), clicks_90d=("click", "sum"),
+                                  last_open=("opened_day", "max"), has_unsubscribed=("unsub", "max"),
+                                  marketing_90d=("marketing", "sum")).reindex(ref.index)
+    for c in ("emails_90d", "opens_90d", "clicks_90d", "has_unsubscribed", "marketing_90d"):
+        ref[c] = per[c].fillna(0).astype(float)
+    ref["open_rate_90d"] = np.where(ref["emails_90d"] > 0, ref["opens_90d"] / ref["emails_90d"].where(
+        ref["emails_90d"] > 0), np.nan)
+    ref["days_since_last_open"] = (day - per["last_open"]).dt.days
+    ref["email_consent"] = np.where(ref["has_unsubscribed"] > 0, "unsubscribed",
+                                    np.where(ref["marketing_90d"] > 0, "receives_marketing", "no_marketing"))
+    for kind, col in (("how_to_guide", "last_order_how_to"), ("thank_you", "last_order_thank_you")):
+        sent = msgs[msgs["message_type"] == kind][["customer_id", "order_id"]].drop_duplicates()
+        hit = pd.MultiIndex.from_frame(sent).isin(list(zip(ref.index, ref["last_order_id"], strict=True)))
+        ref[col] = ref.index.isin(sent[hit]["customer_id"]).astype(float)
+
+    tickets = con.execute("select * from staging.stg_helpdesk__support_tickets").df()
+    tickets = tickets[(tickets["created_at"] < end) & (tickets["resolved_at"] < end)]
+    hours = (tickets["resolved_at"] - tickets["created_at"]).dt.total_seconds() / 3600
+    ref["avg_hours_to_resolution"] = hours.groupby(tickets["customer_id"]).mean().reindex(ref.index)
+    return ref.drop(columns=["last_order_id", "marketing_90d"]).rename_axis("customer_id")
+
+
+@pytest.mark.parametrize("days_back", [0, 200])
+def test_features_equal_a_plain_reference_computation(warehouse, days_back):
+    cutoff = latest_order_date(warehouse) - timedelta(days=days_back)
+    feats = build_features(warehouse, cutoff)
+    ref = _reference_features(warehouse, cutoff)
+    assert list(feats.columns) == ["customer_id", "as_of_date", *FEATURE_NAMES]
+    assert feats["customer_id"].tolist() == sorted(ref.index)  # one row per customer, in customer_id order
+    assert (feats[FEATURE_NAMES[:-3]].dtypes == "float64").all()
+    got = feats.set_index("customer_id").loc[ref.index]
+    for col in ref.columns:
+        if col in ("last_sales_channel", "email_consent"):
+            assert got[col].astype(object).tolist() == ref[col].astype(object).tolist(), col
+        else:
+            np.testing.assert_allclose(got[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-12, err_msg=col)
+    # spend is the exact decimal sum, rounded once: no last bit that moves from run to run
+    exact = warehouse.execute(
+        "select customer_id, list(total) from marts.fct_orders where coalesce(is_valid, true) and ordered_at < ? "
+        "group by customer_id order by customer_id", [pd.Timestamp(cutoff) + pd.Timedelta(days=1)]
+    ).fetchall()
+    assert feats["total_spend"].tolist() == [float(sum(totals)) for _, totals in exact]
+    assert got["last_order_how_to"].sum() > 0 and got["last_order_thank_you"].sum() > 0
+    assert got["email_consent"].nunique() == 3 and got["gap_std_days"].notna().sum() > 100
+
+
 def test_training_beats_baselines_logs_the_run_and_promotes(trained, warehouse):
     result, _, models = trained
     m = result.metrics
