@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ml import clv
 from ml._threads import threads_for
@@ -159,7 +160,13 @@ def write_scores(con, scores: pd.DataFrame) -> None:
     cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())
     select = ", ".join(f"cast({name} as {typ}) as {name}" for name, typ in SCORE_COLUMNS.items())
     con.execute("create schema if not exists ml")
-    con.register("_scores", scores)
+    try:
+        # as Arrow (typed columns) DuckDB reads the rows without inspecting Python objects such
+        # as the as_of_date column: 1.6 s -> 0.8 s for 922k rows
+        rows = pa.Table.from_pandas(scores, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        rows = scores
+    con.register("_scores", rows)
     try:
         con.execute("begin transaction")
         con.execute(f"create or replace table ml.churn_scores as select {select} from _scores")
