@@ -27,7 +27,7 @@ Two ways to build the new file:
   the warehouse afterwards (tables only: counting the timeline view costs seconds, and the
   periodic full publish rebuilds it anyway).
 
-DuckDB's memory for publishing is capped at `RETAIN_DUCKDB_MEMORY_LIMIT` (default 3GB); it
+DuckDB's memory for publishing is capped at `RETAIN_DUCKDB_MEMORY_LIMIT` (default 4GB); it
 spills to a temporary folder next to the new snapshot beyond that.
 
 `published/status.json` records the last run (success or failure) and the last successful
@@ -58,7 +58,7 @@ PUBLISHED_SCHEMAS = ("marts", "ml", "exports")
 CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
-DEFAULT_MEMORY_LIMIT = "3GB"
+DEFAULT_MEMORY_LIMIT = "4GB"
 #: Bumped when the snapshot layout changes, so the next publish is a full one.
 PUBLISH_FORMAT = 2
 
@@ -76,7 +76,7 @@ BATCHED = {
     ("exports", "outreach_lists"): (("run_id",), "created_at"),
     ("exports", "suppressions"): (("run_id",), "created_at"),
 }
-#: Rows sorted at once when copying a `BY_CUSTOMER` table (well within the 3 GB cap at 1M customers).
+#: Rows sorted at once when copying a `BY_CUSTOMER` table (well within the 4 GB cap at 1M customers).
 CHUNK_ROWS = 6_000_000
 #: Incremental publishes in a row before a full one re-sorts and compacts the snapshot.
 MAX_INCREMENTAL_GENERATIONS = 6
@@ -137,7 +137,7 @@ class _FallBack(Exception):
 
 
 def memory_limit() -> str:
-    """DuckDB memory cap for retain's own heavy statements (RETAIN_DUCKDB_MEMORY_LIMIT, default 3GB)."""
+    """DuckDB memory cap for retain's own heavy statements (RETAIN_DUCKDB_MEMORY_LIMIT, default 4GB)."""
     return os.environ.get("RETAIN_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
 
 
