@@ -22,15 +22,13 @@ from ml.registry import MISSING_CATEGORY, ModelArtifact
 from ml.whatif import WhatIf
 
 
-def contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None) -> pd.DataFrame:
-    """Per row and driver group: risk now minus risk with the group at its reference values."""
-    return risk_and_contributions(artifact, frame, base_risk)[1]
-
-
 def risk_and_contributions(
     artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """(churn probability per row, `contributions`), through `ml.whatif` when the model allows it.
+    """(churn probability per row, contributions), through `ml.whatif` when the model allows it.
+
+    A contribution is, per row and driver group, the risk now minus the risk with the group at
+    its reference values.
 
     Both are bit for bit what `ModelArtifact.predict_risk` and `plain_contributions` give;
     the plain computation is the fallback for models `ml.whatif` does not reproduce.
@@ -46,7 +44,7 @@ def risk_and_contributions(
 
 def plain_contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None = None
                         ) -> pd.DataFrame:
-    """`contributions` the direct way: one prediction per group over the rows where it differs."""
+    """`risk_and_contributions`' contributions the direct way: one prediction per group where it differs."""
     with threads_for(len(frame)):
         return _plain_contributions(artifact, frame.reset_index(drop=True), base_risk)
 
@@ -284,24 +282,6 @@ ELIGIBLE = {
 }
 
 
-def explain(
-    artifact: ModelArtifact,
-    frame: pd.DataFrame,
-    top_n: int = 3,
-    min_contribution: float = 0.005,
-    base_risk: np.ndarray | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reasons for each row of a `build_features` frame.
-
-    Returns (reasons, contributions): `reasons` has columns reason_1..reason_{top_n} (None
-    where fewer groups raise the risk by at least `min_contribution`, an absolute
-    probability), `contributions` the per-group risk change behind them (zero where the
-    group cannot be worded as a reason, see `ELIGIBLE`).
-    """
-    _, reasons, contrib = risk_and_explain(artifact, frame, top_n, min_contribution, base_risk)
-    return reasons, contrib
-
-
 def risk_and_explain(
     artifact: ModelArtifact,
     frame: pd.DataFrame,
@@ -309,7 +289,13 @@ def risk_and_explain(
     min_contribution: float = 0.005,
     base_risk: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """`explain` that also returns the churn probability per row (computed on the way, no extra cost)."""
+    """(churn probability, reasons, contributions) for each row of a `build_features` frame.
+
+    `reasons` has columns reason_1..reason_{top_n} (None where fewer groups raise the risk by
+    at least `min_contribution`, an absolute probability); `contributions` is the per-group
+    risk change behind them (zero where the group cannot be worded as a reason, see
+    `ELIGIBLE`). The probability comes on the way, at no extra cost.
+    """
     frame = frame.reset_index(drop=True)
     risk, contrib = risk_and_contributions(artifact, frame, base_risk)
     return risk, _reasons(frame, contrib, top_n, min_contribution), contrib

@@ -141,22 +141,6 @@ def memory_limit() -> str:
     return os.environ.get("RETAIN_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
 
 
-def publish_snapshot(
-    warehouse: Path,
-    published_dir: Path,
-    schemas: Iterable[str] = PUBLISHED_SCHEMAS,
-    keep: int = KEEP_SNAPSHOTS,
-    run_info: dict | None = None,
-    con: duckdb.DuckDBPyConnection | None = None,
-    incremental: bool = False,
-) -> Path:
-    """Copy `schemas` of the warehouse into a new snapshot file and switch CURRENT to it; returns its path.
-
-    See `publish` for the arguments.
-    """
-    return publish(warehouse, published_dir, schemas, keep, run_info, con, incremental).path
-
-
 def publish(
     warehouse: Path,
     published_dir: Path,

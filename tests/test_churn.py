@@ -18,7 +18,7 @@ from churn_warehouse import create_tables, generated_warehouse, insert
 from ml.card import model_card
 from ml.drift import drift_from_warehouse, drift_report, psi
 from ml.features import FEATURE_NAMES, build_features, build_labels, latest_order_date
-from ml.reasons import _reasons, explain, plain_contributions, risk_and_explain
+from ml.reasons import _reasons, plain_contributions, risk_and_explain
 from ml.registry import current_run_id, load_artifact, model_runs
 from ml.score import SCORE_COLUMNS, RiskThresholds, score
 from ml.train import promotion_decision, train
@@ -308,7 +308,7 @@ def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehou
     result, _, models = trained
     artifact = load_artifact(models)
     feats = build_features(warehouse, latest_order_date(warehouse))
-    reasons, contrib = explain(artifact, feats)
+    _, reasons, contrib = risk_and_explain(artifact, feats)
     texts = reasons["reason_1"].dropna()
     assert len(texts) > len(feats) / 2
     # compared with a typical retained customer, nearly every high-risk customer has a reason

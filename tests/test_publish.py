@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, asset, materialize
 from pipelines.defs.ops import make_publish_asset
 from pipelines.publish import (
     current_snapshot,
-    publish_snapshot,
+    publish,
     read_run_status,
     record_run_status,
 )
@@ -41,7 +41,7 @@ def test_nothing_published_yet(tmp_path):
 def test_snapshot_copies_only_published_schemas_and_switches(tmp_path):
     wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
     _warehouse(wh, 100.0)
-    first = publish_snapshot(wh, pub, run_info={"run_id": "r1"})
+    first = publish(wh, pub, run_info={"run_id": "r1"}).path
     assert current_snapshot(pub) == first
     assert _published_revenue(pub) == 100.0
     with duckdb.connect(str(first), read_only=True) as con:
@@ -51,7 +51,7 @@ def test_snapshot_copies_only_published_schemas_and_switches(tmp_path):
     assert info == "r1"
 
     _warehouse(wh, 250.0)
-    second = publish_snapshot(wh, pub)
+    second = publish(wh, pub).path
     assert second != first and current_snapshot(pub) == second
     assert _published_revenue(pub) == 250.0
     assert not list(pub.glob(".*.tmp")), "no temporary files are left behind"
@@ -60,7 +60,7 @@ def test_snapshot_copies_only_published_schemas_and_switches(tmp_path):
 def test_only_the_newest_snapshots_are_kept(tmp_path):
     wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
     _warehouse(wh, 1.0)
-    made = [publish_snapshot(wh, pub, keep=2) for _ in range(4)]
+    made = [publish(wh, pub, keep=2).path for _ in range(4)]
     kept = sorted(pub.glob("snapshot-*.duckdb"))
     assert kept == made[-2:]
     assert current_snapshot(pub) == made[-1]
@@ -206,8 +206,6 @@ def _info(snapshot) -> dict:
 
 
 def test_incremental_publish_equals_a_full_one(tmp_path):
-    from pipelines.publish import publish
-
     wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
     _timeline_warehouse(wh)
     first = publish(wh, pub, incremental=True)
@@ -237,7 +235,7 @@ def test_incremental_publish_equals_a_full_one(tmp_path):
 
 
 def test_incremental_publish_falls_back_to_full_when_it_cannot_be_exact(tmp_path):
-    from pipelines.publish import MAX_INCREMENTAL_GENERATIONS, publish
+    from pipelines.publish import MAX_INCREMENTAL_GENERATIONS
 
     wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
     _timeline_warehouse(wh)
