@@ -13,11 +13,13 @@ temporary folder by setting `RETAIN_DATA_DIR` (and nothing else).
 | RETAIN_EXPORTS | $RETAIN_DATA_DIR/exports | CRM export folders |
 | RETAIN_DAGSTER_STORAGE | $RETAIN_DATA_DIR/dagster | Dagster run storage |
 | RETAIN_AS_OF | (latest order date in the data) | the date scores and "days since" are computed for |
+| RETAIN_DUCKDB_MEMORY_LIMIT | 4GB | DuckDB memory cap for dbt and publishing (beyond it DuckDB spills to disk) |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -84,3 +86,17 @@ def export_environment(s: Settings | None = None) -> Settings:
     s.data_dir.mkdir(parents=True, exist_ok=True)
     s.dagster_storage.mkdir(parents=True, exist_ok=True)
     return s
+
+
+DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def duckdb_memory_limit() -> str:
+    """RETAIN_DUCKDB_MEMORY_LIMIT (default 4GB), checked: a number and a unit such as 512MB or 4GB."""
+    value = os.environ.get("RETAIN_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+    if not _MEMORY.fullmatch(value):
+        raise ValueError(
+            f"RETAIN_DUCKDB_MEMORY_LIMIT={value!r} is not a memory size: use a number and a unit, e.g. 4GB or 512MB"
+        )
+    return value

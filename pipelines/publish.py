@@ -51,6 +51,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import duckdb_memory_limit
+
 log = logging.getLogger(__name__)
 
 #: Schemas copied into each snapshot (all their tables and views, as tables).
@@ -58,7 +60,6 @@ PUBLISHED_SCHEMAS = ("marts", "ml", "exports")
 CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
-DEFAULT_MEMORY_LIMIT = "4GB"
 #: Bumped when the snapshot layout changes, so the next publish is a full one.
 PUBLISH_FORMAT = 2
 
@@ -136,11 +137,6 @@ class _FallBack(Exception):
     """An incremental publish cannot be trusted: publish in full instead."""
 
 
-def memory_limit() -> str:
-    """DuckDB memory cap for retain's own heavy statements (RETAIN_DUCKDB_MEMORY_LIMIT, default 4GB)."""
-    return os.environ.get("RETAIN_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-
-
 def publish(
     warehouse: Path,
     published_dir: Path,
@@ -159,6 +155,7 @@ def publish(
     to a full one whenever that would not be exact.
     """
     started = time.perf_counter()
+    limit = duckdb_memory_limit()  # a bad RETAIN_DUCKDB_MEMORY_LIMIT fails before anything is written
     schemas = list(schemas)
     published_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -167,7 +164,7 @@ def publish(
     own = con is None
     con = con or duckdb.connect(str(warehouse))
     old_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    con.execute(f"set memory_limit = '{memory_limit()}'")
+    con.execute(f"set memory_limit = '{limit}'")
     try:
         tables = con.execute(
             """

@@ -276,3 +276,15 @@ def test_big_timeline_is_copied_in_sorted_customer_ranges(tmp_path, monkeypatch)
     with duckdb.connect(str(wh), read_only=True) as con:
         want = con.execute("select * from marts.fct_customer_events order by event_id").fetchall()
     assert _rows(snap, "select * from marts.fct_customer_events order by event_id") == want
+
+
+def test_a_bad_memory_limit_is_named_and_keeps_the_published_snapshot(tmp_path, monkeypatch):
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _warehouse(wh, 100.0)
+    good = publish(wh, pub).path
+    monkeypatch.setenv("RETAIN_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="RETAIN_DUCKDB_MEMORY_LIMIT='lots' is not a memory size"):
+        publish(wh, pub)
+    assert current_snapshot(pub) == good and sorted(pub.glob("*snapshot-*")) == [good]
+    monkeypatch.setenv("RETAIN_DUCKDB_MEMORY_LIMIT", "512MB")
+    assert publish(wh, pub).mode == "full"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from pipelines.config import PROJECT_ROOT, export_environment
+from pipelines.config import PROJECT_ROOT, duckdb_memory_limit, export_environment
 
 #: Folders and files whose change makes the manifest stale.
 DBT_SOURCES = ("models", "macros", "tests/dbt", "dbt_project.yml", "profiles.yml")
@@ -40,6 +40,8 @@ def dbt_environment() -> dict[str, str]:
     rather than failing on a table that may not exist yet.
     """
     export_environment()
+    # profiles.yml passes it to DuckDB: a bad value fails here with its name, not deep in dbt
+    os.environ["RETAIN_DUCKDB_MEMORY_LIMIT"] = duckdb_memory_limit()
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     env = dict(os.environ)
     env["DBT_PROFILES_DIR"] = str(PROJECT_ROOT)
