@@ -55,7 +55,9 @@ candidates as (
     select * from renamed
     {% if is_incremental() %}
         -- a newer load can carry an older version (lower updated_at) of a customer kept
-        -- here: let the kept version compete so the latest updated_at still wins
+        -- here: let the kept version compete so the latest updated_at still wins. The columns
+        -- are named, not `select *`: a table kept from before this model was incremental has
+        -- no _built_at yet, and a positional union would then fail
         union all
         select
             customer_id,
