@@ -187,6 +187,13 @@ def publish(
                 _detach_quietly(con)
         if result is None:
             result = _publish_full(con, tmp, tables, state, run_info, reason)
+    except BaseException:
+        # the half-written file (up to the snapshot's size) must not pile up; CURRENT is untouched
+        with contextlib.suppress(duckdb.Error):
+            _detach_quietly(con)
+        for leftover in (tmp, Path(f"{tmp}.wal")):
+            leftover.unlink(missing_ok=True)
+        raise
     finally:
         _detach_quietly(con)
         with contextlib.suppress(duckdb.Error):

@@ -288,3 +288,25 @@ def test_a_bad_memory_limit_is_named_and_keeps_the_published_snapshot(tmp_path, 
     assert current_snapshot(pub) == good and sorted(pub.glob("*snapshot-*")) == [good]
     monkeypatch.setenv("RETAIN_DUCKDB_MEMORY_LIMIT", "512MB")
     assert publish(wh, pub).mode == "full"
+
+
+def test_a_publish_that_fails_midway_leaves_no_file_and_keeps_the_snapshot(tmp_path, monkeypatch):
+    import pipelines.publish as publishing
+
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _timeline_warehouse(wh)
+    good = publish(wh, pub).path
+
+    def broken(*args, **kwargs):
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr(publishing, "_copy_by_customer_ranges", broken)
+    for incremental in (False, True):
+        with duckdb.connect(str(wh)) as con:  # something changed, so the incremental path copies
+            con.execute("update marts.kpi_monthly set revenue = revenue + 1")
+        if incremental:
+            monkeypatch.setattr(publishing, "_sync_batches", broken)
+        with pytest.raises(duckdb.IOException, match="disk full"):
+            publish(wh, pub, incremental=incremental)
+        assert current_snapshot(pub) == good
+        assert sorted(p.name for p in pub.iterdir()) == sorted([good.name, "CURRENT"])
