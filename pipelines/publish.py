@@ -384,8 +384,9 @@ def _publish_incremental(
         raise _FallBack(f"{MAX_INCREMENTAL_GENERATIONS} incremental publishes in a row: re-sorting in full")
     old_marks = info.get("watermarks") or {}
     sources = _change_sources(con)
-    if any(f"{s.table}.{s.column}" not in old_marks for s in sources):
-        raise _FallBack("the current snapshot has no watermark for every change source")
+    if {f"{s.table}.{s.column}" for s in sources} != set(old_marks):
+        # a source that appeared or went away (a renamed model) would hide its changes
+        raise _FallBack("the change sources differ from the current snapshot's watermarks")
 
     # customers with anything built or loaded since the previous snapshot
     con.execute("create or replace temp table _retain_changed (customer_id varchar)")

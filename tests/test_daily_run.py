@@ -48,7 +48,7 @@ def test_daily_job_takes_in_the_new_day_only(daily):
 
 
 def test_daily_job_publishes_incrementally_and_exactly(daily):
-    from pipelines.publish import BY_CUSTOMER, current_snapshot
+    from pipelines.publish import BY_CUSTOMER, CHANGE_SOURCES, current_snapshot
 
     s = daily["settings"]
     snap = current_snapshot(s.published)
@@ -57,6 +57,8 @@ def test_daily_job_publishes_incrementally_and_exactly(daily):
     con.execute(f"attach '{s.warehouse}' as wh (read_only)")
     info = json.loads(con.execute("select info from snap.meta.snapshot").fetchone()[0])
     assert info["mode"] == "incremental", info["reason"]
+    # every change source exists in retain's warehouse: a renamed model must fail here, not go unseen
+    assert set(info["watermarks"]) == {f"{table}.{column}" for table, column in CHANGE_SOURCES}
     assert info["generation"] == 1
     # the rewritten customer-keyed tables hold exactly the warehouse's rows
     for schema, table in BY_CUSTOMER:

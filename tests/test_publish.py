@@ -248,6 +248,15 @@ def test_incremental_publish_falls_back_to_full_when_it_cannot_be_exact(tmp_path
     assert result.mode == "full" and "rows after the incremental publish" in result.reason
     assert _rows(result.path, "select count(*) from marts.fct_customer_events where event_id = 'order:o5'") == [(0,)]
 
+    # a change source that went away (a renamed model, a dropped watermark column) publishes in full
+    with duckdb.connect(str(wh)) as con:
+        con.execute("alter table staging.stg_helpdesk__support_tickets drop column _load_id")
+    result = publish(wh, pub, incremental=True)
+    assert result.mode == "full" and "change sources" in result.reason
+    with duckdb.connect(str(wh)) as con:
+        con.execute("alter table staging.stg_helpdesk__support_tickets add column _load_id integer default 1")
+    publish(wh, pub)
+
     # a changed view (a new version of the timeline) publishes in full
     with duckdb.connect(str(wh)) as con:
         con.execute(
