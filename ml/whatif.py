@@ -23,6 +23,7 @@ or a scikit-learn release computes it differently.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +32,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ml.registry import ModelArtifact
+
+log = logging.getLogger(__name__)
 
 #: rows checked against the model's own prediction before the fast path is used
 SELF_CHECK_ROWS = 2_000
@@ -87,9 +90,12 @@ class WhatIf:
                     binned = what_if.bin(artifact.transform(sample))
                     fast = what_if.risk(what_if.raw(what_if.leaves(binned)))
                     if not np.array_equal(fast, artifact.predict_risk(sample)):
+                        log.warning("fast reasons disagree with the model's own prediction: using the plain way")
                         return None
             return what_if
-        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        except (ImportError, AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            # scikit-learn internals this relies on moved (an upgrade): slower, same answers
+            log.warning("fast reasons unavailable (%s: %s): using the plain way", type(exc).__name__, exc)
             return None
 
     def _with_nodes(self, tree, nodes: np.ndarray):
