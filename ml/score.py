@@ -2,7 +2,8 @@
 
 `score(con)` writes `ml.churn_scores` (replaced each run: today's list) and appends to
 `ml.churn_scores_history` (one batch per as-of date and model version; re-scoring the same
-date with the same model replaces that batch, so reruns are idempotent). It also writes the
+date with the same model replaces that batch, so reruns are idempotent; older batches are
+thinned, see `ml.history`). It also writes the
 drift of today's features and scores against the model's reference to `ml.churn_score_drift`
 (see `ml.drift`), from the features it already holds.
 """
@@ -29,6 +30,7 @@ from ml.features import (
     latest_order_date,
     table_columns,
 )
+from ml.history import HistoryPolicy
 from ml.reasons import risk_and_explain
 from ml.registry import load_artifact
 
@@ -155,8 +157,13 @@ def score(
     return scores
 
 
-def write_scores(con, scores: pd.DataFrame) -> None:
-    """Replace `ml.churn_scores` with `scores` and append them to `ml.churn_scores_history`."""
+def write_scores(con, scores: pd.DataFrame, history: HistoryPolicy | None = None) -> None:
+    """Replace `ml.churn_scores` with `scores` and append them to `ml.churn_scores_history`.
+
+    The history is then thinned by `history` (default: `HistoryPolicy.from_env()`, see
+    `ml.history`), in the same transaction.
+    """
+    history = history or HistoryPolicy.from_env()
     cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())
     select = ", ".join(f"cast({name} as {typ}) as {name}" for name, typ in SCORE_COLUMNS.items())
     con.execute("create schema if not exists ml")
@@ -177,6 +184,8 @@ def write_scores(con, scores: pd.DataFrame) -> None:
              scores["model_version"].iloc[0] if len(scores) else None],
         )
         con.execute(f"insert into ml.churn_scores_history select {select} from _scores")
+        history.prune(con, "ml.churn_scores_history", "as_of_date",
+                      protect=scores["as_of_date"].iloc[0] if len(scores) else None)
         con.execute("commit")
     except Exception:
         con.execute("rollback")

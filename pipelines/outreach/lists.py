@@ -1,7 +1,7 @@
 """Build the outreach lists of one run: eligibility by play priority, then suppression.
 
 `build_outreach_lists(con, ...)` writes three tables in the `exports` schema, in one
-transaction, keeping every earlier run (history):
+transaction, keeping earlier runs as history (thinned with age, see `ml.history`):
 
 * `exports.runs` — one row per run: the date it is for, the playbook (path, hash and plays as
   JSON), the scores used, counts, and the freshness of the source data;
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from ml.history import HistoryPolicy
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
     VIEW_NAME,
@@ -233,8 +234,12 @@ def build_outreach_lists(
     as_of: date | None = None,
     playbook_path: Path | str | None = None,
     playbook: Playbook | None = None,
+    history: HistoryPolicy | None = None,
 ) -> RunSummary:
     """Build the outreach lists of one run into `exports.*` and return a summary.
+
+    Earlier runs' lists and suppressions are thinned by `history` (default:
+    `HistoryPolicy.from_env()`, see `ml.history`); `exports.runs` keeps every run.
 
     `as_of` is the run's "today" (default: the latest `as_of_date` in `ml.churn_scores`, else
     the latest order date). Re-running with the same `run_id` replaces that run's rows.
@@ -329,6 +334,12 @@ def build_outreach_lists(
             "INSERT INTO exports.runs VALUES (?, ?::TIMESTAMP, ?::DATE, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, created_at, as_of, str(pb.path), pb.sha256, json.dumps([p.to_dict() for p in pb.plays]),
              model_version, scored_at, latest_order, latest_msg, latest_ticket, n_cand, n_elig, n_supp, n_list],
+        )
+        # thin older runs' lists and suppressions (ml.history); the run log itself is kept whole
+        (history or HistoryPolicy.from_env()).prune(
+            con, "exports.runs", "as_of_date",
+            also={"exports.outreach_lists": "run_id", "exports.suppressions": "run_id"}, keep_table=True,
+            protect=as_of,
         )
         con.execute("COMMIT")
     except BaseException:
