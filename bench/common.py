@@ -223,6 +223,28 @@ def _version(dist: str) -> str:
 ENGINE_PACKAGES = ("duckdb", "dbt-core", "dbt-duckdb", "dagster", "dagster-dbt", "pandas", "pyarrow", "scikit-learn")
 
 
+def speed_reference(repeats: int = 3) -> float:
+    """Seconds of a fixed DuckDB workload on all cores (best of `repeats`): the machine's speed today.
+
+    Shared machines vary from day to day (the same code and data have run 1.4x slower on one
+    day than another). The report prints this next to each run, so runs on different days can
+    be compared: a run whose reference is 1.4x higher was on a 1.4x slower machine.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        con.execute(
+            "select count(distinct h % 1000003), sum(h % 7) from "
+            "(select hash(i) as h from range(30000000) t(i))"
+        ).fetchall()
+        best = min(best, time.perf_counter() - t0)
+    con.close()
+    return round(best, 3)
+
+
 def machine_info() -> dict:
     """CPU model, cores, memory, OS and the versions of Python and the engines being compared."""
     return {

@@ -37,6 +37,7 @@ from bench.common import (
     compare_results,
     machine_info,
     run_measured,
+    speed_reference,
     tail,
 )
 
@@ -326,6 +327,8 @@ def bench_size(
         "machine": machine_info(),
         # other work on the machine inflates every time: say how busy it was
         "load_average_at_start": round(os.getloadavg()[0], 2),
+        # and how fast the machine is today: the same workload on every run (bench.common)
+        "speed_reference_seconds": speed_reference(),
         "steps": {},
         "problems": [],
     }
@@ -632,6 +635,11 @@ def render_markdown(results: list[dict]) -> str:
             f"1-minute load average at the start {_fmt(load, 1)} on {r['machine']['cores']} cores"
             + (" (other work was running: times are inflated)." if load and load > 1.5 else ".")
         )
+        if r.get("speed_reference_seconds") is not None:
+            lines[-1] += (
+                f" Machine speed reference {r['speed_reference_seconds']:.2f} s (a fixed DuckDB workload"
+                " measured at the start, `bench.common.speed_reference`; higher means a slower machine that day)."
+            )
         lines += ["", "| step | seconds | peak MB | ok |", "| --- | ---: | ---: | --- |"]
         for name, m in r.get("steps", {}).items():
             lines.append(f"| {name.replace('_', ' ')} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
