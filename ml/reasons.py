@@ -73,7 +73,7 @@ def _tree_contributions(
     artifact: ModelArtifact, what_if: WhatIf, frame: pd.DataFrame, base_risk: np.ndarray | None
 ) -> tuple[np.ndarray, pd.DataFrame]:
     X = artifact.model_input(frame)
-    Z = artifact.transform(X)
+    Z = artifact.transform(X, prepared=True)
     binned = what_if.bin(Z)
     del Z
     leaves = what_if.leaves(binned)
@@ -111,7 +111,7 @@ def _tree_contributions(
 def _plain_contributions(artifact: ModelArtifact, frame: pd.DataFrame, base_risk: np.ndarray | None) -> pd.DataFrame:
     X = artifact.model_input(frame).reset_index(drop=True)
     # encode once; each what-if only overwrites a group's columns in the encoded matrix
-    Z = artifact.transform(X).reset_index(drop=True)
+    Z = artifact.transform(X, prepared=True).reset_index(drop=True)
     reference = artifact.transform(pd.DataFrame([artifact.reference])[artifact.features]).iloc[0]
     base = artifact.risk_from_transformed(Z) if base_risk is None else np.asarray(base_risk, dtype=float)
     groups = artifact.metadata.get("explain_groups") or list(artifact.groups)
