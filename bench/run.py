@@ -40,6 +40,7 @@ from bench.common import (
     speed_reference,
     tail,
 )
+from pipelines.generate.next_day import append_next_day
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
@@ -151,90 +152,6 @@ def current_snapshot(data_dir: Path) -> Path | None:
         return None
     path = data_dir / "published" / pointer.read_text().strip()
     return path if path.exists() else None
-
-
-# --------------------------------------------------------------------------- one more day
-
-
-def append_day(landing: Path) -> dict:
-    """Add one day of data after the last one: new landing files `<source>/increment-<date>.csv`.
-
-    The last day's orders are copied with new order ids (suffix `-<date>`) and every
-    timestamp moved one day later; their order items too; returns, messages, survey
-    responses, reviews and tickets of that day likewise (new ids, one day later, order ids
-    mapped to the copies). Customers are unchanged: the new orders are repeat orders.
-    Returns the new day and the rows written per source.
-    """
-    import duckdb
-
-    from bench.common import read_header, source_files
-    from pipelines.contract import source
-
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-
-    def files_sql(name: str) -> str | None:
-        files = source_files(landing, name)
-        return "[" + ", ".join(f"'{f}'" for f in files) + "]" if files else None
-
-    def read(name: str) -> str:
-        return f"read_csv({files_sql(name)}, header = true, all_varchar = true, union_by_name = true)"
-
-    orders = files_sql("orders")
-    if orders is None:
-        raise FileNotFoundError(f"no order files under {landing / 'orders'}")
-    last_day = con.execute(
-        f"select max(cast(cast(ordered_at as timestamptz) as date)) from {read('orders')}"
-    ).fetchone()[0]
-    new_day = last_day.fromordinal(last_day.toordinal() + 1)
-    suffix = f"-{new_day:%Y%m%d}"
-    con.execute(
-        f"create table day_orders as select order_id from {read('orders')} "
-        f"where cast(cast(ordered_at as timestamptz) as date) = date '{last_day}'"
-    )
-    written: dict[str, int] = {}
-    for name in ("orders", "order_items", "returns", "messages", "survey_responses", "reviews", "support_tickets"):
-        if files_sql(name) is None:
-            continue
-        src = source(name)
-        header: list[str] = []
-        for f in source_files(landing, name):
-            header += [c for c in read_header(f) if c not in header]
-        exprs = []
-        for col in header:
-            spec = next((c for c in src.columns if c.name == col), None)
-            q = f'"{col}"'
-            if spec is None:
-                exprs.append(q)
-            elif col in src.primary_key and col != "order_id" and spec.type == "varchar":
-                exprs.append(f"{q} || '{suffix}' as {q}")
-            elif col == "order_id":
-                exprs.append(
-                    f"case when {q} in (select order_id from day_orders) then {q} || '{suffix}' else {q} end as {q}"
-                )
-            elif spec.type == "timestamp":
-                exprs.append(f"strftime(cast({q} as timestamptz) + interval 1 day, '%Y-%m-%dT%H:%M:%SZ') as {q}")
-            elif spec.type == "date":
-                exprs.append(f"strftime(cast({q} as date) + interval 1 day, '%Y-%m-%d') as {q}")
-            else:
-                exprs.append(q)
-        if name == "order_items":
-            where = "order_id in (select order_id from day_orders)"
-        else:
-            event = "ordered_at" if name == "orders" else src.event_at
-            if event not in header:
-                continue
-            where = f"cast(cast({event} as timestamptz) as date) = date '{last_day}'"
-        target = landing / name / f"increment-{new_day}.csv"
-        rows = con.execute(
-            f"copy (select {', '.join(exprs)} from {read(name)} where {where}) to '{target}' (header, format csv)"
-        ).fetchone()[0]
-        if rows:
-            written[name] = int(rows)
-        else:
-            target.unlink()  # a header-only file would only be rejected as empty
-    con.close()
-    return {"day": str(new_day), "rows": written}
 
 
 # --------------------------------------------------------------------------- one size
@@ -460,7 +377,7 @@ def bench_size(
 
     if result["run_success"]:
         try:
-            result["increment"] = append_day(landing)
+            result["increment"] = append_next_day(landing)
         except Exception as exc:  # a broken increment should not lose the numbers above
             result["problems"].append(f"could not append a day: {exc}")
         else:

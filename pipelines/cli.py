@@ -73,12 +73,29 @@ def generate(
         Path | None, typer.Option(help="Landing folder to write into. Default: $RETAIN_LANDING (data/landing).")
     ] = None,
     clean: Annotated[bool, typer.Option(help="Delete previously generated files of the 8 sources first.")] = False,
+    next_day: Annotated[
+        bool,
+        typer.Option(
+            "--next-day",
+            help=(
+                "Instead of a new shop, add one day after the last one to the landing files already there: "
+                "the last day's orders, items, returns, messages, surveys, reviews and tickets copied a day "
+                "later with new ids, as increment-<date>.csv per source (CSV landing files only). For trying "
+                "the daily job: retain generate --next-day, then retain run --job daily_job. Ignores the "
+                "other options except --out and --data-dir."
+            ),
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Generate a realistic synthetic shop (all 8 landing sources) with planted causal effects.
 
-    See docs/generator.md for what is planted and how strongly.
+    See docs/generator.md for what is planted and how strongly. With --next-day, add one more
+    day to the landing files instead.
     """
+    if next_day:
+        _generate_next_day(out, data_dir)
+        return
     start_date, end_date = _parse_date(start, "--start"), _parse_date(end, "--end")
     if start_date >= end_date:
         _fail(f"--start ({start}) must be before --end ({end})")
@@ -109,6 +126,24 @@ def generate(
     table.add_column("source")
     table.add_column("rows", justify="right")
     for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+def _generate_next_day(out: Path | None, data_dir: Path | None) -> None:
+    from pipelines.generate.next_day import NextDayError, append_next_day
+
+    _use_data_dir(data_dir)
+    target = out or settings().landing
+    t0 = time.perf_counter()
+    try:
+        added = append_next_day(target)
+    except NextDayError as exc:
+        _fail(str(exc))
+    table = Table(title=f"Added {added['day']} to {target} in {time.perf_counter() - t0:.1f} s")
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    for name, rows in added["rows"].items():
         table.add_row(name, f"{rows:,}")
     console.print(table)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from typer.testing import CliRunner
 
@@ -49,3 +51,36 @@ def test_status_before_any_run(tmp_path):
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0
     assert "No run has finished yet" in result.output
+
+
+def test_generate_next_day_adds_one_day_and_then_another(tmp_path):
+    import duckdb
+
+    landing = tmp_path / "landing"
+    assert runner.invoke(app, ["generate", "--customers", "300", "--out", str(landing)]).exit_code == 0
+    before = sorted(p.relative_to(landing) for p in landing.rglob("*") if p.is_file())
+    result = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Added 2026-11-01" in result.output
+    new = landing / "orders" / "increment-2026-11-01.csv"
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    rows = con.execute(
+        "select count(*), min(ordered_at::timestamptz)::date, max(ordered_at::timestamptz)::date "
+        f"from read_csv('{new}')"
+    ).fetchone()
+    last_day = con.execute(
+        f"select count(*) from read_csv('{landing}/orders/*.csv', union_by_name = true) "
+        "where ordered_at::timestamptz::date = date '2026-10-31'"
+    ).fetchone()[0]
+    assert rows == (last_day, date(2026, 11, 1), date(2026, 11, 1)) and last_day > 0
+    # earlier files are untouched and the next call continues from the new last day
+    assert all((landing / p).exists() for p in before)
+    again = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "Added 2026-11-02" in again.output
+
+
+def test_generate_next_day_without_orders_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["generate", "--next-day", "--out", str(tmp_path / "empty")])
+    assert result.exit_code != 0
+    assert "no order files" in result.output

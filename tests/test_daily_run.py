@@ -18,8 +18,8 @@ import pytest
 @pytest.fixture(scope="module")
 def daily(pipeline, tmp_path_factory):
     """Copy the shared data folder, add one day of landing files and run `daily_job` on the copy."""
-    from bench.run import append_day
     from pipelines.config import export_environment
+    from pipelines.generate.next_day import append_next_day
     from pipelines.runner import run_job
 
     data_dir = tmp_path_factory.mktemp("retain-daily") / "data"
@@ -30,7 +30,7 @@ def daily(pipeline, tmp_path_factory):
             del os.environ[var]
         os.environ["RETAIN_DATA_DIR"] = str(data_dir)
         s = export_environment()
-        increment = append_day(s.landing)
+        increment = append_next_day(s.landing)
         summary = run_job("daily_job")
         yield {"summary": summary, "increment": increment, "settings": s}
     finally:

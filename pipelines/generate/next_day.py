@@ -1,0 +1,134 @@
+"""One more day of landing data after the last one, for trying the daily job (`retain generate --next-day`).
+
+The last day's activity is copied one day later with new ids: orders (and their items),
+returns, messages, survey responses, reviews and support tickets. It works on any landing
+folder of CSV files (`.csv`, `.csv.gz`) with the contract's columns, generated or not, and
+never changes an existing file: each source gets a new `increment-<date>.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+
+from pipelines.contract import source
+
+#: The sources a day of activity is copied from (customers are unchanged: new orders are repeat orders).
+DAY_SOURCES = ("orders", "order_items", "returns", "messages", "survey_responses", "reviews", "support_tickets")
+OTHER_FORMATS = (".parquet", ".jsonl", ".json", ".ndjson")
+
+
+class NextDayError(ValueError):
+    """The landing folder cannot be extended by a day (no orders, or files that are not CSV)."""
+
+
+def source_files(landing: Path, source_name: str) -> list[Path]:
+    """The CSV files (`.csv`, `.csv.gz`) of one source under `<landing>/<source>/`, sorted.
+
+    Like ingestion, dotfiles and anything in a dot-folder are files still being written.
+    Raises `NextDayError` if the source also has files of another format.
+    """
+    folder = landing / source_name
+    if not folder.is_dir():
+        return []
+    files = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        name = p.name.lower()
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if name.endswith((".csv", ".csv.gz")):
+            files.append(p)
+        elif name.endswith(OTHER_FORMATS) or name.endswith(tuple(f + ".gz" for f in OTHER_FORMATS)):
+            raise NextDayError(f"{p}: --next-day copies CSV landing files only; this source also has {p.suffix} files")
+    return sorted(files)
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names in the first line of a CSV file (gzip-aware), trimmed."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        first = fh.readline().decode("utf-8-sig")
+    row = next(csv.reader(io.StringIO(first)), [])
+    return [c.strip() for c in row]
+
+
+def append_next_day(landing: Path) -> dict:
+    """Add one day of data after the last one: new landing files `<source>/increment-<date>.csv`.
+
+    The last day's orders are copied with new order ids (suffix `-<date>`) and every
+    timestamp moved one day later; their order items too; returns, messages, survey
+    responses, reviews and tickets of that day likewise (new ids, one day later, order ids
+    mapped to the copies). Customers are unchanged: the new orders are repeat orders.
+    Returns the new day and the rows written per source.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+
+    def files_sql(name: str) -> str | None:
+        files = source_files(landing, name)
+        quoted = ["'" + str(f).replace("'", "''") + "'" for f in files]
+        return "[" + ", ".join(quoted) + "]" if files else None
+
+    def read(name: str) -> str:
+        return f"read_csv({files_sql(name)}, header = true, all_varchar = true, union_by_name = true)"
+
+    orders = files_sql("orders")
+    if orders is None:
+        raise NextDayError(f"no order files under {landing / 'orders'}: nothing to copy a day from")
+    last_day = con.execute(
+        f"select max(cast(cast(ordered_at as timestamptz) as date)) from {read('orders')}"
+    ).fetchone()[0]
+    new_day = last_day.fromordinal(last_day.toordinal() + 1)
+    suffix = f"-{new_day:%Y%m%d}"
+    con.execute(
+        f"create table day_orders as select order_id from {read('orders')} "
+        f"where cast(cast(ordered_at as timestamptz) as date) = date '{last_day}'"
+    )
+    written: dict[str, int] = {}
+    for name in DAY_SOURCES:
+        if files_sql(name) is None:
+            continue
+        src = source(name)
+        header: list[str] = []
+        for f in source_files(landing, name):
+            header += [c for c in read_header(f) if c not in header]
+        exprs = []
+        for col in header:
+            spec = next((c for c in src.columns if c.name == col), None)
+            q = f'"{col}"'
+            if spec is None:
+                exprs.append(q)
+            elif col in src.primary_key and col != "order_id" and spec.type == "varchar":
+                exprs.append(f"{q} || '{suffix}' as {q}")
+            elif col == "order_id":
+                exprs.append(
+                    f"case when {q} in (select order_id from day_orders) then {q} || '{suffix}' else {q} end as {q}"
+                )
+            elif spec.type == "timestamp":
+                exprs.append(f"strftime(cast({q} as timestamptz) + interval 1 day, '%Y-%m-%dT%H:%M:%SZ') as {q}")
+            elif spec.type == "date":
+                exprs.append(f"strftime(cast({q} as date) + interval 1 day, '%Y-%m-%d') as {q}")
+            else:
+                exprs.append(q)
+        if name == "order_items":
+            where = "order_id in (select order_id from day_orders)"
+        else:
+            event = "ordered_at" if name == "orders" else src.event_at
+            if event not in header:
+                continue
+            where = f"cast(cast({event} as timestamptz) as date) = date '{last_day}'"
+        target = landing / name / f"increment-{new_day}.csv"
+        rows = con.execute(
+            f"copy (select {', '.join(exprs)} from {read(name)} where {where}) to '{target}' (header, format csv)"
+        ).fetchone()[0]
+        if rows:
+            written[name] = int(rows)
+        else:
+            target.unlink()  # a header-only file would only be rejected as empty
+    con.close()
+    return {"day": str(new_day), "rows": written}
