@@ -233,6 +233,7 @@ def speed_reference(repeats: int = 3) -> float:
     import duckdb
 
     con = duckdb.connect()
+    con.execute("set enable_progress_bar = false")
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
