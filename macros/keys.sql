@@ -24,14 +24,23 @@
 
 {#
     The incremental filter: rows whose `column` is greater than the greatest value already in
-    this model. When the model is empty every row qualifies, so a first load after an empty
-    build is still picked up. Works for any ordered type (load ids, timestamps).
+    this model. When the model is empty every row qualifies (the greatest value falls back to
+    the lowest possible one), so a first load after an empty build is still picked up.
+
+    One comparison with a constant subquery, not "greater than the max, or the max is null":
+    DuckDB pushes the single comparison into the table scan and skips the row groups of old
+    loads, where the OR form read every row (0.2-0.45 s per model on 24M messages).
+    `floor` is that lowest value: -1 for load ids (`_load_id`, from 1 up), '-infinity' for
+    timestamps (the default for any other column). The columns are never NULL (ingestion
+    stamps every row).
 #}
-{% macro is_newer_than_this(column, this_column=none) -%}
+{% macro is_newer_than_this(column, this_column=none, floor=none) -%}
     {%- set this_column = this_column or column -%}
+    {%- if floor is none -%}
+        {%- set floor = "-1" if this_column.split(".")[-1] == "_load_id" else "'-infinity'" -%}
+    {%- endif -%}
     (
-        {{ column }} > (select max({{ this_column }}) from {{ this }})
-        or (select max({{ this_column }}) from {{ this }}) is null
+        {{ column }} > (select coalesce(max({{ this_column }}), {{ floor }}) from {{ this }})
     )
 {%- endmacro %}
 
