@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import duckdb
 import pytest
@@ -232,6 +233,22 @@ def test_incremental_publish_equals_a_full_one(tmp_path):
     # the full snapshot stores the timeline in customer order
     stored = [r[0] for r in _rows(full.path, "select customer_id from marts.fct_customer_events")]
     assert stored == sorted(stored)
+
+
+def test_incremental_publish_drops_history_batches_thinned_in_the_warehouse(tmp_path):
+    from ml.history import HistoryPolicy
+
+    wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
+    _timeline_warehouse(wh)
+    publish(wh, pub, incremental=True)
+    _one_more_day(wh)
+    with duckdb.connect(str(wh)) as con:  # the run that wrote 2026-06-02 thinned the day before away
+        assert HistoryPolicy(daily_days=0, keep_days=1).prune(
+            con, "ml.churn_scores_history", "as_of_date"
+        ) == 50
+    inc = publish(wh, pub, incremental=True)
+    assert inc.mode == "incremental", inc.reason
+    assert _rows(inc.path, "select distinct as_of_date from ml.churn_scores_history") == [(date(2026, 6, 2),)]
 
 
 def test_incremental_publish_falls_back_to_full_when_it_cannot_be_exact(tmp_path):
