@@ -98,7 +98,8 @@ def _tree_contributions(
 
     # Groups are independent (each writes its own column) and their tree walks and numpy work
     # release the GIL: one thread per core over the groups.
-    workers = min(os.cpu_count() or 1, len(groups)) if len(X) >= PARALLEL_GROUP_ROWS else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, len(groups)) if len(X) >= PARALLEL_GROUP_ROWS else 1
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(contribute, groups))

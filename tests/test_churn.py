@@ -349,6 +349,12 @@ def test_fast_reasons_are_the_plain_computation_bit_for_bit(trained, warehouse, 
         expected_reasons = _reasons(feats, plain, 3, 0.005)
         assert np.array_equal(contrib.to_numpy(), plain.to_numpy())
         pd.testing.assert_frame_equal(reasons, expected_reasons)
+        # the same with the groups on parallel threads (what a shop of 50,000+ customers gets)
+        with monkeypatch.context() as m:
+            m.setattr("ml.reasons.PARALLEL_GROUP_ROWS", 0)
+            _, threaded_reasons, threaded = risk_and_explain(artifact, feats)
+        assert np.array_equal(threaded.to_numpy(), plain.to_numpy())
+        pd.testing.assert_frame_equal(threaded_reasons, expected_reasons)
     # a model the fast path does not reproduce falls back to the plain computation
     feats = build_features(warehouse, latest_order_date(warehouse)).iloc[:500]
     monkeypatch.setattr(WhatIf, "raw", lambda self, leaves: np.zeros(leaves.shape[1]))
