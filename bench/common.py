@@ -10,9 +10,6 @@ process in its tree), unlike `RUSAGE_CHILDREN`, which is a maximum over every ch
 from __future__ import annotations
 
 import contextlib
-import csv
-import gzip
-import io
 import os
 import platform
 import signal
@@ -23,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+
+from pipelines.generate import next_day as _next_day
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
@@ -51,30 +50,10 @@ NORMALISED = {"status", "survey_type", "ticket_type", "category"}
 RESULTS = ("kpi_monthly", "retention_cohorts", "customers")
 
 
-def source_files(landing: Path, source_name: str) -> list[Path]:
-    """The CSV files (`.csv`, `.csv.gz`) of one source under `<landing>/<source>/`, sorted.
-
-    Like ingestion, dotfiles and anything in a dot-folder are files still being written.
-    """
-    folder = landing / source_name
-    if not folder.is_dir():
-        return []
-    files = []
-    for p in folder.rglob("*"):
-        rel = p.relative_to(folder)
-        name = p.name.lower()
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts) and name.endswith((".csv", ".csv.gz")):
-            files.append(p)
-    return sorted(files)
-
-
-def read_header(path: Path) -> list[str]:
-    """The column names in the first line of a CSV file (gzip-aware), trimmed."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        first = fh.readline().decode("utf-8-sig")
-    row = next(csv.reader(io.StringIO(first)), [])
-    return [c.strip() for c in row]
+# The landing CSV files of a source and a CSV header, read the way `retain generate --next-day`
+# reads them (which raises NextDayError if a source also holds files of another format).
+source_files = _next_day.source_files
+read_header = _next_day.read_header
 
 
 @dataclass

@@ -524,6 +524,14 @@ def render_markdown(results: list[dict]) -> str:
     for r in results:
         for target, measured, ok in target_rows(r):
             lines.append(f"| {r['size']} | {target} | {measured} | {_mark(ok)} |")
+    speeds = [(r["size"], r["speed_reference_seconds"]) for r in results if r.get("speed_reference_seconds")]
+    if speeds:
+        lines += [
+            "",
+            "Machine speed reference of each run (the same fixed DuckDB workload at its start; lower is faster): "
+            + ", ".join(f"{size} {secs:.2f} s" for size, secs in speeds)
+            + ". Shared machines vary: compare a size's times with another run's only in that light.",
+        ]
     lines += [
         "",
         "How the targets are judged:",
