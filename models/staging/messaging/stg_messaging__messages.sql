@@ -75,7 +75,7 @@ versioned as (
     select
         renamed.*,
         case
-            when superseded.message_id is null then 1
+            when superseded.kept is null then 1
             when { 'load_id': renamed._load_id, 'source_row': renamed._source_row } = superseded.kept then 1
             else 2
         end as version_rank
