@@ -125,6 +125,7 @@ def score(
 
         models_dir = settings().models
     thresholds = thresholds or RiskThresholds.from_env()
+    history = HistoryPolicy.from_env()  # a bad setting fails here, not after scoring everyone
     artifact = load_artifact(models_dir)
     as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
     feats = build_features(con, as_of)
@@ -146,7 +147,7 @@ def score(
         "reason_3": reasons["reason_3"].to_numpy(),
         "model_version": artifact.run_id,
     })
-    write_scores(con, scores)
+    write_scores(con, scores, history)
     try:
         # today's features are in memory now: measure drift here rather than rebuild them in the check
         drift = drift_report(feats, risk, models_dir, run_id=artifact.run_id)

@@ -81,8 +81,8 @@ def generate(
                 "Instead of a new shop, add one day after the last one to the landing files already there: "
                 "the last day's orders, items, returns, messages, surveys, reviews and tickets copied a day "
                 "later with new ids, as increment-<date>.csv per source (CSV landing files only). For trying "
-                "the daily job: retain generate --next-day, then retain run --job daily_job. Ignores the "
-                "other options except --out and --data-dir."
+                "the daily job: retain generate --next-day, then retain run --job daily_job. Takes only "
+                "--out and --data-dir."
             ),
         ),
     ] = False,
@@ -94,6 +94,12 @@ def generate(
     day to the landing files instead.
     """
     if next_day:
+        given = [name for name, value, default in (
+            ("--customers", customers, 10_000), ("--seed", seed, 7), ("--start", start, "2023-01-01"),
+            ("--end", end, "2026-10-31"), ("--format", fmt, "csv"), ("--clean", clean, False),
+        ) if value != default]
+        if given:
+            _fail(f"--next-day extends the landing files already there; it takes no {', '.join(given)}")
         _generate_next_day(out, data_dir)
         return
     start_date, end_date = _parse_date(start, "--start"), _parse_date(end, "--end")

@@ -84,3 +84,23 @@ def test_generate_next_day_without_orders_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["generate", "--next-day", "--out", str(tmp_path / "empty")])
     assert result.exit_code != 0
     assert "no order files" in result.output
+
+
+def test_generate_next_day_refuses_options_it_would_ignore_and_never_overwrites(tmp_path):
+    landing = tmp_path / "landing"
+    assert runner.invoke(app, ["generate", "--customers", "200", "--out", str(landing)]).exit_code == 0
+    result = runner.invoke(app, ["generate", "--next-day", "--clean", "--out", str(landing)])
+    assert result.exit_code != 0 and "takes no --clean" in result.output
+    assert (landing / "orders").is_dir() and any((landing / "orders").iterdir())  # nothing was cleaned
+    import duckdb
+
+    last = duckdb.connect().execute(
+        f"select max(ordered_at::timestamptz at time zone 'UTC')::date from read_csv('{landing}/orders/*.csv')"
+    ).fetchone()[0]
+    new_day = date.fromordinal(last.toordinal() + 1)
+    stray = landing / "reviews" / f"increment-{new_day}.csv"
+    stray.write_text("review_id\nkept\n")
+    result = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
+    assert result.exit_code != 0 and "never overwrites" in result.output
+    assert stray.read_text() == "review_id\nkept\n"
+    assert not (landing / "orders" / f"increment-{new_day}.csv").exists()  # nothing half-written either

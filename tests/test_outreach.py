@@ -662,6 +662,33 @@ def test_runs_keep_history_and_rerunning_a_run_id_replaces_it(con):
         con.execute("SELECT count(*) FROM exports.suppressions WHERE run_id = 'r1'").fetchone()[0]
 
 
+def test_older_runs_lists_are_thinned_but_the_run_log_is_kept(con):
+    from datetime import timedelta
+
+    from ml.history import HistoryPolicy
+
+    build_outreach_lists(con, run_id="old")
+    # the same run as if it had been made 400 days ago
+    con.execute("UPDATE exports.runs SET as_of_date = as_of_date - INTERVAL 400 DAY WHERE run_id = 'old'")
+    assert con.execute("SELECT count(*) FROM exports.suppressions WHERE run_id = 'old'").fetchone()[0] > 0
+    build_outreach_lists(con, run_id="today", history=HistoryPolicy(daily_days=35, keep_days=365))
+    counts = dict(con.execute("SELECT run_id, count(*) FROM exports.outreach_lists GROUP BY 1").fetchall())
+    assert counts.get("old") is None and counts["today"] > 0
+    assert con.execute("SELECT count(*) FROM exports.suppressions WHERE run_id = 'old'").fetchone()[0] == 0
+    runs = dict(con.execute("SELECT run_id, as_of_date FROM exports.runs").fetchall())
+    assert runs == {"old": AS_OF - timedelta(days=400), "today": AS_OF}
+
+
+def test_a_bad_history_setting_fails_before_any_list_is_written(con, monkeypatch):
+    monkeypatch.setenv("RETAIN_HISTORY_DAYS", "a year")
+    with pytest.raises(ValueError, match="RETAIN_HISTORY_DAYS"):
+        build_outreach_lists(con, run_id="r1")
+    written = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'exports'"
+    ).fetchone()[0]
+    assert written == 0, "no exports table is created, let alone a run"
+
+
 def test_a_rule_that_fails_on_the_data_names_its_play(con, tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("plays:\n  - {name: good, channel: email, action: x, template: t, rule: is_test_account}\n"

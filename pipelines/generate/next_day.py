@@ -89,6 +89,10 @@ def append_next_day(landing: Path) -> dict:
         f"create table day_orders as select order_id from {read('orders')} "
         f"where cast(cast(ordered_at as timestamptz) as date) = date '{last_day}'"
     )
+    targets = {name: landing / name / f"increment-{new_day}.csv" for name in DAY_SOURCES}
+    existing = [str(t) for t in targets.values() if t.exists()]
+    if existing:
+        raise NextDayError(f"{existing[0]} already exists: --next-day never overwrites a landing file")
     written: dict[str, int] = {}
     for name in DAY_SOURCES:
         if files_sql(name) is None:
@@ -122,7 +126,7 @@ def append_next_day(landing: Path) -> dict:
             if event not in header:
                 continue
             where = f"cast(cast({event} as timestamptz) as date) = date '{last_day}'"
-        target = landing / name / f"increment-{new_day}.csv"
+        target = targets[name]
         rows = con.execute(
             f"copy (select {', '.join(exprs)} from {read(name)} where {where}) to '{target}' (header, format csv)"
         ).fetchone()[0]

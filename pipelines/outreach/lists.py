@@ -244,6 +244,7 @@ def build_outreach_lists(
     `as_of` is the run's "today" (default: the latest `as_of_date` in `ml.churn_scores`, else
     the latest order date). Re-running with the same `run_id` replaces that run's rows.
     """
+    history = history or HistoryPolicy.from_env()  # a bad setting fails here, before any work
     pb = playbook or load_playbook(playbook_path)
     run_id = run_id or new_run_id()
     as_of = create_candidates_view(con, as_of, pb.marketing_message_types)
@@ -336,7 +337,7 @@ def build_outreach_lists(
              model_version, scored_at, latest_order, latest_msg, latest_ticket, n_cand, n_elig, n_supp, n_list],
         )
         # thin older runs' lists and suppressions (ml.history); the run log itself is kept whole
-        (history or HistoryPolicy.from_env()).prune(
+        history.prune(
             con, "exports.runs", "as_of_date",
             also={"exports.outreach_lists": "run_id", "exports.suppressions": "run_id"}, keep_table=True,
             protect=as_of,
