@@ -17,11 +17,15 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dashboards import data, filters, ui  # noqa: E402
+from dashboards import data, filters, signin, ui  # noqa: E402
 
 st.set_page_config(page_title="retain · customer retention", page_icon=":material/loyalty:", layout="wide")
 # Readers, not developers: no "Deploy" button or developer menu.
 st.set_option("client.toolbarMode", "viewer")
+
+# Nothing below runs for a visitor who is signed out, or signed in without a role: they get the
+# sign-in page or a "no role" message (dashboards/signin.py, roles in dashboards/access.py).
+who = signin.require_identity()
 
 # Not "pages/": Streamlit would treat that folder as its automatic multipage layout and run a
 # page directly from its URL, bypassing this script (st.navigation, filters, banner).
@@ -47,6 +51,7 @@ pages = {
     ],
 }
 page = st.navigation(pages)
+signin.sidebar(who)
 
 snapshot = data.snapshot_path()
 if snapshot is None:

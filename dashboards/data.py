@@ -19,8 +19,10 @@ Safety: filter values reach SQL only as bound parameters (`$name`); the only ide
 SQL are this module's constants and values picked from allow-lists (`RFM_SEGMENTS`,
 `RISK_TIERS`, the snapshot's own table list); CRM format names go to the export code, which
 accepts only its own formats. Emails and phones are masked in SQL (`mask_email`,
-`mask_phone`), also inside free-text comments, everywhere except the Customer 360 page when
-its reveal toggle is on.
+`mask_phone`), also inside free-text comments, everywhere. Unmasked contact details (Customer
+360 for the support role) and CRM files (the marketer role) are read from the warehouse,
+read-only, at the moment they are shown or downloaded, never from the snapshot and never
+cached (`contact_details`, `audited_export`); the pages write each to the audit log.
 
 Filters: the date range selects whole calendar months (UTC), like the KPI marts. Country and
 segment (churn risk tier or RFM segment) select customers. Sales channel selects orders for
@@ -1296,8 +1298,12 @@ def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     }
 
 
-def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -> pd.DataFrame:
-    """Customers whose id equals `text` or whose email starts with it (case-insensitive); emails masked."""
+def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20, by_email: bool = True) -> pd.DataFrame:
+    """Customers whose id equals `text` or (`by_email`) whose email starts with it (case-insensitive); emails masked.
+
+    Without `by_email` only an exact customer id matches: looking someone up by their email
+    address is a use of contact data, kept to the roles that may see it.
+    """
     text = (text or "").strip()
     if not text or not _has(con, "marts.dim_customers"):
         return pd.DataFrame(columns=["customer_id", "email", "country", "orders_count"])
@@ -1306,23 +1312,24 @@ def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -
         f"""
         select customer_id, {mask_email("email")} as email, country, orders_count
         from marts.dim_customers
-        where customer_id = $text or lower(email) like lower($prefix) escape '\\'
+        where customer_id = $text or ($by_email and lower(email) like lower($prefix) escape '\\')
         order by customer_id = $text desc, customer_id
         limit $limit
         """,
         {"text": text, "prefix": text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
-         "limit": limit},
+         "limit": limit, "by_email": by_email},
     )
 
 
-def customer_360(con: duckdb.DuckDBPyConnection, customer_id: str, reveal: bool = False) -> dict:
-    """One customer's profile, churn score with reasons, and event timeline (contact details masked unless `reveal`)."""
+def customer_360(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
+    """One customer's profile, churn score with reasons, and event timeline, contact details masked.
+
+    Unmasked contact details are never read from the snapshot: see `contact_details`.
+    """
     if not _has(con, "marts.dim_customers"):
         return {"available": False}
-    email = "email" if reveal else mask_email("email")
-    phone = "phone" if reveal else mask_phone("phone")
-    first = "first_name" if reveal else "left(first_name, 1) || '.'"
-    last = "last_name" if reveal else "left(last_name, 1) || '.'"
+    email, phone = mask_email("email"), mask_phone("phone")
+    first, last = "left(first_name, 1) || '.'", "left(last_name, 1) || '.'"
     profile = query(
         con,
         f"""
@@ -1345,7 +1352,7 @@ def customer_360(con: duckdb.DuckDBPyConnection, customer_id: str, reveal: bool 
         )
         out["segment"] = None if seg.empty else seg.iloc[0].to_dict()
     if _has(con, "marts.fct_customer_events"):
-        detail = "detail" if reveal else mask_text("detail")
+        detail = mask_text("detail")
         out["timeline"] = query(
             con,
             f"""
@@ -1404,17 +1411,17 @@ def load_snapshot_info(snapshot: str) -> dict:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def load_search(snapshot: str, text: str) -> pd.DataFrame:
+def load_search(snapshot: str, text: str, by_email: bool) -> pd.DataFrame:
     """`find_customers`, cached briefly."""
     with _cursor(snapshot) as cur:
-        return find_customers(cur, text)
+        return find_customers(cur, text, by_email=by_email)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def load_customer(snapshot: str, customer_id: str, reveal: bool) -> dict:
-    """`customer_360`, cached per customer and reveal state."""
+def load_customer(snapshot: str, customer_id: str) -> dict:
+    """`customer_360` (masked), cached per customer."""
     with _cursor(snapshot) as cur:
-        return customer_360(cur, customer_id, reveal)
+        return customer_360(cur, customer_id)
 
 
 # --------------------------------------------------------------------------------------
@@ -1480,31 +1487,26 @@ def driver_importance(metrics: dict) -> pd.DataFrame:
 # CRM downloads through the same code as `retain export`
 
 def export_support(con: duckdb.DuckDBPyConnection) -> dict:
-    """Which CRM formats the outreach export code offers, and whether it can run on this snapshot.
+    """Which CRM formats the outreach export code offers, and whether it can run on `con`.
 
     Returns `formats` ({name: (title, channels, max rows per file)}) and `problem`: None when
-    the export's source query binds against the snapshot (checked by running it with no rows),
-    else the first line of the error (e.g. a table or column the snapshot does not publish).
+    the export's source query binds against the database (checked by running it with no rows),
+    else the first line of the error (e.g. a table or column it does not have).
     `formats` is empty when the export code is not installed.
     """
-    try:
-        from pipelines.outreach import formats
-        from pipelines.outreach.normalize import install_macros
-    except ImportError:
-        return {"formats": {}, "problem": None}
-    problem = None
+    support = export_support_formats()
+    if not support["formats"]:
+        return support
+    from pipelines.outreach import formats
+    from pipelines.outreach.normalize import install_macros
+
     with con.cursor() as cur:
         try:
             install_macros(cur)
             cur.execute(f"select * from ({formats.EXPORT_SOURCE_SQL}) limit 0", {"run_id": "", "play": None})
         except duckdb.Error as exc:
-            problem = str(exc).strip().splitlines()[0]
-    return {
-        "formats": {
-            name: (f.title, tuple(f.channels), f.max_rows_per_file) for name, f in formats.EXPORT_FORMATS.items()
-        },
-        "problem": problem,
-    }
+            support["problem"] = str(exc).strip().splitlines()[0]
+    return support
 
 
 def render_download(con: duckdb.DuckDBPyConnection, play: str, fmt: str, run_id: str | None = None) -> bytes:
@@ -1535,17 +1537,109 @@ def download_file_name(play: str, fmt: str, rows: int, max_rows_per_file: int | 
     return f"{play}-{fmt}.{'zip' if split else 'csv'}"
 
 
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def load_export_support(snapshot: str) -> dict:
-    """`export_support` for the snapshot, cached."""
-    with _cursor(snapshot) as cur:
-        return export_support(cur)
+# --------------------------------------------------------------------------------------
+# Contact details and CRM files: read from the warehouse at the moment they are shown
+#
+# The snapshot is for everyone who may open the dashboard, so contact data in it is masked
+# (or will be). Unmasked values are read from the live warehouse, read-only, only when a
+# user whose role allows it asks for them, and never cached: each call opens a connection,
+# reads, and closes it again, so a pipeline run is not kept from writing for longer than
+# the read takes.
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be read now (missing, or a pipeline run holds its write lock)."""
 
 
-def export_callable(snapshot: str, play: str, fmt: str, run_id: str | None) -> Callable[[], bytes]:
-    """A zero-argument function for `st.download_button`: renders the file only when clicked."""
+@contextlib.contextmanager
+def warehouse_connection():
+    """A short-lived read-only connection to RETAIN_WAREHOUSE, external access disabled."""
+    from pipelines.config import settings
+
+    path = settings().warehouse
+    if not path.exists():
+        raise WarehouseUnavailable(f"there is no warehouse at {path}: run `retain run` first")
+    try:
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    except duckdb.Error as exc:
+        raise WarehouseUnavailable(
+            "the warehouse is busy (a pipeline run is writing to it); try again when the run has finished"
+        ) from exc
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+#: What Customer 360 reveals, from marts.dim_customers.
+CONTACT_FIELDS = ("email", "phone", "first_name", "last_name")
+
+
+def contact_details(customer_id: str) -> dict | None:
+    """One customer's unmasked contact fields from the warehouse (None if the customer is not there)."""
+    with warehouse_connection() as con:
+        present = set(_columns(con, "marts.dim_customers"))
+        if not present:
+            raise WarehouseUnavailable("the warehouse has no marts.dim_customers yet: run `retain run`")
+        fields = [f for f in CONTACT_FIELDS if f in present]
+        row = query(con, f"select {', '.join(fields)} from marts.dim_customers where customer_id = $customer_id",
+                    {"customer_id": customer_id})
+    return None if row.empty else row.iloc[0].to_dict()
+
+
+def warehouse_export_support() -> dict:
+    """`export_support` on the warehouse, where the CRM files are rendered from (problem: why not now)."""
+    try:
+        with warehouse_connection() as con:
+            return export_support(con)
+    except WarehouseUnavailable as exc:
+        support = export_support_formats()
+        return {**support, "problem": str(exc)}
+
+
+def export_support_formats() -> dict:
+    """The CRM formats the export code offers, without checking a connection."""
+    try:
+        from pipelines.outreach import formats
+        from pipelines.outreach.normalize import install_macros  # noqa: F401 - export_support needs it
+    except ImportError:
+        return {"formats": {}, "problem": None}
+    return {
+        "formats": {
+            name: (f.title, tuple(f.channels), f.max_rows_per_file) for name, f in formats.EXPORT_FORMATS.items()
+        },
+        "problem": None,
+    }
+
+
+def count_rows(content: bytes, file_name: str) -> int:
+    """Customers in a rendered download: data rows of the CSV, or of every CSV inside the ZIP."""
+    import csv
+    import io
+    import zipfile
+
+    def rows(csv_bytes: bytes) -> int:
+        return max(sum(1 for _ in csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig"), newline=""))) - 1, 0)
+
+    if file_name.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(content)) as z:
+            return sum(rows(z.read(name)) for name in z.namelist() if name.endswith(".csv"))
+    return rows(content)
+
+
+def audited_export(play: str, fmt: str, run_id: str | None, file_name: str,
+                   audit: Callable[[dict], None]) -> Callable[[], bytes]:
+    """A zero-argument function for `st.download_button`: renders the CRM file from the warehouse when clicked.
+
+    The file is `retain export`'s for the run the snapshot shows (same code, same bytes), with
+    the warehouse's unmasked contacts; `audit` receives {play, format, run_id, file_name, rows}
+    before the bytes are handed over (if it raises, nothing is downloaded).
+    """
 
     def render() -> bytes:
-        return render_download(_shared_connection(snapshot), play, fmt, run_id)
+        with warehouse_connection() as con:
+            content = render_download(con, play, fmt, run_id)
+        audit({"play": play, "format": fmt, "run_id": run_id, "file_name": file_name,
+               "rows": count_rows(content, file_name)})
+        return content
 
     return render

@@ -7,6 +7,7 @@ the commands so that `retain --help` answers at once.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -371,30 +372,82 @@ def _freshness_lines(recorded: dict, snapshot: Path | None) -> list[str]:
 
 @app.command()
 def dashboard(
-    port: Annotated[int, typer.Option(help="Port to serve on (localhost).")] = 8501,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve on a non-loopback address without sign-in: everyone who reaches the port gets the local "
+                 "user's roles. Only when something in front of it already restricts who can connect.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Serve the Streamlit dashboard on localhost (reads the last published snapshot)."""
+    """Serve the Streamlit dashboard (reads the last published snapshot).
+
+    With RETAIN_OIDC_METADATA_URL, RETAIN_OIDC_CLIENT_ID and RETAIN_OIDC_CLIENT_SECRET set (or an
+    [auth] section in .streamlit/secrets.toml) users sign in through your identity provider and
+    see what their roles allow; without them it runs in local mode, one user with every role,
+    on 127.0.0.1 only. See docs/security.md.
+    """
+    from pipelines.dashboard_server import ServeError, plan
+
     _use_data_dir(data_dir)
-    app_path = PROJECT_ROOT / "dashboards" / "app.py"
-    console.print(f"retain dashboard: [bold]http://{host}:{port}[/]  (Ctrl+C to stop)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app_path),
-        "--server.port",
-        str(port),
-        "--server.address",
-        host,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+    try:
+        serve = plan(port, host, allow_unauthenticated=allow_unauthenticated)
+    except ServeError as exc:
+        _fail(str(exc), code=2)
+    for warning in serve.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}")
+    shown = "localhost" if serve.mode == "oidc" and host in {"127.0.0.1", "localhost"} else host
+    how = "sign-in through your identity provider" if serve.mode == "oidc" else "local mode, no sign-in"
+    console.print(f"retain dashboard: [bold]http://{shown}:{port}[/]  ({how}; Ctrl+C to stop)")
+    raise typer.Exit(subprocess.call(serve.command, cwd=PROJECT_ROOT, env=serve.env))
+
+
+@app.command()
+def audit(
+    user: Annotated[str | None, typer.Option(help="Only entries whose user contains this text.")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Only this action: contact_view, download, session_start, access_denied.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only entries at or after this date (YYYY-MM-DD).")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only contact views of this customer id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show the dashboard's audit log: who saw which contact details and downloaded which lists, when."""
+    from pipelines import audit as audit_log
+
+    _use_data_dir(data_dir)
+    if action and action not in audit_log.ACTIONS:
+        _fail(f"--action expects one of {', '.join(audit_log.ACTIONS)}, got {action!r}")
+    start = _parse_date(since, "--since")
+    since_at = datetime(start.year, start.month, start.day) if start else None
+    path = audit_log.audit_log_path()
+    entries = [e for e in audit_log.read(path) if audit_log.matches(e, user, action, since_at, customer)]
+    if as_json:
+        for e in entries:
+            print(json.dumps(e, ensure_ascii=False))
+        return
+    if not entries:
+        console.print(f"No audit entries{' match' if any((user, action, since, customer)) else ''} in {path}.")
+        return
+    table = Table(title=str(path))
+    for col in ("at (UTC)", "user", "roles", "action", "what", "rows"):
+        table.add_column(col)
+    for e in entries:
+        if e.get("action") == "download":
+            what = f"{e.get('play')} · {e.get('format')} · {e.get('file_name')}"
+        elif e.get("action") == "contact_view":
+            what = ", ".join(e.get("customer_ids") or [])
+        else:
+            what = str(e.get("reason") or e.get("page") or e.get("text") or "")
+        table.add_row(str(e.get("at", ""))[:19].replace("T", " "), str(e.get("user", "")),
+                      ", ".join(e.get("roles") or []), str(e.get("action", "")), what,
+                      "" if e.get("rows") is None else f"{e['rows']:,}")
+    console.print(table)
 
 
 @app.command()

@@ -5,28 +5,37 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, data, filters, signin, ui
 
 ctx = filters.context()
+who = signin.identity()
 currency = ui.currency(ctx)
 
 st.title("Customer 360")
 left, right = st.columns([3, 1])
 with left:
-    text = st.text_input("Customer id or email", key="customer_search", placeholder="e.g. C0001234 or jane@",
-                         help="An exact customer id, or the beginning of an email address (case-insensitive).")
-with right:
-    reveal = st.toggle("Show contact details", key="reveal_contact",
-                       help="Emails, phones and names are masked unless you switch this on. Personal data: "
-                            "only reveal it when you need to contact the customer.")
+    if who.can_see_contacts:
+        text = st.text_input("Customer id or email", key="customer_search", placeholder="e.g. C0001234 or jane@",
+                             help="An exact customer id, or the beginning of an email address (case-insensitive).")
+    else:
+        text = st.text_input("Customer id", key="customer_search", placeholder="e.g. C0001234",
+                             help="An exact customer id. Searching by email needs the support role.")
+reveal = False
+if who.can_see_contacts:
+    with right:
+        reveal = st.toggle("Show contact details", key="reveal_contact",
+                           help="Emails, phones and names are masked unless you switch this on. Personal data: "
+                                "only reveal it when you need to contact the customer. Every reveal is written to "
+                                "the audit log.")
 
 # The selected customer id (never the search text: it may be an email) is kept in the URL,
 # so a link opens the same customer.
 linked = st.query_params.get("customer")
 if text.strip():
-    matches = data.load_search(ctx.snapshot, text)
+    matches = data.load_search(ctx.snapshot, text, who.can_see_contacts)
     if matches.empty:
-        st.warning(f"No customer with id {text.strip()!r} or an email starting with it.")
+        st.warning(f"No customer with id {text.strip()!r}"
+                   f"{' or an email starting with it' if who.can_see_contacts else ''}.")
         st.stop()
     if len(matches) > 1:
         labels = {r.customer_id: f"{r.customer_id} · {r.email or 'no email'} · {r.country or ''}"
@@ -39,10 +48,10 @@ if text.strip():
 elif linked:
     customer_id = linked
 else:
-    ui.note("Search for a customer by id or email to see their history.")
+    ui.note(f"Search for a customer by {'id or email' if who.can_see_contacts else 'id'} to see their history.")
     st.stop()
 
-c = data.load_customer(ctx.snapshot, customer_id, reveal)
+c = data.load_customer(ctx.snapshot, customer_id)
 if not c.get("available"):
     ui.note("Customers are not in the published snapshot yet (marts.dim_customers).")
     st.stop()
@@ -50,7 +59,22 @@ if not c.get("found"):
     st.warning(f"Customer {customer_id} is not in the published snapshot.")
     st.stop()
 
-p = c["profile"]
+p = dict(c["profile"])
+if reveal:
+    # Unmasked, from the warehouse, now; written to the audit log before it is shown.
+    try:
+        contacts = data.contact_details(customer_id)
+    except data.WarehouseUnavailable as exc:
+        contacts = None
+        st.warning(f"Contact details cannot be shown right now: {exc}.")
+    if contacts is not None:
+        # One entry per customer revealed; reruns of the same view (a click in the timeline) add none.
+        if st.session_state.get("_retain_contact_shown") != customer_id:
+            signin.record("contact_view", customer_ids=[customer_id], rows=1, fields=sorted(contacts))
+            st.session_state["_retain_contact_shown"] = customer_id
+        p.update(contacts)
+else:
+    st.session_state.pop("_retain_contact_shown", None)
 name = " ".join(str(x) for x in (p.get("first_name"), p.get("last_name")) if x and not pd.isna(x)) or "–"
 st.subheader(f"{name} · {customer_id}")
 seg = c.get("segment") or {}

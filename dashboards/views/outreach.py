@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, data, signin, ui
 
 PLAY_LABELS = {
     "service_recovery": "Service recovery",
@@ -93,25 +93,31 @@ else:
         },
     )
 
-support = data.load_export_support(ctx.snapshot)
+who = signin.identity()
+if not who.can_download:
+    ui.note("CRM downloads hold customers' names, emails and phone numbers: they need the marketer role.")
+    st.stop()
+if rows == 0:
+    st.stop()
+# Files are rendered from the warehouse (unmasked contacts), for the run this page shows.
+support = data.warehouse_export_support()
 usable = {name: spec for name, spec in support["formats"].items() if row.get("channel") in spec[1]}
 if not support["formats"]:
-    ui.note("CRM downloads need the outreach export module (pipelines/outreach).")
+    ui.note("CRM downloads need the outreach export code (pipelines/outreach).")
 elif support["problem"]:
-    ui.note(f"CRM downloads are not possible from this snapshot ({support['problem']}). Use `retain export`.")
-elif rows == 0:
-    pass
+    ui.note(f"CRM downloads are not possible right now ({support['problem']}). Use `retain export`.")
 elif not usable:
     ui.note(f"No CRM format carries {row.get('channel')} contacts.")
 else:
-    st.markdown("**Download for your CRM** — the same files `retain export` writes for this play.")
+    st.markdown("**Download for your CRM** — the same files `retain export` writes for this play. Every download "
+                "is written to the audit log.")
     cols = st.columns(4)
     for i, (fmt, (title, _channels, max_rows)) in enumerate(usable.items()):
         with cols[i % 4]:
             name = data.download_file_name(play, fmt, rows, max_rows)
             st.download_button(
                 title,
-                data=data.export_callable(ctx.snapshot, play, fmt, d["run_id"]),
+                data=data.audited_export(play, fmt, d["run_id"], name, signin.recorder("download")),
                 file_name=name,
                 mime="application/zip" if name.endswith(".zip") else "text/csv",
                 key=f"download_{play}_{fmt}",
