@@ -109,8 +109,8 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def make_driver(user_data_dir: Path, width: int = 1440, height: int = 1000):
-    """A headless Chromium WebDriver on Debian's binaries, with a fresh profile."""
+def make_driver(user_data_dir: Path, width: int = 1440, height: int = 1000, download_dir: Path | None = None):
+    """A headless Chromium WebDriver on Debian's binaries, with a fresh profile (downloads into `download_dir`)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -121,6 +121,10 @@ def make_driver(user_data_dir: Path, width: int = 1440, height: int = 1000):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={user_data_dir}")
     options.add_argument(f"--window-size={width},{height}")
+    if download_dir is not None:
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(download_dir), "download.prompt_for_download": False,
+        })
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     return driver
@@ -139,6 +143,27 @@ class PageCheck:
     charts: int = 0
     seconds: float = 0.0
     screenshot: Path | None = None
+
+
+def sign_in(driver, base_url: str, subject: str, timeout: float = 60) -> float:
+    """Sign in through the dashboard's sign-in page and the OpenID provider's page of `oidc-provider-mock`.
+
+    Opens `base_url`, clicks "Sign in" (Streamlit's `st.login`), picks the provider's user
+    `subject` on its authorization page, and waits for the dashboard to render again.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    t0 = time.monotonic()
+    open_page(driver, base_url)
+    wait = WebDriverWait(driver, timeout)
+    wait.until(ec.element_to_be_clickable(
+        (By.XPATH, '//*[@data-testid="stButton"]//button[.//p[text()="Sign in"]]'))).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f'button[name="sub"][value="{subject}"]'))).click()
+    wait.until(lambda d: d.current_url.startswith(base_url) and "oauth2callback" not in d.current_url)
+    open_page(driver, driver.current_url)
+    return time.monotonic() - t0
 
 
 def _rendered(driver) -> bool:

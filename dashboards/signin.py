@@ -54,6 +54,11 @@ def allow_unauthenticated() -> bool:
     return os.environ.get(ALLOW_UNAUTHENTICATED_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
+def _remote_visitor() -> bool:
+    """Whether this session's browser connected from another machine (Streamlit gives None for loopback)."""
+    return isinstance(st.context.ip_address, str)  # (a test harness without a server has no address at all)
+
+
 def _once(key: str) -> bool:
     """True the first time `key` is seen in this browser session."""
     seen = st.session_state.setdefault(_AUDITED_KEY, set())
@@ -107,7 +112,7 @@ def require_identity() -> access.Identity:
                                  "in again.", signed_in=True)
         who = access.oidc_identity(claims, settings)
     else:
-        if st.context.ip_address is not None and not allow_unauthenticated():
+        if _remote_visitor() and not allow_unauthenticated():
             _stop_with("This dashboard runs without sign-in (local mode), so it answers only on the "
                                  "machine it runs on. Configure sign-in to share it: see docs/security.md.",
                        signed_in=False)

@@ -211,3 +211,20 @@ def download_name(*parts: str) -> str:
     """A safe file name from parts: letters, digits, dots, dashes and underscores only."""
     raw = "_".join(p for p in parts if p)
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in raw)
+
+
+#: Outreach plays as people call them (the Outreach page and its URL use these labels).
+PLAY_LABELS = {
+    "service_recovery": "Service recovery",
+    "vip_winback": "VIP win-back",
+    "winback": "Win-back",
+    "at_risk_nurture": "At-risk nurture",
+    "onboarding": "Onboarding",
+    "review_request": "Review request",
+    "advocate_referral": "Advocate referral",
+}
+
+
+def play_label(play: str) -> str:
+    """A play's name for people: 'vip_winback' → 'VIP win-back'."""
+    return PLAY_LABELS.get(play, play.replace("_", " ").capitalize())

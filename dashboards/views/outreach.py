@@ -6,21 +6,6 @@ import streamlit as st
 
 from dashboards import charts, data, signin, ui
 
-PLAY_LABELS = {
-    "service_recovery": "Service recovery",
-    "vip_winback": "VIP win-back",
-    "winback": "Win-back",
-    "at_risk_nurture": "At-risk nurture",
-    "onboarding": "Onboarding",
-    "review_request": "Review request",
-    "advocate_referral": "Advocate referral",
-}
-
-
-def play_label(play: str) -> str:
-    """A play's name for people: 'vip_winback' → 'VIP win-back'."""
-    return PLAY_LABELS.get(play, play.replace("_", " ").capitalize())
-
 
 def words(value) -> str:
     """'personal_follow_up' → 'personal follow up'."""
@@ -54,7 +39,7 @@ with cols[3]:
 
 left, right = st.columns(2)
 with left:
-    by_play = plays.assign(play=plays["play"].map(play_label))
+    by_play = plays.assign(play=plays["play"].map(ui.play_label))
     charts.show(charts.bars(by_play, "play", {"customers": "Customers"}, horizontal=True, y_format="count",
                             y_title="Customers", text_format="count", height=320, title="Customers per play"),
                 "No customer qualifies for any play today.")
@@ -71,7 +56,7 @@ with right:
                     "Nobody was suppressed in this run.")
 
 st.subheader("Preview and download")
-play = st.selectbox("Play", plays["play"].tolist(), format_func=play_label, key="play", bind="query-params")
+play = st.selectbox("Play", plays["play"].tolist(), format_func=ui.play_label, key="play", bind="query-params")
 row = plays[plays["play"] == play].iloc[0]
 rows = int(row["customers"])
 st.caption(f"{ui.count(rows)} customers · channel: {words(row.get('channel'))} · action: {words(row.get('action'))}. "
