@@ -208,16 +208,70 @@ def test_segment_filter_narrows_the_churn_page_to_one_tier(use_data):
     assert tiles["Customers scored"] == tiles["High risk"]
 
 
-def test_customer_360_masks_contact_details_until_revealed(use_data, customer):
-    email, phone = customer["email"], customer["phone"]
+@pytest.fixture
+def changed_warehouse(use_data, customer, tmp_path, monkeypatch) -> dict:
+    """A copy of the warehouse in which `customer`'s email and phone changed after the snapshot was published.
+
+    Shows where the dashboard reads contact details from: the warehouse, at the moment they
+    are shown, never the snapshot. The audit log goes to the test's folder.
+    """
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy2(use_data / "warehouse.duckdb", copy)
+    new = {"email": f"moved.{customer['customer_id'].lower()}@example.net", "phone": "+4930111222333"}
+    with duckdb.connect(str(copy)) as c:
+        c.execute("update marts.dim_customers set email = ?, phone = ? where customer_id = ?",
+                  [new["email"], new["phone"], customer["customer_id"]])
+    monkeypatch.setenv("RETAIN_WAREHOUSE", str(copy))
+    monkeypatch.setenv("RETAIN_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    return {**new, "audit": tmp_path / "audit.jsonl"}
+
+
+def test_customer_360_reveals_contact_details_from_the_warehouse_and_audits_it(changed_warehouse, customer):
     at = run_page("customer_360", {"customer": customer["customer_id"]})
     assert_clean(at)
     text = page_text(at)
-    assert email not in text and phone not in text
-    assert data.mask_email_value(email) in text
+    assert customer["email"] not in text and customer["phone"] not in text
+    assert data.mask_email_value(customer["email"]) in text
     assert at.get("plotly_chart"), "the timeline chart is missing"
     at.toggle(key="reveal_contact").set_value(True).run()
-    assert email in page_text(at) and phone in page_text(at)
+    assert_clean(at)
+    text = page_text(at)
+    assert changed_warehouse["email"] in text and changed_warehouse["phone"] in text
+    assert customer["email"] not in text, "contact details must come from the warehouse, not the snapshot"
+    at.run()  # a rerun of the same view is not a second entry
+    views = [json.loads(line) for line in changed_warehouse["audit"].read_text().splitlines()]
+    views = [e for e in views if e["action"] == "contact_view"]
+    assert len(views) == 1 and views[0]["customer_ids"] == [customer["customer_id"]]
+    assert views[0]["mode"] == "local" and "support" in views[0]["roles"]
+
+
+def test_the_download_renders_from_the_warehouse_and_is_audited(changed_warehouse, con):
+    plays = data.outreach(con, _everything(con))["plays"]
+    play = plays[(plays["customers"] > 0) & (plays["channel"] == "email")].iloc[0]["play"]
+    entries = []
+    render = data.audited_export(play, "csv", None, f"{play}-csv.csv", entries.append)
+    content = render()
+    assert entries == [{"play": play, "format": "csv", "run_id": None, "file_name": f"{play}-csv.csv",
+                        "rows": data.count_rows(content, f"{play}-csv.csv")}]
+    assert entries[0]["rows"] > 0 and "•" not in content.decode("utf-8-sig")
+
+
+def test_a_viewer_gets_no_contact_switch_no_email_search_and_no_downloads(use_data, customer, monkeypatch):
+    monkeypatch.setenv("RETAIN_LOCAL_ROLES", "viewer")
+    at = run_page("customer_360", {"customer": customer["customer_id"]})
+    assert_clean(at)
+    assert not [t for t in at.toggle if t.key == "reveal_contact"]
+    assert customer["email"] not in page_text(at)
+    at = run_page("customer_360")
+    at.text_input(key="customer_search").set_value(customer["email"].split("@")[0] + "@").run()
+    assert any("No customer with id" in w.value for w in at.warning), "a viewer must not find customers by email"
+    at = run_page("outreach")
+    assert_clean(at)
+    assert not at.get("download_button")
+    assert any("marketer role" in i.value for i in at.info)
+    monkeypatch.setenv("RETAIN_LOCAL_ROLES", "marketer")
+    at = run_page("customer_360", {"customer": customer["customer_id"]})
+    assert not [t for t in at.toggle if t.key == "reveal_contact"]
 
 
 def test_customer_360_finds_a_customer_by_email_prefix(use_data, customer):
