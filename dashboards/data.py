@@ -1,8 +1,10 @@
 """The dashboard's one data-access module: every query the pages run lives here.
 
-The dashboard never opens the live warehouse. It reads the snapshot that the last successful
-pipeline run published (`pipelines.publish`), read-only and with DuckDB's external access
-disabled, so SQL can reach nothing but the snapshot's own tables. A new snapshot has a new
+Every page reads the snapshot that the last successful pipeline run published
+(`pipelines.publish`), read-only and with DuckDB's external access disabled, so SQL can reach
+nothing but the snapshot's own tables. The live warehouse is opened (read-only, for the
+duration of one read) only for what the snapshot must not hold: a customer's unmasked contact
+details and the CRM files, for the roles allowed to see them (end of this module). A new snapshot has a new
 path, which is the cache key of both the connection and every query result, so a published
 run shows up on the next page load without a restart.
 
