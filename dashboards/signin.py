@@ -75,7 +75,10 @@ def _sign_in_page(section: dict) -> None:
     for provider in providers(section):
         label = "Sign in" if provider is None else f"Sign in with {provider.replace('_', ' ').title()}"
         if st.button(label, key=f"sign_in_{provider or 'default'}", type="primary", icon=":material/login:"):
-            st.login(provider) if provider else st.login()
+            if provider:
+                st.login(provider)
+            else:
+                st.login()
 
 
 def _sign_out_button(key: str) -> None:

@@ -253,3 +253,44 @@ def test_retain_dashboard_with_the_force_flag_starts_and_warns(tmp_path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ----------------------------------------------------------------------------- reading the warehouse
+
+
+def test_contact_details_come_from_the_warehouse_or_say_why_not(env, monkeypatch, tmp_path):
+    import duckdb
+
+    from dashboards import data
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("RETAIN_WAREHOUSE", str(warehouse))
+    with pytest.raises(data.WarehouseUnavailable, match="no warehouse"):
+        data.contact_details("C1")
+    writer = duckdb.connect(str(warehouse))
+    writer.execute("create schema marts")
+    writer.execute("create table marts.dim_customers as select 'C1' as customer_id, 'ana@shop.example' as email, "
+                   "'+4930123456' as phone, 'Ana' as first_name, 'Lopez' as last_name, 'DE' as country")
+    # While a writer holds the file (a pipeline run), the dashboard cannot read it: it says so.
+    with pytest.raises(data.WarehouseUnavailable, match="busy"):
+        data.contact_details("C1")
+    writer.close()
+    assert data.contact_details("C1") == {"email": "ana@shop.example", "phone": "+4930123456",
+                                          "first_name": "Ana", "last_name": "Lopez"}
+    assert data.contact_details("C2") is None
+    assert "busy" not in str(data.warehouse_export_support().get("problem") or "")
+
+
+def test_count_rows_counts_customers_in_csv_and_zip_downloads():
+    import io
+    import zipfile
+
+    from dashboards import data
+
+    csv_bytes = '\ufeffemail,note\na@x.test,"two\nlines"\nb@x.test,\n'.encode()
+    assert data.count_rows(csv_bytes, "p-csv.csv") == 2
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("p-part001.csv", csv_bytes)
+        z.writestr("p-part002.csv", b"email\nc@x.test\n")
+    assert data.count_rows(buf.getvalue(), "p-meta.zip") == 3
