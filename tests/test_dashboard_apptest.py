@@ -318,6 +318,28 @@ def test_outreach_download_is_what_retain_export_writes(use_data, con):
     assert data.render_download(con, play, "klaviyo") == on_disk
 
 
+def test_local_mode_turns_away_visitors_from_other_machines(use_data, monkeypatch):
+    from dashboards import signin
+
+    monkeypatch.setattr(signin, "_remote_visitor", lambda: True)
+    at = run_page("overview")
+    assert any("local mode" in w.value for w in at.warning)
+    assert not at.metric and not at.get("plotly_chart")
+    monkeypatch.setenv("RETAIN_ALLOW_UNAUTHENTICATED", "1")  # `retain dashboard --allow-unauthenticated`
+    at = run_page("overview")
+    assert_clean(at)
+    assert at.metric
+
+
+def test_a_broken_roles_file_lets_nobody_in(use_data, tmp_path, monkeypatch):
+    roles = tmp_path / "roles.yaml"
+    roles.write_text("users:\n  ana@shop.example: superuser\n")
+    monkeypatch.setenv("RETAIN_ROLES", str(roles))
+    at = run_page("overview")
+    assert any("roles settings are wrong" in e.value and "superuser" in e.value for e in at.error)
+    assert not at.metric
+
+
 # --------------------------------------------------------------------------------------
 # States: nothing published, stages missing, last run failed
 
