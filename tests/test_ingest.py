@@ -217,12 +217,12 @@ def test_failure_inside_a_file_leaves_nothing_and_the_rerun_completes(env, monke
     write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,-1,\nB2,C2,2024-01-01,,EUR,2,\n")
 
     def boom(at: str) -> None:
-        if at == stage:
-            raise RuntimeError(f"simulated crash at {at}")
+        if at == stage:  # a resource error fails the run (any other error rejects the file)
+            raise MemoryError(f"simulated crash at {at}")
 
     ingest(sources=["customers"], landing=landing, warehouse=warehouse)  # schema exists before the crash
     monkeypatch.setattr(loader, "FAULT_HOOK", boom)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(MemoryError, match="simulated crash"):
         ingest(landing=landing, warehouse=warehouse)
     for table in ("raw.orders", "raw._quarantine", "raw._loads", "raw._rejected_files"):
         assert rows(warehouse, f"SELECT count(*) FROM {table}") == [(0,)], table
@@ -230,6 +230,80 @@ def test_failure_inside_a_file_leaves_nothing_and_the_rerun_completes(env, monke
     results = ingest(landing=landing, warehouse=warehouse)
     assert [(r.file, r.status, r.rows_loaded, r.rows_quarantined) for r in results] == [
         ("orders/a.csv", "loaded", 3, 0), ("orders/b.csv", "loaded", 1, 1)]
+    invariant_holds(warehouse)
+
+
+def test_one_unreadable_file_never_stops_the_batch(env):
+    """A CSV whose lines end in CR CR LF is rejected on its own; the other files of the batch load."""
+    landing, warehouse = env
+    for i in range(22):
+        row = f"D{i},C{i},2024-01-05T10:00:00Z,paid,EUR,{i}.50,"
+        write(landing / "orders" / f"day-{i:02d}.csv", f"{ORDERS_HEADER}\n{row}\n")
+    bad = landing / "orders" / "day-10b.csv"
+    bad.write_bytes(f"{ORDERS_HEADER}\r\r\nX1,C1,2024-01-05T10:00:00Z,paid,EUR,1.00,\r\r\n".encode())
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [r.status for r in results].count("loaded") == 22
+    [rejected] = [r for r in results if r.status == "rejected"]
+    assert rejected.file == "orders/day-10b.csv" and rejected.reason_code == "unreadable"
+    assert rows(warehouse, "SELECT count(*) FROM raw.orders") == [(22,)]
+    [(path, code, message)] = rows(warehouse, "SELECT file_path, reason_code, message FROM raw._rejected_files")
+    assert (path, code) == ("orders/day-10b.csv", "unreadable")
+    assert "day-10b.csv" in message and "CR CR LF" in message
+    assert rows(warehouse, "SELECT status, error IS NOT NULL FROM raw._loads WHERE file_path = ?", [path]) == [
+        ("rejected", True)]
+    invariant_holds(warehouse)
+    assert [r.status for r in ingest(landing=landing, warehouse=warehouse)] == ["unchanged"] * 23
+
+
+def _fail_inside_the_transaction(monkeypatch, error: type[BaseException] | None, file: str) -> None:
+    """Make the load of `file` run an SQL statement that fails (so DuckDB aborts the open
+    transaction), then raise `error` instead of DuckDB's error if given."""
+    original = loader._mark_duplicates
+
+    def failing(con, src, table, load_id):
+        sql = f"SELECT bool_or(_source_file = '{file}') FROM {table} WHERE _load_id = {load_id}"
+        if con.execute(sql).fetchone()[0]:
+            try:
+                con.execute("SELECT CAST('not a number' AS INTEGER)")  # aborts the transaction
+            except duckdb.Error:
+                if error is None:
+                    raise
+                raise error("simulated failure") from None
+        return original(con, src, table, load_id)
+
+    monkeypatch.setattr(loader, "_mark_duplicates", failing)
+
+
+def test_an_error_that_aborts_the_transaction_rejects_that_file_alone(env, monkeypatch):
+    landing, warehouse = env
+    write(landing / "orders" / "a.csv", "\n".join([ORDERS_HEADER, *ORDER_ROWS]) + "\n")
+    write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,1,\n")
+    write(landing / "orders" / "c.csv", f"{ORDERS_HEADER}\nC1,C3,2024-01-01,paid,EUR,2,\n")
+    _fail_inside_the_transaction(monkeypatch, None, "orders/b.csv")
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [(r.file, r.status, r.reason_code) for r in results] == [
+        ("orders/a.csv", "loaded", None), ("orders/b.csv", "rejected", "load_failed"), ("orders/c.csv", "loaded", None)]
+    assert "orders/b.csv" in results[1].message and "ConversionException" in results[1].message
+    rejected = rows(warehouse, "SELECT file_path, reason_code FROM raw._rejected_files")
+    assert rejected == [("orders/b.csv", "load_failed")]
+    assert rows(warehouse, "SELECT count(*) FROM raw.orders WHERE _source_file = 'orders/b.csv'") == [(0,)]
+    invariant_holds(warehouse)
+
+
+@pytest.mark.parametrize("error", [MemoryError, duckdb.OutOfMemoryException, KeyboardInterrupt])
+def test_a_resource_error_fails_the_run_and_the_next_run_loads_the_file(env, monkeypatch, error):
+    landing, warehouse = env
+    write(landing / "orders" / "a.csv", "\n".join([ORDERS_HEADER, *ORDER_ROWS]) + "\n")
+    write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,1,\n")
+    _fail_inside_the_transaction(monkeypatch, error, "orders/b.csv")
+    with pytest.raises(error, match="simulated failure"):
+        ingest(landing=landing, warehouse=warehouse)
+    assert rows(warehouse, "SELECT file_path FROM raw._loads") == [("orders/a.csv",)]
+    assert rows(warehouse, "SELECT count(*) FROM raw._rejected_files") == [(0,)]
+    monkeypatch.undo()
+    monkeypatch.setattr(loader, "FAULT_HOOK", None)
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [(r.file, r.status) for r in results] == [("orders/a.csv", "unchanged"), ("orders/b.csv", "loaded")]
     invariant_holds(warehouse)
 
 

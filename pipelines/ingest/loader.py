@@ -23,6 +23,8 @@ back and the rejection recorded in `raw._loads` and `raw._rejected_files` instea
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -174,23 +176,88 @@ def ingest_file(
         hashing = pool.submit(sha256_of, path)
         try:
             result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload)
-        except (FileRejected, _KnownContent) as exc:
-            sha = hashing.result()
-            known = None if reload else _known_content(con, src, rel, stat, sha, fmt)
-            if known is not None:
-                known.seconds = time.perf_counter() - t0
-                return known
-            if not isinstance(exc, FileRejected):  # known content the ledger no longer matches
-                raise RuntimeError(f"{rel}: content seemed known but is not") from exc
-            _record(con, src, rel, stat, sha, fmt, "rejected", started, exc.message, load_id=load_id, code=exc.code)
-            return FileResult(
-                src.name, rel, "rejected", load_id=load_id, reason_code=exc.code, message=exc.message, sha256=sha,
-                size=stat.size, seconds=time.perf_counter() - t0,
-            )
-        finally:
+        except BaseException as exc:
+            # Whatever failed, the file's transaction is gone before anything else runs on the
+            # connection (DuckDB refuses every statement on an aborted transaction).
+            _end_transaction(con)
             _drop_scratch(con)
-    result.seconds = time.perf_counter() - t0
-    return result
+            if is_resource_error(exc):
+                raise  # out of memory, disk full, interrupted: fail the run; the next run retries
+            rejection = exc if isinstance(exc, FileRejected | _KnownContent) else _unexpected(exc, rel)
+        else:
+            _drop_scratch(con)
+            result.seconds = time.perf_counter() - t0
+            return result
+        sha = _sha_or_none(hashing)
+        known = None if reload or sha is None else _known_content(con, src, rel, stat, sha, fmt)
+        if known is not None:
+            known.seconds = time.perf_counter() - t0
+            return known
+        if not isinstance(rejection, FileRejected):  # known content the ledger no longer matches
+            raise RuntimeError(f"{rel}: content seemed known but is not") from rejection
+    _record(con, src, rel, stat, sha, fmt, "rejected", started, rejection.message, load_id=load_id,
+            code=rejection.code)
+    return FileResult(
+        src.name, rel, "rejected", load_id=load_id, reason_code=rejection.code, message=rejection.message,
+        sha256=sha, size=stat.size, seconds=time.perf_counter() - t0,
+    )
+
+
+#: DuckDB errors that say nothing about the file: the run fails and the next run retries it.
+#: FatalException and InternalException invalidate the database, so nothing more can be recorded.
+_RESOURCE_DUCKDB_ERRORS = (
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+)
+#: OS errors about the machine, not the file.
+_RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+#: Words in a DuckDB I/O error that mean the disk is full, not that a file is unreadable.
+_DISK_FULL_WORDS = ("no space left", "disk full", "disk quota", "out of disk", "could not allocate")
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """True for failures of the machine rather than of the file: out of memory, disk full,
+    interrupted (Ctrl+C, a cancelled run). Those fail the run, so the next run retries the
+    file; every other error loading a file rejects that file alone."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit
+        return True
+    if isinstance(exc, (MemoryError, *_RESOURCE_DUCKDB_ERRORS)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return True
+    if isinstance(exc, duckdb.IOException) and any(w in str(exc).lower() for w in _DISK_FULL_WORDS):
+        return True
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and is_resource_error(cause)
+
+
+def _unexpected(exc: BaseException, rel: str) -> FileRejected:
+    """An error no rule foresaw, as the file's rejection (`load_failed`), naming the file."""
+    text = str(exc).split("\n\n")[0].strip().replace("\n", " ")
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return FileRejected(
+        "load_failed",
+        f"{rel}: could not be loaded ({type(exc).__name__}: {text}); nothing of it was loaded. "
+        "Fix the file, or report the error if the file looks fine",
+    )
+
+
+def _sha_or_none(hashing: Future) -> str | None:
+    """The file's sha256, or None if it could not be read (the file vanished mid-load)."""
+    try:
+        return hashing.result()
+    except OSError:
+        return None
+
+
+def _end_transaction(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back whatever transaction is open, in whatever state DuckDB left it (aborted or
+    not); nothing happens when none is open."""
+    with contextlib.suppress(duckdb.TransactionException):  # no transaction is active
+        con.rollback()
 
 
 class _KnownContent(Exception):
@@ -245,6 +312,7 @@ def _record(
     code: str | None = None,
 ) -> int:
     """Ledger row (and rejected-file row) for a file that loads no data, in its own transaction."""
+    _end_transaction(con)  # a clean transaction, whatever a failed load left behind
     con.begin()
     try:
         if load_id is None:
@@ -263,7 +331,7 @@ def _record(
             )
         con.commit()
     except BaseException:
-        con.rollback()
+        _end_transaction(con)
         raise
     return load_id
 
@@ -287,18 +355,36 @@ class _Plan:
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
 
 
-def _duck_error(exc: duckdb.Error, name: str) -> FileRejected:
+def _duck_error(exc: duckdb.Error, name: str, path: Path | None = None) -> FileRejected:
     """A DuckDB error reading a file, as a rejection.
 
     Errors that are not about the file's content (out of memory, interrupted, disk full) are
     raised again instead, so the run fails and the next run retries the file.
     """
     text = str(exc).split("\n\n")[0].strip()
+    if is_resource_error(exc):
+        raise exc
     if "gzip" in text.lower():
         return FileRejected("truncated_gzip", f"{name}: the gzip stream is truncated or corrupt ({text})")
     if not isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException):
-        raise exc
+        raise exc  # not about the content as read: ingest_file rejects the file as load_failed
+    if path is not None and _has_double_cr(path):
+        text = text.split("\n")[0].rstrip(".") + (
+            "; its lines end in CR CR LF (\\r\\r\\n), which no CSV reader accepts: re-export it with "
+            "\\n or \\r\\n line ends (or remove the extra \\r)"
+        )
     return FileRejected("unreadable", f"{name}: cannot be read: {text}")
+
+
+def _has_double_cr(path: Path) -> bool:
+    """True if the start of a plain text file has a line ending in CR CR LF."""
+    if is_compressed(path):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return b"\r\r\n" in fh.read(1 << 16)
+    except OSError:
+        return False
 
 
 def _json_object(names: list[str], exprs: list[str]) -> str:
@@ -679,11 +765,12 @@ def _load(
     table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
     this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"
+    # CSV rows are numbered by their order of insertion, which DuckDB keeps only when asked
+    # to; other formats carry their numbers and may be written in any order. Set (and reset)
+    # outside the transaction: a statement on a transaction aborted by a failed insert raises.
+    con.execute(f"SET preserve_insertion_order = {'true' if numbering == 'rowid' else 'false'}")
     con.begin()
     try:
-        # CSV rows are numbered by their order of insertion, which DuckDB keeps only when
-        # asked to; other formats carry their numbers and may be written in any order.
-        con.execute(f"SET preserve_insertion_order = {'true' if numbering == 'rowid' else 'false'}")
         try:
             rows = con.execute(
                 f"""INSERT INTO {table} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
@@ -696,9 +783,8 @@ def _load(
                 [rel, started],
             ).fetchone()[0]
         except duckdb.Error as exc:
-            raise _duck_error(exc, path.name) from exc
-        finally:
-            con.execute("RESET preserve_insertion_order")
+            raise _duck_error(exc, path.name, path) from exc
+        con.execute("RESET preserve_insertion_order")
         _fault("after_data_insert")
         bad_lines: list[tuple] = []
         if fmt == "csv":
@@ -740,7 +826,9 @@ def _load(
         _fault("before_commit")
         con.commit()
     except BaseException:
-        con.rollback()
+        _end_transaction(con)  # before anything else runs on the connection
+        with contextlib.suppress(duckdb.Error):  # never hide the error that got us here
+            con.execute("RESET preserve_insertion_order")
         raise
     return FileResult(
         src.name, rel, "loaded", load_id=load_id, rows_read=rows_read, rows_loaded=loaded,
