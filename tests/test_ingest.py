@@ -379,6 +379,65 @@ def test_contract_column_added_later_is_added_to_the_table(env):
     assert set(source("reviews").column_names) <= set(cols)
 
 
+def test_dates_outside_the_contract_range_are_quarantined_or_nulled(env):
+    """Required dates out of range quarantine the row; optional ones (promised delivery) are nulled with a warning."""
+    landing, warehouse = env
+    header = "order_id,customer_id,ordered_at,total,promised_delivery_date,shipped_at"
+    write(landing / "orders" / "dates.csv", "\n".join([
+        header,
+        "R1,C1,2024-01-05T10:00:00Z,10,2024-01-08,2024-01-06T08:00:00Z",
+        "R2,C1,9999-12-31,10,,",
+        "R3,C2,1900-01-01T00:00:00Z,10,,",
+        "R4,C2,2024-02-01,10,9999-12-31,1900-01-01",
+        "R5,C3,2024-02-02,10,1900-01-01,",
+        "R6,C3,1989-12-31T23:59:59Z,10,,",
+        "R7,C3,1990-01-01T00:00:00Z,10,,",
+    ]) + "\n")
+    [r] = ingest(landing=landing, warehouse=warehouse)
+    assert (r.rows_loaded, r.rows_quarantined, r.values_nulled) == (4, 3, 3)
+    quarantined = rows(warehouse, "SELECT source_file, source_row, column_name, reason_code, message "
+                                  "FROM raw._quarantine ORDER BY source_row")
+    assert [q[:4] for q in quarantined] == [
+        ("orders/dates.csv", 2, "ordered_at", "out_of_range"), ("orders/dates.csv", 3, "ordered_at", "out_of_range"),
+        ("orders/dates.csv", 6, "ordered_at", "out_of_range")]
+    assert quarantined[0][4].startswith("ordered_at: '9999-12-31' is outside the allowed range 1990-01-01 00:00 … ")
+    assert "(contract: 1990-01-01 … now+1d)" in quarantined[0][4]
+    assert "'1900-01-01T00:00:00Z'" in quarantined[1][4]
+    loaded = rows(warehouse, "SELECT order_id, promised_delivery_date, shipped_at FROM raw.orders ORDER BY 1")
+    assert [o[0] for o in loaded] == ["R1", "R4", "R5", "R7"]
+    assert loaded[1][1:] == (None, None) and loaded[2][1] is None and loaded[0][1] is not None
+    warnings = rows(warehouse, "SELECT source_file, source_row, column_name, warning_code, message FROM raw._warnings "
+                               "ORDER BY source_row, column_name")
+    assert [w[:4] for w in warnings] == [
+        ("orders/dates.csv", 4, "promised_delivery_date", "out_of_range"),
+        ("orders/dates.csv", 4, "shipped_at", "out_of_range"),
+        ("orders/dates.csv", 5, "promised_delivery_date", "out_of_range")]
+    assert "'9999-12-31' is outside the allowed range 1990-01-01 … " in warnings[0][4]
+    assert "(contract: 1990-01-01 … now+2y); the value was left empty" in warnings[0][4]
+    invariant_holds(warehouse)
+
+
+def test_date_bounds_resolve_relative_to_the_load_time():
+    from datetime import datetime
+
+    from pipelines.contract import resolve_bound
+
+    now = datetime(2024, 2, 29, 12, 0)
+    assert resolve_bound("now", now) == now
+    assert resolve_bound("now+1d", now) == datetime(2024, 3, 1, 12, 0)
+    assert resolve_bound("now-30d", now) == datetime(2024, 1, 30, 12, 0)
+    assert resolve_bound("now+2y", now) == datetime(2026, 2, 28, 12, 0)
+    assert resolve_bound("1990-01-01", now) == datetime(1990, 1, 1)
+    with pytest.raises(ValueError):
+        resolve_bound("next week", now)
+    lo, hi = source("orders").column("promised_delivery_date").date_range(now)
+    assert (lo, hi) == (datetime(1990, 1, 1), datetime(2026, 2, 28))
+    for src in load_contract().values():  # every date and timestamp column has a range
+        for col in src.columns:
+            if col.type in ("date", "timestamp"):
+                assert col.min is not None and col.max is not None, (src.name, col.name)
+
+
 def test_summary_and_quarantine_report(env):
     landing, warehouse = env
     write(landing / "orders" / "o.csv", f"{ORDERS_HEADER}\nO1,C1,2024-01-01,paid,EUR,1,\nO2,,2024-01-01,paid,EUR,1,\n")

@@ -35,7 +35,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import settings
-from pipelines.contract import SOURCE_NAMES, Source, source
+from pipelines.contract import DATE_TYPES, SOURCE_NAMES, Source, source
 from pipelines.ingest.files import (
     FileRejected,
     FileStat,
@@ -53,6 +53,7 @@ from pipelines.ingest.rules import (
     format_warning_sql,
     lit,
     q,
+    range_warning_sql,
     row_check_branches,
     too_long_branch,
     typed_sql,
@@ -694,7 +695,9 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, good: in
     return rows
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat):
+def _prepare(
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat, now: datetime
+):
     """Before the transaction: the plan and its validation SELECT. Raises FileRejected.
 
     Returns (plan, extra column names, SELECT, numbering): numbering is how CSV rows get their
@@ -716,7 +719,6 @@ def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str |
     else:
         plan = _jsonl_plan(con, path)  # stages the lines in the scratch database
     known, extras = _map_columns(plan, src, name)
-    now = datetime.now(UTC)
     sql = _validation_sql(plan, src, known, extras, now)
     numbering = None
     if plan.row_sql is None:
@@ -761,7 +763,8 @@ def _load(
     ledger row is written; all of it commits together. Staging the rows elsewhere first would
     cost a full extra copy of every file.
     """
-    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat)
+    # Date bounds relative to now (`now+1d`) are resolved once per file, at its load time.
+    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat, started)
     table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
     this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"
@@ -812,7 +815,7 @@ def _load(
             )
             quarantined += len(bad_lines)
         _fault("after_quarantine_insert")
-        nulled = _null_invalid_optional_formats(con, src, table, load_id, rel)
+        nulled = _null_invalid_optional_values(con, src, table, load_id, rel, started)
         loaded = rows - (quarantined - len(bad_lines))
         sha = hashing.result()
         if not reload and _content_known(con, src, rel, sha):
@@ -926,20 +929,29 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, table: str, lo
     )
 
 
-def _null_invalid_optional_formats(
-    con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int, rel: str
+def _null_invalid_optional_values(
+    con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int, rel: str, now: datetime
 ) -> int:
-    """Null invalid optional email / phone / country values of the load; record each in raw._warnings."""
+    """Null the load's invalid values of optional columns; record each in raw._warnings.
+
+    Invalid means an email / phone / country that is not valid (`invalid_format`), or a date /
+    timestamp outside the contract's min / max (`out_of_range`). The row itself loads.
+    """
     nulled = 0
     for col in src.columns:
-        if not col.format or col.required:
+        if col.required:
             continue
-        bad, msg = format_warning_sql(col, q(col.name))
+        if col.format:
+            code, (bad, msg) = "invalid_format", format_warning_sql(col, q(col.name))
+        elif col.type in DATE_TYPES and (col.min is not None or col.max is not None):
+            code, (bad, msg) = "out_of_range", range_warning_sql(col, q(col.name), now)
+        else:
+            continue
         where = f"_load_id = {load_id} AND {bad}"
         n = con.execute(
             f"""INSERT INTO raw._warnings
-                SELECT ?, ?, ?, _source_row, ?, 'invalid_format', {msg} FROM {table} WHERE {where}""",
-            [load_id, src.name, rel, col.name],
+                SELECT ?, ?, ?, _source_row, ?, ?, {msg} FROM {table} WHERE {where}""",
+            [load_id, src.name, rel, col.name, code],
         ).fetchone()[0]
         if n:
             con.execute(f"UPDATE {table} SET {q(col.name)} = NULL WHERE {where}")
