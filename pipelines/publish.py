@@ -202,7 +202,9 @@ def publish(
             con.execute(f"set memory_limit = '{old_limit}'")
         if own:
             con.close()
-    make_private(tmp)  # owner-only even if the umask was not set (a library caller)
+    # Owner-only even if the umask was not set (a library caller, or dbt started elsewhere
+    # wrote the warehouse): the snapshot, and the warehouse it was read from.
+    make_private(tmp, warehouse, Path(f"{warehouse}.wal"))
     os.replace(tmp, final)
     _atomic_write_text(published_dir / CURRENT_FILE, final.name + "\n")
     _prune(published_dir, keep, final)

@@ -59,6 +59,7 @@ from pipelines.ingest.rules import (
     typed_sql,
 )
 from pipelines.ingest.schema import ensure_schema
+from pipelines.privacy import make_private
 
 #: Called with a stage name at points inside a file's transaction (tests use it to simulate
 #: a crash between inserts). None in normal operation.
@@ -113,6 +114,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """Open the warehouse for writing, in UTC (timestamps without offset are UTC)."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(warehouse))
+    make_private(warehouse)  # personal data: owner-only, whatever the caller's umask
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB turns long IN lists into joins, and joins may reorder rows; CSV row numbers
     # come from row order, so keep IN lists as plain expressions.
