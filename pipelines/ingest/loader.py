@@ -940,15 +940,20 @@ def _null_invalid_optional_values(
     timestamp outside the contract's min / max (`out_of_range`). The row itself loads.
     """
     nulled = 0
+    checks = []
     for col in src.columns:
         if col.required:
             continue
         if col.format:
-            code, (bad, msg) = "invalid_format", format_warning_sql(col, q(col.name))
+            checks.append((col, "invalid_format", *format_warning_sql(col, q(col.name))))
         elif col.type in DATE_TYPES and (col.min is not None or col.max is not None):
-            code, (bad, msg) = "out_of_range", range_warning_sql(col, q(col.name), now)
-        else:
-            continue
+            checks.append((col, "out_of_range", *range_warning_sql(col, q(col.name), now)))
+    dated = [bad for _, code, bad, _ in checks if code == "out_of_range"]
+    if dated and not con.execute(
+        f"SELECT 1 FROM {table} WHERE _load_id = {load_id} AND ({' OR '.join(dated)}) LIMIT 1"
+    ).fetchone():  # one pass over the load for every date column: out-of-range dates are rare
+        checks = [c for c in checks if c[1] != "out_of_range"]
+    for col, code, bad, msg in checks:
         where = f"_load_id = {load_id} AND {bad}"
         n = con.execute(
             f"""INSERT INTO raw._warnings
