@@ -63,12 +63,13 @@ def tighten_tree(roots: Iterable[Path], skip: Iterable[Path] = ()) -> int:
     """
     skipped = {Path(p) for p in skip}
     changed = 0
-    seen: set[Path] = set()
+    walked: list[Path] = []
     for root in roots:
         root = Path(root)
-        if root in seen or not root.exists():
+        # a root inside one already walked (the published folder in the data folder) was seen
+        if any(root == w or root.is_relative_to(w) for w in walked) or not root.exists():
             continue
-        seen.add(root)
+        walked.append(root)
         changed += _tighten(root)
         if not root.is_dir() or root in skipped:
             continue

@@ -160,3 +160,21 @@ def test_masking_in_sql():
     assert "•••@" in masked[0] and "Doe" not in masked[0]
     assert masked[1] == hashlib.sha256(b"jane.doe@example.com").hexdigest()
     assert masked[2:] == ("+49•••••••••78", "J.", "10", "mail me at [email hidden] or [phone hidden]", 3)
+
+
+def test_tightening_walks_storage_once_and_leaves_delivered_landing_files_alone(tmp_path):
+    from pipelines.privacy import tighten_tree
+
+    data = tmp_path / "data"
+    (data / "landing" / "orders").mkdir(parents=True)
+    (data / "published").mkdir()
+    delivered = data / "landing" / "orders" / "a.csv"
+    snapshot = data / "published" / "snapshot.duckdb"
+    delivered.touch()
+    snapshot.touch()
+    for path, mode in ((delivered, 0o644), (snapshot, 0o644), (data / "published", 0o755), (data, 0o755)):
+        os.chmod(path, mode)
+    assert tighten_tree([data, data / "published"], skip=[data / "landing"]) == 3
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (data, data / "published", snapshot, delivered)] == [
+        0o700, 0o700, 0o600, 0o644]
+    assert tighten_tree([data, data / "published"], skip=[data / "landing"]) == 0
