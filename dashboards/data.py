@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from pipelines.privacy import mask_email, mask_phone, mask_text  # shared with publishing
+
 #: How long a query result stays cached; a new snapshot gets new cache keys at once anyway.
 TTL_SECONDS = 600
 
@@ -230,35 +232,9 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> frozenset[str]:
     return _catalog(con).get(table, frozenset())
 
 
-def mask_email(column: str) -> str:
-    """SQL expression masking an email column: 'jane.doe@example.com' → 'j•••@example.com'."""
-    return f"regexp_replace({column}, '^(.)[^@]*@', '\\1•••@')"
-
-
-def mask_phone(column: str) -> str:
-    """SQL expression masking a phone column, keeping the country prefix and last two digits."""
-    return (
-        f"case when {column} is null then null when length({column}) <= 5 then '•••' "
-        f"else left({column}, 3) || repeat('•', length({column}) - 5) || right({column}, 2) end"
-    )
-
-
 def mask_email_value(email: str) -> str:
     """The Python twin of `mask_email`, for values already in memory."""
     return re.sub(r"^(.)[^@]*@", "\\1•••@", email)
-
-
-#: Emails and phone-like digit runs inside free text (survey comments, review bodies).
-_TEXT_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-_TEXT_PHONE = r"\+?[0-9][0-9 ()/-]{6,}[0-9]"
-
-
-def mask_text(column: str) -> str:
-    """SQL expression hiding emails and phone numbers written inside free text."""
-    return (
-        f"regexp_replace(regexp_replace({column}, '{_TEXT_EMAIL}', '[email hidden]', 'g'), "
-        f"'{_TEXT_PHONE}', '[phone hidden]', 'g')"
-    )
 
 
 def _params(f: Filters) -> dict:

@@ -650,6 +650,8 @@ def contract(
             table.add_column(col)
         for c in src.columns:
             rule = ", ".join(c.allowed) if c.allowed else (c.format or "")
+            if c.min is not None or c.max is not None:
+                rule = f"{'' if c.min is None else c.min} … {'' if c.max is None else c.max}"
             table.add_row(c.name, c.type, "yes" if c.required else "", rule)
         console.print(table)
 

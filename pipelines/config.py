@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pipelines.privacy import restrict_new_files, secure_storage
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +74,10 @@ def export_environment(s: Settings | None = None) -> Settings:
 
     dbt's profiles.yml reads RETAIN_WAREHOUSE; dagster.yaml reads RETAIN_DAGSTER_STORAGE and
     DAGSTER_HOME must be the folder holding dagster.yaml (the repository root).
+
+    Every entry point (each `retain` command, the Dagster definitions, `run_job`) calls it
+    first, so it also makes storage owner-only (`pipelines.privacy.secure_storage`): the
+    process umask becomes 077 and files an older version left readable are tightened.
     """
     s = s or settings()
     os.environ["RETAIN_DATA_DIR"] = str(s.data_dir)
@@ -83,8 +89,10 @@ def export_environment(s: Settings | None = None) -> Settings:
     os.environ["RETAIN_DAGSTER_STORAGE"] = str(s.dagster_storage)
     os.environ["RETAIN_DAGSTER_COMPUTE_LOGS"] = str(s.dagster_storage / "compute_logs")
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    restrict_new_files()  # owner-only from here on: the data folder holds personal data
     s.data_dir.mkdir(parents=True, exist_ok=True)
     s.dagster_storage.mkdir(parents=True, exist_ok=True)
+    secure_storage(s)
     return s
 
 

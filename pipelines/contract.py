@@ -6,7 +6,9 @@ tests) reads it through this module, so there is no second copy to drift.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,16 +27,69 @@ DUCKDB_TYPES = {
 }
 
 
+#: A relative date bound: `now`, `now+1d`, `now-30d`, `now+2y` (days or calendar years from
+#: the moment a file is loaded, in UTC).
+_RELATIVE_BOUND = re.compile(r"now(?:([+-])(\d+)([dy]))?")
+
+#: Contract types whose min / max are dates (ISO `YYYY-MM-DD`, or relative to now).
+DATE_TYPES = ("date", "timestamp")
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February into a year without one
+        return moment.replace(year=moment.year + years, day=28)
+
+
+def resolve_bound(bound: str, now: datetime) -> datetime:
+    """The moment a date bound stands for, as naive UTC: an ISO date (`1990-01-01`, midnight)
+    or a bound relative to `now` (`now`, `now+1d`, `now-30d`, `now+2y`)."""
+    now = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
+    match = _RELATIVE_BOUND.fullmatch(bound.replace(" ", ""))
+    if match:
+        sign, amount, unit = match.groups()
+        if sign is None:
+            return now
+        n = int(amount) * (1 if sign == "+" else -1)
+        return now + timedelta(days=n) if unit == "d" else _add_years(now, n)
+    return datetime.combine(date.fromisoformat(bound), datetime.min.time())
+
+
+def _parse_bound(value, where: str, col_type: str) -> float | str | None:
+    """A min / max from the YAML: a number for numeric columns, a date bound (kept as written,
+    checked now) for date and timestamp columns."""
+    if value is None:
+        return None
+    if col_type in DATE_TYPES:
+        text = value.isoformat() if isinstance(value, date) else str(value).strip()
+        try:
+            resolve_bound(text, datetime(2000, 1, 1))
+        except ValueError:
+            raise ValueError(
+                f"{CONTRACT_PATH}: {where} is {value!r}; a date bound is YYYY-MM-DD or now, now+Nd, now-Nd, "
+                "now+Ny, now-Ny"
+            ) from None
+        return text
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{CONTRACT_PATH}: {where} is {value!r}; expected a number")
+    return value
+
+
 @dataclass(frozen=True)
 class Column:
-    """One column of a landing source."""
+    """One column of a landing source.
+
+    `min` / `max` are numbers for numeric columns, and date bounds for date and timestamp
+    columns: an ISO date or a bound relative to the load time (`now+1d`, see `resolve_bound`).
+    """
 
     name: str
     type: str
     required: bool = False
     allowed: tuple[str, ...] | None = None
-    min: float | None = None
-    max: float | None = None
+    min: float | str | None = None
+    max: float | str | None = None
     format: str | None = None
     references: str | None = None
     description: str = ""
@@ -43,6 +98,15 @@ class Column:
     def duckdb_type(self) -> str:
         """The DuckDB type this column is stored as in `raw.<source>`."""
         return DUCKDB_TYPES[self.type]
+
+    def date_range(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """(earliest, latest) allowed moment of a date or timestamp column at `now` (naive
+        UTC; None where the contract sets no bound). A date column's bounds are whole days."""
+        lo, hi = (None if b is None else resolve_bound(str(b), now) for b in (self.min, self.max))
+        if self.type == "date":
+            lo = None if lo is None else datetime.combine(lo.date(), datetime.min.time())
+            hi = None if hi is None else datetime.combine(hi.date(), datetime.min.time())
+        return lo, hi
 
 
 @dataclass(frozen=True)
@@ -98,8 +162,8 @@ def _parse_source(name: str, spec: dict) -> Source:
                 type=col["type"],
                 required=bool(col.get("required", False)),
                 allowed=tuple(col["allowed"]) if col.get("allowed") else None,
-                min=col.get("min"),
-                max=col.get("max"),
+                min=_parse_bound(col.get("min"), f"{name}.{col_name}.min", col["type"]),
+                max=_parse_bound(col.get("max"), f"{name}.{col_name}.max", col["type"]),
                 format=col.get("format"),
                 references=col.get("references"),
                 description=str(col.get("description", "")).strip(),

@@ -52,6 +52,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import duckdb_memory_limit
+from pipelines.privacy import make_private, published_select
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
 #: Bumped when the snapshot layout changes, so the next publish is a full one.
-PUBLISH_FORMAT = 2
+#: 3: contact data masked (`pipelines.privacy.published_select`), `email_sha256` added.
+PUBLISH_FORMAT = 3
 
 #: Big customer-keyed tables: stored in customer order (ORDER BY) and refreshed per customer.
 BY_CUSTOMER = {
@@ -200,6 +202,9 @@ def publish(
             con.execute(f"set memory_limit = '{old_limit}'")
         if own:
             con.close()
+    # Owner-only even if the umask was not set (a library caller, or dbt started elsewhere
+    # wrote the warehouse): the snapshot, and the warehouse it was read from.
+    make_private(tmp, warehouse, Path(f"{warehouse}.wal"))
     os.replace(tmp, final)
     _atomic_write_text(published_dir / CURRENT_FILE, final.name + "\n")
     _prune(published_dir, keep, final)
@@ -290,6 +295,7 @@ def _snapshot_info(state: dict, mode: str, generation: int, run_info: dict | Non
         "mode": mode,
         "reason": reason,
         "generation": generation,
+        "format": PUBLISH_FORMAT,
         "fingerprint": state["fingerprint"],
         "watermarks": state["watermarks"],
         **(run_info or {}),
@@ -317,7 +323,8 @@ def _publish_full(
         if (schema, table) in BY_CUSTOMER:
             _copy_by_customer_ranges(con, schema, table, BY_CUSTOMER[(schema, table)])
         else:
-            con.execute(f"create table {_q(schema, table, 'snap')} as select * from {_q(schema, table)}")
+            con.execute(f"create table {_q(schema, table, 'snap')} as select {_select(con, schema, table)} "
+                        f"from {_q(schema, table)}")
     _write_info(con, _snapshot_info(state, "full", 0, run_info, len(tables), reason))
     con.execute("detach snap")
     return PublishResult(tmp, "full", reason)
@@ -342,7 +349,8 @@ def _copy_by_customer_ranges(con: duckdb.DuckDBPyConnection, schema: str, table:
             """
         ).fetchone()[0] or []
         bounds = sorted(b for b in bounds if b is not None)
-    con.execute(f"create table {target} as select * from {source} limit 0")
+    columns = _select(con, schema, table)
+    con.execute(f"create table {target} as select {columns} from {source} limit 0")
     edges: list[str | None] = [None, *bounds, None]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         conditions, params = [], []
@@ -357,7 +365,8 @@ def _copy_by_customer_ranges(con: duckdb.DuckDBPyConnection, schema: str, table:
         if lo is None:
             conditions = [f"({' and '.join(conditions)} or customer_id is null)"]
         con.execute(
-            f"insert into {target} select * from {source} where {' and '.join(conditions)} order by {order_by}",
+            f"insert into {target} select {columns} from {source} where {' and '.join(conditions)} "
+            f"order by {order_by}",
             params,
         )
 
@@ -416,13 +425,13 @@ def _publish_incremental(
             con.execute(f"delete from {target} where customer_id in (select customer_id from _retain_changed)")
             # a semi join, not `in (select ...)`: twice as fast over the 27M-row timeline view
             con.execute(
-                f"insert into {target} select t.* from {source} as t semi join _retain_changed using (customer_id) "
-                f"order by {BY_CUSTOMER[(schema, table)]}"
+                f"insert into {target} select {_select(con, schema, table, 't')} from {source} as t "
+                f"semi join _retain_changed using (customer_id) order by {BY_CUSTOMER[(schema, table)]}"
             )
         elif (schema, table) in BATCHED and (schema, table) in snap_tables:
             _sync_batches(con, schema, table, BATCHED[(schema, table)])
         else:
-            con.execute(f"create or replace table {target} as select * from {source}")
+            con.execute(f"create or replace table {target} as select {_select(con, schema, table)} from {source}")
     for schema, table in snap_tables - set(tables):
         con.execute(f"drop table if exists {_q(schema, table, 'snap')}")
     # Row counts of the rewritten tables must agree (a row deleted without any watermark moving
@@ -445,6 +454,12 @@ def _publish_incremental(
     _write_info(con, _snapshot_info(state, "incremental", generation, run_info, len(tables), reason))
     con.execute("detach snap")
     return PublishResult(tmp, "incremental", reason, changed)
+
+
+def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str, alias: str | None = None) -> str:
+    """SELECT list copying a warehouse table into the snapshot: contact data masked, names cut
+    to an initial, postal codes to the region, `email_sha256` added (`pipelines.privacy`)."""
+    return published_select(_columns(con, schema, table), alias)
 
 
 def _column_type(con: duckdb.DuckDBPyConnection, source: _ChangeSource) -> str:
@@ -472,17 +487,30 @@ def _sync_batches(
     match = " and ".join(f"t.{k} is not distinct from b.{k}" for k in keys)
     con.execute(f"delete from {target} as t where exists (select 1 from _retain_batches as b where {match})")
     con.execute(
-        f"insert into {target} select t.* from {source} as t "
+        f"insert into {target} select {_select(con, schema, table, 't')} from {source} as t "
         f"where exists (select 1 from _retain_batches as b where {match})"
     )
 
 
 def _prune(published_dir: Path, keep: int, current: Path) -> None:
+    """Keep the `keep` newest snapshots; also delete every older one written before contact
+    data was masked (format < 3), so no unmasked copy outlives the upgrade."""
     snapshots = sorted(published_dir.glob("snapshot-*.duckdb"))
-    for old in snapshots[:-keep]:
-        if old != current:
+    kept = snapshots[-keep:]
+    for old in snapshots:
+        if old != current and (old not in kept or not _masked(old)):
             old.unlink(missing_ok=True)
             Path(str(old) + ".wal").unlink(missing_ok=True)
+
+
+def _masked(snapshot: Path) -> bool:
+    """True if the snapshot was written with contact data masked (its meta says format >= 3)."""
+    try:
+        with open_snapshot(snapshot) as con:
+            info = json.loads(con.execute("select info from meta.snapshot").fetchone()[0])
+    except (duckdb.Error, TypeError, ValueError):
+        return False
+    return int(info.get("format") or 0) >= 3
 
 
 def record_run_status(published_dir: Path, status: dict) -> None:

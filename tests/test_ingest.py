@@ -217,12 +217,12 @@ def test_failure_inside_a_file_leaves_nothing_and_the_rerun_completes(env, monke
     write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,-1,\nB2,C2,2024-01-01,,EUR,2,\n")
 
     def boom(at: str) -> None:
-        if at == stage:
-            raise RuntimeError(f"simulated crash at {at}")
+        if at == stage:  # a resource error fails the run (any other error rejects the file)
+            raise MemoryError(f"simulated crash at {at}")
 
     ingest(sources=["customers"], landing=landing, warehouse=warehouse)  # schema exists before the crash
     monkeypatch.setattr(loader, "FAULT_HOOK", boom)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(MemoryError, match="simulated crash"):
         ingest(landing=landing, warehouse=warehouse)
     for table in ("raw.orders", "raw._quarantine", "raw._loads", "raw._rejected_files"):
         assert rows(warehouse, f"SELECT count(*) FROM {table}") == [(0,)], table
@@ -230,6 +230,80 @@ def test_failure_inside_a_file_leaves_nothing_and_the_rerun_completes(env, monke
     results = ingest(landing=landing, warehouse=warehouse)
     assert [(r.file, r.status, r.rows_loaded, r.rows_quarantined) for r in results] == [
         ("orders/a.csv", "loaded", 3, 0), ("orders/b.csv", "loaded", 1, 1)]
+    invariant_holds(warehouse)
+
+
+def test_one_unreadable_file_never_stops_the_batch(env):
+    """A CSV whose lines end in CR CR LF is rejected on its own; the other files of the batch load."""
+    landing, warehouse = env
+    for i in range(22):
+        row = f"D{i},C{i},2024-01-05T10:00:00Z,paid,EUR,{i}.50,"
+        write(landing / "orders" / f"day-{i:02d}.csv", f"{ORDERS_HEADER}\n{row}\n")
+    bad = landing / "orders" / "day-10b.csv"
+    bad.write_bytes(f"{ORDERS_HEADER}\r\r\nX1,C1,2024-01-05T10:00:00Z,paid,EUR,1.00,\r\r\n".encode())
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [r.status for r in results].count("loaded") == 22
+    [rejected] = [r for r in results if r.status == "rejected"]
+    assert rejected.file == "orders/day-10b.csv" and rejected.reason_code == "unreadable"
+    assert rows(warehouse, "SELECT count(*) FROM raw.orders") == [(22,)]
+    [(path, code, message)] = rows(warehouse, "SELECT file_path, reason_code, message FROM raw._rejected_files")
+    assert (path, code) == ("orders/day-10b.csv", "unreadable")
+    assert "day-10b.csv" in message and "CR CR LF" in message
+    assert rows(warehouse, "SELECT status, error IS NOT NULL FROM raw._loads WHERE file_path = ?", [path]) == [
+        ("rejected", True)]
+    invariant_holds(warehouse)
+    assert [r.status for r in ingest(landing=landing, warehouse=warehouse)] == ["unchanged"] * 23
+
+
+def _fail_inside_the_transaction(monkeypatch, error: type[BaseException] | None, file: str) -> None:
+    """Make the load of `file` run an SQL statement that fails (so DuckDB aborts the open
+    transaction), then raise `error` instead of DuckDB's error if given."""
+    original = loader._mark_duplicates
+
+    def failing(con, src, table, load_id):
+        sql = f"SELECT bool_or(_source_file = '{file}') FROM {table} WHERE _load_id = {load_id}"
+        if con.execute(sql).fetchone()[0]:
+            try:
+                con.execute("SELECT CAST('not a number' AS INTEGER)")  # aborts the transaction
+            except duckdb.Error:
+                if error is None:
+                    raise
+                raise error("simulated failure") from None
+        return original(con, src, table, load_id)
+
+    monkeypatch.setattr(loader, "_mark_duplicates", failing)
+
+
+def test_an_error_that_aborts_the_transaction_rejects_that_file_alone(env, monkeypatch):
+    landing, warehouse = env
+    write(landing / "orders" / "a.csv", "\n".join([ORDERS_HEADER, *ORDER_ROWS]) + "\n")
+    write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,1,\n")
+    write(landing / "orders" / "c.csv", f"{ORDERS_HEADER}\nC1,C3,2024-01-01,paid,EUR,2,\n")
+    _fail_inside_the_transaction(monkeypatch, None, "orders/b.csv")
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [(r.file, r.status, r.reason_code) for r in results] == [
+        ("orders/a.csv", "loaded", None), ("orders/b.csv", "rejected", "load_failed"), ("orders/c.csv", "loaded", None)]
+    assert "orders/b.csv" in results[1].message and "ConversionException" in results[1].message
+    rejected = rows(warehouse, "SELECT file_path, reason_code FROM raw._rejected_files")
+    assert rejected == [("orders/b.csv", "load_failed")]
+    assert rows(warehouse, "SELECT count(*) FROM raw.orders WHERE _source_file = 'orders/b.csv'") == [(0,)]
+    invariant_holds(warehouse)
+
+
+@pytest.mark.parametrize("error", [MemoryError, duckdb.OutOfMemoryException, KeyboardInterrupt])
+def test_a_resource_error_fails_the_run_and_the_next_run_loads_the_file(env, monkeypatch, error):
+    landing, warehouse = env
+    write(landing / "orders" / "a.csv", "\n".join([ORDERS_HEADER, *ORDER_ROWS]) + "\n")
+    write(landing / "orders" / "b.csv", f"{ORDERS_HEADER}\nB1,C1,2024-01-01,paid,EUR,1,\n")
+    _fail_inside_the_transaction(monkeypatch, error, "orders/b.csv")
+    with pytest.raises(error, match="simulated failure"):
+        ingest(landing=landing, warehouse=warehouse)
+    assert rows(warehouse, "SELECT file_path FROM raw._loads") == [("orders/a.csv",)]
+    assert rows(warehouse, "SELECT count(*) FROM raw._rejected_files") == [(0,)]
+    monkeypatch.undo()
+    monkeypatch.setattr(loader, "FAULT_HOOK", None)
+    results = ingest(landing=landing, warehouse=warehouse)
+    assert [(r.file, r.status) for r in results] == [("orders/a.csv", "unchanged"), ("orders/b.csv", "loaded")]
     invariant_holds(warehouse)
 
 
@@ -303,6 +377,65 @@ def test_contract_column_added_later_is_added_to_the_table(env):
                                       "WHERE table_schema = 'raw' AND table_name = 'reviews'").fetchall()]
     con.close()
     assert set(source("reviews").column_names) <= set(cols)
+
+
+def test_dates_outside_the_contract_range_are_quarantined_or_nulled(env):
+    """Required dates out of range quarantine the row; optional ones (promised delivery) are nulled with a warning."""
+    landing, warehouse = env
+    header = "order_id,customer_id,ordered_at,total,promised_delivery_date,shipped_at"
+    write(landing / "orders" / "dates.csv", "\n".join([
+        header,
+        "R1,C1,2024-01-05T10:00:00Z,10,2024-01-08,2024-01-06T08:00:00Z",
+        "R2,C1,9999-12-31,10,,",
+        "R3,C2,1900-01-01T00:00:00Z,10,,",
+        "R4,C2,2024-02-01,10,9999-12-31,1900-01-01",
+        "R5,C3,2024-02-02,10,1900-01-01,",
+        "R6,C3,1989-12-31T23:59:59Z,10,,",
+        "R7,C3,1990-01-01T00:00:00Z,10,,",
+    ]) + "\n")
+    [r] = ingest(landing=landing, warehouse=warehouse)
+    assert (r.rows_loaded, r.rows_quarantined, r.values_nulled) == (4, 3, 3)
+    quarantined = rows(warehouse, "SELECT source_file, source_row, column_name, reason_code, message "
+                                  "FROM raw._quarantine ORDER BY source_row")
+    assert [q[:4] for q in quarantined] == [
+        ("orders/dates.csv", 2, "ordered_at", "out_of_range"), ("orders/dates.csv", 3, "ordered_at", "out_of_range"),
+        ("orders/dates.csv", 6, "ordered_at", "out_of_range")]
+    assert quarantined[0][4].startswith("ordered_at: '9999-12-31' is outside the allowed range 1990-01-01 00:00 … ")
+    assert "(contract: 1990-01-01 … now+1d)" in quarantined[0][4]
+    assert "'1900-01-01T00:00:00Z'" in quarantined[1][4]
+    loaded = rows(warehouse, "SELECT order_id, promised_delivery_date, shipped_at FROM raw.orders ORDER BY 1")
+    assert [o[0] for o in loaded] == ["R1", "R4", "R5", "R7"]
+    assert loaded[1][1:] == (None, None) and loaded[2][1] is None and loaded[0][1] is not None
+    warnings = rows(warehouse, "SELECT source_file, source_row, column_name, warning_code, message FROM raw._warnings "
+                               "ORDER BY source_row, column_name")
+    assert [w[:4] for w in warnings] == [
+        ("orders/dates.csv", 4, "promised_delivery_date", "out_of_range"),
+        ("orders/dates.csv", 4, "shipped_at", "out_of_range"),
+        ("orders/dates.csv", 5, "promised_delivery_date", "out_of_range")]
+    assert "'9999-12-31' is outside the allowed range 1990-01-01 … " in warnings[0][4]
+    assert "(contract: 1990-01-01 … now+2y); the value was left empty" in warnings[0][4]
+    invariant_holds(warehouse)
+
+
+def test_date_bounds_resolve_relative_to_the_load_time():
+    from datetime import datetime
+
+    from pipelines.contract import resolve_bound
+
+    now = datetime(2024, 2, 29, 12, 0)
+    assert resolve_bound("now", now) == now
+    assert resolve_bound("now+1d", now) == datetime(2024, 3, 1, 12, 0)
+    assert resolve_bound("now-30d", now) == datetime(2024, 1, 30, 12, 0)
+    assert resolve_bound("now+2y", now) == datetime(2026, 2, 28, 12, 0)
+    assert resolve_bound("1990-01-01", now) == datetime(1990, 1, 1)
+    with pytest.raises(ValueError):
+        resolve_bound("next week", now)
+    lo, hi = source("orders").column("promised_delivery_date").date_range(now)
+    assert (lo, hi) == (datetime(1990, 1, 1), datetime(2026, 2, 28))
+    for src in load_contract().values():  # every date and timestamp column has a range
+        for col in src.columns:
+            if col.type in ("date", "timestamp"):
+                assert col.min is not None and col.max is not None, (src.name, col.name)
 
 
 def test_summary_and_quarantine_report(env):

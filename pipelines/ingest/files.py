@@ -61,6 +61,7 @@ FILE_REASON_CODES = {
     "missing_required_column": "a column the contract requires is not in the file",
     "wrong_column_type": "a Parquet column's type cannot hold the contract type",
     "no_valid_rows": "not a single row could be parsed (every line malformed)",
+    "load_failed": "an error no other rule foresaw while loading the file; the message names it",
 }
 
 

@@ -23,6 +23,8 @@ back and the rejection recorded in `raw._loads` and `raw._rejected_files` instea
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +35,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import settings
-from pipelines.contract import SOURCE_NAMES, Source, source
+from pipelines.contract import DATE_TYPES, SOURCE_NAMES, Source, source
 from pipelines.ingest.files import (
     FileRejected,
     FileStat,
@@ -51,11 +53,13 @@ from pipelines.ingest.rules import (
     format_warning_sql,
     lit,
     q,
+    range_warning_sql,
     row_check_branches,
     too_long_branch,
     typed_sql,
 )
 from pipelines.ingest.schema import ensure_schema
+from pipelines.privacy import make_private
 
 #: Called with a stage name at points inside a file's transaction (tests use it to simulate
 #: a crash between inserts). None in normal operation.
@@ -110,6 +114,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """Open the warehouse for writing, in UTC (timestamps without offset are UTC)."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(warehouse))
+    make_private(warehouse)  # personal data: owner-only, whatever the caller's umask
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB turns long IN lists into joins, and joins may reorder rows; CSV row numbers
     # come from row order, so keep IN lists as plain expressions.
@@ -174,23 +179,88 @@ def ingest_file(
         hashing = pool.submit(sha256_of, path)
         try:
             result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload)
-        except (FileRejected, _KnownContent) as exc:
-            sha = hashing.result()
-            known = None if reload else _known_content(con, src, rel, stat, sha, fmt)
-            if known is not None:
-                known.seconds = time.perf_counter() - t0
-                return known
-            if not isinstance(exc, FileRejected):  # known content the ledger no longer matches
-                raise RuntimeError(f"{rel}: content seemed known but is not") from exc
-            _record(con, src, rel, stat, sha, fmt, "rejected", started, exc.message, load_id=load_id, code=exc.code)
-            return FileResult(
-                src.name, rel, "rejected", load_id=load_id, reason_code=exc.code, message=exc.message, sha256=sha,
-                size=stat.size, seconds=time.perf_counter() - t0,
-            )
-        finally:
+        except BaseException as exc:
+            # Whatever failed, the file's transaction is gone before anything else runs on the
+            # connection (DuckDB refuses every statement on an aborted transaction).
+            _end_transaction(con)
             _drop_scratch(con)
-    result.seconds = time.perf_counter() - t0
-    return result
+            if is_resource_error(exc):
+                raise  # out of memory, disk full, interrupted: fail the run; the next run retries
+            rejection = exc if isinstance(exc, FileRejected | _KnownContent) else _unexpected(exc, rel)
+        else:
+            _drop_scratch(con)
+            result.seconds = time.perf_counter() - t0
+            return result
+        sha = _sha_or_none(hashing)
+        known = None if reload or sha is None else _known_content(con, src, rel, stat, sha, fmt)
+        if known is not None:
+            known.seconds = time.perf_counter() - t0
+            return known
+        if not isinstance(rejection, FileRejected):  # known content the ledger no longer matches
+            raise RuntimeError(f"{rel}: content seemed known but is not") from rejection
+    _record(con, src, rel, stat, sha, fmt, "rejected", started, rejection.message, load_id=load_id,
+            code=rejection.code)
+    return FileResult(
+        src.name, rel, "rejected", load_id=load_id, reason_code=rejection.code, message=rejection.message,
+        sha256=sha, size=stat.size, seconds=time.perf_counter() - t0,
+    )
+
+
+#: DuckDB errors that say nothing about the file: the run fails and the next run retries it.
+#: FatalException and InternalException invalidate the database, so nothing more can be recorded.
+_RESOURCE_DUCKDB_ERRORS = (
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+)
+#: OS errors about the machine, not the file.
+_RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
+#: Words in a DuckDB I/O error that mean the disk is full, not that a file is unreadable.
+_DISK_FULL_WORDS = ("no space left", "disk full", "disk quota", "out of disk", "could not allocate")
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """True for failures of the machine rather than of the file: out of memory, disk full,
+    interrupted (Ctrl+C, a cancelled run). Those fail the run, so the next run retries the
+    file; every other error loading a file rejects that file alone."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit
+        return True
+    if isinstance(exc, (MemoryError, *_RESOURCE_DUCKDB_ERRORS)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        return True
+    if isinstance(exc, duckdb.IOException) and any(w in str(exc).lower() for w in _DISK_FULL_WORDS):
+        return True
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and is_resource_error(cause)
+
+
+def _unexpected(exc: BaseException, rel: str) -> FileRejected:
+    """An error no rule foresaw, as the file's rejection (`load_failed`), naming the file."""
+    text = str(exc).split("\n\n")[0].strip().replace("\n", " ")
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return FileRejected(
+        "load_failed",
+        f"{rel}: could not be loaded ({type(exc).__name__}: {text}); nothing of it was loaded. "
+        "Fix the file, or report the error if the file looks fine",
+    )
+
+
+def _sha_or_none(hashing: Future) -> str | None:
+    """The file's sha256, or None if it could not be read (the file vanished mid-load)."""
+    try:
+        return hashing.result()
+    except OSError:
+        return None
+
+
+def _end_transaction(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back whatever transaction is open, in whatever state DuckDB left it (aborted or
+    not); nothing happens when none is open."""
+    with contextlib.suppress(duckdb.TransactionException):  # no transaction is active
+        con.rollback()
 
 
 class _KnownContent(Exception):
@@ -245,6 +315,7 @@ def _record(
     code: str | None = None,
 ) -> int:
     """Ledger row (and rejected-file row) for a file that loads no data, in its own transaction."""
+    _end_transaction(con)  # a clean transaction, whatever a failed load left behind
     con.begin()
     try:
         if load_id is None:
@@ -263,7 +334,7 @@ def _record(
             )
         con.commit()
     except BaseException:
-        con.rollback()
+        _end_transaction(con)
         raise
     return load_id
 
@@ -287,18 +358,36 @@ class _Plan:
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
 
 
-def _duck_error(exc: duckdb.Error, name: str) -> FileRejected:
+def _duck_error(exc: duckdb.Error, name: str, path: Path | None = None) -> FileRejected:
     """A DuckDB error reading a file, as a rejection.
 
     Errors that are not about the file's content (out of memory, interrupted, disk full) are
     raised again instead, so the run fails and the next run retries the file.
     """
     text = str(exc).split("\n\n")[0].strip()
+    if is_resource_error(exc):
+        raise exc
     if "gzip" in text.lower():
         return FileRejected("truncated_gzip", f"{name}: the gzip stream is truncated or corrupt ({text})")
     if not isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException):
-        raise exc
+        raise exc  # not about the content as read: ingest_file rejects the file as load_failed
+    if path is not None and _has_double_cr(path):
+        text = text.split("\n")[0].rstrip(".") + (
+            "; its lines end in CR CR LF (\\r\\r\\n), which no CSV reader accepts: re-export it with "
+            "\\n or \\r\\n line ends (or remove the extra \\r)"
+        )
     return FileRejected("unreadable", f"{name}: cannot be read: {text}")
+
+
+def _has_double_cr(path: Path) -> bool:
+    """True if the start of a plain text file has a line ending in CR CR LF."""
+    if is_compressed(path):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return b"\r\r\n" in fh.read(1 << 16)
+    except OSError:
+        return False
 
 
 def _json_object(names: list[str], exprs: list[str]) -> str:
@@ -608,7 +697,9 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, good: in
     return rows
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat):
+def _prepare(
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat, now: datetime
+):
     """Before the transaction: the plan and its validation SELECT. Raises FileRejected.
 
     Returns (plan, extra column names, SELECT, numbering): numbering is how CSV rows get their
@@ -630,7 +721,6 @@ def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str |
     else:
         plan = _jsonl_plan(con, path)  # stages the lines in the scratch database
     known, extras = _map_columns(plan, src, name)
-    now = datetime.now(UTC)
     sql = _validation_sql(plan, src, known, extras, now)
     numbering = None
     if plan.row_sql is None:
@@ -675,15 +765,17 @@ def _load(
     ledger row is written; all of it commits together. Staging the rows elsewhere first would
     cost a full extra copy of every file.
     """
-    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat)
+    # Date bounds relative to now (`now+1d`) are resolved once per file, at its load time.
+    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat, started)
     table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
     this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"
+    # CSV rows are numbered by their order of insertion, which DuckDB keeps only when asked
+    # to; other formats carry their numbers and may be written in any order. Set (and reset)
+    # outside the transaction: a statement on a transaction aborted by a failed insert raises.
+    con.execute(f"SET preserve_insertion_order = {'true' if numbering == 'rowid' else 'false'}")
     con.begin()
     try:
-        # CSV rows are numbered by their order of insertion, which DuckDB keeps only when
-        # asked to; other formats carry their numbers and may be written in any order.
-        con.execute(f"SET preserve_insertion_order = {'true' if numbering == 'rowid' else 'false'}")
         try:
             rows = con.execute(
                 f"""INSERT INTO {table} ({cols}, _load_id, _source_file, _source_row, _loaded_at, _extra)
@@ -696,9 +788,8 @@ def _load(
                 [rel, started],
             ).fetchone()[0]
         except duckdb.Error as exc:
-            raise _duck_error(exc, path.name) from exc
-        finally:
-            con.execute("RESET preserve_insertion_order")
+            raise _duck_error(exc, path.name, path) from exc
+        con.execute("RESET preserve_insertion_order")
         _fault("after_data_insert")
         bad_lines: list[tuple] = []
         if fmt == "csv":
@@ -726,7 +817,7 @@ def _load(
             )
             quarantined += len(bad_lines)
         _fault("after_quarantine_insert")
-        nulled = _null_invalid_optional_formats(con, src, table, load_id, rel)
+        nulled = _null_invalid_optional_values(con, src, table, load_id, rel, started)
         loaded = rows - (quarantined - len(bad_lines))
         sha = hashing.result()
         if not reload and _content_known(con, src, rel, sha):
@@ -740,7 +831,9 @@ def _load(
         _fault("before_commit")
         con.commit()
     except BaseException:
-        con.rollback()
+        _end_transaction(con)  # before anything else runs on the connection
+        with contextlib.suppress(duckdb.Error):  # never hide the error that got us here
+            con.execute("RESET preserve_insertion_order")
         raise
     return FileResult(
         src.name, rel, "loaded", load_id=load_id, rows_read=rows_read, rows_loaded=loaded,
@@ -838,20 +931,34 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, src: Source, table: str, lo
     )
 
 
-def _null_invalid_optional_formats(
-    con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int, rel: str
+def _null_invalid_optional_values(
+    con: duckdb.DuckDBPyConnection, src: Source, table: str, load_id: int, rel: str, now: datetime
 ) -> int:
-    """Null invalid optional email / phone / country values of the load; record each in raw._warnings."""
+    """Null the load's invalid values of optional columns; record each in raw._warnings.
+
+    Invalid means an email / phone / country that is not valid (`invalid_format`), or a date /
+    timestamp outside the contract's min / max (`out_of_range`). The row itself loads.
+    """
     nulled = 0
+    checks = []
     for col in src.columns:
-        if not col.format or col.required:
+        if col.required:
             continue
-        bad, msg = format_warning_sql(col, q(col.name))
+        if col.format:
+            checks.append((col, "invalid_format", *format_warning_sql(col, q(col.name))))
+        elif col.type in DATE_TYPES and (col.min is not None or col.max is not None):
+            checks.append((col, "out_of_range", *range_warning_sql(col, q(col.name), now)))
+    dated = [bad for _, code, bad, _ in checks if code == "out_of_range"]
+    if dated and not con.execute(
+        f"SELECT 1 FROM {table} WHERE _load_id = {load_id} AND ({' OR '.join(dated)}) LIMIT 1"
+    ).fetchone():  # one pass over the load for every date column: out-of-range dates are rare
+        checks = [c for c in checks if c[1] != "out_of_range"]
+    for col, code, bad, msg in checks:
         where = f"_load_id = {load_id} AND {bad}"
         n = con.execute(
             f"""INSERT INTO raw._warnings
-                SELECT ?, ?, ?, _source_row, ?, 'invalid_format', {msg} FROM {table} WHERE {where}""",
-            [load_id, src.name, rel, col.name],
+                SELECT ?, ?, ?, _source_row, ?, ?, {msg} FROM {table} WHERE {where}""",
+            [load_id, src.name, rel, col.name, code],
         ).fetchone()[0]
         if n:
             con.execute(f"UPDATE {table} SET {q(col.name)} = NULL WHERE {where}")

@@ -34,7 +34,7 @@ def format_summary(results: Iterable[FileResult]) -> Table:
         table.add_column(col, justify="left" if col == "source" else "right", no_wrap=True)
     table.caption = (
         "files: seen; loaded: new files loaded; skipped: already loaded; rejected: unreadable files; "
-        "quarantined: rows; nulled: invalid optional emails/phones/countries"
+        "quarantined: rows; nulled: invalid optional emails/phones/countries, out-of-range optional dates"
     )
     total = dict.fromkeys(("files", "loaded", "skipped", "rejected", "read", "rows", "quarantined", "nulled"), 0)
     for name, s in per.items():

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipelines.contract import Column, Source
+from pipelines.contract import DATE_TYPES, Column, Source
 
 #: Longest value (bytes) accepted in any column; longer ones quarantine the row. 1 MB is far
 #: beyond any real field in these sources and keeps a runaway value (a whole file swallowed
@@ -69,15 +69,19 @@ REASON_CODES = {
     "invalid_timestamp": "not an ISO 8601 timestamp (or date)",
     "invalid_date": "not an ISO 8601 date",
     "not_allowed": "not one of the contract's allowed values",
-    "out_of_range": "below the contract's min or above its max",
-    "future_timestamp": "later than now + 1 day",
-    "implausible_timestamp": f"before {EARLIEST_TIMESTAMP} (an unset default such as epoch zero)",
+    "out_of_range": "below the contract's min or above its max (numbers; required dates and timestamps)",
+    "future_timestamp": "later than now + 1 day (a timestamp column without contract bounds)",
+    "implausible_timestamp": f"before {EARLIEST_TIMESTAMP} (an unset default such as epoch zero; a timestamp "
+                             "column without contract bounds)",
     "invalid_format": "a required email / phone / country that is not valid",
     "duplicate_key": "the primary key already appeared earlier in the same file",
 }
 
 #: Warning codes: the row loads, the value is nulled and recorded in raw._warnings.
-WARNING_CODES = {"invalid_format": "an optional email / phone / country that is not valid; nulled"}
+WARNING_CODES = {
+    "invalid_format": "an optional email / phone / country that is not valid; nulled",
+    "out_of_range": "an optional date / timestamp outside the contract's min / max (9999-12-31, 1900-01-01); nulled",
+}
 
 
 def q(name: str) -> str:
@@ -222,15 +226,20 @@ def column_sql(col: Column, v: str, t: str, now: datetime) -> ColumnSql:
         msg = f"{lit(name + ': ')} || {shown(v)} || {lit(' is not one of ' + ', '.join(col.allowed))}"
         branches.append(f"WHEN {t} NOT IN ({allowed}) THEN " + _reason("not_allowed", name, msg))
         fine.append(f"{t} IN ({allowed})")
-    if col.min is not None:
+    dated = col.type in DATE_TYPES and (col.min is not None or col.max is not None)
+    if dated and col.required:  # optional ones: see range_warning_sql
+        bad, msg = _date_range_sql(col, v, t, now)
+        branches.append(f"WHEN {bad} THEN " + _reason("out_of_range", name, msg))
+        fine.append(f"NOT ({bad})")
+    if col.min is not None and not dated:
         msg = f"{lit(name + ': ')} || {t}::VARCHAR || {lit(' is below the minimum ' + _num(col.min))}"
         branches.append(f"WHEN {t} < {col.min} THEN " + _reason("out_of_range", name, msg))
         fine.append(f"{t} >= {col.min}")
-    if col.max is not None:
+    if col.max is not None and not dated:
         msg = f"{lit(name + ': ')} || {t}::VARCHAR || {lit(' is above the maximum ' + _num(col.max))}"
         branches.append(f"WHEN {t} > {col.max} THEN " + _reason("out_of_range", name, msg))
         fine.append(f"{t} <= {col.max}")
-    if col.type == "timestamp":
+    if col.type == "timestamp" and not dated:  # contract bounds replace the generic ones
         limit = (now + FUTURE_TOLERANCE).replace(microsecond=0, tzinfo=None)
         msg = (
             f"{lit(name + ': ')} || {shown(v)} || "
@@ -260,6 +269,50 @@ def column_sql(col: Column, v: str, t: str, now: datetime) -> ColumnSql:
         present = " AND ".join([f"{t} IS NOT NULL", *fine])
         good = present if col.required else f"({v} IS NULL OR ({present}))"
     return ColumnSql(name=name, value=v, typed=t, checks=branches, good=good)
+
+
+def _sql_moment(col: Column, moment: datetime) -> str:
+    """SQL literal of a bound in the column's type."""
+    if col.type == "date":
+        return f"DATE {lit(moment.date().isoformat())}"
+    return f"TIMESTAMP {lit(moment.replace(microsecond=0).isoformat(sep=' '))}"
+
+
+def date_range_text(col: Column, now: datetime) -> str:
+    """The allowed range of a date / timestamp column as shown in messages: the resolved
+    moments, then the contract's bounds when they are relative (`now+1d`)."""
+    lo, hi = col.date_range(now)
+    fmt = "%Y-%m-%d" if col.type == "date" else "%Y-%m-%d %H:%M"
+    shown_lo = "any time" if lo is None else lo.strftime(fmt)
+    shown_hi = "any time" if hi is None else hi.strftime(fmt)
+    text = f"{shown_lo} … {shown_hi}" + (" UTC" if col.type == "timestamp" else "")
+    written = [str(b) for b in (col.min, col.max) if b is not None]
+    if any(b.startswith("now") for b in written):
+        text += f" (contract: {'' if col.min is None else col.min} … {'' if col.max is None else col.max})"
+    return text
+
+
+def _date_range_sql(col: Column, v: str, t: str, now: datetime) -> tuple[str, str]:
+    """(condition, message) SQL for a date / timestamp value outside the contract's min / max."""
+    lo, hi = col.date_range(now)
+    outside = []
+    if lo is not None:
+        outside.append(f"{t} < {_sql_moment(col, lo)}")
+    if hi is not None:
+        outside.append(f"{t} > {_sql_moment(col, hi)}")
+    bad = "(" + " OR ".join(outside) + ")"
+    msg = f"{lit(col.name + ': ')} || {shown(v)} || {lit(' is outside the allowed range ' + date_range_text(col, now))}"
+    return bad, msg
+
+
+def range_warning_sql(col: Column, value: str, now: datetime) -> tuple[str, str]:
+    """(condition, message) SQL for an optional date / timestamp column whose loaded value lies
+    outside the contract's range (a placeholder such as 9999-12-31 or 1900-01-01, usually).
+
+    Such a value is nulled after the row loads and the message recorded in raw._warnings.
+    """
+    bad, msg = _date_range_sql(col, f"{value}::VARCHAR", value, now)
+    return f"{value} IS NOT NULL AND {bad}", f"{msg} || '; the value was left empty'"
 
 
 def format_warning_sql(col: Column, value: str) -> tuple[str, str]:
