@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import pyarrow as pa
 
+import pipelines.generate as gen
 from pipelines.contract import SOURCE_NAMES, source
-from pipelines.generate import CHUNK_CUSTOMERS, simulate
 from pipelines.generate.catalog import CATEGORY_NAMES, catalogue
 from pipelines.generate.writers import Part, select_sql, sql_string
 
@@ -120,10 +120,10 @@ def generate_platforms(
         raise ValueError(f"unknown shop time zone {shop_timezone!r}; expected an IANA name like "
                          f"{DEFAULT_SHOP_TIMEZONE}") from None
     out = Path(out)
-    chunks = math.ceil(customers / CHUNK_CUSTOMERS)
+    chunks = math.ceil(customers / gen.CHUNK_CUSTOMERS)
     _prepare(out, chunks, clean)
     with _PlatformWriter(out, chunks, shop_timezone, progress) as writer:
-        simulate(writer, customers, seed, start, end, progress)
+        gen.simulate(writer, customers, seed, start, end, progress)
         return dict(writer.rows)
 
 
