@@ -199,3 +199,14 @@ def test_cli_writes_platform_files_and_refuses_a_format(tmp_path):
     assert {r["Created at"][-5:] for r in recs} <= {"+0100", "+0200"}
     result = runner.invoke(app, ["generate", "--as-platforms", "--format", "parquet", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--format" in result.output
+
+
+def test_klaviyo_pages_built_in_batches_give_the_same_file(tmp_path, monkeypatch, shop):
+    from pipelines.generate import platforms
+
+    _, out, *_ = shop
+    monkeypatch.setattr(platforms, "KLAVIYO_BATCH_PAGES", 3)
+    generate_platforms(tmp_path, customers=CUSTOMERS, seed=SEED, end=END)
+    events = "klaviyo/events.pages.jsonl"
+    assert len(read_pages(out / events)) > 3 * 3
+    assert (tmp_path / events).read_bytes() == (out / events).read_bytes()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -83,6 +84,11 @@ ZENDESK_RATING_ID = 7_000_000_000
 ZENDESK_ORDER_FIELD = 360_010_000_001  # the ticket custom field "Order number"
 ZENDESK_API = "https://retain-demo.zendesk.com/api/v2"
 KLAVIYO_PAGE = 200  # GET /api/events page[size] maximum
+KLAVIYO_BATCH_PAGES = 250  # pages built per DuckDB statement (50,000 events): bounds memory
+# sparse fieldsets (a documented JSON:API feature of Klaviyo's API) keep the pages small
+KLAVIYO_EVENTS_URL = ("https://a.klaviyo.com/api/events/?include=profile%2Cmetric&sort=datetime"
+                      "&fields%5Bevent%5D=timestamp%2Cdatetime%2Cevent_properties"
+                      "&fields%5Bprofile%5D=email%2Cphone_number%2Cexternal_id&fields%5Bmetric%5D=name")
 ZENDESK_PAGE = 100  # list endpoints' per_page maximum
 
 KLAVIYO_METRICS = {
@@ -411,6 +417,11 @@ class _PlatformWriter:
         return self._copy_csv(sql, path)
 
     def _klaviyo_events(self, path: Path) -> int:
+        """Events of the chunk's outbound email, SMS and push messages, as API pages one per line.
+
+        Pages are built and appended in batches of KLAVIYO_BATCH_PAGES, so memory stays bounded
+        however many events a chunk has.
+        """
         con = self.con
         # one event per message and step: 0 sent (received / bounced), 1 opened, 2 clicked, 3 unsubscribed
         con.execute("""
@@ -434,57 +445,59 @@ class _PlatformWriter:
                          ELSE CASE step.k WHEN 0 THEN CASE WHEN delivered_at IS NULL THEN 'BncPsh' ELSE 'RcvPsh' END
                                           WHEN 1 THEN 'OpnPsh' END
                        END AS metric_id
-                FROM m WHERE step.ts IS NOT NULL)
-            SELECT *, row_number() OVER (ORDER BY ts, message_id, k) AS rn
-            FROM e WHERE metric_id IS NOT NULL""")
+                FROM m WHERE step.ts IS NOT NULL),
+            numbered AS (
+                SELECT *, row_number() OVER (ORDER BY ts, message_id, k) AS rn FROM e WHERE metric_id IS NOT NULL)
+            SELECT * FROM numbered ORDER BY rn""")  # stored in rn order: range filters skip row groups
+        n = con.execute("SELECT count(*) FROM k_events").fetchone()[0]
+        pages = math.ceil(n / KLAVIYO_PAGE)
         metric_names = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in KLAVIYO_METRICS.items())
-        page = KLAVIYO_PAGE
-        base = "https://a.klaviyo.com/api/events/?include=profile%2Cmetric&sort=datetime"
-        sql = f"""
-            WITH p AS (SELECT *, (rn - 1) // {page} AS page,
-                              '01K' || lpad(substr(customer_id, 2), 23, '0') AS profile_id,
-                              (num(message_id) * 10 + k)::VARCHAR AS event_id FROM k_events),
+        base = KLAVIYO_EVENTS_URL
+        batch_sql = f"""
+            WITH p AS (SELECT *, (rn - 1) // {KLAVIYO_PAGE} AS page,
+                              '01K' || lpad(substr(customer_id, 2), 23, '0') AS profile_id
+                       FROM k_events WHERE rn > $first AND rn <= $last),
             d AS (
                 SELECT page, list({{
-                    'type': 'event', 'id': event_id,
+                    'type': 'event', 'id': (num(message_id) * 10 + k)::VARCHAR,
                     'attributes': {{'timestamp': unix_s(ts),
                                     'event_properties': {{'Campaign Name': campaign, '$message': message_id}},
-                                    'datetime': strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00'),
-                                    'uuid': printf('%08x-0000-4000-8000-%012x', k, num(message_id))}},
+                                    'datetime': strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00')}},
                     'relationships': {{'profile': {{'data': {{'type': 'profile', 'id': profile_id}}}},
                                        'metric': {{'data': {{'type': 'metric', 'id': metric_id}}}}}}
                 }} ORDER BY rn) AS data
                 FROM p GROUP BY page),
-            pm AS (SELECT DISTINCT page, metric_id FROM p),
             im AS (
-                SELECT page, list(to_json({{
-                    'type': 'metric', 'id': metric_id,
-                    'attributes': {{'name': CASE metric_id {metric_names} END,
-                                    'integration': {{'object': 'integration', 'key': 'klaviyo', 'name': 'Klaviyo',
-                                                     'category': 'Internal'}}}}
-                }}) ORDER BY metric_id) AS inc
-                FROM pm GROUP BY page),
-            pp AS (SELECT DISTINCT page, customer_id, profile_id FROM p),
+                SELECT page, list(to_json({{'type': 'metric', 'id': metric_id,
+                                            'attributes': {{'name': CASE metric_id {metric_names} END}}}})
+                                  ORDER BY metric_id) AS inc
+                FROM (SELECT DISTINCT page, metric_id FROM p) GROUP BY page),
             ip AS (
                 SELECT pp.page, list(to_json({{
                     'type': 'profile', 'id': pp.profile_id,
-                    'attributes': {{'email': c.email, 'phone_number': c.phone, 'external_id': c.customer_id,
-                                    'first_name': c.first_name, 'last_name': c.last_name,
-                                    'created': strftime(c.created_at, '%Y-%m-%dT%H:%M:%S+00:00'),
-                                    'location': {{'country': c.country, 'zip': c.postal_code}}}}
+                    'attributes': {{'email': c.email, 'phone_number': c.phone, 'external_id': c.customer_id}}
                 }}) ORDER BY pp.customer_id) AS inc
-                FROM pp JOIN c_customers c USING (customer_id) GROUP BY pp.page),
-            n AS (SELECT max(page) AS last FROM p)
+                FROM (SELECT DISTINCT page, customer_id, profile_id FROM p) pp JOIN c_customers c USING (customer_id)
+                GROUP BY pp.page)
             SELECT d.data,
                    {{'self': '{base}' || CASE WHEN d.page > 0 THEN '&page%5Bcursor%5D=' || d.page ELSE '' END,
-                    'next': CASE WHEN d.page < n.last THEN '{base}&page%5Bcursor%5D=' || (d.page + 1) END,
+                    'next': CASE WHEN d.page < {pages - 1} THEN '{base}&page%5Bcursor%5D=' || (d.page + 1) END,
                     'prev': CASE WHEN d.page > 0 THEN '{base}&page%5Bcursor%5D=' || (d.page - 1) END}} AS links,
                    list_concat(im.inc, ip.inc) AS included
-            FROM d JOIN im USING (page) JOIN ip USING (page), n
+            FROM d JOIN im USING (page) JOIN ip USING (page)
             ORDER BY d.page"""
-        con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT json)")
-        n = con.execute("SELECT count(*) FROM k_events").fetchone()[0]
-        con.execute("DROP TABLE k_events")
+        part = path.with_name(path.name + ".part")
+        batch = KLAVIYO_PAGE * KLAVIYO_BATCH_PAGES
+        try:
+            with open(path, "wb") as target:
+                for first in range(0, n, batch):
+                    sql = batch_sql.replace("$first", str(first)).replace("$last", str(first + batch))
+                    con.execute(f"COPY ({sql}) TO {sql_string(part)} (FORMAT json)")
+                    with open(part, "rb") as piece:
+                        shutil.copyfileobj(piece, target, 4 << 20)
+        finally:
+            part.unlink(missing_ok=True)
+            con.execute("DROP TABLE k_events")
         return n
 
     # --- zendesk ------------------------------------------------------------------------------------
