@@ -72,7 +72,9 @@ def generate(
     out: Annotated[
         Path | None, typer.Option(help="Landing folder to write into. Default: $RETAIN_LANDING (data/landing).")
     ] = None,
-    clean: Annotated[bool, typer.Option(help="Delete previously generated files of the 8 sources first.")] = False,
+    clean: Annotated[bool, typer.Option(help=(
+        "Delete previously generated files of the 8 sources first "
+        "(with --as-platforms: the generated platform files)."))] = False,
     as_platforms: Annotated[
         bool,
         typer.Option(
