@@ -262,8 +262,12 @@ class _PlatformWriter:
             self.con.execute(sql)
 
     def _copy_csv(self, sql: str, path: Path) -> int:
-        self.con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT csv, HEADER true)")
-        return self._count(sql)
+        """Write a query as CSV with a header; return the rows written (COPY reports them)."""
+        return self.con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT csv, HEADER true)").fetchone()[0]
+
+    def _copy_json_list(self, sql: str, path: Path) -> int:
+        """Write a query as one JSON list of objects; return the rows written."""
+        return self.con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT json, ARRAY true)").fetchone()[0]
 
     def _count(self, sql: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
@@ -594,8 +598,7 @@ class _PlatformWriter:
                        AS person_properties,
                    []::VARCHAR[] AS notes, []::VARCHAR[] AS tags, []::VARCHAR[] AS additional_answers
             FROM c_survey_responses ORDER BY response_id"""
-        self.con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT json, ARRAY true)")
-        return self._count(sql)
+        return self._copy_json_list(sql, path)
 
     def _delighted_people(self, path: Path) -> int:
         sql = """
@@ -609,8 +612,7 @@ class _PlatformWriter:
                    unix_s(s.last_sent) AS last_sent_at, unix_s(s.last_responded) AS last_responded_at,
                    NULL::BIGINT AS next_survey_scheduled_at
             FROM s JOIN c_customers c USING (customer_id) ORDER BY customer_id"""
-        self.con.execute(f"COPY ({sql}) TO {sql_string(path)} (FORMAT json, ARRAY true)")
-        return self._count(sql)
+        return self._copy_json_list(sql, path)
 
 
 def _products_table() -> pa.Table:
