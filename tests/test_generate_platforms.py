@@ -210,3 +210,79 @@ def test_klaviyo_pages_built_in_batches_give_the_same_file(tmp_path, monkeypatch
     events = "klaviyo/events.pages.jsonl"
     assert len(read_pages(out / events)) > 3 * 3
     assert (tmp_path / events).read_bytes() == (out / events).read_bytes()
+
+
+def _rows(con, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_zendesk_delighted_judgeme_and_klaviyo_map_back_to_the_contract_as_documented(shop):
+    _, platforms, _, _, con = shop
+    zd = platforms / "zendesk"
+    tickets = [t for p in read_pages(zd / "tickets.pages.jsonl") for t in p["tickets"]]
+    metrics = {m["ticket_id"]: m for p in read_pages(zd / "ticket_metrics.pages.jsonl") for m in p["ticket_metrics"]}
+    users = {u["id"]: u for p in read_pages(zd / "users.pages.jsonl") for u in p["users"]}
+    contract = {r[0]: r for r in _rows(con, """
+        SELECT ticket_id, customer_id, order_id, channel, ticket_type, category, priority, status,
+               strftime(created_at, '%Y-%m-%dT%H:%M:%SZ'), epoch(first_response_at) - epoch(created_at),
+               strftime(resolved_at, '%Y-%m-%dT%H:%M:%SZ'), agent_replies, reopen_count, satisfaction_score
+        FROM support_tickets""")}
+    via = {"email": "email", "chat": "chat", "voice": "phone", "facebook": "social", "web": "web_form"}
+    kind = {"problem": "complaint", "question": "question", "task": "request"}
+    for t in tickets:
+        (_, cid, oid, channel, ttype, category, priority, status, created, reply_s, resolved, replies, reopens,
+         score) = contract[f"T{t['id']}"]
+        m = metrics[t["id"]]
+        assert users[t["requester_id"]]["external_id"] == cid
+        assert t["custom_fields"][0]["value"] == (None if oid is None else "#" + oid[1:])
+        assert (via[t["via"]["channel"]], kind[t["type"]], t["tags"][0]) == (channel, ttype, category)
+        assert (t["priority"], t["status"], t["created_at"]) == (priority, status, created)
+        assert (m["solved_at"], m["replies"], m["reopens"]) == (resolved, replies, reopens)
+        minutes = m["reply_time_in_minutes"]["calendar"]
+        assert (minutes is None) == (reply_s is None)
+        assert minutes is None or abs(minutes * 60 - reply_s) <= 30
+        expected = "unoffered" if score is None else ("good" if score >= 4 else "bad")
+        assert t["satisfaction_rating"]["score"] == expected
+
+    dl = platforms / "delighted" / "survey_responses.json"
+    assert _rows(con, f"""
+        SELECT count(*) FROM read_json('{dl}') d JOIN survey_responses s ON s.response_id = 'S' || d.id
+        WHERE d.score = s.score AND d.survey_type = s.survey_type AND d.created_at = epoch(s.responded_at)
+          AND d.person_properties."Customer ID" = s.customer_id AND d.comment IS NOT DISTINCT FROM s.comment
+          AND d.person_properties."Order ID" IS NOT DISTINCT FROM '#' || substr(s.order_id, 2)""")[0][0] == q(
+        con, "SELECT count(*) FROM survey_responses")
+
+    jm = platforms / "judgeme" / "reviews_export.csv"
+    assert _rows(con, f"""
+        WITH j AS (SELECT *, row_number() OVER () AS n FROM read_csv('{jm}', all_varchar = true)),
+        r AS (SELECT *, row_number() OVER (ORDER BY review_id) AS n FROM reviews)
+        SELECT count(*) FROM j JOIN r USING (n) JOIN customers c ON c.customer_id = r.customer_id
+        WHERE j.rating::INTEGER = r.rating AND j.title IS NOT DISTINCT FROM r.title
+          AND j.review_date = strftime(r.created_at, '%Y-%m-%d %H:%M:%S') || ' UTC'
+          AND j.reviewer_email IS NOT DISTINCT FROM c.email
+          AND j.product_id::BIGINT = 8000000000000 + substr(r.product_id, 2)::BIGINT""")[0][0] == q(
+        con, "SELECT count(*) FROM reviews")
+
+    by_metric = {}
+    for page in read_pages(platforms / "klaviyo" / "events.pages.jsonl"):
+        names = {x["id"]: x["attributes"]["name"] for x in page["included"] if x["type"] == "metric"}
+        for e in page["data"]:
+            name = names[e["relationships"]["metric"]["data"]["id"]]
+            by_metric[name] = by_metric.get(name, 0) + 1
+    expected = dict(_rows(con, """
+        SELECT metric, count(*) FROM (
+            SELECT CASE channel WHEN 'email' THEN 'Received Email' WHEN 'sms' THEN 'Received SMS'
+                   ELSE 'Received Push' END AS metric FROM messages
+            WHERE delivered_at IS NOT NULL AND channel IN ('email', 'sms', 'push') AND direction = 'outbound'
+              AND message_type <> 'support_reply'
+            UNION ALL SELECT 'Opened Email' FROM messages WHERE channel = 'email' AND opened_at IS NOT NULL
+              AND message_type <> 'support_reply'
+            UNION ALL SELECT 'Clicked Email' FROM messages WHERE channel = 'email' AND clicked_at IS NOT NULL
+              AND message_type <> 'support_reply'
+            UNION ALL SELECT 'Unsubscribed' FROM messages WHERE channel = 'email' AND unsubscribed_at IS NOT NULL)
+        GROUP BY metric"""))
+    for name, n in expected.items():
+        assert by_metric[name] == n, name
+    header, profiles = read_csv(platforms / "klaviyo" / "profiles_export.csv")
+    consent = dict(_rows(con, "SELECT customer_id, upper(email_marketing_consent) FROM customers"))
+    assert all(p["Email Marketing Consent"] == consent[p["External ID"]] for p in profiles)
