@@ -5,6 +5,10 @@ experiences that drive retention (late deliveries, complaints and how fast they 
 surveys, post-purchase emails, marketing pressure), then writes one folder per source under
 `out/`. The same arguments always give byte-identical files. See docs/generator.md.
 
+`simulate()` is the simulation alone, handing each chunk's sources to a sink; `generate()` and
+`pipelines.generate.platforms.generate_platforms()` (the same shop as Shopify, Klaviyo, Zendesk,
+Judge.me and Delighted export files) are its two writers.
+
 `convert_cdnow()` turns the public CDNOW transaction log into an `orders` landing file.
 """
 
