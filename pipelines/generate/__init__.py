@@ -78,12 +78,9 @@ def generate(
     `progress(stage, rows)` is called after each file with the rows written so far for that
     source (stage "simulate" reports customers simulated).
     """
-    if customers < 1:
-        raise ValueError("customers must be at least 1")
+    check_shop_arguments(customers, start, end)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if end <= start:
-        raise ValueError(f"end ({end}) must be after start ({start})")
     out = Path(out)
     chunks = math.ceil(customers / CHUNK_CUSTOMERS)
     targets = {name: [out / name / f for f in file_names(name, fmt, chunks)] for name in SOURCE_NAMES}
@@ -93,6 +90,14 @@ def generate(
         simulate(writer, customers, seed, start, end, progress)
         writer.wait(keep_chunk=None)
         return dict(writer.rows)
+
+
+def check_shop_arguments(customers: int, start: date, end: date) -> None:
+    """Raise ValueError for a shop that cannot be simulated (no customers, an empty period)."""
+    if customers < 1:
+        raise ValueError("customers must be at least 1")
+    if end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
 
 
 class ChunkSink(Protocol):

@@ -116,10 +116,7 @@ def generate_platforms(
     first removes earlier generated platform files; without it, generated files this run would
     not overwrite make it fail.
     """
-    if customers < 1:
-        raise ValueError("customers must be at least 1")
-    if end <= start:
-        raise ValueError(f"end ({end}) must be after start ({start})")
+    gen.check_shop_arguments(customers, start, end)
     try:
         ZoneInfo(shop_timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -258,6 +255,8 @@ class _PlatformWriter:
             "CREATE TEMP MACRO money(x) AS CAST(CAST(x AS DECIMAL(18, 2)) AS VARCHAR)",
             "CREATE TEMP MACRO minutes(t0, t1) AS CAST(round(date_diff('second', t0, t1) / 60.0) AS BIGINT)",
             f"CREATE TEMP MACRO zendesk_user(cid) AS {ZENDESK_USER_ID} + num(cid)",
+            # Zendesk rates a ticket good or bad: 4-5 of the contract's 1-5 are good
+            "CREATE TEMP MACRO good_or_bad(score) AS CASE WHEN score >= 4 THEN 'good' WHEN score >= 1 THEN 'bad' END",
         ):
             self.con.execute(sql)
 
@@ -524,9 +523,7 @@ class _PlatformWriter:
                 'requester_id': zendesk_user(customer_id), 'submitter_id': zendesk_user(customer_id),
                 'tags': [category, ticket_type],
                 'custom_fields': [{{'id': {ZENDESK_ORDER_FIELD}, 'value': order_name(order_id)}}],
-                'satisfaction_rating': {{'score': CASE WHEN satisfaction_score >= 4 THEN 'good'
-                                                      WHEN satisfaction_score >= 1 THEN 'bad'
-                                                      ELSE 'unoffered' END}}
+                'satisfaction_rating': {{'score': coalesce(good_or_bad(satisfaction_score), 'unoffered')}}
             }} AS rec FROM c_support_tickets"""
         return self._copy_pages(sql, "tickets", ZENDESK_PAGE, f"{ZENDESK_API}/tickets.json", path)
 
@@ -563,7 +560,7 @@ class _PlatformWriter:
             SELECT ticket_id AS k, {{
                 'url': '{ZENDESK_API}/satisfaction_ratings/' || ({ZENDESK_RATING_ID} + num(ticket_id)) || '.json',
                 'id': {ZENDESK_RATING_ID} + num(ticket_id), 'requester_id': zendesk_user(customer_id),
-                'ticket_id': num(ticket_id), 'score': CASE WHEN satisfaction_score >= 4 THEN 'good' ELSE 'bad' END,
+                'ticket_id': num(ticket_id), 'score': good_or_bad(satisfaction_score),
                 'comment': NULL::VARCHAR, 'created_at': iso_z(updated_at), 'updated_at': iso_z(updated_at)
             }} AS rec FROM c_support_tickets WHERE satisfaction_score IS NOT NULL"""
         return self._copy_pages(sql, "satisfaction_ratings", ZENDESK_PAGE,
