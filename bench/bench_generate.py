@@ -2,6 +2,7 @@
 
     python -m bench.bench_generate --customers 1000000            # the 2-minute target
     python -m bench.bench_generate --customers 100000 --effects   # plus the planted-effect sizes
+    python -m bench.bench_generate --customers 320000 --as-platforms   # platform files, ~1M order lines
 
 Generates into a temporary folder (deleted afterwards unless --out is given) in this process,
 so `ru_maxrss` of the process is the generator's peak resident memory; children (none are
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from pipelines.generate import FORMATS, generate
 from pipelines.generate.effects import measure_effects
+from pipelines.generate.platforms import generate_platforms
 
 
 def _cpu_seconds() -> float:
@@ -43,14 +45,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--end", type=date.fromisoformat, default=date(2026, 10, 31))
     parser.add_argument("--out", type=Path, help="keep the files here (default: a temporary folder, deleted)")
     parser.add_argument("--effects", action="store_true", help="also measure the planted effects (slow at 1M)")
+    parser.add_argument("--as-platforms", action="store_true",
+                        help="write the platform export files instead (generate --as-platforms)")
     parser.add_argument("--json", type=Path, help="write the numbers to this JSON file too")
     args = parser.parse_args(argv)
+    if args.as_platforms and args.effects:
+        parser.error("--effects measures contract files; it cannot be combined with --as-platforms")
 
     out = args.out or Path(tempfile.mkdtemp(prefix="retain-bench-generate-"))
     load_before = os.getloadavg()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     try:
-        counts = generate(out, customers=args.customers, seed=args.seed, end=args.end, fmt=args.fmt, clean=True)
+        if args.as_platforms:
+            counts = generate_platforms(out, customers=args.customers, seed=args.seed, end=args.end, clean=True)
+        else:
+            counts = generate(out, customers=args.customers, seed=args.seed, end=args.end, fmt=args.fmt, clean=True)
         wall = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -60,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(out, ignore_errors=True)
     result = {
         "customers": args.customers,
-        "format": args.fmt,
+        "format": "platforms" if args.as_platforms else args.fmt,
         "seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2),
         "rows": counts,
@@ -73,12 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
-    print(f"generate --customers {args.customers:,} --format {args.fmt}: {wall:.1f} s wall, {cpu:.1f} s CPU, "
+    print(f"generate --customers {args.customers:,} --format {result['format']}: {wall:.1f} s wall, {cpu:.1f} s CPU, "
           f"peak RSS {result['peak_rss_mb']:,.0f} MB (children {result['peak_rss_children_mb']:,.0f} MB), "
           f"{result['output_mb']:,.0f} MB written")
+    width = max(len(name) for name in counts)
     for name, n in counts.items():
-        print(f"  {name:18s} {n:>12,}")
-    print(f"  {'total':18s} {result['total_rows']:>12,}  ({result['rows_per_second']:,} rows/s)")
+        print(f"  {name:{width}s} {n:>12,}")
+    print(f"  {'total':{width}s} {result['total_rows']:>12,}  ({result['rows_per_second']:,} rows/s)")
     print(f"  load average before {load_before[0]:.1f}, after {result['load_average_after'][0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     if effects is not None:

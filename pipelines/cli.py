@@ -73,7 +73,24 @@ def generate(
     out: Annotated[
         Path | None, typer.Option(help="Landing folder to write into. Default: $RETAIN_LANDING (data/landing).")
     ] = None,
-    clean: Annotated[bool, typer.Option(help="Delete previously generated files of the 8 sources first.")] = False,
+    clean: Annotated[bool, typer.Option(help=(
+        "Delete previously generated files of the 8 sources first "
+        "(with --as-platforms: the generated platform files)."))] = False,
+    as_platforms: Annotated[
+        bool,
+        typer.Option(
+            "--as-platforms",
+            help=(
+                "Write the same shop as platform export files instead of contract files: Shopify orders and "
+                "customers exports, Klaviyo events and profiles, Zendesk tickets, Judge.me reviews, Delighted "
+                "responses, into <out>/<platform>/ (see docs/generator.md). Write the contract files of the same "
+                "shop into another --out to compare the two."
+            ),
+        ),
+    ] = False,
+    shop_timezone: Annotated[
+        str, typer.Option(help="With --as-platforms: the shop's IANA time zone for Shopify's local times.")
+    ] = "America/New_York",
     next_day: Annotated[
         bool,
         typer.Option(
@@ -98,6 +115,7 @@ def generate(
         given = [name for name, value, default in (
             ("--customers", customers, 10_000), ("--seed", seed, 7), ("--start", start, "2023-01-01"),
             ("--end", end, "2026-10-31"), ("--format", fmt, "csv"), ("--clean", clean, False),
+            ("--as-platforms", as_platforms, False), ("--shop-timezone", shop_timezone, "America/New_York"),
         ) if value != default]
         if given:
             _fail(f"--next-day extends the landing files already there; it takes no {', '.join(given)}")
@@ -106,6 +124,10 @@ def generate(
     start_date, end_date = _parse_date(start, "--start"), _parse_date(end, "--end")
     if start_date >= end_date:
         _fail(f"--start ({start}) must be before --end ({end})")
+    if as_platforms and fmt != "csv":
+        _fail("--as-platforms writes each platform's own formats; it takes no --format")
+    if not as_platforms and shop_timezone != "America/New_York":
+        _fail("--shop-timezone only applies to --as-platforms")
     from rich.progress import Progress
 
     from pipelines.generate import generate as run_generate
@@ -119,18 +141,28 @@ def generate(
         def report(stage: str, rows: int) -> None:
             progress.update(task, description=f"{stage}: {rows:,} rows")
 
-        counts = run_generate(
-            out=target,
-            customers=customers,
-            seed=seed,
-            start=start_date,
-            end=end_date,
-            fmt=fmt,
-            clean=clean,
-            progress=report,
-        )
+        if as_platforms:
+            from pipelines.generate.platforms import generate_platforms
+
+            try:
+                counts = generate_platforms(out=target, customers=customers, seed=seed, start=start_date,
+                                            end=end_date, shop_timezone=shop_timezone, clean=clean,
+                                            progress=report)
+            except (ValueError, FileExistsError) as exc:
+                _fail(str(exc))
+        else:
+            counts = run_generate(
+                out=target,
+                customers=customers,
+                seed=seed,
+                start=start_date,
+                end=end_date,
+                fmt=fmt,
+                clean=clean,
+                progress=report,
+            )
     table = Table(title=f"Generated into {target} in {time.perf_counter() - t0:.1f} s")
-    table.add_column("source")
+    table.add_column("platform/file" if as_platforms else "source")
     table.add_column("rows", justify="right")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")

@@ -5,6 +5,10 @@ experiences that drive retention (late deliveries, complaints and how fast they 
 surveys, post-purchase emails, marketing pressure), then writes one folder per source under
 `out/`. The same arguments always give byte-identical files. See docs/generator.md.
 
+`simulate()` is the simulation alone, handing each chunk's sources to a sink; `generate()` and
+`pipelines.generate.platforms.generate_platforms()` (the same shop as Shopify, Klaviyo, Zendesk,
+Judge.me and Delighted export files) are its two writers.
+
 `convert_cdnow()` turns the public CDNOW transaction log into an `orders` landing file.
 """
 
@@ -17,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -26,9 +31,9 @@ from pipelines.generate import sources as build
 from pipelines.generate.catalog import catalogue
 from pipelines.generate.cdnow import convert_cdnow
 from pipelines.generate.core import Calendar, Params, choose_erasures, simulate_customers, simulate_orders
-from pipelines.generate.writers import FORMATS, file_names, generated_files, write_part
+from pipelines.generate.writers import FORMATS, Part, file_names, generated_files, write_part
 
-__all__ = ["generate", "convert_cdnow", "FORMATS", "CHUNK_CUSTOMERS", "Params"]
+__all__ = ["generate", "simulate", "convert_cdnow", "FORMATS", "CHUNK_CUSTOMERS", "Params"]
 
 #: Customers simulated and written together; bigger runs write `<source>-0000.<ext>` parts.
 CHUNK_CUSTOMERS = 250_000
@@ -73,48 +78,78 @@ def generate(
     `progress(stage, rows)` is called after each file with the rows written so far for that
     source (stage "simulate" reports customers simulated).
     """
-    if customers < 1:
-        raise ValueError("customers must be at least 1")
+    check_shop_arguments(customers, start, end)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if end <= start:
-        raise ValueError(f"end ({end}) must be after start ({start})")
     out = Path(out)
     chunks = math.ceil(customers / CHUNK_CUSTOMERS)
     targets = {name: [out / name / f for f in file_names(name, fmt, chunks)] for name in SOURCE_NAMES}
     _prepare(out, targets, clean)
 
+    with _BackgroundWriter(fmt, progress, targets) as writer:
+        simulate(writer, customers, seed, start, end, progress)
+        writer.wait(keep_chunk=None)
+        return dict(writer.rows)
+
+
+def check_shop_arguments(customers: int, start: date, end: date) -> None:
+    """Raise ValueError for a shop that cannot be simulated (no customers, an empty period)."""
+    if customers < 1:
+        raise ValueError("customers must be at least 1")
+    if end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+
+
+class ChunkSink(Protocol):
+    """Receives the built sources of each simulated chunk of customers, in build order."""
+
+    def start_chunk(self, chunk: int) -> None:
+        """Called before chunk `chunk` is simulated (a writer may wait here to bound memory)."""
+
+    def submit(self, chunk: int, name: str, part: Part) -> None:
+        """One source of chunk `chunk`; `name` is the contract source name."""
+
+    def end_chunk(self, chunk: int) -> None:
+        """Called after every source of chunk `chunk` was submitted."""
+
+
+def simulate(sink: ChunkSink, customers: int, seed: int, start: date, end: date,
+             progress: Callable[[str, int], None] | None = None) -> int:
+    """Simulate the shop chunk by chunk and hand every built source to `sink`; return the chunks.
+
+    The one simulation behind both the contract files (`generate`) and the platform files
+    (`pipelines.generate.platforms.generate_platforms`): the same arguments give the same rows.
+    """
+    chunks = math.ceil(customers / CHUNK_CUSTOMERS)
     params = Params()
     cal = Calendar(start, end, params.growth_per_year)
     catl = catalogue()
     chunk_seeds = np.random.SeedSequence(seed).spawn(chunks)
     base = {"customer": 0, "order": 0, "return": 0, "ticket": 0, "message": 0, "response": 0, "review": 0}
-    with _BackgroundWriter(fmt, progress) as writer:
-        for i in range(chunks):
-            # keep at most one earlier chunk in flight so memory stays bounded
-            writer.wait(keep_chunk=i - 1)
-            n = min(CHUNK_CUSTOMERS, customers - i * CHUNK_CUSTOMERS)
-            rngs = {name: np.random.default_rng(s) for name, s in
-                    zip(_STREAMS, chunk_seeds[i].spawn(len(_STREAMS)), strict=True)}
-            c = simulate_customers(rngs["customers"], n, cal, params)
-            o = simulate_orders(rngs["orders"], c, cal, params)
-            o.row_id = np.arange(o.n, dtype=np.int64) + base["order"]
-            erasure = choose_erasures(rngs["erasure"], c, o, cal, params)
-            ctx = SimpleNamespace(c=c, o=o, p=params, cal=cal, catalogue=catl, base=dict(base), erasure=erasure,
-                                  cutoff=np.minimum(cal.t1, erasure))  # nothing of a customer after this
-            if progress:
-                progress("simulate", i * CHUNK_CUSTOMERS + n)
-            for name, builder in _BUILD_ORDER:
-                part = builder(rngs[_STREAM_OF.get(name, name)], ctx)
-                writer.submit(i, name, part, targets[name][i])
-                if name in _ID_KIND:
-                    base[_ID_KIND[name]] += part.rows
-                del part
-            base["customer"] += n
-            base["order"] += o.n
-            del ctx, c, o
-        writer.wait(keep_chunk=None)
-        return dict(writer.rows)
+    for i in range(chunks):
+        sink.start_chunk(i)
+        n = min(CHUNK_CUSTOMERS, customers - i * CHUNK_CUSTOMERS)
+        rngs = {name: np.random.default_rng(s) for name, s in
+                zip(_STREAMS, chunk_seeds[i].spawn(len(_STREAMS)), strict=True)}
+        c = simulate_customers(rngs["customers"], n, cal, params)
+        o = simulate_orders(rngs["orders"], c, cal, params)
+        o.row_id = np.arange(o.n, dtype=np.int64) + base["order"]
+        erasure = choose_erasures(rngs["erasure"], c, o, cal, params)
+        ctx = SimpleNamespace(c=c, o=o, p=params, cal=cal, catalogue=catl, base=dict(base), erasure=erasure,
+                              cutoff=np.minimum(cal.t1, erasure))  # nothing of a customer after this
+        if progress:
+            progress("simulate", i * CHUNK_CUSTOMERS + n)
+        for name, builder in _BUILD_ORDER:
+            part = builder(rngs[_STREAM_OF.get(name, name)], ctx)
+            sink.submit(i, name, part)
+            if name in _ID_KIND:
+                base[_ID_KIND[name]] += part.rows
+            del part
+        base["customer"] += n
+        base["order"] += o.n
+        del ctx, c, o
+        sink.end_chunk(i)
+    return chunks
 
 
 class _BackgroundWriter:
@@ -125,8 +160,8 @@ class _BackgroundWriter:
     reported from the calling thread, file by file, in order.
     """
 
-    def __init__(self, fmt: str, progress: Callable[[str, int], None] | None):
-        self.fmt, self.progress = fmt, progress
+    def __init__(self, fmt: str, progress: Callable[[str, int], None] | None, targets: dict[str, list[Path]]):
+        self.fmt, self.progress, self.targets = fmt, progress, targets
         self.rows = dict.fromkeys(SOURCE_NAMES, 0)
         self.pending: deque[tuple[int, str, int, Future]] = deque()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retain-generate-write")
@@ -144,9 +179,16 @@ class _BackgroundWriter:
         self.pool.shutdown(wait=True)
         self.con.close()
 
-    def submit(self, chunk: int, name: str, part, path: Path) -> None:
-        """Queue one part of chunk `chunk` for writing to `path`."""
-        fut = self.pool.submit(write_part, self.con, source(name), part, path, self.fmt)
+    def start_chunk(self, chunk: int) -> None:
+        """Keep at most one earlier chunk in flight so memory stays bounded."""
+        self.wait(keep_chunk=chunk - 1)
+
+    def end_chunk(self, chunk: int) -> None:
+        """Nothing to do: every part was queued as it came."""
+
+    def submit(self, chunk: int, name: str, part: Part) -> None:
+        """Queue one part of chunk `chunk` for writing to its target file."""
+        fut = self.pool.submit(write_part, self.con, source(name), part, self.targets[name][chunk], self.fmt)
         self.pending.append((chunk, name, part.rows, fut))
         self._collect(lambda c, f: f.done())
 
