@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -147,15 +147,25 @@ def ingest(
                 results.append(result)
                 if progress is not None:
                     progress(result)
+        # Platform folders (shopify/, woocommerce/, ...) and folders with a _mapping.yaml:
+        # each file mapped onto the contract sources it feeds (pipelines/importers).
+        from pipelines.importers import ingest_platforms
+
+        results += ingest_platforms(con, landing, names, reload=reload, progress=progress)
     finally:
         con.close()
     return results
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False,
+    plan: _Plan | None = None,
 ) -> FileResult:
-    """Load one file of `src` in its own transaction and record it in the ledger."""
+    """Load one file of `src` in its own transaction and record it in the ledger.
+
+    `plan`: how to read the file's rows for `src`, when that is not the contract's own
+    layout (a platform export mapped by `pipelines.importers`); None reads it by format.
+    """
     t0 = time.perf_counter()
     rel = path.relative_to(landing).as_posix()
     stat = FileStat.of(path)
@@ -164,7 +174,7 @@ def ingest_file(
         [src.name, rel, stat.size, stat.mtime],
     ).fetchone():
         return FileResult(src.name, rel, "unchanged", size=stat.size)
-    fmt = file_format(path)
+    fmt = plan.fmt if plan is not None else file_format(path)
     started = _utcnow()
     load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
     # The sha256 decides whether the content is new, but nearly every file that gets this far
@@ -173,7 +183,7 @@ def ingest_file(
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = pool.submit(sha256_of, path)
         try:
-            result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload)
+            result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload, plan=plan)
         except (FileRejected, _KnownContent) as exc:
             sha = hashing.result()
             known = None if reload else _known_content(con, src, rel, stat, sha, fmt)
@@ -285,6 +295,11 @@ class _Plan:
     pre_reason: list[str] = field(default_factory=list)  # WHEN branches checked first
     pre_good: list[str] = field(default_factory=list)  # what a row passing pre_reason satisfies
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
+    # Platform imports (pipelines/importers): the name each contract column has in the
+    # platform's file, shown in quarantine messages and `column_name`; and the format label
+    # recorded in the ledger (e.g. `shopify/orders_csv`).
+    labels: dict[str, str] = field(default_factory=dict)
+    fmt: str | None = None
 
 
 def _duck_error(exc: duckdb.Error, name: str) -> FileRejected:
@@ -510,7 +525,8 @@ def _validation_sql(
                 text = _trimmed(text)
         values.append(f"{text} AS {v}")
         typed.append(f"{typed_sql(col, v)} AS {q(col.name)}")
-        cs = column_sql(col, v, q(col.name), now)
+        label = plan.labels.get(col.name)
+        cs = column_sql(col if label is None else replace(col, name=label), v, q(col.name), now)
         branches += cs.checks
         if cs.good:
             goods.append(cs.good)
@@ -608,7 +624,10 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, good: in
     return rows
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat):
+def _prepare(
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat,
+    plan: _Plan | None = None,
+):
     """Before the transaction: the plan and its validation SELECT. Raises FileRejected.
 
     Returns (plan, extra column names, SELECT, numbering): numbering is how CSV rows get their
@@ -616,6 +635,9 @@ def _prepare(con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str |
     the row's position, from a staged copy), or None (Parquet and JSON rows carry theirs).
     """
     name = path.name
+    if plan is not None:  # a platform file already read and mapped: its rows carry their numbers
+        known, extras = _map_columns(plan, src, name)
+        return plan, [plan.names[i] for i in extras], _validation_sql(plan, src, known, extras, datetime.now(UTC)), None
     if fmt is None:
         raise FileRejected(
             "unsupported_format",
@@ -666,6 +688,7 @@ def _load(
     started: datetime,
     hashing: Future,
     reload: bool,
+    plan: _Plan | None = None,
 ) -> FileResult:
     """Load one file in one transaction. Raises FileRejected or _KnownContent (rolled back).
 
@@ -675,7 +698,7 @@ def _load(
     ledger row is written; all of it commits together. Staging the rows elsewhere first would
     cost a full extra copy of every file.
     """
-    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat)
+    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat, plan)
     table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
     this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"
