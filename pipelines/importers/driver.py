@@ -131,7 +131,7 @@ def plan_for(
         arr = f"json_extract(_rec, {lit('$.' + path)})"
         is_array = f"json_type({arr}) = 'ARRAY'"
         base = (f"(SELECT *, unnest(CASE WHEN {is_array} THEN {arr}::JSON[] ELSE [] END) AS {q(alias)}, "
-                f"unnest(CASE WHEN json_type({arr}) = 'ARRAY' THEN range(1, json_array_length({arr}) + 1) ELSE [] END) "
+                f"unnest(CASE WHEN {is_array} THEN range(1, json_array_length({arr})::BIGINT + 1) ELSE [] END) "
                 f"AS {q(alias + '_n')} FROM {ROWS} WHERE _bad IS NULL)")
     for i, cm in enumerate(target.columns):
         names.append(cm.name)
@@ -298,6 +298,25 @@ def ingest_platform_file(
     return results
 
 
+def _reject_all(
+    con: duckdb.DuckDBPyConnection, folder: Path, path: Path, landing: Path, exc: MappingError
+) -> FileResult:
+    """A file whose folder's mapping file is invalid: rejected (once per content), naming the mapping error."""
+    rel = path.relative_to(landing).as_posix()
+    stat = FileStat.of(path)
+    sha = sha256_of(path)
+    if con.execute(
+        "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND sha256 = ? AND error = ? LIMIT 1",
+        [folder.name, rel, sha, str(exc)],
+    ).fetchone():
+        return FileResult(folder.name, rel, "unchanged", sha256=sha, size=stat.size)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    load_id = _record(con, SimpleNamespace(name=folder.name), rel, stat, sha, file_kind(path), "rejected", started,
+                      str(exc), code="invalid_mapping")
+    return FileResult(folder.name, rel, "rejected", load_id=load_id, reason_code="invalid_mapping", message=str(exc),
+                      sha256=sha, size=stat.size)
+
+
 def ingest_platforms(
     con: duckdb.DuckDBPyConnection,
     landing: Path,
@@ -308,7 +327,14 @@ def ingest_platforms(
     """Import every platform folder's files (see the module docstring) into `sources`."""
     results: list[FileResult] = []
     for folder in import_folders(landing):
-        mappings = mappings_for(folder)
+        try:
+            mappings = mappings_for(folder)
+        except MappingError as exc:  # a broken _mapping.yaml: the folder's files wait for the fix
+            for path in platform_files(folder):
+                results.append(_reject_all(con, folder, path, landing, exc))
+                if progress is not None:
+                    progress(results[-1])
+            continue
         for path in platform_files(folder):
             for result in ingest_platform_file(con, folder, path, landing, sources, reload=reload, mappings=mappings):
                 results.append(result)

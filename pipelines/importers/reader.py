@@ -298,24 +298,27 @@ def _stage_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             SELECT rowid - {base} + 1 AS _row, line, CASE WHEN json_valid(line) THEN {obj} ELSE FALSE END AS ok
             FROM {STAGE}._text
         ),
+        j AS (
+            -- json functions only ever see valid JSON (NULL otherwise): AND does not short-circuit
+            SELECT *, CASE WHEN ok THEN line END::JSON AS j
+            FROM l WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''
+        ),
         e AS (
             SELECT *,
-                CASE WHEN ok AND json_exists(line, '$.record.stream') AND json_exists(line, '$.record.data')
-                          THEN 'protocol'
-                     WHEN ok AND json_exists(line, '$.stream') AND json_exists(line, '$.data')
-                          AND json_type(line, '$.data') = 'OBJECT' THEN 'envelope' END AS env
-            FROM l WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''
+                CASE WHEN json_exists(j, '$.record.stream') AND json_exists(j, '$.record.data') THEN 'protocol'
+                     WHEN json_exists(j, '$.stream') AND json_type(j, '$.data') = 'OBJECT' THEN 'envelope' END
+                    AS env
+            FROM j
         )
         SELECT _row,
-               CASE env WHEN 'protocol' THEN json_extract(line, '$.record.data')
-                        WHEN 'envelope' THEN json_extract(line, '$.data')
-                        ELSE CASE WHEN ok THEN line::JSON END END AS _rec,
-               CASE env WHEN 'protocol' THEN line->>'$.record.stream' WHEN 'envelope' THEN line->>'$.stream' END
+               CASE env WHEN 'protocol' THEN json_extract(j, '$.record.data')
+                        WHEN 'envelope' THEN json_extract(j, '$.data') ELSE j END AS _rec,
+               CASE env WHEN 'protocol' THEN j->>'$.record.stream' WHEN 'envelope' THEN j->>'$.stream' END
                    AS _stream,
                CASE WHEN NOT ok THEN 'line ' || _row || ' is not a JSON object: ''' || left(line, 60) ||
                     CASE WHEN length(line) > 60 THEN '…' ELSE '' END || '''' END AS _bad
         FROM e
-        WHERE NOT (ok AND env IS NULL AND json_exists(line, '$.type') AND line->>'$.type' IN
+        WHERE NOT (ok AND env IS NULL AND coalesce(j->>'$.type', '') IN
                    ('STATE', 'LOG', 'TRACE', 'SPEC', 'CATALOG', 'CONNECTION_STATUS', 'CONTROL'))"""
     )
     con.execute(f"DROP TABLE {STAGE}._text")
