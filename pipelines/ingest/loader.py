@@ -152,6 +152,10 @@ def ingest(
         from pipelines.importers import ingest_platforms
 
         results += ingest_platforms(con, landing, names, reload=reload, progress=progress)
+        if sources is None:  # a full ingest: which platform keys are one customer (docs/importing.md)
+            from pipelines.importers.identity import resolve
+
+            resolve(con)
     finally:
         con.close()
     return results
