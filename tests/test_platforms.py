@@ -53,7 +53,8 @@ def _query(data: Path, sql: str, params=None):
 def _balanced(data: Path) -> None:
     """Every ledger row: read = loaded + quarantined, and the tables hold exactly those rows."""
     for source, file, read, loaded, quarantined in _query(
-        data, "SELECT source, file_path, rows_read, rows_loaded, rows_quarantined FROM raw._loads WHERE status = 'loaded'"
+        data,
+        "SELECT source, file_path, rows_read, rows_loaded, rows_quarantined FROM raw._loads WHERE status = 'loaded'",
     ):
         assert read == loaded + quarantined, (source, file)
         assert _query(data, f'SELECT count(*) FROM raw."{source}" WHERE _source_file = ?', [file])[0][0] == loaded
@@ -182,21 +183,25 @@ def test_shopify_customers_export_new_and_old_headers(data):
     pf.shopify_customers_csv(folder / "customers_new.csv")
     pf.shopify_customers_csv(folder / "customers_old.csv", old=True)
     _run(data)
-    rows = _query(data, "SELECT customer_id, email_marketing_consent, sms_marketing_consent, country, _source_file "
-                        "FROM raw.customers ORDER BY _source_file, _source_row")
-    assert rows[0] == ("7000000001", "subscribed", "never_subscribed", "US", "shopify/customers_new.csv")
-    assert rows[1][:3] == ("7000000002", "never_subscribed", "subscribed")
-    assert rows[2][0].startswith("em_") and rows[2][1] == "subscribed"  # old export: no id, Accepts Marketing
+    rows = _query(data, "SELECT customer_id, email_marketing_consent, sms_marketing_consent, country, _source_file, "
+                        "_extra->>'platform_customer_id' FROM raw.customers ORDER BY _source_file, _source_row")
+    ana = rows[0][0]
+    assert ana.startswith("em_")  # keyed by the email; the Shopify id (without its ') kept beside it
+    assert rows[0][1:] == ("subscribed", "never_subscribed", "US", "shopify/customers_new.csv", "7000000001")
+    assert rows[1][1:3] == ("never_subscribed", "subscribed") and rows[1][5] == "7000000002"
+    # the old export (no id, `Accepts Marketing`): the same key for the same (differently cased) email
+    assert rows[2][0] == ana and rows[2][1] == "subscribed" and rows[2][5] is None
 
 
 @pytest.mark.parametrize("lines", [False, True])
 def test_shopify_orders_json_page_and_lines(data, lines):
     pf.shopify_orders_json(_landing(data, "shopify") / ("orders.jsonl" if lines else "orders.json"), lines=lines)
     results = {r.source: r.rows_loaded for r in _run(data)}
-    assert results == {"orders": 2, "order_items": 4, "customers": 2, "returns": 1}
+    assert results == {"orders": 2, "order_items": 4, "customers": 1, "returns": 1}  # one buyer, two orders
     orders = _query(data, "SELECT order_id, customer_id, ordered_at FROM raw.orders ORDER BY 1")
-    assert orders[0] == ("4400000001", "7000000001", datetime(2024, 3, 10, 2, 0))  # -05:00, before DST began
-    assert orders[1][1].startswith("em_")  # no customer object: keyed by the order's email
+    assert orders[0][0::2] == ("4400000001", datetime(2024, 3, 10, 2, 0))  # -05:00, before DST began
+    assert orders[0][1] == orders[1][1] and orders[1][1].startswith("em_")  # same email, with or without customer
+    assert _query(data, "SELECT DISTINCT _extra->>'platform_customer_id' FROM raw.customers") == [("7000000001",)]
     assert _query(data, "SELECT return_id, refund_amount, refunded_at FROM raw.returns") == [
         ("801", Decimal("10.00"), datetime(2024, 3, 12, 14, 5))]
     assert _query(data, "SELECT count(*) FROM raw.order_items WHERE product_id = '9001'") == [(2,)]
@@ -207,7 +212,9 @@ def test_woocommerce_guest_order_and_refund(data):
     _run(data)
     _balanced(data)
     orders = dict(_query(data, "SELECT order_id, customer_id FROM raw.orders"))
-    assert orders["101"] == "wc_17"
+    assert orders["101"].startswith("em_")
+    assert _query(data, "SELECT _extra->>'platform_customer_id' FROM raw.customers WHERE customer_id = ?",
+                  [orders["101"]]) == [("wc_17",)]
     guest = _query(data, "SELECT customer_id, email FROM raw.customers WHERE customer_id = ?", [orders["102"]])
     assert orders["102"].startswith("em_") and guest[0][1] == "Guest@Example.com"  # keyed by billing email
     assert _query(data, "SELECT ordered_at, status FROM raw.orders WHERE order_id = '102'") == [
@@ -241,16 +248,16 @@ def test_identity_is_stable_and_does_not_depend_on_load_order(tmp_path, monkeypa
             files[step](data / "landing" / "shopify")
             _run(data)
         _run(data)
-        return _query(data, "SELECT customer_key, platform, customer_id, is_shop_customer "
+        return _query(data, "SELECT customer_key, platform, platform_customer_id, customer_id, is_shop_customer "
                             "FROM raw._customer_identity ORDER BY 1")
 
     a = build("a", ["orders", "customers"])
     b = build("b", ["customers", "orders"])
     assert a == b
-    resolved = {k: c for k, _, c, _ in a}
-    ana = [k for k in resolved if k.startswith("em_") and resolved[k] == "7000000001"]
-    assert len(ana) == 1  # Ana's orders-export key resolves to her Shopify customer id
-    assert all(row[3] for row in a)
+    by_id = {row[2]: row for row in a}
+    assert by_id["7000000001"][0].startswith("em_")  # Ana: one key from both exports, her Shopify id beside it
+    assert sum(row[0] == by_id["7000000001"][0] for row in a) == 1
+    assert all(row[4] for row in a)  # every customer here is the shop's
 
 
 def test_match_rates_are_stored_and_printed(data):

@@ -40,6 +40,9 @@ from pipelines.ingest.files import FileRejected, FileStat, is_in_flight, sha256_
 from pipelines.ingest.loader import FileResult, _Plan, _record, ingest_file
 from pipelines.ingest.rules import lit, q
 
+#: `_extra` key holding the platform's own customer id when the customer key is another one.
+PLATFORM_ID = "platform_customer_id"
+
 #: ISO 8601 with a Z, what every converted time becomes (the loader reads it as UTC).
 _ISO_Z = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -138,6 +141,12 @@ def plan_for(
         raw.append(f"k{i}")
         labels[cm.name] = cm.label
         exprs.append(f"{column_expr(cm, src.column(cm.name).type, scope, mapping)} AS k{i}")
+    for cm in target.columns:
+        if cm.platform_id and cm.name == "customer_id":
+            # the platform's own customer id, kept in `_extra` (the key may be the email's)
+            names.append(PLATFORM_ID)
+            raw.append(f"k{len(exprs)}")
+            exprs.append(f"NULLIF(trim(({scope.render(cm.platform_id)})::VARCHAR), '') AS k{len(exprs)}")
     wheres = []
     primary = target is mapping.primary_target and not target.explode
     if record_filter:
@@ -159,6 +168,8 @@ def plan_for(
         key = exprs[names.index(target.one_row_per)].rsplit(" AS ", 1)[0] if target.one_row_per in names \
             else scope.render(target.one_row_per)
         order = "_row DESC" if target.pick == "last" else "_row"
+        if target.prefer:
+            order = f"COALESCE(({scope.render(target.prefer)}), FALSE) DESC, {order}"
         qualify = (f" QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, {key}, "
                    f"CASE WHEN ({key}) IS NULL THEN _row END ORDER BY {order}) = 1")
     from_sql = (f"(SELECT {', '.join(exprs)}, _row, _bad, "

@@ -1,23 +1,24 @@
-"""One customer across platforms: customer keys, and the identity table that resolves them.
+"""One customer across platforms: customer keys, and the identity table that records them.
 
-Keys (what a platform row's `customer_id` becomes in `raw.*`, deterministic per row):
+Keys (what a platform row's `customer_id` becomes in `raw.*`; decided per row, so the same
+from run to run and whatever order files arrive in):
 
-- the platform's own customer id when the file has one (Shopify, WooCommerce; a helpdesk or
-  review tool's id carries its platform as a prefix, e.g. `zendesk:123`),
-- else `em_` + the first 20 hex digits of md5(normalised email) (trim + lower-case),
+- `em_` + the first 20 hex digits of md5(normalised email) (trim + lower-case) when the row
+  has a usable email: the same person gets the same key from Shopify's orders export, its
+  customers export, the API, WooCommerce or a helpdesk, with no lookup at all,
+- else the platform's own customer id (Shopify ids as they are, WooCommerce `wc_<id>`,
+  other tools prefixed with their platform),
 - else `ph_` + md5 of the E.164 phone,
 - else a fallback the mapping names (e.g. `anon_shopify_<order id>`: an order nobody can be
   tied to is kept as its own customer, never dropped).
 
-Resolution (`resolve`, run at the end of every `retain ingest`, over everything in `raw`):
-every key seen in `raw.customers` with a normalised email or E.164 phone joins the group of
-that email (else phone); each group's retain customer id is the smallest shop-platform
-customer id in it (Shopify, WooCommerce or the contract's own `customers/` folder), else its
-`em_`/`ph_` key. A row is *matched* when its group holds any customer record from the shop
-(an account, or a buyer of a shop order); otherwise it is kept under its own key and counted
-as unmatched. The whole table is recomputed from the raw layer each time, so it does not depend on the
-order files were loaded in and is the same from run to run. dbt reads it
-(`int_customer_identity`) and the marts join through it.
+The platform's own id is kept next to the key (`_extra.platform_customer_id`).
+
+`resolve` (run at the end of every full ingest and by the Dagster asset
+`raw/_customer_identity`) recomputes `raw._customer_identity` from the whole raw layer: per
+key its platform, platform customer id, normalised email, E.164 phone and the retain customer
+id it resolves to (its email's key; a key without email joins the email key of the same
+phone; otherwise itself), and `raw._identity_match`, each source's match rate.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from pipelines.ingest.rules import lit, q
 
 #: Platforms whose customer ids are the shop's own: they win a group.
 SHOP_PLATFORMS = ("shopify", "woocommerce")
+
+#: `_extra` key of raw.customers holding the platform's own customer id (see mapping `customer:`).
+PLATFORM_ID_KEY = "platform_customer_id"
 
 #: Contract sources with a customer_id, whose match rate is measured.
 MATCHED_SOURCES = ("orders", "messages", "survey_responses", "reviews", "support_tickets")
@@ -71,6 +75,7 @@ IDENTITY_DDL = [
     """CREATE TABLE IF NOT EXISTS raw._customer_identity (
         customer_key VARCHAR NOT NULL,
         platform VARCHAR NOT NULL,
+        platform_customer_id VARCHAR,
         email_normalised VARCHAR,
         phone_e164 VARCHAR,
         customer_id VARCHAR NOT NULL,
@@ -102,52 +107,45 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """Recompute `raw._customer_identity` and `raw._identity_match` from the raw layer.
 
     Returns the match rows (source, platform, rows, matched, unmatched, match_rate). A row is
-    matched when its customer resolves to a shop customer (a Shopify / WooCommerce customer
-    or one from the contract's `customers/` folder); unmatched rows stay in the warehouse
-    under their own key and are counted here.
+    matched when its customer is a shop customer: the customer's group (same key, else same
+    E.164 phone as a key with an email) holds a customer record from Shopify, WooCommerce or
+    the contract's `customers/` folder. Unmatched rows stay under their own key and are counted.
     """
     for ddl in IDENTITY_DDL:
         con.execute(ddl)
     now = datetime.now(UTC).replace(tzinfo=None)
     plat = _platform_sql("_source_file")
     shop = "platform IN ('retain', " + ", ".join(f"'{p}'" for p in SHOP_PLATFORMS) + ")"
-    # the shop's own id: not a key derived from an email, a phone or an anonymous order
-    own_id = "NOT (customer_key LIKE 'em\\_%' ESCAPE '\\' OR customer_key LIKE 'ph\\_%' ESCAPE '\\' " \
-             "OR customer_key LIKE 'anon\\_%' ESCAPE '\\')"
+    derived = ("customer_key LIKE 'em\\_%' ESCAPE '\\' OR customer_key LIKE 'ph\\_%' ESCAPE '\\' "
+               "OR customer_key LIKE 'anon\\_%' ESCAPE '\\'")
     con.begin()
     try:
         con.execute("DELETE FROM raw._customer_identity")
         con.execute(
             f"""INSERT INTO raw._customer_identity
             WITH keys AS (
-                SELECT customer_id AS customer_key, any_value({plat}) AS platform,
+                SELECT customer_id AS customer_key, min({plat}) AS platform,
                        max({normalised_email_sql('email')}) AS email_normalised,
-                       max({e164_sql('phone')}) AS phone_e164
+                       max({e164_sql('phone')}) AS phone_e164,
+                       max(_extra->>'$.{PLATFORM_ID_KEY}') AS platform_customer_id
                 FROM raw.customers GROUP BY customer_id
             ),
-            flagged AS (SELECT *, {shop} AS from_shop, {shop} AND {own_id} AS is_shop FROM keys),
-            by_email AS (
-                SELECT email_normalised, min(customer_key) FILTER (WHERE is_shop) AS shop_id,
-                       bool_or(from_shop) AS has_shop
-                FROM flagged WHERE email_normalised IS NOT NULL GROUP BY 1
-            ),
+            -- a key without an email joins the email key of the same phone (the smallest one)
             by_phone AS (
-                SELECT phone_e164, min(customer_key) FILTER (WHERE is_shop) AS shop_id,
-                       bool_or(from_shop) AS has_shop
-                FROM flagged WHERE phone_e164 IS NOT NULL GROUP BY 1
+                SELECT phone_e164, min('em_' || left(md5(email_normalised), 20)) AS email_key
+                FROM keys WHERE phone_e164 IS NOT NULL AND email_normalised IS NOT NULL GROUP BY 1
+            ),
+            resolved AS (
+                SELECT k.*, {shop} AS from_shop,
+                       CASE WHEN k.email_normalised IS NOT NULL THEN 'em_' || left(md5(k.email_normalised), 20)
+                            ELSE COALESCE(p.email_key, k.customer_key) END AS resolved_id
+                FROM keys k LEFT JOIN by_phone p USING (phone_e164)
             )
-            SELECT f.customer_key, f.platform, f.email_normalised, f.phone_e164,
-                   CASE WHEN f.is_shop THEN f.customer_key
-                        ELSE COALESCE(e.shop_id, p.shop_id,
-                                      CASE WHEN f.email_normalised IS NOT NULL
-                                           THEN 'em_' || left(md5(f.email_normalised), 20) END,
-                                      CASE WHEN f.phone_e164 IS NOT NULL
-                                           THEN 'ph_' || left(md5(f.phone_e164), 20) END,
-                                      f.customer_key) END,
-                   f.from_shop OR coalesce(e.has_shop, FALSE) OR coalesce(p.has_shop, FALSE), ?
-            FROM flagged f
-            LEFT JOIN by_email e USING (email_normalised)
-            LEFT JOIN by_phone p USING (phone_e164)""",
+            SELECT customer_key, platform,
+                   COALESCE(platform_customer_id, CASE WHEN NOT ({derived}) THEN customer_key END),
+                   email_normalised, phone_e164, resolved_id,
+                   bool_or(from_shop) OVER (PARTITION BY resolved_id), ?
+            FROM resolved""",
             [now],
         )
         con.execute("DELETE FROM raw._identity_match")

@@ -47,7 +47,7 @@ PLACEHOLDER = re.compile(r"\{(?![0-9, ]*\})([^{}]+)\}")
 _TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets",
              "source", "lost", "version"}
 _COLUMN_KEYS = {"sql", "from", "values", "default", "format", "label", "timezone", "customer"}
-_TARGET_KEYS = {"where", "one_row_per", "pick", "explode", "columns", "primary"}
+_TARGET_KEYS = {"where", "one_row_per", "pick", "prefer", "explode", "columns", "primary"}
 
 
 class MappingError(ValueError):
@@ -66,6 +66,7 @@ class ColumnMap:
     keep_unmapped: bool = True
     format: str | None = None  # timestamps: strptime format, `epoch`, `epoch_ms`
     timezone: str | None = None  # offset-less times: shop | utc | an IANA name (default: the mapping's)
+    platform_id: str | None = None  # customer keys: SQL of the platform's own customer id (kept in _extra)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Target:
     where: str | None = None
     one_row_per: str | None = None
     pick: str = "first"  # first | last: which platform row of a `one_row_per` group gives the values
+    prefer: str | None = None  # SQL: rows where it is true win over the others, before `pick`
     explode: tuple[str, str] | None = None  # (JSON path of the array, alias)
     primary: bool = False  # malformed platform rows are quarantined here (one target per file)
 
@@ -116,7 +118,8 @@ class Mapping:
         """Every `{...}` reference of the mapping (CSV: the platform columns it reads)."""
         found: set[str] = set()
         for t in self.targets:
-            for text in [t.where, t.one_row_per, *(c.sql for c in t.columns)]:
+            texts = [t.where, t.one_row_per, t.prefer, *(c.sql for c in t.columns), *(c.platform_id for c in t.columns)]
+            for text in texts:
                 if text:
                     found.update(PLACEHOLDER.findall(text))
         if self.fill_down:
@@ -139,27 +142,35 @@ def _strings(value, path: Path, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _customer_sql(spec: dict, path: Path, where: str) -> str:
-    """SQL template of a customer key: platform id, else email, else phone, else a fallback."""
+def _customer_sql(spec: dict, path: Path, where: str) -> tuple[str, str | None]:
+    """SQL templates of a customer key and of the platform's own customer id (None if not given).
+
+    The key is the normalised email's `em_` key, else the platform id, else the phone's `ph_`
+    key, else the fallback: email first, so that the same person gets the same key from every
+    platform and every file, whatever order they are loaded in (docs/importing.md).
+    """
     unknown = set(spec) - {"id", "email", "phone", "fallback", "id_prefix"}
     if unknown:
         raise _fail(path, where, f"unknown keys {sorted(unknown)}; expected id, email, phone, fallback, id_prefix")
     from pipelines.importers.identity import email_key_sql, phone_key_sql
 
     parts = []
-    if spec.get("id"):
-        prefix = spec.get("id_prefix", "")
-        ident = f"NULLIF(NULLIF(regexp_replace(trim({spec['id']}), '^''|\\.0$', '', 'g'), ''), '0')"
-        parts.append(f"{lit(prefix)} || {ident}" if prefix else ident)
+    platform_id = None
     if spec.get("email"):
         parts.append(email_key_sql(spec["email"]))
+    if spec.get("id"):
+        prefix = spec.get("id_prefix", "")
+        # Shopify writes a leading ' (for spreadsheets); some JSON ids arrive as floats (123.0)
+        ident = f"NULLIF(NULLIF(regexp_replace(trim({spec['id']}), '^''|\\.0$', '', 'g'), ''), '0')"
+        platform_id = f"{lit(prefix)} || {ident}" if prefix else ident
+        parts.append(platform_id)
     if spec.get("phone"):
         parts.append(phone_key_sql(spec["phone"]))
     if spec.get("fallback"):
         parts.append(spec["fallback"])
     if not parts:
         raise _fail(path, where, "a customer key needs at least one of id, email, phone, fallback")
-    return "COALESCE(" + ", ".join(parts) + ")" if len(parts) > 1 else parts[0]
+    return ("COALESCE(" + ", ".join(parts) + ")" if len(parts) > 1 else parts[0]), platform_id
 
 
 def _column(name: str, spec, path: Path, where: str, contract_type: str) -> ColumnMap:
@@ -170,6 +181,7 @@ def _column(name: str, spec, path: Path, where: str, contract_type: str) -> Colu
     unknown = set(spec) - _COLUMN_KEYS
     if unknown:
         raise _fail(path, where, f"unknown keys {sorted(unknown)}; expected {sorted(_COLUMN_KEYS)}")
+    platform_id = None
     given = [k for k in ("sql", "from", "customer") if k in spec]
     if len(given) != 1:
         raise _fail(path, where, "give exactly one of `from` (a platform column), `sql` or `customer`")
@@ -180,7 +192,7 @@ def _column(name: str, spec, path: Path, where: str, contract_type: str) -> Colu
     elif "customer" in spec:
         if not isinstance(spec["customer"], dict):
             raise _fail(path, where + ".customer", "expected id / email / phone / fallback")
-        sql = _customer_sql(spec["customer"], path, where + ".customer")
+        sql, platform_id = _customer_sql(spec["customer"], path, where + ".customer")
         refs = PLACEHOLDER.findall(sql)
         label = spec.get("label") or (refs[0].split("|")[0] if refs else name)
     else:
@@ -199,7 +211,7 @@ def _column(name: str, spec, path: Path, where: str, contract_type: str) -> Colu
     return ColumnMap(
         name=name, sql=sql, label=str(label), values=values,
         default=None if spec.get("default") is None else str(spec["default"]),
-        keep_unmapped="default" not in spec, format=fmt, timezone=spec.get("timezone"),
+        keep_unmapped="default" not in spec, format=fmt, timezone=spec.get("timezone"), platform_id=platform_id,
     )
 
 
@@ -267,7 +279,7 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
             raise _fail(path, f"targets.{src_name}.pick", "expected first or last")
         targets.append(Target(
             source=src_name, columns=tuple(cols), where=tdoc.get("where"), one_row_per=tdoc.get("one_row_per"),
-            pick=pick, explode=explode, primary=bool(tdoc.get("primary", False)),
+            pick=pick, prefer=tdoc.get("prefer"), explode=explode, primary=bool(tdoc.get("primary", False)),
         ))
     plat = str(doc.get("platform") or platform or path.parent.name)
     return Mapping(
