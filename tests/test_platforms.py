@@ -338,3 +338,13 @@ def test_preview_shows_mapping_and_quarantine_without_a_warehouse(data, tmp_path
     assert "order_items: 4 rows, 1 would be quarantined" in out.output
     bad = CliRunner().invoke(app, ["import", "preview", str(path)])
     assert bad.exit_code != 0 and "--platform" in bad.output
+
+
+def test_landing_sensor_sees_platform_files(data):
+    from pipelines.defs.ingest.sensor import scan_landing
+
+    pf.shopify_orders_csv(_landing(data, "shopify") / "orders_export.csv", 79)
+    (_landing(data, "shopify") / "_notes.md").write_text("not data")
+    changed, cursor, _ = scan_landing({}, settle=0, now=4e9)
+    assert list(changed) == ["shopify/orders_export.csv"]
+    assert scan_landing(cursor, settle=0, now=4e9)[0] == {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -155,6 +156,7 @@ def plan_for(
         wheres.append(f"COALESCE(({scope.render(target.where)}), FALSE)")
     cond = " AND ".join(wheres) if wheres else "TRUE"
     cond = f"(_bad IS NOT NULL OR ({cond}))" if primary else f"_bad IS NULL AND {cond}"
+    # the platform row as written: computed by the loader for quarantined rows only
     if mapping.format == "csv":
         shown = [h for h in (header or []) if h.strip().lower() in cols.csv_columns]
         record = "json_object(" + ", ".join(f"{lit(h)}, {cols.ref(h)}" for h in shown) + ")" if shown else "NULL"
@@ -162,22 +164,25 @@ def plan_for(
         record = f"json_object('record', _rec, {lit(target.explode[1])}, {q(target.explode[1])})"
     else:
         record = "_rec"
-    qualify = ""
+    inner = f"SELECT {', '.join(exprs)}, b.* FROM {base} AS b WHERE {cond}"
     if target.one_row_per:
-        # a contract column of the target (e.g. customer_id) or an SQL template
-        key = exprs[names.index(target.one_row_per)].rsplit(" AS ", 1)[0] if target.one_row_per in names \
+        # a contract column of the target (e.g. customer_id) or an SQL template; computed once,
+        # in the inner query, and ranked outside it
+        key = f"k{names.index(target.one_row_per)}" if target.one_row_per in names \
             else scope.render(target.one_row_per)
-        order = "_row DESC" if target.pick == "last" else "_row"
-        if target.prefer:
-            order = f"COALESCE(({scope.render(target.prefer)}), FALSE) DESC, {order}"
-        qualify = (f" QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, {key}, "
-                   f"CASE WHEN ({key}) IS NULL THEN _row END ORDER BY {order}) = 1")
-    from_sql = (f"(SELECT {', '.join(exprs)}, _row, _bad, "
-                f"CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END AS _record FROM {base} WHERE {cond}{qualify})")
+        prefer = f"COALESCE(({scope.render(target.prefer)}), FALSE)" if target.prefer else "TRUE"
+        order = "_prefer DESC, " + ("_row DESC" if target.pick == "last" else "_row")
+        inner = (f"SELECT * FROM (SELECT {', '.join(exprs)}, ({key}) AS _key, "
+                 f"{prefer} AS _prefer, b.* FROM {base} AS b WHERE {cond}) "
+                 "QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
+                 f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+    from_sql = f"({inner})"
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
     return _Plan(
-        names=names, raw=raw, from_sql=from_sql, record_sql="COALESCE(_record, _bad)", row_sql="_row",
+        names=names, raw=raw, from_sql=from_sql,
+        record_sql=f"CASE WHEN _bad IS NULL THEN ({record})::VARCHAR ELSE _bad END",
+        row_sql="_row",
         pre_reason=[malformed], pre_good=["_bad IS NULL"], labels=labels, fmt=mapping.name,
     )
 
@@ -191,13 +196,13 @@ def union_plans(plans: list[_Plan]) -> _Plan:
     for p in plans:
         exprs = [f"{p.raw[p.names.index(n)]} AS u{i}" if n in p.names else f"NULL::VARCHAR AS u{i}"
                  for i, n in enumerate(allnames)]
-        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, _record FROM {p.from_sql}")
+        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, ({p.record_sql}) AS _record FROM {p.from_sql}")
     labels = {}
     for p in plans:
         labels.update(p.labels)
     return _Plan(
         names=allnames, raw=[f"u{i}" for i in range(len(allnames))], from_sql="(" + " UNION ALL ".join(parts) + ")",
-        record_sql=plans[0].record_sql, row_sql="_row", pre_reason=plans[0].pre_reason, pre_good=plans[0].pre_good,
+        record_sql="_record", row_sql="_row", pre_reason=plans[0].pre_reason, pre_good=plans[0].pre_good,
         labels=labels, fmt="+".join(dict.fromkeys(p.fmt for p in plans)),
     )
 
@@ -283,10 +288,14 @@ def ingest_platform_file(
         if kinds and expected and expected <= set(seen):
             return [FileResult(s, rel, "unchanged", size=stat.size) for s in sorted(expected)]
     started = datetime.now(UTC).replace(tzinfo=None)
+    # hashed once, in a thread while the file is read, for every target's ledger row
+    pool = ThreadPoolExecutor(max_workers=1)
+    hashing = pool.submit(sha256_of, path)
     try:
         staged = read_file(con, path, mappings, platform)
     except FileRejected as exc:
-        sha = sha256_of(path)
+        sha = hashing.result()
+        pool.shutdown()
         if not reload and con.execute(
             "SELECT 1 FROM raw._loads WHERE source = ? AND file_path = ? AND sha256 = ? LIMIT 1", [platform, rel, sha]
         ).fetchone():
@@ -299,13 +308,14 @@ def ingest_platform_file(
     try:
         plans = target_plans(staged)
         for name in [s for s in SOURCE_NAMES if s in plans and s in sources]:
-            result = ingest_file(con, source(name), path, landing, reload=reload, plan=plans[name])
+            result = ingest_file(con, source(name), path, landing, reload=reload, plan=plans[name], sha256=hashing)
             if staged.ignored and result.status == "loaded":
                 result.message = "ignored Airbyte streams without an importer: " + ", ".join(
                     f"{s} ({n} records)" for s, n in staged.ignored.items())
             results.append(result)
     finally:
         ensure_stage(con)
+        pool.shutdown()
     return results
 
 

@@ -42,8 +42,9 @@ MATCHED_SOURCES = ("orders", "messages", "survey_responses", "reviews", "support
 def normalised_email_sql(x: str) -> str:
     """SQL: the email trimmed and lower-cased, NULL unless it looks like an address."""
     e = f"lower(trim({x}))"
-    # no {n,m} quantifiers: mapping templates use braces for platform columns
-    return f"CASE WHEN regexp_full_match({e}, '[^@\\s]+@[^@\\s]+\\.[^@\\s.][^@\\s.]+') THEN {e} END"
+    # something@something.tld without spaces: LIKE is several times cheaper than a regex here
+    # (and the loader validates email columns with the full rule anyway)
+    return f"CASE WHEN {e} LIKE '%_@_%._%' AND NOT contains({e}, ' ') THEN {e} END"
 
 
 def e164_sql(x: str) -> str:

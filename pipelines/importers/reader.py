@@ -140,19 +140,21 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], map
                    f"JOIN {numbers} m ON m.pos = i._pos)"
     else:
         position = f"(SELECT *, rowid - {base} + 1 AS _row FROM {STAGE}._in)"
-    fill = ""
+    # fill_down: order-level columns are on a group's first row only; every row gets the
+    # group's value (max: the others are empty) and `_first_row`, the group's first row
+    # number (`_row - _first_row + 1` is a row's position in its group). One hash partition,
+    # no sort.
+    extra = "NULL::BIGINT AS _first_row"
+    projection = "*"
     if mapping.fill_down:
         by = cols.ref(mapping.fill_down[0])
         filled = {cols.ref(c) for c in mapping.fill_down[1]} - {"NULL::VARCHAR"}
-        if by != "NULL::VARCHAR" and filled:
-            # Order-level columns only on a group's first row: every row gets the group's first value.
-            fill = ", " + ", ".join(
-                f"first(NULLIF({c}, '')) OVER (PARTITION BY {by} ORDER BY _row "
-                f"ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {c}"
-                for c in sorted(filled))
-            fill = f"* REPLACE ({fill[2:]})"
-    projection = fill or "*"
-    con.execute(f"CREATE TABLE {ROWS} AS SELECT {projection}, NULL::VARCHAR AS _bad FROM {position} ORDER BY _row")
+        if by != "NULL::VARCHAR":
+            extra = f"min(_row) OVER (PARTITION BY {by}) AS _first_row"
+            if filled:
+                projection = "* REPLACE (" + ", ".join(
+                    f"max(NULLIF({c}, '')) OVER (PARTITION BY {by}) AS {c}" for c in sorted(filled)) + ")"
+    con.execute(f"CREATE TABLE {ROWS} AS SELECT {projection}, {extra}, NULL::VARCHAR AS _bad FROM {position}")
     con.execute(f"DROP TABLE {STAGE}._in")
     if bad:
         con.execute(

@@ -163,12 +163,13 @@ def ingest(
 
 def ingest_file(
     con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False,
-    plan: _Plan | None = None,
+    plan: _Plan | None = None, sha256: Future | None = None,
 ) -> FileResult:
     """Load one file of `src` in its own transaction and record it in the ledger.
 
     `plan`: how to read the file's rows for `src`, when that is not the contract's own
     layout (a platform export mapped by `pipelines.importers`); None reads it by format.
+    `sha256`: the file's hash already being computed (one file feeding several sources).
     """
     t0 = time.perf_counter()
     rel = path.relative_to(landing).as_posix()
@@ -185,7 +186,7 @@ def ingest_file(
     # is: load it while a thread hashes it (hashlib and DuckDB both release the GIL), and roll
     # the load back in the rare case the content turns out to be known.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = pool.submit(sha256_of, path)
+        hashing = sha256 if sha256 is not None else pool.submit(sha256_of, path)
         try:
             result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload, plan=plan)
         except (FileRejected, _KnownContent) as exc:
