@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from pipelines.ingest.rules import lit, q
+from pipelines.ingest.schema import IDENTITY_DDL
 
 #: Platforms whose customer ids are the shop's own: they win a group.
 SHOP_PLATFORMS = ("shopify", "woocommerce")
@@ -72,27 +73,6 @@ def phone_key_sql(x: str) -> str:
     return f"('ph_' || left(md5({e164_sql(x)}), 20))"
 
 
-IDENTITY_DDL = [
-    """CREATE TABLE IF NOT EXISTS raw._customer_identity (
-        customer_key VARCHAR NOT NULL,
-        platform VARCHAR NOT NULL,
-        platform_customer_id VARCHAR,
-        email_normalised VARCHAR,
-        phone_e164 VARCHAR,
-        customer_id VARCHAR NOT NULL,
-        is_shop_customer BOOLEAN NOT NULL,
-        resolved_at TIMESTAMP NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS raw._identity_match (
-        source VARCHAR NOT NULL,
-        platform VARCHAR NOT NULL,
-        rows BIGINT NOT NULL,
-        matched BIGINT NOT NULL,
-        unmatched BIGINT NOT NULL,
-        match_rate DOUBLE,
-        resolved_at TIMESTAMP NOT NULL
-    )""",
-]
 
 
 def _platform_sql(file_col: str) -> str:
