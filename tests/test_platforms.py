@@ -348,3 +348,43 @@ def test_landing_sensor_sees_platform_files(data):
     changed, cursor, _ = scan_landing({}, settle=0, now=4e9)
     assert list(changed) == ["shopify/orders_export.csv"]
     assert scan_landing(cursor, settle=0, now=4e9)[0] == {}
+
+
+def test_airbyte_file_with_two_streams_loads_each_through_its_mapping(data):
+    folder = _landing(data, "helpdesk_tool")
+    (folder / "_mapping_tickets.yaml").write_text("""
+kind: tickets
+format: json
+detect: {streams: [tickets]}
+timezone: utc
+targets:
+  support_tickets:
+    columns:
+      ticket_id: {sql: "regexp_replace({id}, '[.]0$', '')"}  # ids may arrive as floats (1.0)
+      customer_id: {customer: {id: "{requester_id}", id_prefix: "helpdesk:"}}
+      ticket_type: {sql: "'question'"}
+      category: {sql: "'other'"}
+      created_at: {from: created_at, format: epoch}
+""")
+    (folder / "_mapping_users.yaml").write_text("""
+kind: users
+format: json
+detect: {streams: [users]}
+targets:
+  customers:
+    columns:
+      customer_id: {customer: {email: "{email}", id: "{id}", id_prefix: "helpdesk:"}}
+      email: {from: email}
+""")
+    path = folder / "export.jsonl"
+    pf.airbyte_envelope(path, "tickets", [{"id": 1.0, "requester_id": 7.0, "created_at": 1717236000}])
+    with open(path, "a") as fh:
+        fh.write('{"stream": "users", "data": {"id": 7, "email": "Ana.Lopez@example.com"}, "emitted_at": 1}\n')
+        fh.write("not json\n")
+    results = {r.source: r for r in _run(data)}
+    assert {s: (r.rows_loaded, r.rows_quarantined) for s, r in results.items()} == {
+        "customers": (1, 0), "support_tickets": (1, 1)}  # the broken line: once, in the first kind's target
+    assert _query(data, "SELECT ticket_id, customer_id, created_at FROM raw.support_tickets") == [
+        ("1", "helpdesk:7", datetime(2024, 6, 1, 10, 0))]  # float ids and unix seconds
+    key = _query(data, "SELECT customer_id FROM raw.customers")[0][0]
+    assert _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity") == [(key, "helpdesk:7")]

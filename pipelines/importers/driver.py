@@ -117,7 +117,8 @@ def column_expr(cm: ColumnMap, ctype: str, cols: Columns, mapping: Mapping) -> s
 
 
 def plan_for(
-    mapping: Mapping, target: Target, cols: Columns, record_filter: str | None, header: list[str] | None
+    mapping: Mapping, target: Target, cols: Columns, record_filter: str | None, header: list[str] | None,
+    takes_bad_rows: bool = True,
 ) -> _Plan:
     """Compile one target of a mapping into the loader's `_Plan` over the staged rows.
 
@@ -149,7 +150,8 @@ def plan_for(
             raw.append(f"k{len(exprs)}")
             exprs.append(f"NULLIF(trim(({scope.render(cm.platform_id)})::VARCHAR), '') AS k{len(exprs)}")
     wheres = []
-    primary = target is mapping.primary_target and not target.explode
+    # unparsable rows are quarantined once per file: in the primary target of its first kind
+    primary = takes_bad_rows and target is mapping.primary_target and not target.explode
     if record_filter:
         wheres.append(record_filter)
     if target.where:
@@ -254,9 +256,9 @@ def read_file(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping
 def target_plans(staged: Staged) -> dict[str, _Plan]:
     """Contract source -> plan, over every kind the file holds."""
     by_source: dict[str, list[_Plan]] = {}
-    for mapping, record_filter in staged.kinds:
+    for n, (mapping, record_filter) in enumerate(staged.kinds):
         for t in mapping.targets:
-            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header)
+            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header, takes_bad_rows=n == 0)
             by_source.setdefault(t.source, []).append(plan)
     return {s: union_plans(ps) for s, ps in by_source.items()}
 

@@ -108,11 +108,11 @@ class Mapping:
 
     @property
     def primary_target(self) -> Target:
-        """The target malformed rows are quarantined in."""
+        """The target malformed rows are quarantined in: the one marked `primary`, else the first not exploded."""
         for t in self.targets:
-            if t.primary:
+            if t.primary and not t.explode:
                 return t
-        return self.targets[0]
+        return next(t for t in self.targets if not t.explode)
 
     def placeholders(self) -> set[str]:
         """Every `{...}` reference of the mapping (CSV: the platform columns it reads)."""
@@ -281,6 +281,9 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
             source=src_name, columns=tuple(cols), where=tdoc.get("where"), one_row_per=tdoc.get("one_row_per"),
             pick=pick, prefer=tdoc.get("prefer"), explode=explode, primary=bool(tdoc.get("primary", False)),
         ))
+    if all(t.explode for t in targets):
+        raise _fail(path, "targets", "one target must read whole records (no explode): rows that cannot be "
+                                     "parsed are quarantined there")
     plat = str(doc.get("platform") or platform or path.parent.name)
     return Mapping(
         platform=plat, kind=str(doc.get("kind") or path.stem.lstrip("_")), title=str(doc.get("title") or path.stem),
