@@ -387,4 +387,5 @@ targets:
     assert _query(data, "SELECT ticket_id, customer_id, created_at FROM raw.support_tickets") == [
         ("1", "helpdesk:7", datetime(2024, 6, 1, 10, 0))]  # float ids and unix seconds
     key = _query(data, "SELECT customer_id FROM raw.customers")[0][0]
-    assert _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity") == [(key, "helpdesk:7")]
+    identity = _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity")
+    assert identity == [(key, "helpdesk:7")]
