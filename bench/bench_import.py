@@ -81,14 +81,23 @@ _VALUES = {
 }
 
 
-def write_shopify_export(path: Path, line_items: int) -> int:
-    """A Shopify orders export with `line_items` rows (1 to 4 lines per order); returns the orders."""
+def write_shopify_export(path: Path, line_items: int, span_days: int = 60, random_customers: bool = False) -> int:
+    """A Shopify orders export with `line_items` rows (1 to 4 lines per order); returns the orders.
+
+    Orders are placed from 2024-10-01 09:00 New York time on, evenly over `span_days` (so
+    across the end of daylight saving on 2024-11-03), one customer after the other; with
+    `random_customers` each order's customer is drawn at random instead (some buy again,
+    some never do), for an end-to-end run.
+    """
     import duckdb
 
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(
         f"{_VALUES.get(c, chr(39) * 2)} AS \"{c}\"" for c in COLUMNS_79
     )
+    customers = max(line_items // 12, 1)
+    customer = f"hash(o) % {customers}" if random_customers else f"o % {customers}"
+    minute = f"o * {span_days * 1440} // {max(line_items * 2 // 5, 1)}"
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(
@@ -96,17 +105,17 @@ def write_shopify_export(path: Path, line_items: int) -> int:
             WITH l AS (SELECT range AS i, range // 5 * 2 + CASE WHEN range % 5 < 2 THEN 0 ELSE 1 END AS o
                        FROM range({line_items}))
             SELECT i, o, row_number() OVER (PARTITION BY o ORDER BY i) = 1 AS first,
-                   o % (greatest({line_items} // 12, 1)) AS c, (i * 7919) % 500 AS p, 5 + (i * 7919) % 500 AS price,
-                   -- shop-local New York time, -0400 until 2024-11-03, -0500 after
-                   strftime(TIMESTAMP '2024-10-01 09:00:00' + to_minutes(o * 90 // ({line_items} // 1000 + 1)),
-                            '%Y-%m-%d %H:%M:%S') AS local_time
+                   {customer} AS c, (i * 7919) % 500 AS p, 5 + (i * 7919) % 500 AS price,
+                   TIMESTAMP '2024-10-01 13:00:00' + to_minutes({minute}) AS utc
             FROM l"""
         )
+        # shop-local New York time with its offset: -0400 in summer, -0500 in winter
         con.execute(
-            """CREATE TABLE export AS SELECT *, sum(price * (1 + o % 3)) OVER (PARTITION BY o) AS order_total,
-                      local_time || CASE WHEN local_time < '2024-11-03 01:00:00' THEN ' -0400' ELSE ' -0500' END
-                          AS created
-               FROM lines"""
+            """CREATE TABLE export AS
+               SELECT *, strftime(local, '%Y-%m-%d %H:%M:%S') || CASE WHEN local - utc = INTERVAL '-4 hours'
+                                                                   THEN ' -0400' ELSE ' -0500' END AS created
+               FROM (SELECT *, sum(price * (1 + o % 3)) OVER (PARTITION BY o) AS order_total,
+                            timezone('America/New_York', utc::TIMESTAMPTZ) AS local FROM lines)"""
         )
         con.execute(f"COPY (SELECT {cols} FROM export ORDER BY i) TO '{path}' (HEADER, DELIMITER ',')")
         return con.execute("SELECT count(DISTINCT o) FROM export").fetchone()[0]
