@@ -389,3 +389,18 @@ targets:
     key = _query(data, "SELECT customer_id FROM raw.customers")[0][0]
     identity = _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity")
     assert identity == [(key, "helpdesk:7")]
+
+
+def test_unparsable_csv_line_is_quarantined_once_and_rows_keep_their_numbers(data):
+    path = pf.shopify_orders_csv(_landing(data, "shopify") / "orders_export.csv", 79)
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(2, '"#2001",a,b\n')  # between the two lines of #2001: fewer fields than the header
+    path.write_text("".join(lines))
+    results = {r.source: r for r in _run(data)}
+    _balanced(data)
+    assert (results["order_items"].rows_loaded, results["order_items"].rows_quarantined) == (4, 1)
+    assert all(r.rows_quarantined == 0 for s, r in results.items() if s != "order_items")
+    assert _query(data, "SELECT source, source_row, reason_code FROM raw._quarantine") == [
+        ("order_items", 2, "malformed_row")]
+    assert _query(data, "SELECT _source_row, line_number FROM raw.order_items ORDER BY 1") == [
+        (1, 1), (3, 3), (4, 1), (5, 1)]  # positions count the file's rows, the broken one too

@@ -120,26 +120,6 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], map
         "rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')"
     )
     select = ", ".join(wanted) if wanted else "NULL::VARCHAR AS c0"
-    try:
-        con.execute(f"CREATE TABLE {STAGE}._in AS SELECT {select} FROM {reader}")
-    except duckdb.Error as exc:
-        from pipelines.ingest.loader import _duck_error
-
-        raise _duck_error(exc, path.name) from exc
-    base, count = con.execute(f"SELECT coalesce(min(rowid), 0), count(*) FROM {STAGE}._in").fetchone()
-    bad = _csv_rejects(con, path, path.stat().st_size, count)
-    con.execute("DROP TABLE IF EXISTS _csv_rejects")
-    con.execute("DROP TABLE IF EXISTS _csv_scans")
-    # Row numbers: the n-th parsed row takes the n-th data row number no rejected line holds.
-    if bad:
-        con.execute(f"CREATE TABLE {STAGE}._badrows (n BIGINT, msg VARCHAR, line VARCHAR)")
-        con.executemany(f"INSERT INTO {STAGE}._badrows VALUES (?, ?, ?)", [(r, m, ln) for r, _c, m, ln in bad])
-        numbers = (f"(SELECT row_number() OVER (ORDER BY n) - 1 AS pos, n FROM range(1, {count + 2 * len(bad) + 1}) "
-                   f"t(n) WHERE n NOT IN (SELECT n FROM {STAGE}._badrows))")
-        position = f"(SELECT i.*, m.n AS _row FROM (SELECT *, rowid - {base} AS _pos FROM {STAGE}._in) i " \
-                   f"JOIN {numbers} m ON m.pos = i._pos)"
-    else:
-        position = f"(SELECT *, rowid - {base} + 1 AS _row FROM {STAGE}._in)"
     # fill_down: order-level columns are on a group's first row only; every row gets the
     # group's value (max: the others are empty) and `_first_row`, the group's first row
     # number (`_row - _first_row + 1` is a row's position in its group). One hash partition,
@@ -154,8 +134,32 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], map
             if filled:
                 projection = "* REPLACE (" + ", ".join(
                     f"max(NULLIF({c}, '')) OVER (PARTITION BY {by}) AS {c}" for c in sorted(filled)) + ")"
-    con.execute(f"CREATE TABLE {ROWS} AS SELECT {projection}, {extra}, NULL::VARCHAR AS _bad FROM {position}")
-    con.execute(f"DROP TABLE {STAGE}._in")
+    # One pass: parse, number the rows in file order (a plain scan keeps it, as the loader's
+    # CSV numbering relies on too) and fill down.
+    try:
+        con.execute(
+            f"CREATE TABLE {ROWS} AS SELECT {projection}, {extra}, NULL::VARCHAR AS _bad "
+            f"FROM (SELECT {select}, row_number() OVER () AS _row FROM {reader})"
+        )
+    except duckdb.Error as exc:
+        from pipelines.ingest.loader import _duck_error
+
+        raise _duck_error(exc, path.name) from exc
+    count = con.execute(f"SELECT count(*) FROM {ROWS}").fetchone()[0]
+    bad = _csv_rejects(con, path, path.stat().st_size, count)
+    con.execute("DROP TABLE IF EXISTS _csv_rejects")
+    con.execute("DROP TABLE IF EXISTS _csv_scans")
+    if bad:
+        # Row numbers: the n-th parsed row takes the n-th data row number no rejected line
+        # holds (monotonic, so a group's first row stays its first row).
+        con.execute(f"CREATE TABLE {STAGE}._badrows (n BIGINT, msg VARCHAR, line VARCHAR)")
+        con.executemany(f"INSERT INTO {STAGE}._badrows VALUES (?, ?, ?)", [(r, m, ln) for r, _c, m, ln in bad])
+        con.execute(
+            f"CREATE TABLE {STAGE}._numbers AS SELECT row_number() OVER (ORDER BY n) AS pos, n "
+            f"FROM range(1, {count + 2 * len(bad) + 1}) t(n) WHERE n NOT IN (SELECT n FROM {STAGE}._badrows)"
+        )
+        for col in ("_row", "_first_row"):
+            con.execute(f"UPDATE {ROWS} SET {col} = m.n FROM {STAGE}._numbers m WHERE {ROWS}.{col} = m.pos")
     if bad:
         con.execute(
             f"INSERT INTO {ROWS} (_row, _bad) SELECT n, 'line ' || (n + 1) || ' ' || "
