@@ -404,3 +404,16 @@ def test_unparsable_csv_line_is_quarantined_once_and_rows_keep_their_numbers(dat
         ("order_items", 2, "malformed_row")]
     assert _query(data, "SELECT _source_row, line_number FROM raw.order_items ORDER BY 1") == [
         (1, 1), (3, 3), (4, 1), (5, 1)]  # positions count the file's rows, the broken one too
+
+
+def test_one_source_at_a_time_then_the_rest(data):
+    """As the Dagster assets load (one source each), or a run that died between two targets."""
+    pf.shopify_orders_csv(_landing(data, "shopify") / "orders_export.csv", 79)
+    first = _run(data, sources=["orders"])
+    assert [(r.source, r.status) for r in first] == [("orders", "loaded")]
+    rest = {r.source: r.status for r in _run(data)}
+    assert rest == {"orders": "unchanged", "order_items": "loaded", "customers": "loaded", "returns": "loaded"}
+    assert {r.status for r in _run(data)} == {"unchanged"}
+    again = _run(data, reload=True)  # reload: every target again, as a new version
+    assert {r.status for r in again} == {"loaded"} and len(again) == 4
+    assert _query(data, "SELECT count(DISTINCT _load_id) FROM raw.orders") == [(2,)]
