@@ -417,3 +417,21 @@ def test_one_source_at_a_time_then_the_rest(data):
     again = _run(data, reload=True)  # reload: every target again, as a new version
     assert {r.status for r in again} == {"loaded"} and len(again) == 4
     assert _query(data, "SELECT count(DISTINCT _load_id) FROM raw.orders") == [(2,)]
+
+
+def test_identity_resolves_a_bare_platform_id_and_a_phone(data):
+    folder = _landing(data, "shopify")
+    pf.shopify_customers_csv(folder / "customers_export.csv")  # Ana: email, id 7000000001, phone +12125550101
+    order = pf.shopify_api_order(4400000009)
+    order.update(email=None, phone=None)
+    order["customer"].update(email=None)  # the API order names Ana by her id only
+    (folder / "orders.json").write_text(json.dumps({"orders": [order]}))
+    pf.write_csv(folder / "orders_phone.csv", pf.SHOPIFY_ORDERS_79, [dict(pf.SHOPIFY_ORDERS[2], **{
+        "Email": "", "Phone": "+1 212-555-0101", "Cancelled at": "", "Financial Status": "paid"})])
+    _run(data)
+    ana = _query(data, "SELECT customer_id FROM raw.customers WHERE _source_file = 'shopify/customers_export.csv' "
+                       "AND _source_row = 1")[0][0]
+    identity = dict(_query(data, "SELECT customer_key, customer_id FROM raw._customer_identity"))
+    assert identity["7000000001"] == ana  # the bare id: the key that carries it
+    phone_key = _query(data, "SELECT customer_id FROM raw.orders WHERE _source_file = 'shopify/orders_phone.csv'")[0][0]
+    assert phone_key.startswith("ph_") and identity[phone_key] == ana  # same E.164 phone

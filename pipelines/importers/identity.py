@@ -111,7 +111,12 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                        max(_extra->>'$.{PLATFORM_ID_KEY}') AS platform_customer_id
                 FROM raw.customers GROUP BY customer_id
             ),
-            -- a key without an email joins the email key of the same phone (the smallest one)
+            -- a key without an email joins the email key of the same platform customer id (a
+            -- Shopify id seen elsewhere with an email), else of the same phone (the smallest one)
+            by_platform_id AS (
+                SELECT platform_customer_id, min('em_' || left(md5(email_normalised), 20)) AS email_key
+                FROM keys WHERE platform_customer_id IS NOT NULL AND email_normalised IS NOT NULL GROUP BY 1
+            ),
             by_phone AS (
                 SELECT phone_e164, min('em_' || left(md5(email_normalised), 20)) AS email_key
                 FROM keys WHERE phone_e164 IS NOT NULL AND email_normalised IS NOT NULL GROUP BY 1
@@ -119,8 +124,10 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             resolved AS (
                 SELECT k.*, {shop} AS from_shop,
                        CASE WHEN k.email_normalised IS NOT NULL THEN 'em_' || left(md5(k.email_normalised), 20)
-                            ELSE COALESCE(p.email_key, k.customer_key) END AS resolved_id
-                FROM keys k LEFT JOIN by_phone p USING (phone_e164)
+                            ELSE COALESCE(i.email_key, p.email_key, k.customer_key) END AS resolved_id
+                FROM keys k
+                LEFT JOIN by_platform_id i ON i.platform_customer_id = k.customer_key
+                LEFT JOIN by_phone p ON p.phone_e164 = k.phone_e164
             )
             SELECT customer_key, platform,
                    COALESCE(platform_customer_id, CASE WHEN NOT ({derived}) THEN customer_key END),
