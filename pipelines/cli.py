@@ -166,6 +166,9 @@ def ingest(
     Rows that break the data contract go to raw._quarantine with a reason; unreadable files
     to raw._rejected_files; every file gets a line in the raw._loads ledger. Files already
     loaded (same sha256) are skipped, so running it twice loads nothing the second time.
+    Platform exports (landing/shopify/, landing/woocommerce/, ...) are mapped onto the
+    sources they feed; a full ingest then prints how many rows of each source belong to a
+    shop customer (docs/importing.md).
     """
     from pipelines.contract import SOURCE_NAMES
 

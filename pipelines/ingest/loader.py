@@ -130,6 +130,9 @@ def ingest(
     `landing` and `warehouse` default to `pipelines.config.settings()` read now. `progress`
     is called with each file's result as soon as it is done. `reload=True` ignores the ledger
     and loads every file again (a new version of each row; staging keeps the latest).
+    Platform folders are imported after the contract folders (one result per file and target
+    source; `pipelines.importers`); a full ingest (`sources` None) then recomputes the
+    customer identity tables.
     Returns one FileResult per file seen, in load order.
     """
     s = settings()
