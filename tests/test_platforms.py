@@ -435,3 +435,13 @@ def test_identity_resolves_a_bare_platform_id_and_a_phone(data):
     assert identity["7000000001"] == ana  # the bare id: the key that carries it
     phone_key = _query(data, "SELECT customer_id FROM raw.orders WHERE _source_file = 'shopify/orders_phone.csv'")[0][0]
     assert phone_key.startswith("ph_") and identity[phone_key] == ana  # same E.164 phone
+
+
+def test_alternative_columns_skip_empty_values(data):
+    order = pf.shopify_api_order(4400000007)
+    order["email"] = ""  # the API sends "" for an order without its own email
+    (_landing(data, "shopify") / "orders.json").write_text(json.dumps({"orders": [order]}))
+    _run(data)
+    (key,) = _query(data, "SELECT customer_id FROM raw.orders")[0]
+    assert key.startswith("em_")  # from customer.email, the next alternative
+    assert _query(data, "SELECT email FROM raw.customers") == [("ana.lopez@example.com",)]

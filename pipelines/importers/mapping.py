@@ -313,6 +313,11 @@ def mappings_for(folder: Path) -> list[Mapping]:
     return user_mappings(folder) + builtin_mappings(folder.name)
 
 
+def _first_filled(parts: list[str]) -> str:
+    """SQL: the first of several alternatives that is not empty (exports write "" for nothing)."""
+    return "COALESCE(" + ", ".join(f"NULLIF(trim({p}), '')" for p in parts) + ")"
+
+
 @dataclass
 class Columns:
     """Resolves `{...}` placeholders to SQL for one read file."""
@@ -329,9 +334,9 @@ class Columns:
             found = [self.csv_columns[a.lower()] for a in alts if a.lower() in self.csv_columns]
             if not found:
                 return "NULL::VARCHAR"
-            return found[0] if len(found) == 1 else "COALESCE(" + ", ".join(found) + ")"
+            return found[0] if len(found) == 1 else _first_filled(found)
         parts = [self._json(a) for a in alts]
-        return parts[0] if len(parts) == 1 else "COALESCE(" + ", ".join(parts) + ")"
+        return parts[0] if len(parts) == 1 else _first_filled(parts)
 
     def _json(self, path: str) -> str:
         head, _, rest = path.partition(".")
