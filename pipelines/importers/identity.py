@@ -138,13 +138,16 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         )
         con.execute("DELETE FROM raw._identity_match")
         for src in MATCHED_SOURCES:
+            # count per file and customer first (millions of messages, thousands of files and
+            # customers), then look the customers up
             con.execute(
                 f"""INSERT INTO raw._identity_match
-                SELECT {lit(src)} AS source, {plat} AS platform, count(*) AS rows,
-                       count(*) FILTER (WHERE i.is_shop_customer) AS matched,
-                       count(*) FILTER (WHERE i.is_shop_customer IS NOT TRUE) AS unmatched,
-                       count(*) FILTER (WHERE i.is_shop_customer) / count(*) AS match_rate, ?
-                FROM raw.{q(src)} r LEFT JOIN raw._customer_identity i ON i.customer_key = r.customer_id
+                SELECT {lit(src)} AS source, {plat} AS platform, sum(n) AS rows,
+                       coalesce(sum(n) FILTER (WHERE i.is_shop_customer), 0) AS matched,
+                       coalesce(sum(n) FILTER (WHERE i.is_shop_customer IS NOT TRUE), 0) AS unmatched,
+                       coalesce(sum(n) FILTER (WHERE i.is_shop_customer), 0) / sum(n) AS match_rate, ?
+                FROM (SELECT _source_file, customer_id, count(*) AS n FROM raw.{q(src)} GROUP BY ALL) r
+                LEFT JOIN raw._customer_identity i ON i.customer_key = r.customer_id
                 GROUP BY ALL""",
                 [now],
             )
