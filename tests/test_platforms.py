@@ -357,11 +357,13 @@ kind: tickets
 format: json
 detect: {streams: [tickets]}
 timezone: utc
+lookups:  # the requester's user record, from the users stream of the same file
+  requester: {stream: users, key: id, match: requester_id}
 targets:
   support_tickets:
     columns:
       ticket_id: {sql: "regexp_replace({id}, '[.]0$', '')"}  # ids may arrive as floats (1.0)
-      customer_id: {customer: {id: "{requester_id}", id_prefix: "helpdesk:"}}
+      customer_id: {customer: {email: "{requester.email}", id: "{requester_id}", id_prefix: "helpdesk:"}}
       ticket_type: {sql: "'question'"}
       category: {sql: "'other'"}
       created_at: {from: created_at, format: epoch}
@@ -377,16 +379,19 @@ targets:
       email: {from: email}
 """)
     path = folder / "export.jsonl"
-    pf.airbyte_envelope(path, "tickets", [{"id": 1.0, "requester_id": 7.0, "created_at": 1717236000}])
+    pf.airbyte_envelope(path, "tickets", [{"id": 1.0, "requester_id": 7.0, "created_at": 1717236000},
+                                          {"id": 2.0, "requester_id": 8.0, "created_at": 1717236000}])
     with open(path, "a") as fh:
         fh.write('{"stream": "users", "data": {"id": 7, "email": "Ana.Lopez@example.com"}, "emitted_at": 1}\n')
         fh.write("not json\n")
     results = {r.source: r for r in _run(data)}
     assert {s: (r.rows_loaded, r.rows_quarantined) for s, r in results.items()} == {
-        "customers": (1, 0), "support_tickets": (1, 1)}  # the broken line: once, in the first kind's target
-    assert _query(data, "SELECT ticket_id, customer_id, created_at FROM raw.support_tickets") == [
-        ("1", "helpdesk:7", datetime(2024, 6, 1, 10, 0))]  # float ids and unix seconds
+        "customers": (1, 0), "support_tickets": (2, 1)}  # the broken line: once, in the first kind's target
     key = _query(data, "SELECT customer_id FROM raw.customers")[0][0]
+    assert key.startswith("em_")
+    # float ids and unix seconds; the requester's email from the users stream gives the same key
+    assert _query(data, "SELECT ticket_id, customer_id, created_at FROM raw.support_tickets ORDER BY 1") == [
+        ("1", key, datetime(2024, 6, 1, 10, 0)), ("2", "helpdesk:8", datetime(2024, 6, 1, 10, 0))]
     identity = _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity")
     assert identity == [(key, "helpdesk:7")]
 

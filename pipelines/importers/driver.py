@@ -130,14 +130,26 @@ def plan_for(
     exprs = []
     scope = cols
     base = ROWS
+    if mapping.lookups:
+        # another record of the same file (another Airbyte stream), found by key: `{alias.field}`
+        scope = Columns("json", record=cols.record, aliases={a: q(a) for a in mapping.lookups})
+        joins = []
+        for alias, (stream, key, match) in mapping.lookups.items():
+            norm = "regexp_replace(json_extract_string({}, {}), '[.]0$', '')"  # ids may be floats (7.0)
+            found = (f"(SELECT {norm.format('_rec', lit('$.' + key))} AS _k, any_value(_rec) AS _v FROM {ROWS} "
+                     f"WHERE _stream = {lit(stream)} AND _bad IS NULL GROUP BY 1)")
+            joins.append(f"LEFT JOIN {found} AS {q('_l_' + alias)} "
+                         f"ON {q('_l_' + alias)}._k = {norm.format('r._rec', lit('$.' + match))}")
+        picked = ", ".join(f"{q('_l_' + a)}._v AS {q(a)}" for a in mapping.lookups)
+        base = f"(SELECT r.*, {picked} FROM {ROWS} AS r {' '.join(joins)})"
     if target.explode:
         path, alias = target.explode
-        scope = Columns("json", record=cols.record, aliases={alias: q(alias)})
+        scope = Columns("json", record=cols.record, aliases={**scope.aliases, alias: q(alias)})
         arr = f"json_extract(_rec, {lit('$.' + path)})"
         is_array = f"json_type({arr}) = 'ARRAY'"
         base = (f"(SELECT *, unnest(CASE WHEN {is_array} THEN {arr}::JSON[] ELSE [] END) AS {q(alias)}, "
                 f"unnest(CASE WHEN {is_array} THEN range(1, json_array_length({arr})::BIGINT + 1) ELSE [] END) "
-                f"AS {q(alias + '_n')} FROM {ROWS} WHERE _bad IS NULL)")
+                f"AS {q(alias + '_n')} FROM {base} WHERE _bad IS NULL)")
     for i, cm in enumerate(target.columns):
         names.append(cm.name)
         raw.append(f"k{i}")

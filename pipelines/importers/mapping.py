@@ -44,7 +44,7 @@ USER_MAPPING_GLOB = "_mapping*.y*ml"
 #: `{Platform column}`; `{2,}` and the like (regex quantifiers) are not placeholders.
 PLACEHOLDER = re.compile(r"\{(?![0-9, ]*\})([^{}]+)\}")
 
-_TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets",
+_TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets", "lookups",
              "source", "lost", "version"}
 _COLUMN_KEYS = {"sql", "from", "values", "default", "format", "label", "timezone", "customer"}
 _TARGET_KEYS = {"where", "one_row_per", "pick", "prefer", "explode", "columns", "primary"}
@@ -100,6 +100,8 @@ class Mapping:
     fill_down: tuple[str, tuple[str, ...]] | None = None  # (group column, columns filled from its first row)
     timezone: str = "shop"
     lost: str = ""
+    # json: alias -> (stream, key path in that stream's records, path in this record holding the key)
+    lookups: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -284,12 +286,18 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
     if all(t.explode for t in targets):
         raise _fail(path, "targets", "one target must read whole records (no explode): rows that cannot be "
                                      "parsed are quarantined there")
+    lookups = {}
+    for alias, spec in (doc.get("lookups") or {}).items():
+        if fmt != "json" or not isinstance(spec, dict) or set(spec) != {"stream", "key", "match"}:
+            raise _fail(path, f"lookups.{alias}", "JSON only; expected stream, key (in that stream's records) "
+                                                  "and match (the path in this record holding the key)")
+        lookups[str(alias)] = (str(spec["stream"]), str(spec["key"]), str(spec["match"]))
     plat = str(doc.get("platform") or platform or path.parent.name)
     return Mapping(
         platform=plat, kind=str(doc.get("kind") or path.stem.lstrip("_")), title=str(doc.get("title") or path.stem),
         format=fmt, path=Path(path), targets=tuple(targets), detect_columns=d_cols, detect_keys=d_keys,
         detect_streams=d_streams, records=None if doc.get("records") is None else str(doc["records"]),
-        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""),
+        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""), lookups=lookups,
     )
 
 
