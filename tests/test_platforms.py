@@ -450,3 +450,9 @@ def test_alternative_columns_skip_empty_values(data):
     (key,) = _query(data, "SELECT customer_id FROM raw.orders")[0]
     assert key.startswith("em_")  # from customer.email, the next alternative
     assert _query(data, "SELECT email FROM raw.customers") == [("ana.lopez@example.com",)]
+
+
+def test_an_empty_api_page_loads_nothing_without_an_error(data):
+    (_landing(data, "shopify") / "orders_page_9.json").write_text('{"orders": []}')
+    results = _run(data)
+    assert {(r.status, r.rows_read) for r in results} == {("loaded", 0)} and len(results) == 4

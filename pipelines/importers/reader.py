@@ -205,12 +205,11 @@ def _is_document(path: Path) -> bool:
 def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping], platform: str) -> Staged:
     """Read JSON (a document with a record array, or JSON Lines, Airbyte envelopes included)."""
     jsons = [m for m in mappings if m.format == "json"]
-    if _is_document(path):
-        _stage_document(con, path, jsons)
-    else:
-        _stage_lines(con, path)
+    by_records = _stage_document(con, path, jsons) if _is_document(path) else _stage_lines(con, path)
     cols = Columns("json")
     total, good = con.execute(f"SELECT count(*), count(*) FILTER (WHERE _bad IS NULL) FROM {ROWS}").fetchone()
+    if total == 0 and by_records is not None:  # an empty page ({"orders": []}): nothing new, not an error
+        return Staged(cols, [(by_records, None)], rows=0)
     if total == 0:
         raise FileRejected("empty_file", f"{path.name}: the file has no JSON records")
     if good == 0:
@@ -246,7 +245,8 @@ def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mappin
     return staged
 
 
-def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapping]) -> None:
+def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapping]) -> Mapping | None:
+    """Stage a JSON document's records; returns the mapping whose `records` path it has, if any."""
     if is_compressed(path):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             text = fh.read()
@@ -262,12 +262,13 @@ def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapp
     if not valid:
         raise FileRejected("unreadable", f"{path.name}: not valid JSON (neither one document nor JSON Lines)")
     array = "'$'" if kind == "ARRAY" else None
+    by_records = None
     if kind == "OBJECT":
         for m in jsons:
             if m.records and con.execute(
                 f"SELECT json_type(content, {lit('$.' + m.records)}) = 'ARRAY' FROM {STAGE}._doc"
             ).fetchone()[0]:
-                array = lit("$." + m.records)
+                array, by_records = lit("$." + m.records), m
                 break
     if array is None:  # one object: one record
         con.execute(f"CREATE TABLE {ROWS} AS SELECT 1::BIGINT AS _row, content::JSON AS _rec, "
@@ -281,6 +282,7 @@ def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapp
                   FROM (SELECT json_extract(content, {array})::JSON[] AS a FROM {STAGE}._doc))"""
         )
     con.execute(f"DROP TABLE {STAGE}._doc")
+    return by_records
 
 
 def _stage_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
