@@ -456,3 +456,36 @@ def test_an_empty_api_page_loads_nothing_without_an_error(data):
     (_landing(data, "shopify") / "orders_page_9.json").write_text('{"orders": []}')
     results = _run(data)
     assert {(r.status, r.rows_read) for r in results} == {("loaded", 0)} and len(results) == 4
+
+
+def test_a_python_hook_prepares_what_sql_cannot(data):
+    folder = _landing(data, "stars_tool")
+    (folder / "_mapping.yaml").write_text("""
+kind: reviews
+format: csv
+hook: stars.py
+detect: {columns: [Id, Stars, Email, Date]}  # the hook reads Stars: listed here, it is staged
+targets:
+  reviews:
+    columns:
+      review_id: {from: Id}
+      customer_id: {customer: {email: "{Email}"}}
+      product_id: {sql: "'shop'"}
+      rating: {sql: "stars", label: Stars}  # the column the hook added
+      created_at: {from: Date}
+""")
+    (folder / "stars.py").write_text('''
+def prepare(con, table, path, columns):
+    """Stars like '★★★☆☆' become a number (the hook adds a column the mapping reads)."""
+    con.execute(f"ALTER TABLE {table} ADD COLUMN stars VARCHAR")
+    con.execute(f"UPDATE {table} SET stars = length(replace({columns['Stars']}, '☆', ''))::VARCHAR")
+''')
+    pf.write_csv(folder / "reviews.csv", ["Id", "Stars", "Email", "Date"], [
+        {"Id": "1", "Stars": "★★★★☆", "Email": "a@example.com", "Date": "2024-05-01"}])
+    (result,) = _run(data)
+    assert result.status == "loaded", result.message
+    assert _query(data, "SELECT review_id, rating FROM raw.reviews") == [("1", 4)]
+    (folder / "stars.py").write_text("def prepare(con, table, path, columns):\n    raise ValueError('no stars')\n")
+    (folder / "more.csv").write_text((folder / "reviews.csv").read_text().replace("\\n1,", "\\n2,"))
+    rejected = [r for r in _run(data) if r.status == "rejected"]
+    assert rejected and rejected[0].reason_code == "hook_failed" and "ValueError: no stars" in rejected[0].message

@@ -14,6 +14,7 @@ For every file in `data/landing/<platform>/` (and any landing folder with a `_ma
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -242,7 +243,7 @@ def platform_files(folder: Path) -> list[Path]:
     for p in folder.rglob("*"):
         if not p.is_file() or is_in_flight(p, folder) or p.name.startswith("_"):
             continue
-        if p.suffix.lower() in (".yaml", ".yml", ".md"):
+        if p.suffix.lower() in (".yaml", ".yml", ".md", ".py"):  # mappings, notes and hooks
             continue
         files.append(p)
     return sorted(files)
@@ -261,8 +262,39 @@ def read_file(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping
         raise FileRejected("empty_file", f"{path.name}: the file is empty (0 bytes)")
     if kind == "csv":
         mapping, header = detect_csv(path, mappings, platform)
-        return stage_csv(con, path, header, mapping)
-    return stage_json(con, path, mappings, platform)
+        staged = stage_csv(con, path, header, mapping)
+    else:
+        staged = stage_json(con, path, mappings, platform)
+    for mapping, _ in staged.kinds:
+        if mapping.hook is not None:
+            columns = {h: staged.columns.csv_columns[h.strip().lower()] for h in staged.header
+                       if h.strip().lower() in staged.columns.csv_columns}
+            run_hook(con, mapping, path, columns)
+    return staged
+
+
+def run_hook(con: duckdb.DuckDBPyConnection, mapping: Mapping, path: Path, columns: dict[str, str]) -> None:
+    """Call a mapping's Python hook, `prepare(con, table, path, columns)`, on the staged rows.
+
+    `table` is the staged table (one row per platform record: `_row`, `_bad`, and the CSV's
+    columns, named in `columns` (platform column -> table column; the ones the mapping reads),
+    or the JSON record `_rec`); the hook may add columns or rows.
+    What a plain column expression cannot do (reshape a JSON:API document, parse a format
+    DuckDB has no function for) goes there; the mapping then reads the added columns by name
+    in its SQL. A hook that fails rejects the file, naming the hook and the error.
+    """
+    spec = importlib.util.spec_from_file_location(f"retain_hook_{mapping.platform}_{mapping.kind}", mapping.hook)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        module.prepare(con, ROWS, path, columns)
+    except FileRejected:
+        raise
+    except Exception as exc:  # a hook is user code: whatever it raises rejects the file, with what it said
+        raise FileRejected(
+            "hook_failed",
+            f"{path.name}: the {mapping.name} hook {mapping.hook.name} failed: {type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def target_plans(staged: Staged) -> dict[str, _Plan]:

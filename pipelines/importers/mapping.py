@@ -45,6 +45,7 @@ USER_MAPPING_GLOB = "_mapping*.y*ml"
 PLACEHOLDER = re.compile(r"\{(?![0-9, ]*\})([^{}]+)\}")
 
 _TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets", "lookups",
+             "hook",
              "source", "lost", "version"}
 _COLUMN_KEYS = {"sql", "from", "values", "default", "format", "label", "timezone", "customer"}
 _TARGET_KEYS = {"where", "one_row_per", "pick", "prefer", "explode", "columns", "primary"}
@@ -102,6 +103,7 @@ class Mapping:
     lost: str = ""
     # json: alias -> (stream, key path in that stream's records, path in this record holding the key)
     lookups: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    hook: Path | None = None  # a Python file whose prepare(con, table, path) runs on the staged rows
 
     @property
     def name(self) -> str:
@@ -117,7 +119,7 @@ class Mapping:
         return next(t for t in self.targets if not t.explode)
 
     def placeholders(self) -> set[str]:
-        """Every `{...}` reference of the mapping (CSV: the platform columns it reads)."""
+        """Every `{...}` reference of the mapping and its detect columns (CSV: the platform columns it stages)."""
         found: set[str] = set()
         for t in self.targets:
             texts = [t.where, t.one_row_per, t.prefer, *(c.sql for c in t.columns), *(c.platform_id for c in t.columns)]
@@ -127,6 +129,7 @@ class Mapping:
         if self.fill_down:
             found.add(self.fill_down[0])
             found.update(self.fill_down[1])
+        found.update(self.detect_columns)  # what identifies the file is staged too (hooks may read it)
         return found
 
 
@@ -292,12 +295,17 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
             raise _fail(path, f"lookups.{alias}", "JSON only; expected stream, key (in that stream's records) "
                                                   "and match (the path in this record holding the key)")
         lookups[str(alias)] = (str(spec["stream"]), str(spec["key"]), str(spec["match"]))
+    hook = None
+    if doc.get("hook") is not None:
+        hook = (Path(path).parent / str(doc["hook"])).resolve()
+        if hook.suffix != ".py" or not hook.is_file():
+            raise _fail(path, "hook", f"{doc['hook']!r}: expected a .py file next to the mapping")
     plat = str(doc.get("platform") or platform or path.parent.name)
     return Mapping(
         platform=plat, kind=str(doc.get("kind") or path.stem.lstrip("_")), title=str(doc.get("title") or path.stem),
         format=fmt, path=Path(path), targets=tuple(targets), detect_columns=d_cols, detect_keys=d_keys,
         detect_streams=d_streams, records=None if doc.get("records") is None else str(doc["records"]),
-        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""), lookups=lookups,
+        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""), lookups=lookups, hook=hook,
     )
 
 
