@@ -187,10 +187,18 @@ def plan_for(
             else scope.render(target.one_row_per)
         prefer = f"COALESCE(({scope.render(target.prefer)}), FALSE)" if target.prefer else "TRUE"
         order = "_prefer DESC, " + ("_row DESC" if target.pick == "last" else "_row")
-        inner = (f"SELECT * FROM (SELECT {', '.join(exprs)}, ({key}) AS _key, "
-                 f"{prefer} AS _prefer, b.* FROM {base} AS b WHERE {cond}) "
-                 "QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
-                 f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+        ranked = (f"SELECT * FROM (SELECT {', '.join(exprs)}, ({key}) AS _key, "
+                  f"{prefer} AS _prefer, b.* FROM {base} AS b WHERE {cond}) "
+                  "QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
+                  f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+        inner = ranked
+        if not target.explode:
+            # rank narrow rows (the platform columns would all ride through the sort), then
+            # fetch the kept rows' platform columns back by row number (unique in the staged rows)
+            narrow = ", ".join(f"k{i}" for i in range(len(exprs)))
+            ranked = ranked.replace("b.* FROM", "b._row, b._bad FROM", 1)
+            inner = (f"SELECT {narrow}, r._row, r._bad, b.* EXCLUDE (_row, _bad) FROM ({ranked}) AS r "
+                     f"JOIN {ROWS} AS b ON b._row = r._row")
     from_sql = f"({inner})"
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
