@@ -489,3 +489,32 @@ def prepare(con, table, path, columns):
     (folder / "more.csv").write_text((folder / "reviews.csv").read_text().replace("\\n1,", "\\n2,"))
     rejected = [r for r in _run(data) if r.status == "rejected"]
     assert rejected and rejected[0].reason_code == "hook_failed" and "ValueError: no stars" in rejected[0].message
+
+
+ZENDESK_SAMPLE = SAMPLES / "zendesk" / "airbyte__source-zendesk-support__expected_records.jsonl"
+
+
+@pytest.mark.skipif(not ZENDESK_SAMPLE.exists(), reason=f"{SAMPLES} is absent (real platform samples)")
+def test_preview_of_the_real_zendesk_airbyte_file_with_a_mapping_file(tmp_path):
+    mapping = tmp_path / "tickets.yaml"
+    mapping.write_text("""
+platform: zendesk
+kind: tickets
+format: json
+detect: {streams: [tickets]}
+timezone: utc
+targets:
+  support_tickets:
+    columns:
+      ticket_id: {sql: "regexp_replace({id}, '[.]0$', '')"}
+      customer_id: {customer: {id: "{requester_id}", id_prefix: "zendesk:"}}
+      ticket_type: {sql: "'question'"}
+      category: {sql: "'other'"}
+      created_at: {from: created_at}
+""")
+    result = preview(ZENDESK_SAMPLE, mapping=mapping, rows=10)
+    (tickets,) = result.targets
+    assert "users" in result.ignored and "satisfaction_ratings" in result.ignored
+    assert tickets.rows == 4 and tickets.quarantined == 1  # 3 tickets and the broken line 35
+    assert tickets.problems[0][:3] == (35, None, "malformed_json")
+    assert {r["ticket_id"] for r in tickets.sample if r["ticket_id"]} == {"1", "145", "146"}
