@@ -199,6 +199,9 @@ def ingest(
     Rows that break the data contract go to raw._quarantine with a reason; unreadable files
     to raw._rejected_files; every file gets a line in the raw._loads ledger. Files already
     loaded (same sha256) are skipped, so running it twice loads nothing the second time.
+    Platform exports (landing/shopify/, landing/woocommerce/, ...) are mapped onto the
+    sources they feed; a full ingest then prints how many rows of each source belong to a
+    shop customer (docs/importing.md).
     """
     from pipelines.contract import SOURCE_NAMES
 
@@ -211,6 +214,16 @@ def ingest(
     _use_data_dir(data_dir)
     results = run_ingest(sources=source or None)
     console.print(format_summary(results))
+    if not source:
+        import duckdb
+
+        from pipelines.importers.identity import match_rates
+        from pipelines.importers.report import format_match_rates
+
+        with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+            rates = match_rates(con)
+        if rates:
+            console.print(format_match_rates(rates))
 
 
 @app.command()
@@ -664,6 +677,36 @@ def import_cdnow(
     target = out or settings().landing
     rows = convert_cdnow(source, target)
     console.print(f"wrote {rows:,} orders to {target / 'orders'}")
+
+
+import_app = typer.Typer(help="Platform exports (Shopify, WooCommerce, ...): see docs/importing.md.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("preview")
+def import_preview(
+    file: Annotated[Path, typer.Argument(help="A platform export (CSV or JSON), anywhere on disk.")],
+    platform: Annotated[
+        str | None, typer.Option(help="Platform it is from. Default: the name of its folder (shopify/, ...).")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="A mapping YAML to read it with (a tool retain does not know).")]
+    = None,
+    rows: Annotated[int, typer.Option(help="Show this many mapped rows per contract source.")] = 5,
+) -> None:
+    """Show how FILE's first rows map onto the contract and what would be quarantined; writes nothing."""
+    from pipelines.importers.mapping import MappingError
+    from pipelines.importers.preview import preview
+    from pipelines.ingest import FileRejected
+
+    if not file.is_file():
+        _fail(f"{file} does not exist")
+    try:
+        result = preview(file, platform=platform, mapping=mapping, rows=rows)
+    except FileRejected as exc:
+        _fail(f"{file} would be rejected ({exc.code}): {exc.message}")
+    except (MappingError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result)
 
 
 @app.command()

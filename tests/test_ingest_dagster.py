@@ -39,10 +39,13 @@ def write(path: Path, text: str, age_seconds: float = 60) -> Path:
 def test_definitions_shape():
     assert ingest_defs.jobs == [ingest_defs.ingest_job]
     assert [s.name for s in ingest_defs.sensors] == ["landing_sensor"]
-    keys = [a.key for a in ingest_defs.assets]
+    *sources, identity = ingest_defs.assets
+    keys = [a.key for a in sources]
     assert keys == [dg.AssetKey(["raw", name]) for name in SOURCE_NAMES]
+    # the customer identity table and its match rates, after every source (docs/importing.md)
+    assert set(identity.keys) == {dg.AssetKey(["raw", "_customer_identity"]), dg.AssetKey(["raw", "_identity_match"])}
     for a in ingest_defs.assets:
-        assert a.group_names_by_key[a.key] == "ingest"
+        assert set(a.group_names_by_key.values()) == {"ingest"}
         assert a.op.pool == "duckdb_writer"
     checks = [next(iter(c.check_keys)) for c in ingest_defs.asset_checks]
     assert [(k.asset_key, k.name) for k in checks] == [(key, "ledger_balanced") for key in keys]
@@ -52,7 +55,8 @@ def test_definitions_shape():
     defs = dg.Definitions(assets=ingest_defs.assets, asset_checks=ingest_defs.asset_checks,
                           jobs=ingest_defs.jobs, sensors=ingest_defs.sensors)
     job = defs.resolve_job_def("ingest_job")
-    assert len(job.asset_layer.executable_asset_keys) == 8
+    # one per source, and the customer identity table with its match rates
+    assert len(job.asset_layer.executable_asset_keys) == 8 + 2
 
 
 def test_materialize_all_sources_with_checks(data_dir):
@@ -72,7 +76,7 @@ def test_materialize_all_sources_with_checks(data_dir):
     assert len(evaluations) == 8 and all(e.passed for e in evaluations)
     mats = {m.asset_key.path[-1]: m.metadata for m in result.get_asset_materialization_events()
             for m in [m.event_specific_data.materialization]}
-    assert set(mats) == set(SOURCE_NAMES)
+    assert set(mats) == set(SOURCE_NAMES) | {"_customer_identity", "_identity_match"}
     orders = mats["orders"]
     assert orders["files"].value == 1 and orders["rows_read"].value == 2
     assert orders["rows_loaded"].value == 1 and orders["rows_quarantined"].value == 1

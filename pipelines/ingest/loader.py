@@ -28,7 +28,7 @@ import errno
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,6 +135,9 @@ def ingest(
     `landing` and `warehouse` default to `pipelines.config.settings()` read now. `progress`
     is called with each file's result as soon as it is done. `reload=True` ignores the ledger
     and loads every file again (a new version of each row; staging keeps the latest).
+    Platform folders are imported after the contract folders (one result per file and target
+    source; `pipelines.importers`); a full ingest (`sources` None) then recomputes the
+    customer identity tables.
     Returns one FileResult per file seen, in load order.
     """
     s = settings()
@@ -152,15 +155,30 @@ def ingest(
                 results.append(result)
                 if progress is not None:
                     progress(result)
+        # Platform folders (shopify/, woocommerce/, ...) and folders with a _mapping.yaml:
+        # each file mapped onto the contract sources it feeds (pipelines/importers).
+        from pipelines.importers import ingest_platforms
+
+        results += ingest_platforms(con, landing, names, reload=reload, progress=progress)
+        if sources is None:  # a full ingest: which platform keys are one customer (docs/importing.md)
+            from pipelines.importers.identity import resolve
+
+            resolve(con)
     finally:
         con.close()
     return results
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, landing: Path, reload: bool = False,
+    plan: _Plan | None = None, sha256: Future | None = None,
 ) -> FileResult:
-    """Load one file of `src` in its own transaction and record it in the ledger."""
+    """Load one file of `src` in its own transaction and record it in the ledger.
+
+    `plan`: how to read the file's rows for `src`, when that is not the contract's own
+    layout (a platform export mapped by `pipelines.importers`); None reads it by format.
+    `sha256`: the file's hash already being computed (one file feeding several sources).
+    """
     t0 = time.perf_counter()
     rel = path.relative_to(landing).as_posix()
     stat = FileStat.of(path)
@@ -169,16 +187,16 @@ def ingest_file(
         [src.name, rel, stat.size, stat.mtime],
     ).fetchone():
         return FileResult(src.name, rel, "unchanged", size=stat.size)
-    fmt = file_format(path)
+    fmt = plan.fmt if plan is not None else file_format(path)
     started = _utcnow()
     load_id = con.execute("SELECT nextval('raw._load_id_seq')").fetchone()[0]
     # The sha256 decides whether the content is new, but nearly every file that gets this far
     # is: load it while a thread hashes it (hashlib and DuckDB both release the GIL), and roll
     # the load back in the rare case the content turns out to be known.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = pool.submit(sha256_of, path)
+        hashing = sha256 if sha256 is not None else pool.submit(sha256_of, path)
         try:
-            result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload)
+            result = _load(con, src, path, rel, fmt, stat, load_id, started, hashing, reload, plan=plan)
         except BaseException as exc:
             # Whatever failed, the file's transaction is gone before anything else runs on the
             # connection (DuckDB refuses every statement on an aborted transaction).
@@ -356,6 +374,11 @@ class _Plan:
     pre_reason: list[str] = field(default_factory=list)  # WHEN branches checked first
     pre_good: list[str] = field(default_factory=list)  # what a row passing pre_reason satisfies
     duplicate_names_ok: bool = False  # JSON keys may vary in case between lines
+    # Platform imports (pipelines/importers): the name each contract column has in the
+    # platform's file, shown in quarantine messages and `column_name`; and the format label
+    # recorded in the ledger (e.g. `shopify/orders_csv`).
+    labels: dict[str, str] = field(default_factory=dict)
+    fmt: str | None = None
 
 
 def _duck_error(exc: duckdb.Error, name: str, path: Path | None = None) -> FileRejected:
@@ -599,7 +622,8 @@ def _validation_sql(
                 text = _trimmed(text)
         values.append(f"{text} AS {v}")
         typed.append(f"{typed_sql(col, v)} AS {q(col.name)}")
-        cs = column_sql(col, v, q(col.name), now)
+        label = plan.labels.get(col.name)
+        cs = column_sql(col if label is None else replace(col, name=label), v, q(col.name), now)
         branches += cs.checks
         if cs.good:
             goods.append(cs.good)
@@ -698,7 +722,8 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, path: Path, size: int, good: in
 
 
 def _prepare(
-    con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat, now: datetime
+    con: duckdb.DuckDBPyConnection, src: Source, path: Path, fmt: str | None, stat: FileStat, now: datetime,
+    plan: _Plan | None = None,
 ):
     """Before the transaction: the plan and its validation SELECT. Raises FileRejected.
 
@@ -707,6 +732,9 @@ def _prepare(
     the row's position, from a staged copy), or None (Parquet and JSON rows carry theirs).
     """
     name = path.name
+    if plan is not None:  # a platform file already read and mapped: its rows carry their numbers
+        known, extras = _map_columns(plan, src, name)
+        return plan, [plan.names[i] for i in extras], _validation_sql(plan, src, known, extras, now), None
     if fmt is None:
         raise FileRejected(
             "unsupported_format",
@@ -756,6 +784,7 @@ def _load(
     started: datetime,
     hashing: Future,
     reload: bool,
+    plan: _Plan | None = None,
 ) -> FileResult:
     """Load one file in one transaction. Raises FileRejected or _KnownContent (rolled back).
 
@@ -766,7 +795,7 @@ def _load(
     cost a full extra copy of every file.
     """
     # Date bounds relative to now (`now+1d`) are resolved once per file, at its load time.
-    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat, started)
+    plan, extra_names, sql, numbering = _prepare(con, src, path, fmt, stat, started, plan)
     table = f"raw.{q(src.name)}"
     cols = ", ".join(q(c) for c in src.column_names)
     this_load = f"(_load_id = {load_id} OR _load_id = {-load_id})"

@@ -7,6 +7,8 @@
 | `raw._quarantine` | row that broke the contract, with its raw record and a reason |
 | `raw._rejected_files` | file that could not be loaded at all |
 | `raw._warnings` | optional value that was nulled on load (invalid optional email/phone/country) |
+| `raw._customer_identity` | customer key → retain customer id (recomputed by `pipelines.importers.identity`) |
+| `raw._identity_match` | source and platform: rows matched to a shop customer, rows unmatched |
 """
 
 from __future__ import annotations
@@ -78,6 +80,31 @@ BOOKKEEPING_DDL = [
 ]
 
 
+#: The identity tables (docs/importing.md): rewritten whole by `pipelines.importers.identity.resolve`
+#: after a full ingest; created here, empty, so dbt's `identity` source exists in every warehouse.
+IDENTITY_DDL = [
+    """CREATE TABLE IF NOT EXISTS raw._customer_identity (
+        customer_key VARCHAR NOT NULL,
+        platform VARCHAR NOT NULL,
+        platform_customer_id VARCHAR,
+        email_normalised VARCHAR,
+        phone_e164 VARCHAR,
+        customer_id VARCHAR NOT NULL,
+        is_shop_customer BOOLEAN NOT NULL,
+        resolved_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS raw._identity_match (
+        source VARCHAR NOT NULL,
+        platform VARCHAR NOT NULL,
+        rows BIGINT NOT NULL,
+        matched BIGINT NOT NULL,
+        unmatched BIGINT NOT NULL,
+        match_rate DOUBLE,
+        resolved_at TIMESTAMP NOT NULL
+    )""",
+]
+
+
 def source_table_ddl(src: Source) -> str:
     """CREATE TABLE for `raw.<source>`: contract columns typed, then the lineage columns."""
     cols = [f"{q(c.name)} {c.duckdb_type}" for c in src.columns]
@@ -91,7 +118,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     A column added to the contract later is added to the existing table (NULL for rows loaded
     before); a changed type is not migrated silently but raises with what to do.
     """
-    for ddl in BOOKKEEPING_DDL:
+    for ddl in BOOKKEEPING_DDL + IDENTITY_DDL:
         con.execute(ddl)
     existing: dict[str, dict[str, str]] = {}
     for table, column, dtype in con.execute(

@@ -5,11 +5,12 @@ Exports the lists `pipelines/definitions.py` collects: `assets`, `asset_checks`,
 """
 
 from pipelines.defs.ingest.assets import GROUP, POOL, ingest_assets, ingest_checks, ingest_job, raw_key
+from pipelines.defs.ingest.identity import customer_identity
 from pipelines.defs.ingest.sensor import build_landing_sensor, scan_landing
 
 landing_sensor = build_landing_sensor(ingest_job)
 
-assets = list(ingest_assets)
+assets = [*ingest_assets, customer_identity]
 asset_checks = list(ingest_checks)
 sensors = [landing_sensor]
 jobs = [ingest_job]

@@ -20,6 +20,7 @@ import dagster as dg
 
 from pipelines.config import settings
 from pipelines.contract import SOURCE_NAMES
+from pipelines.importers.driver import import_folders, platform_files
 from pipelines.ingest import landing_files
 
 SETTLE_ENV = "RETAIN_LANDING_SETTLE_SECONDS"
@@ -43,22 +44,24 @@ def scan_landing(previous: dict[str, list[int]], settle: float, now: float | Non
     changed: dict[str, list[int]] = {}
     cursor: dict[str, list[int]] = {}
     settling: list[str] = []
-    for name in SOURCE_NAMES:
-        for path in landing_files(landing, name):
-            try:
-                st = path.stat()
-            except FileNotFoundError:  # moved away between listing and stat
-                continue
-            rel = path.relative_to(landing).as_posix()
-            if now - st.st_mtime < settle:
-                settling.append(rel)
-                if rel in previous:
-                    cursor[rel] = previous[rel]
-                continue
-            fingerprint = [st.st_size, st.st_mtime_ns]
-            cursor[rel] = fingerprint
-            if previous.get(rel) != fingerprint:
-                changed[rel] = fingerprint
+    # contract folders, then platform folders (shopify/, ...) and folders with a _mapping.yaml
+    paths = [p for name in SOURCE_NAMES for p in landing_files(landing, name)]
+    paths += [p for folder in import_folders(landing) for p in platform_files(folder)]
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # moved away between listing and stat
+            continue
+        rel = path.relative_to(landing).as_posix()
+        if now - st.st_mtime < settle:
+            settling.append(rel)
+            if rel in previous:
+                cursor[rel] = previous[rel]
+            continue
+        fingerprint = [st.st_size, st.st_mtime_ns]
+        cursor[rel] = fingerprint
+        if previous.get(rel) != fingerprint:
+            changed[rel] = fingerprint
     return changed, cursor, settling
 
 
