@@ -43,9 +43,14 @@ def audit_log_path() -> Path:
 
 
 def _private_dir(path: Path) -> None:
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    """Create `path` and any missing parent owner-only (0700), whatever the process umask."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def record(action: str, who: dict, path: Path | None = None, **details) -> dict:
