@@ -410,10 +410,13 @@ def dashboard(
 def audit(
     user: Annotated[str | None, typer.Option(help="Only entries whose user contains this text.")] = None,
     action: Annotated[
-        str | None, typer.Option(help="Only this action: contact_view, download, session_start, access_denied.")
+        str | None, typer.Option(help="Only this action: contact_view, contact_search, download, session_start, "
+                           "access_denied.")
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only entries at or after this date (YYYY-MM-DD).")] = None,
-    customer: Annotated[str | None, typer.Option(help="Only contact views of this customer id.")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="Only contact views and searches that showed this customer id.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -440,7 +443,7 @@ def audit(
     for e in entries:
         if e.get("action") == "download":
             what = f"{e.get('play')} · {e.get('format')} · {e.get('file_name')}"
-        elif e.get("action") == "contact_view":
+        elif e.get("action") in ("contact_view", "contact_search"):
             what = ", ".join(e.get("customer_ids") or [])
         else:
             what = str(e.get("reason") or e.get("page") or e.get("text") or "")
