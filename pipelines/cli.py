@@ -173,11 +173,19 @@ def ingest(
     for name in source or []:
         if name not in SOURCE_NAMES:
             _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
+    import duckdb
+
     from pipelines.ingest import format_summary
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    results = run_ingest(sources=source or None)
+    try:
+        results = run_ingest(sources=source or None)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        _fail(f"the warehouse {settings().warehouse} is busy (a run is writing to it, or the dashboard is reading "
+              f"it for a moment): try again shortly. {exc}")
     console.print(format_summary(results))
 
 

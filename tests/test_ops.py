@@ -117,3 +117,12 @@ def test_dbt_waits_for_a_lock_held_for_a_moment(read_by_the_dashboard, monkeypat
     release.wait()
     assert "Connection test: [OK connection ok]" in out.stdout, out.stdout[-2000:]
     assert time.monotonic() - started >= 2
+
+
+def test_retain_ingest_by_hand_says_the_warehouse_is_busy(read_by_the_dashboard):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = CliRunner().invoke(app, ["ingest"])
+    assert out.exit_code == 1 and "is busy" in out.output, out.output
