@@ -327,6 +327,11 @@ def test_customer_360_finds_a_customer_by_email_prefix_in_the_warehouse(use_data
     assert len(searches) == 1 and customer["customer_id"] in searches[0]["customer_ids"]
     assert searches[0]["search"] == "email_prefix" and searches[0]["rows"] == len(searches[0]["customer_ids"])
     assert prefix.lower() not in log.read_text().lower(), "the audit log names customers, not what was typed"
+    at.text_input(key="customer_search").set_value(customer["email"][0]).run()  # many matches: pick one
+    assert_clean(at)
+    options = [s for s in at.selectbox if s.key == "customer_pick"][0].options
+    assert len(options) > 1 and all("•••@" in o and " orders" in o for o in options), options[:3]
+    assert len(audit_entries(log, "contact_search")) == 2
 
 
 def test_an_email_prefix_search_needs_the_warehouse_a_whole_email_does_not(use_data, customer, tmp_path,

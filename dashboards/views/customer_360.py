@@ -67,7 +67,10 @@ if text.strip():
                    f"{' or an email starting with it' if who.can_see_contacts else ' or that email address'}.")
         st.stop()
     if len(matches) > 1:
-        labels = {r.customer_id: f"{r.customer_id} · {r.email or 'no email'} · {r.country or ''}"
+        # Masked emails of several matches often look alike: the country and order count tell them apart.
+        labels = {r.customer_id: " · ".join(str(x) for x in (
+                      r.customer_id, r.email or "no email", r.country,
+                      None if pd.isna(r.orders_count) else f"{int(r.orders_count)} orders") if x and not pd.isna(x))
                   for r in matches.itertuples()}
         customer_id = st.selectbox(f"{len(matches)} matches{' (first 20)' if len(matches) == 20 else ''}",
                                    list(labels), format_func=labels.get, key="customer_pick")
