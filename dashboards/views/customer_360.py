@@ -93,17 +93,22 @@ if not c.get("found"):
 
 p = dict(c["profile"])
 if reveal:
-    # Unmasked, from the warehouse, now; written to the audit log before it is shown.
-    try:
-        contacts = data.contact_details(customer_id)
-    except data.WarehouseUnavailable as exc:
-        contacts = None
-        st.warning(f"Contact details cannot be shown right now: {exc}.")
-    if contacts is not None:
-        # One entry per customer revealed; reruns of the same view (a click in the timeline) add none.
-        if st.session_state.get("_retain_contact_shown") != customer_id:
+    # Unmasked, from the warehouse, when the switch is turned on (or another customer is shown),
+    # written to the audit log before it is shown. Reruns of the same view (a click in the
+    # timeline) reuse what was read: no second warehouse read, no second entry.
+    held = st.session_state.get("_retain_contact_shown")
+    if held and held[0] == customer_id:
+        contacts = held[1]
+    else:
+        try:
+            contacts = data.contact_details(customer_id)
+        except data.WarehouseUnavailable as exc:
+            contacts = None
+            st.warning(f"Contact details cannot be shown right now: {exc}.")
+        if contacts is not None:
             signin.record("contact_view", customer_ids=[customer_id], rows=1, fields=sorted(contacts))
-            st.session_state["_retain_contact_shown"] = customer_id
+            st.session_state["_retain_contact_shown"] = (customer_id, contacts)
+    if contacts is not None:
         p.update(contacts)
 else:
     st.session_state.pop("_retain_contact_shown", None)
