@@ -411,7 +411,12 @@ def dashboard(
     shown = "localhost" if serve.mode == "oidc" and host in {"127.0.0.1", "localhost"} else host
     how = "sign-in through your identity provider" if serve.mode == "oidc" else "local mode, no sign-in"
     console.print(f"retain dashboard: [bold]http://{shown}:{port}[/]  ({how}; Ctrl+C to stop)")
-    raise typer.Exit(subprocess.call(serve.command, cwd=PROJECT_ROOT, env=serve.env))
+    # Become Streamlit (same process id) rather than wait for a child: a signal to stop `retain
+    # dashboard` (a service manager, a test) then stops the server instead of orphaning it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(PROJECT_ROOT)
+    os.execve(serve.command[0], serve.command, serve.env)
 
 
 @app.command()
