@@ -14,6 +14,7 @@ import duckdb
 from dagster import AssetExecutionContext
 
 from pipelines.config import settings
+from pipelines.defs.ml.assets import _connect
 from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
 from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
 
@@ -54,7 +55,7 @@ CHURN_SCORES_KEY = _churn_scores_key()
 def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
     """Build the outreach lists for the latest scores."""
     s = settings()
-    with duckdb.connect(str(s.warehouse)) as con:
+    with _connect() as con:  # a lock held for a moment (the dashboard reading) is retried
         summary = build_outreach_lists(con, as_of=s.as_of)
     context.log.info(
         f"outreach run {summary.run_id} for {summary.as_of_date}: {summary.listed} listed, "
