@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -163,6 +164,9 @@ def ingest(
 ) -> None:
     """Load new and changed landing files into raw.SOURCE, validating every row.
 
+    Like every writer it takes the warehouse writer slot first: during a run it waits for
+    the run's writer step to finish (and says so).
+
     Rows that break the data contract go to raw._quarantine with a reason; unreadable files
     to raw._rejected_files; every file gets a line in the raw._loads ledger. Files already
     loaded (same sha256) are skipped, so running it twice loads nothing the second time.
@@ -176,7 +180,8 @@ def ingest(
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    results = run_ingest(sources=source or None)
+    with _as_writer("retain ingest"):
+        results = run_ingest(sources=source or None)
     console.print(format_summary(results))
 
 
@@ -303,8 +308,9 @@ def status(data_dir: DataDirOption = None) -> None:
 
     _use_data_dir(data_dir)
     s = settings()
+    _print_runs_in_progress()
     recorded = read_run_status(s.published)
-    if not recorded:
+    if not recorded or not recorded.get("last_run"):
         console.print("No run has finished yet: run `retain run`.")
         raise typer.Exit(0)
     for label in ("last_run", "last_success"):
@@ -342,6 +348,27 @@ def status(data_dir: DataDirOption = None) -> None:
     console.print(f"published snapshot: {snap.name if snap else 'none yet'}")
     for line in _freshness_lines(recorded, snap):
         console.print(line)
+
+
+def _print_runs_in_progress() -> None:
+    """Runs in progress (job, pid, started, step), after cleaning up the ones whose process died."""
+    import dagster as dg
+
+    from pipelines.publish import read_run_status
+    from pipelines.runs import active_runs, recover_dead_runs
+
+    with dg.DagsterInstance.get() as instance:
+        recover_dead_runs(instance, say=None)
+        running = active_runs(instance)
+    for info in running:
+        state = "[yellow]in progress[/]" if info.alive is not False else "[red]dead[/]"
+        console.print(f"[bold]running[/]: {state} · {info.describe()}")
+    for info in read_run_status(settings().published).get("recovered", [])[:3]:
+        step = f" during step {info['step']}" if info.get("step") else ""
+        console.print(
+            f"[bold]cleaned up[/]: run {info['run_id'][:8]} ({info['job']}, pid {info['pid']}) died{step}; "
+            f"marked failed and its writer slot freed at {info['recovered_at']}"
+        )
 
 
 def _freshness_lines(recorded: dict, snapshot: Path | None) -> list[str]:
@@ -410,6 +437,15 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 
+@contextmanager
+def _as_writer(purpose: str):
+    """Hold the warehouse writer slot (shared with every Dagster writer step) and stop cleanly on signals."""
+    from pipelines.runs import StopGuard, writer_slot
+
+    with StopGuard(), writer_slot(purpose):
+        yield
+
+
 def _warehouse_connection(read_only: bool = False):
     import duckdb
 
@@ -442,7 +478,7 @@ def train(
     _use_data_dir(data_dir)
     from ml.train import train as run_train
 
-    with _warehouse_connection() as con:
+    with _as_writer("retain train"), _warehouse_connection() as con:
         result = run_train(
             con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
         )
@@ -461,7 +497,7 @@ def score(
     _use_data_dir(data_dir)
     from ml.score import score as run_score
 
-    with _warehouse_connection() as con:
+    with _as_writer("retain score"), _warehouse_connection() as con:
         scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
     tiers = scores["risk_tier"].value_counts()
     scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
@@ -531,7 +567,7 @@ def export(
     if fmt != "all" and fmt not in FORMATS:
         _fail(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)} or all")
     target = out or settings().exports
-    with _warehouse_connection() as con:
+    with _warehouse_connection(read_only=True) as con:  # exporting only reads the warehouse
         try:
             results = run_export(con, play, fmt, target, run_id=run_id)
         except (ExportError, OutreachInputError, LookupError) as exc:

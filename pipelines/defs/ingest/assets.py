@@ -13,6 +13,7 @@ from dagster import AssetExecutionContext
 from pipelines.config import settings
 from pipelines.contract import Source, load_contract
 from pipelines.ingest import FileResult, ingest
+from pipelines.runs import pause_point
 
 GROUP = "ingest"
 POOL = "duckdb_writer"
@@ -56,7 +57,11 @@ def _make_asset(src: Source) -> dg.AssetsDefinition:
         },
     )
     def _asset(context: AssetExecutionContext) -> dg.MaterializeResult:
-        results = ingest([src.name], progress=lambda r: _log(context, r))
+        def progress(r: FileResult) -> None:
+            _log(context, r)
+            pause_point("ingest")  # test hook: a run killed between two files of a load
+
+        results = ingest([src.name], progress=progress)
         loaded = [r for r in results if r.status == "loaded"]
         rejected = [r for r in results if r.status == "rejected"]
         rows_read = sum(r.rows_read for r in results)

@@ -1,0 +1,325 @@
+"""Crash safety of runs, with real processes: `retain run` killed with SIGKILL, SIGTERM, SIGINT.
+
+Every test starts the real `retain` command as a subprocess on a small generated shop in its
+own data folder, and kills it with real signals at a known point: inside ingest and inside
+publish (the test hook `RETAIN_TEST_PAUSE_AT` parks the run there, holding the writer slot),
+and while its `dbt build` child is running (found in /proc). Nothing of retain is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CUSTOMERS = 300
+RETAIN = str(Path(sys.executable).with_name("retain"))
+#: Upper bound for one run of the small shop on a busy 2-core machine.
+RUN_TIMEOUT = 240
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_") and k != "DAGSTER_HOME"}
+    env.update(RETAIN_DATA_DIR=str(data_dir), RETAIN_WAIT_REPORT_SECONDS="1", **extra)
+    return env
+
+
+def _start(data_dir: Path, *args: str, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [RETAIN, *args], env=_env(data_dir, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"`retain` did not finish within {timeout} s\n{out[-3000:]}\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def _retain(data_dir: Path, *args: str, timeout: float = RUN_TIMEOUT, **extra: str) -> tuple[int, str, str]:
+    return _finish(_start(data_dir, *args, **extra), timeout)
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def dbt_processes(data_dir: Path) -> list[int]:
+    """Live dbt processes working for this data folder (their environment names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"/dbt") for part in cmdline[:2]) and (
+            f"RETAIN_DATA_DIR={data_dir}".encode() in environ
+        ) and _proc_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = RUN_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"`retain` ended (code {proc.returncode}) before {what}\n{out[-2000:]}\n{err[-3000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _wait_for_dbt(data_dir: Path, proc: subprocess.Popen) -> list[int]:
+    """Wait until the run's `dbt build` really runs (after its launcher exec'd dbt), then a bit more."""
+
+    def running() -> list[int]:
+        pids = dbt_processes(data_dir)
+        real = [p for p in pids if b"dagster/bin/dbt" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+        return real
+
+    pids = _wait_for(running, "dbt to start", proc)
+    time.sleep(1.5)  # dbt is connected to the warehouse and building
+    return pids
+
+
+def _kill9_at_pause(data_dir: Path, point: str, *args: str) -> subprocess.Popen:
+    proc = _start(data_dir, "run", *args, RETAIN_TEST_PAUSE_AT=point)
+    marker = data_dir / f"paused-{point}"
+    _wait_for(marker.exists, f"the run to pause in {point}", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    marker.unlink()
+    return proc
+
+
+def _counts(data_dir: Path, schemas=("raw", "marts")) -> dict[str, int]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables where table_schema in (select unnest(?)) "
+            "and table_type = 'BASE TABLE' order by 1, 2",
+            [list(schemas)],
+        ).fetchall()
+        return {f"{s}.{t}": con.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0] for s, t in tables}
+
+
+def _dagster_runs(data_dir: Path) -> list[dict]:
+    """Every run in the data folder's Dagster storage: id, job, status, tags and what its outreach steps did.
+
+    Read in a separate interpreter, like any other tool would, with the folder's environment.
+    """
+    code = r"""
+import json, dagster as dg
+from pipelines.config import export_environment
+export_environment()
+from pipelines.runs import WRITER_POOL
+with dg.DagsterInstance.get() as instance:
+    out = []
+    for run in instance.get_runs():
+        batches = {}
+        for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = r.asset_materialization
+            if "outreach_run_id" in mat.metadata:
+                batches[mat.asset_key.to_user_string()] = str(mat.metadata["outreach_run_id"].value)
+        out.append({"run_id": run.run_id, "job": run.job_name, "status": run.status.value,
+                    "tags": dict(run.tags), "batches": batches})
+    info = instance.event_log_storage.get_concurrency_info(WRITER_POOL)
+    print(json.dumps({"runs": out, "claimed": [s.run_id for s in info.claimed_slots],
+                      "pending": [p.run_id for p in info.pending_steps]}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], env=_env(data_dir), capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _new_shop(tmp_path_factory, name: str) -> Path:
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    code, out, err = _retain(data_dir, "generate", "--customers", str(CUSTOMERS), "--seed", "11")
+    assert code == 0, err
+    return data_dir
+
+
+# ---------------------------------------------------------------- kill -9 in every stage
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    """A shop whose runs were killed with SIGKILL in ingest, dbt and publish, then run once more.
+
+    A clean run of the same shop in another folder runs alongside, for comparison.
+    """
+    data_dir = _new_shop(tmp_path_factory, "crash")
+    clean_dir = tmp_path_factory.mktemp("clean") / "data"
+    shutil.copytree(data_dir / "landing", clean_dir / "landing")
+    clean = _start(clean_dir, "run")
+    seen: dict = {}
+
+    _kill9_at_pause(data_dir, "ingest")
+
+    proc = _start(data_dir, "run")
+    dbt = _wait_for_dbt(data_dir, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and dbt_processes(data_dir):
+        time.sleep(0.1)
+    seen["dbt_after_kill"] = dbt_processes(data_dir)
+    seen["dbt_pids"] = dbt
+    code, seen["status_after_dbt_kill"], _ = _retain(data_dir, "status")
+
+    _kill9_at_pause(data_dir, "publish")
+    seen["temporaries_after_publish_kill"] = sorted(p.name for p in (data_dir / "published").glob(".snapshot-*"))
+
+    started = time.monotonic()
+    seen["final"] = _retain(data_dir, "run")
+    seen["final_seconds"] = time.monotonic() - started
+    seen["temporaries_after_final"] = sorted(p.name for p in (data_dir / "published").glob(".snapshot-*"))
+    seen["clean"] = _finish(clean)
+    seen["runs"] = _dagster_runs(data_dir)
+    seen["status"] = json.loads((data_dir / "published" / "status.json").read_text())
+    return data_dir, clean_dir, seen
+
+
+def test_the_next_run_after_kill_9_completes_without_help(crashed):
+    data_dir, _, seen = crashed
+    code, out, err = seen["final"]
+    assert code == 0, f"{out[-2000:]}\n{err[-3000:]}"
+    assert "full_job succeeded" in out
+    assert "Traceback" not in err
+    assert seen["final_seconds"] < RUN_TIMEOUT
+    runs = seen["runs"]
+    # the killed runs were marked failed by the runs after them, and nothing holds the writer slot
+    statuses = [r["status"] for r in runs["runs"]]
+    assert statuses.count("FAILURE") == 3, runs["runs"]
+    assert statuses.count("SUCCESS") == 1
+    assert not runs["claimed"] and not runs["pending"]
+    killed = [r for r in runs["runs"] if r["status"] == "FAILURE"]
+    assert all(r["tags"]["retain/pid"].isdigit() and r["tags"]["retain/process_start"] for r in killed)
+    # status.json keeps what was cleaned up
+    recovered = seen["status"]["recovered"]
+    assert {r["run_id"] for r in recovered} == {r["run_id"] for r in killed}
+    assert any(r["step"] == "retain_dbt_models" for r in recovered)
+    assert "cleaned up" in seen["status_after_dbt_kill"] and "retain_dbt_models" in seen["status_after_dbt_kill"]
+
+
+def test_nothing_is_lost_or_duplicated(crashed):
+    data_dir, clean_dir, seen = crashed
+    code, out, err = seen["clean"]
+    assert code == 0, err[-3000:]
+    assert _counts(data_dir) == _counts(clean_dir)
+    assert _counts(data_dir)["marts.fct_orders"] > 0
+
+
+def test_no_dbt_survives_kill_9_of_retain(crashed):
+    _, _, seen = crashed
+    assert seen["dbt_pids"], "the run was killed while dbt was running"
+    assert seen["dbt_after_kill"] == [], "dbt kept running after retain was killed"
+
+
+def test_a_killed_publish_leaves_temporaries_that_the_next_publish_removes(crashed):
+    _, _, seen = crashed
+    assert any(n.endswith(".duckdb.tmp") for n in seen["temporaries_after_publish_kill"])
+    assert seen["temporaries_after_final"] == []
+
+
+# ---------------------------------------------------------------- SIGTERM, SIGINT
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_the_run_and_its_dbt(tmp_path_factory, sig):
+    data_dir = _new_shop(tmp_path_factory, f"stop-{sig.name}")
+    proc = _start(data_dir, "run")
+    _wait_for_dbt(data_dir, proc)
+    sent = time.monotonic()
+    os.kill(proc.pid, sig)
+    code, out, err = _finish(proc, timeout=30)
+    assert time.monotonic() - sent < 20
+    assert code == 128 + sig, err[-3000:]
+    assert f"{sig.name} received" in err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert dbt_processes(data_dir) == []
+    status = json.loads((data_dir / "published" / "status.json").read_text())
+    assert status["last_run"]["success"] is False
+    assert "stopped by a signal" in status["last_run"]["error"]
+    runs = _dagster_runs(data_dir)
+    assert [r["status"] for r in runs["runs"]] == ["FAILURE"]
+    assert not runs["claimed"] and not runs["pending"]
+
+
+# ---------------------------------------------------------------- two runs, and ingest during a run
+
+
+@pytest.fixture(scope="module")
+def built(crashed):
+    """The crash test's folder: built, with a trained model (for daily runs)."""
+    data_dir, _, seen = crashed
+    assert seen["final"][0] == 0
+    return data_dir
+
+
+def test_two_runs_at_once_each_export_their_own_list(built):
+    first = _start(built, "run", "--job", "daily_job")
+    time.sleep(0.5)
+    second = _start(built, "run", "--job", "daily_job")
+    for proc in (first, second):
+        code, out, err = _finish(proc)
+        assert code == 0, f"{out[-2000:]}\n{err[-3000:]}"
+        assert "Traceback" not in err
+    runs = [r for r in _dagster_runs(built)["runs"] if r["job"] == "daily_job" and r["status"] == "SUCCESS"]
+    assert len(runs) == 2
+    for run in runs:
+        batches = run["batches"]
+        assert batches["exports/crm_exports"] == batches["exports/outreach_lists"], run
+    assert runs[0]["batches"]["exports/outreach_lists"] != runs[1]["batches"]["exports/outreach_lists"]
+
+
+def test_ingest_during_a_runs_dbt_step_waits_then_loads(built, tmp_path):
+    # one more day of files, made aside and dropped into landing while the run's dbt step runs
+    scratch = tmp_path / "landing"
+    shutil.copytree(built / "landing", scratch)
+    code, out, err = _retain(built, "generate", "--next-day", "--out", str(scratch))
+    assert code == 0, err
+    new_files = [p for p in scratch.rglob("increment-*") if p.is_file()]
+    assert new_files
+    run = _start(built, "run", "--job", "daily_job")
+    _wait_for_dbt(built, run)
+    for path in new_files:
+        target = built / "landing" / path.relative_to(scratch)
+        shutil.copyfile(path, target.with_name(f".{target.name}.part"))
+        os.replace(target.with_name(f".{target.name}.part"), target)
+    code, out, err = _retain(built, "ingest")
+    assert code == 0, f"{out}\n{err}"
+    assert "Traceback" not in err
+    assert "waiting" in err and "writer slot" in err, err
+    assert "daily_job" in err and "retain_dbt_models" in err, err
+    code, out_run, err_run = _finish(run)
+    assert code == 0, err_run[-3000:]
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        loaded = con.execute(
+            "select count(*) from raw._loads where file_path like '%increment-%' and status = 'loaded'"
+        ).fetchone()[0]
+    assert loaded == len(new_files)
