@@ -132,6 +132,8 @@ class RunInfo:
         proc = where if self.pid else "no process recorded"
         step = f", step {self.step}" if self.step else ""
         since = f", since {self.started_at}" if self.started_at else ""
+        if self.run_id.startswith(CLI_HOLDER_PREFIX):
+            return f"`{self.job}` ({proc}{since})"
         return f"run {self.run_id[:8]} ({self.job}, {proc}{step}{since})"
 
 
