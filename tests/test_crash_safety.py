@@ -367,3 +367,43 @@ def test_leftover_snapshot_temporaries_go_unless_a_live_process_writes_them(tmp_
     assert removed == {names["dead"], names["dead_wal"], names["old_closed"]}
     assert (tmp_path / names["live"]).exists() and (tmp_path / names["old_open"]).exists()
     assert (tmp_path / "snapshot-20261206T080000000000Z.duckdb").exists()
+
+
+def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_one(tmp_path, monkeypatch):
+    """Deterministic twin of the two-runs test: run A builds lists, run B builds newer ones, then A's exports."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._core.utils import make_new_run_id
+
+    from pipelines.config import settings
+    from pipelines.defs.outreach import asset_checks, assets
+    from pipelines.defs.outreach.assets import CRM_EXPORTS_KEY, OUTREACH_LISTS_KEY, run_outreach_batch
+    from tests.test_exports import export_world
+    from tests.test_outreach import make_warehouse
+
+    for var in ("RETAIN_WAREHOUSE", "RETAIN_EXPORTS", "RETAIN_AS_OF", "RETAIN_PLAYBOOK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))
+    s = settings()
+    s.warehouse.parent.mkdir(parents=True)
+    make_warehouse(s.warehouse, export_world()).close()
+    everything = [*assets, *asset_checks]
+
+    def batch(result, node: str) -> str:
+        return str(result.asset_materializations_for_node(node)[0].metadata["outreach_run_id"].value)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_a = dg.materialize(everything, selection=[OUTREACH_LISTS_KEY], instance=instance)
+        run_b = dg.materialize(everything, instance=instance)
+        a_batch, b_batch = batch(run_a, "exports__outreach_lists"), batch(run_b, "exports__outreach_lists")
+        assert a_batch != b_batch
+        assert batch(run_b, "exports__crm_exports") == b_batch
+        assert run_outreach_batch(instance, instance.get_run_by_id(run_a.run_id)) == a_batch
+        # A's exports step, re-executed in a child run (Dagster's retry from the failed step)
+        retry = DagsterRun(job_name=run_a.dagster_run.job_name, run_id=make_new_run_id(),
+                           parent_run_id=run_a.run_id, root_run_id=run_a.run_id)
+        instance.add_run(retry)
+        assert run_outreach_batch(instance, retry) == a_batch
+        # a run of the exports alone exports the last outreach batch built (B's)
+        exports_only = dg.materialize(everything, selection=[CRM_EXPORTS_KEY], instance=instance)
+        assert batch(exports_only, "exports__crm_exports") == b_batch
