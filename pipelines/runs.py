@@ -337,7 +337,8 @@ class SlotWatcher:
         self.instance, self.run_id, self.every, self.pool = instance, run_id, every, pool
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="retain-slot-watcher", daemon=True)
-        self._since: float | None = None
+        self._said: float | None = None
+        self._first_seen: dict[str, float] = {}  # Dagster re-enqueues a blocked step now and then
 
     def __enter__(self) -> SlotWatcher:
         self._thread.start()
@@ -348,27 +349,31 @@ class SlotWatcher:
         self._thread.join(timeout=5)
 
     def _watch(self) -> None:
-        while not self._stop.wait(min(self.every, 2.0) if self._since is None else self.every):
+        while not self._stop.wait(1.0):
             with contextlib.suppress(Exception):  # a report must never break the run
                 self.check()
 
     def check(self) -> None:
-        """Report and recover if this run has a step waiting for the pool."""
+        """Report (every `every` seconds) and recover dead holders while a step of this run waits for the pool."""
         info = self.instance.event_log_storage.get_concurrency_info(self.pool)
-        waiting = [p.step_key for p in info.pending_steps if p.run_id == self.run_id and not p.assigned_timestamp]
-        if not waiting:
-            self._since = None
+        waiting = [p for p in info.pending_steps if p.run_id == self.run_id and not p.assigned_timestamp]
+        if not waiting or self.run_id in info.active_run_ids:  # none, or waiting for its own other step
+            self._said = None
+            self._first_seen.clear()
             return
-        now = time.monotonic()
-        if self._since is None:
-            self._since = now
-            return  # a slot freed a moment ago is normal: say something only if it lasts
+        since = self._first_seen.setdefault(waiting[0].step_key, waiting[0].enqueued_timestamp.timestamp())
+        waited = time.time() - since
+        if waited < 2 or (self._said is not None and time.monotonic() - self._said < self.every):
+            return  # a slot handed over a moment ago is normal: speak only if the wait lasts
+        self._said = time.monotonic()
         holders = [h for h in pool_holders(self.instance, self.pool) if h.run_id != self.run_id]
         if any(h.alive is False for h in holders):
             recover_dead_runs(self.instance)
             return
-        who = "; ".join(h.describe() for h in holders) or "nobody (the slot is being handed over)"
-        _err(f"step {waiting[0]} waiting {now - self._since:.0f} s for the warehouse writer slot "
+        if not holders:
+            return  # free now: Dagster's next claim (it retries within 15 s) takes it
+        who = "; ".join(h.describe() for h in holders)
+        _err(f"step {waiting[0].step_key} waiting {waited:.0f} s for the warehouse writer slot "
              f"(pool {self.pool}), held by {who}")
 
 
@@ -409,7 +414,7 @@ def writer_slot(purpose: str, every: float = WAIT_REPORT_SECONDS, poll: float = 
                     if any(h.alive is False for h in holders):
                         recover_dead_runs(instance)
                         continue
-                    who = "; ".join(h.describe() for h in holders) or "nobody (the slot is being handed over)"
+                    who = "; ".join(h.describe() for h in holders) or "nobody: taking it now"
                     _err(f"{purpose}: waiting {said - started:.0f} s for the warehouse writer slot, held by {who}")
                 time.sleep(poll)
             if time.monotonic() - started >= every:
