@@ -180,7 +180,7 @@ def ingest(
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    with _as_writer("retain ingest"):
+    with _warehouse_turn("retain ingest"):
         results = run_ingest(sources=source or None)
     console.print(format_summary(results))
 
@@ -192,15 +192,13 @@ def quarantine(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show quarantined rows and rejected files: which file, row and column, and why."""
-    import duckdb
-
     from pipelines.ingest import quarantine_report
 
     _use_data_dir(data_dir)
     s = settings()
     if not s.warehouse.exists():
         _fail(f"no warehouse at {s.warehouse}: run `retain ingest` or `retain run` first")
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with _warehouse_turn("retain quarantine"), _warehouse_connection(read_only=True) as con:
         console.print(quarantine_report(con, source=source, limit=limit))
 
 
@@ -438,8 +436,12 @@ def ui(
 
 
 @contextmanager
-def _as_writer(purpose: str):
-    """Hold the warehouse writer slot (shared with every Dagster writer step) and stop cleanly on signals."""
+def _warehouse_turn(purpose: str):
+    """Hold the warehouse writer slot (shared with every Dagster writer step) and stop cleanly on signals.
+
+    Readers take it too: DuckDB lets no other process open the file, even read-only, while a
+    step writes, so they wait for the step (and say so) instead of failing on the lock.
+    """
     from pipelines.runs import StopGuard, writer_slot
 
     with StopGuard(), writer_slot(purpose):
@@ -478,7 +480,7 @@ def train(
     _use_data_dir(data_dir)
     from ml.train import train as run_train
 
-    with _as_writer("retain train"), _warehouse_connection() as con:
+    with _warehouse_turn("retain train"), _warehouse_connection() as con:
         result = run_train(
             con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
         )
@@ -497,7 +499,7 @@ def score(
     _use_data_dir(data_dir)
     from ml.score import score as run_score
 
-    with _as_writer("retain score"), _warehouse_connection() as con:
+    with _warehouse_turn("retain score"), _warehouse_connection() as con:
         scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
     tiers = scores["risk_tier"].value_counts()
     scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
@@ -516,7 +518,7 @@ def model(data_dir: DataDirOption = None) -> None:
     _use_data_dir(data_dir)
     from ml.card import model_card
 
-    with _warehouse_connection(read_only=True) as con:
+    with _warehouse_turn("retain model"), _warehouse_connection(read_only=True) as con:
         console.print(model_card(con, settings().models), markup=False, highlight=False)
 
 
@@ -567,7 +569,8 @@ def export(
     if fmt != "all" and fmt not in FORMATS:
         _fail(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)} or all")
     target = out or settings().exports
-    with _warehouse_connection(read_only=True) as con:  # exporting only reads the warehouse
+    # exporting only reads the warehouse, but DuckDB lets no other process open it while a step writes
+    with _warehouse_turn("retain export"), _warehouse_connection(read_only=True) as con:
         try:
             results = run_export(con, play, fmt, target, run_id=run_id)
         except (ExportError, OutreachInputError, LookupError) as exc:
