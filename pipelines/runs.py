@@ -415,10 +415,10 @@ def writer_slot(purpose: str, every: float = WAIT_REPORT_SECONDS, poll: float = 
                         recover_dead_runs(instance)
                         continue
                     who = "; ".join(h.describe() for h in holders) or "nobody: taking it now"
-                    _err(f"{purpose}: waiting {said - started:.0f} s for the warehouse writer slot, held by {who}")
+                    _err(f"`{purpose}` waiting {said - started:.0f} s for the warehouse writer slot, held by {who}")
                 time.sleep(poll)
             if time.monotonic() - started >= every:
-                _err(f"{purpose}: got the warehouse writer slot after {time.monotonic() - started:.0f} s")
+                _err(f"`{purpose}` got the warehouse writer slot after {time.monotonic() - started:.0f} s")
             yield
         finally:
             release()

@@ -407,3 +407,39 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
         # a run of the exports alone exports the last outreach batch built (B's)
         exports_only = dg.materialize(everything, selection=[CRM_EXPORTS_KEY], instance=instance)
         assert batch(exports_only, "exports__crm_exports") == b_batch
+
+
+def test_a_writer_outside_dagster_is_waited_for_and_recovered_when_killed(tmp_path):
+    """`retain ingest` waits for another holder of the writer slot, and takes over from a dead one."""
+    data_dir = tmp_path / "data"
+    hold = (
+        "import sys, time\n"
+        "from pipelines.config import export_environment\n"
+        "export_environment()\n"
+        "from pipelines.runs import writer_slot\n"
+        "with writer_slot('test holder'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(float(sys.argv[1]))\n"
+    )
+
+    def holder(seconds: float) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", hold, str(seconds)], env=_env(data_dir),
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    polite = holder(6)
+    code, out, err = _retain(data_dir, "ingest", timeout=120)
+    assert polite.wait(timeout=30) == 0
+    assert code == 0, err
+    assert "waiting" in err and "`test holder`" in err and "got the warehouse writer slot" in err, err
+
+    dead = holder(600)
+    os.kill(dead.pid, signal.SIGKILL)
+    dead.wait()
+    started = time.monotonic()
+    code, out, err = _retain(data_dir, "ingest", timeout=120)
+    assert code == 0, err
+    assert "died; marked failed and its writer slot freed" in err, err
+    assert time.monotonic() - started < 60
+    assert not list((data_dir / "dagster" / "holders").iterdir())
