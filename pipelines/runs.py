@@ -507,7 +507,7 @@ class StopGuard:
             os._exit(128 + signum)
         self._stopping = True
         name = signal.Signals(signum).name
-        _err(f"{name} received: stopping" + (" dbt and" if self.child_groups else "") + " this run")
+        _err(f"{name} received: stopping" + (" (and killing dbt)" if self.child_groups else ""))
         self.kill_children()
         # the actions touch Dagster's storage; never let them keep the process alive
         threading.Timer(15.0, lambda: os._exit(128 + signum)).start()
