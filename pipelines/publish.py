@@ -27,6 +27,10 @@ Two ways to build the new file:
   the warehouse afterwards (tables only: counting the timeline view costs seconds, and the
   periodic full publish rebuilds it anyway).
 
+The new file is written as `.snapshot-<utc>-<pid>.duckdb.tmp` and renamed when complete. A
+publish killed midway (`kill -9`) leaves it behind; the next publish removes such leftovers
+(and their `.wal`) unless their process still runs.
+
 DuckDB's memory for publishing is capped at `RETAIN_DUCKDB_MEMORY_LIMIT` (default 4GB); it
 spills to a temporary folder next to the new snapshot beyond that.
 
