@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -196,6 +197,9 @@ def ingest(
 ) -> None:
     """Load new and changed landing files into raw.SOURCE, validating every row.
 
+    Like every writer it takes the warehouse writer slot first: during a run it waits for
+    the run's writer step to finish (and says so).
+
     Rows that break the data contract go to raw._quarantine with a reason; unreadable files
     to raw._rejected_files; every file gets a line in the raw._loads ledger. Files already
     loaded (same sha256) are skipped, so running it twice loads nothing the second time.
@@ -214,24 +218,24 @@ def ingest(
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    try:
-        results = run_ingest(sources=source or None)
-    except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            raise
-        _fail(f"the warehouse {settings().warehouse} is busy (a run is writing to it, or the dashboard is reading "
-              f"it for a moment): try again shortly. {exc}")
+    from pipelines.importers.identity import match_rates
+    from pipelines.importers.report import format_match_rates
+
+    rates = []
+    with _warehouse_turn("retain ingest"):
+        try:
+            results = run_ingest(sources=source or None)
+            if not source:  # how many rows of each source belong to a shop customer
+                with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+                    rates = match_rates(con)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            _fail(f"the warehouse {settings().warehouse} is busy (the dashboard or another program is reading it "
+                  f"for a moment): try again shortly. {exc}")
     console.print(format_summary(results))
-    if not source:
-        import duckdb
-
-        from pipelines.importers.identity import match_rates
-        from pipelines.importers.report import format_match_rates
-
-        with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-            rates = match_rates(con)
-        if rates:
-            console.print(format_match_rates(rates))
+    if rates:
+        console.print(format_match_rates(rates))
 
 
 @app.command()
@@ -241,15 +245,13 @@ def quarantine(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show quarantined rows and rejected files: which file, row and column, and why."""
-    import duckdb
-
     from pipelines.ingest import quarantine_report
 
     _use_data_dir(data_dir)
     s = settings()
     if not s.warehouse.exists():
         _fail(f"no warehouse at {s.warehouse}: run `retain ingest` or `retain run` first")
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with _warehouse_turn("retain quarantine"), _warehouse_connection(read_only=True) as con:
         console.print(quarantine_report(con, source=source, limit=limit))
 
 
@@ -357,8 +359,9 @@ def status(data_dir: DataDirOption = None) -> None:
 
     _use_data_dir(data_dir)
     s = settings()
+    _print_runs_in_progress()
     recorded = read_run_status(s.published)
-    if not recorded:
+    if not recorded or not recorded.get("last_run"):
         console.print("No run has finished yet: run `retain run`.")
         raise typer.Exit(0)
     for label in ("last_run", "last_success"):
@@ -396,6 +399,27 @@ def status(data_dir: DataDirOption = None) -> None:
     console.print(f"published snapshot: {snap.name if snap else 'none yet'}")
     for line in _freshness_lines(recorded, snap):
         console.print(line)
+
+
+def _print_runs_in_progress() -> None:
+    """Runs in progress (job, pid, started, step), after cleaning up the ones whose process died."""
+    import dagster as dg
+
+    from pipelines.publish import read_run_status
+    from pipelines.runs import active_runs, recover_dead_runs
+
+    with dg.DagsterInstance.get() as instance:
+        recover_dead_runs(instance, say=None)
+        running = active_runs(instance)
+    for info in running:
+        state = "[yellow]in progress[/]" if info.alive is not False else "[red]dead[/]"
+        console.print(f"[bold]running[/]: {state} · {info.describe()}")
+    for info in read_run_status(settings().published).get("recovered", [])[:3]:
+        step = f" during step {info['step']}" if info.get("step") else ""
+        console.print(
+            f"[bold]cleaned up[/]: run {info['run_id'][:8]} ({info['job']}, pid {info['pid']}) died{step}; "
+            f"marked failed and its writer slot freed at {info['recovered_at']}"
+        )
 
 
 def _freshness_lines(recorded: dict, snapshot: Path | None) -> list[str]:
@@ -524,6 +548,19 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 
+@contextmanager
+def _warehouse_turn(purpose: str):
+    """Hold the warehouse writer slot (shared with every Dagster writer step) and stop cleanly on signals.
+
+    Readers take it too: DuckDB lets no other process open the file, even read-only, while a
+    step writes, so they wait for the step (and say so) instead of failing on the lock.
+    """
+    from pipelines.runs import StopGuard, writer_slot
+
+    with StopGuard(), writer_slot(purpose):
+        yield
+
+
 def _warehouse_connection(read_only: bool = False):
     import duckdb
 
@@ -556,7 +593,7 @@ def train(
     _use_data_dir(data_dir)
     from ml.train import train as run_train
 
-    with _warehouse_connection() as con:
+    with _warehouse_turn("retain train"), _warehouse_connection() as con:
         result = run_train(
             con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
         )
@@ -575,7 +612,7 @@ def score(
     _use_data_dir(data_dir)
     from ml.score import score as run_score
 
-    with _warehouse_connection() as con:
+    with _warehouse_turn("retain score"), _warehouse_connection() as con:
         scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
     tiers = scores["risk_tier"].value_counts()
     scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
@@ -594,7 +631,7 @@ def model(data_dir: DataDirOption = None) -> None:
     _use_data_dir(data_dir)
     from ml.card import model_card
 
-    with _warehouse_connection(read_only=True) as con:
+    with _warehouse_turn("retain model"), _warehouse_connection(read_only=True) as con:
         console.print(model_card(con, settings().models), markup=False, highlight=False)
 
 
@@ -645,7 +682,8 @@ def export(
     if fmt != "all" and fmt not in FORMATS:
         _fail(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)} or all")
     target = out or settings().exports
-    with _warehouse_connection() as con:
+    # exporting only reads the warehouse, but DuckDB lets no other process open it while a step writes
+    with _warehouse_turn("retain export"), _warehouse_connection(read_only=True) as con:
         try:
             results = run_export(con, play, fmt, target, run_id=run_id)
         except (ExportError, OutreachInputError, LookupError) as exc:

@@ -27,6 +27,10 @@ Two ways to build the new file:
   the warehouse afterwards (tables only: counting the timeline view costs seconds, and the
   periodic full publish rebuilds it anyway).
 
+The new file is written as `.snapshot-<utc>-<pid>.duckdb.tmp` and renamed when complete. A
+publish killed midway (`kill -9`) leaves it behind; the next publish removes such leftovers
+(and their `.wal`) unless their process still runs.
+
 DuckDB's memory for publishing is capped at `RETAIN_DUCKDB_MEMORY_LIMIT` (default 4GB); it
 spills to a temporary folder next to the new snapshot beyond that.
 
@@ -53,6 +57,7 @@ import duckdb
 
 from pipelines.config import duckdb_memory_limit
 from pipelines.privacy import make_private, published_select
+from pipelines.runs import pause_point
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +104,7 @@ CHANGE_SOURCES = (
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two processes may write at once
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -162,7 +167,9 @@ def publish(
     published_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = published_dir / f"snapshot-{stamp}.duckdb"
-    tmp = published_dir / f".snapshot-{stamp}.duckdb.tmp"
+    remove_stale_temporaries(published_dir)
+    # the writer's pid in the name: a later publish can tell a live writer's file from a leftover
+    tmp = published_dir / f".snapshot-{stamp}-{os.getpid()}.duckdb.tmp"
     own = con is None
     con = con or duckdb.connect(str(warehouse))
     old_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
@@ -209,6 +216,40 @@ def publish(
     _atomic_write_text(published_dir / CURRENT_FILE, final.name + "\n")
     _prune(published_dir, keep, final)
     return PublishResult(final, result.mode, result.reason, result.changed_customers, time.perf_counter() - started)
+
+
+def _tmp_writer_alive(path: Path) -> bool:
+    """Whether the process that named this temporary snapshot (`.snapshot-<stamp>-<pid>.duckdb.tmp`) runs.
+
+    A name without a pid (written before pids were part of it) counts as alive while any
+    process has the file open.
+    """
+    stem = path.name.removesuffix(".wal").removesuffix(".duckdb.tmp")
+    pid = stem.rsplit("-", 1)[-1]
+    if pid.isdigit() and len(stem.split("-")) == 3:
+        return int(pid) != os.getpid() and Path(f"/proc/{pid}").exists()
+    target = str(path.resolve())
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                return True
+    return False
+
+
+def remove_stale_temporaries(published_dir: Path) -> list[Path]:
+    """Delete `.snapshot-*.duckdb.tmp` (and `.wal`) files left by a publish that was killed.
+
+    Files that a live process is still writing are kept. Returns what was removed.
+    """
+    removed = []
+    for path in sorted(published_dir.glob(".snapshot-*.duckdb.tmp*")):
+        if not path.name.endswith((".duckdb.tmp", ".duckdb.tmp.wal")) or _tmp_writer_alive(path):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+            log.warning("removed %s, left by a publish that did not finish", path.name)
+    return removed
 
 
 def _detach_quietly(con: duckdb.DuckDBPyConnection) -> None:
@@ -325,6 +366,7 @@ def _publish_full(
         else:
             con.execute(f"create table {_q(schema, table, 'snap')} as select {_select(con, schema, table)} "
                         f"from {_q(schema, table)}")
+        pause_point("publish")  # test hook: a run killed while writing the snapshot
     _write_info(con, _snapshot_info(state, "full", 0, run_info, len(tables), reason))
     con.execute("detach snap")
     return PublishResult(tmp, "full", reason)
@@ -522,6 +564,14 @@ def record_run_status(published_dir: Path, status: dict) -> None:
     if status.get("success"):
         data["last_success"] = status
     _atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def update_run_status(published_dir: Path, **entries) -> None:
+    """Set top-level entries of status.json (e.g. `recovered`), keeping the rest."""
+    published_dir.mkdir(parents=True, exist_ok=True)
+    data = read_run_status(published_dir)
+    data.update(entries)
+    _atomic_write_text(published_dir / STATUS_FILE, json.dumps(data, indent=2, default=str))
 
 
 def read_run_status(published_dir: Path) -> dict:

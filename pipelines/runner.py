@@ -19,6 +19,7 @@ import dagster as dg
 from pipelines.config import export_environment
 from pipelines.progress import PeakMemory, progress_logger, set_stream
 from pipelines.publish import record_run_status
+from pipelines.runs import SlotWatcher, StopGuard, process_tags, recover_dead_runs
 
 
 @dataclass
@@ -201,23 +202,49 @@ def run_job(
     """Execute `job` in-process on the project's Dagster instance and record the outcome.
 
     Progress goes to stderr, one line per step (`verbose` adds Dagster's engine events).
+    Before the run starts, runs whose process died are marked failed and their writer slots
+    freed; the run records its process in its tags; while a step waits for the writer slot
+    the run says who holds it; SIGTERM and SIGINT stop it, and dbt with it (`pipelines.runs`).
     """
+    from dagster._core.utils import make_new_run_id
+
     s = export_environment()
     from pipelines.definitions import defs  # after export_environment: dbt reads the env at import
 
     started = datetime.now(UTC)
     job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
     set_stream(os.fdopen(os.dup(2), "w", buffering=1))
-    with dg.DagsterInstance.get() as instance, PeakMemory() as memory:
-        result = job_def.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            tags=tags or {},
-            run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
-        )
+    run_id = make_new_run_id()
+    with dg.DagsterInstance.get() as instance, StopGuard() as guard, PeakMemory() as memory:
+        recover_dead_runs(instance)
+        guard.on_stop(lambda: _stopped(instance, run_id, job, started, s.published))
+        with SlotWatcher(instance, run_id):
+            result = job_def.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                raise_on_error=False,
+                tags={**process_tags(), **(tags or {})},
+                run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
+            )
         records = instance.all_logs(result.run_id)
     summary = summarise(
         records, result.success, result.run_id, defs.resolve_asset_graph(), job, started, memory.peaks
     )
     record_run_status(s.published, summary.as_status())
     return summary
+
+
+def _stopped(instance: dg.DagsterInstance, run_id: str, job: str, started: datetime, published) -> None:
+    """A signal stops the run: mark it failed, free its slots, record it (the process exits next)."""
+    from pipelines.runs import current_step
+
+    run = instance.get_run_by_id(run_id)
+    step = current_step(instance, run_id) if run is not None else None
+    message = "stopped by a signal (SIGTERM or SIGINT)" + (f" during step {step}" if step else "")
+    if run is not None and not run.is_finished:
+        instance.report_run_failed(run, message=f"retain was {message}; dbt and every step it started were killed.")
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    record_run_status(
+        published,
+        RunSummary(run_id, job, False, started.isoformat(), datetime.now(UTC).isoformat(), [], message).as_status(),
+    )

@@ -8,6 +8,8 @@
   blocking check, and a failed `dbt build` fails the step, so the churn model and the exports
   downstream do not run on data that broke a test. `warn` tests report without blocking.
 - The step runs in the `duckdb_writer` pool: one writer on the warehouse at a time.
+- dbt runs in its own process group and dies with the process that runs the step, even on
+  `kill -9` (`pipelines.runs.dbt_launcher`); SIGTERM/SIGINT of `retain` kill it too.
 - The daily job (`daily_job`: schedule and landing sensor) leaves the unit tests out (they
   check model logic on fixed rows, not the data; CI and every other job run them) and scopes
   the data tests of incremental models to the rows the run wrote (`macros/test_scope.sql`).
@@ -15,9 +17,11 @@
 """
 
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +31,7 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
+from pipelines.runs import StopGuard, dbt_launcher
 
 #: dbt layers, which are also the warehouse schemas and the Dagster group names.
 LAYERS = ("staging", "intermediate", "marts")
@@ -100,8 +105,13 @@ class DbtBuildConfig(dg.Config):
 def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> Iterator[Any]:
     """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
     dbt_environment()  # RETAIN_WAREHOUSE must be absolute before dbt reads profiles.yml
+    # dbt must never outlive this process: it runs through a launcher that gives it its own
+    # process group and kills it when its parent dies (pipelines/runs.py)
+    os.environ["RETAIN_DBT_PARENT_PID"] = str(os.getpid())
     dbt = DbtCliResource(
-        project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir), dbt_executable=dbt_executable()
+        project_dir=dbt_project,
+        profiles_dir=str(dbt_project.profiles_dir),
+        dbt_executable=dbt_launcher(dbt_executable()),
     )
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
     if dbt_vars := config.dbt_vars():
@@ -116,7 +126,18 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
     rows = "rows written by this run" if scope == "run" else "all rows"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
     invocation = dbt.cli(args, context=context)
-    yield from invocation.stream()
+    guard = StopGuard.current()
+    if guard is not None:  # SIGTERM / SIGINT of retain kill dbt's process group
+        guard.child_groups.add(invocation.process.pid)
+    try:
+        yield from invocation.stream()
+    finally:
+        if guard is not None:
+            guard.child_groups.discard(invocation.process.pid)
+        if invocation.process.poll() is None:  # the step failed or was interrupted mid-stream
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(invocation.process.pid, signal.SIGKILL)
+            invocation.process.wait()
     _keep_partial_parse(invocation.target_path)
 
 

@@ -14,6 +14,7 @@ from pipelines.config import settings
 from pipelines.contract import Source, load_contract
 from pipelines.defs.ml.assets import retry_if_locked
 from pipelines.ingest import FileResult, ingest
+from pipelines.runs import pause_point
 
 GROUP = "ingest"
 POOL = "duckdb_writer"
@@ -57,8 +58,12 @@ def _make_asset(src: Source) -> dg.AssetsDefinition:
         },
     )
     def _asset(context: AssetExecutionContext) -> dg.MaterializeResult:
+        def progress(r: FileResult) -> None:
+            _log(context, r)
+            pause_point("ingest")  # test hook: a run killed between two files of a load
+
         with retry_if_locked():  # the warehouse is opened first: a lock held for a moment is retried
-            results = ingest([src.name], progress=lambda r: _log(context, r))
+            results = ingest([src.name], progress=progress)
         loaded = [r for r in results if r.status == "loaded"]
         rejected = [r for r in results if r.status == "rejected"]
         rows_read = sum(r.rows_read for r in results)

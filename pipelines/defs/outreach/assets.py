@@ -1,5 +1,9 @@
 """Dagster assets for outreach: the lists after each scoring run, then every CRM export.
 
+The exports (and the check between them) work on the batch the same Dagster run built,
+read from the run's own event log (`run_outreach_batch`): with two runs at once, "the
+newest batch" may be the other run's.
+
 The work is done by `pipelines.outreach` (plain Python); these assets only open the warehouse,
 call it and report what happened as metadata.
 """
@@ -93,10 +97,11 @@ def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
     ),
 )
 def crm_exports(context: AssetExecutionContext) -> dg.MaterializeResult:
-    """Export the latest outreach run in every format."""
+    """Export this run's outreach batch in every format."""
     s = settings()
+    batch = run_outreach_batch(context.instance, context.run, context.log)
     with duckdb.connect(str(s.warehouse), read_only=True) as con:
-        results = export(con, "all", "all", s.exports)
+        results = export(con, "all", "all", s.exports, run_id=batch)
     written = [r for r in results if not r.skipped]
     rows = "\n".join(
         f"| {r.play} | {r.format} | {r.rows} | {r.added} | {r.changed} | {r.removed} |" for r in written
@@ -121,12 +126,13 @@ def crm_exports(context: AssetExecutionContext) -> dg.MaterializeResult:
     name="one_play_and_no_suppressed_customer",
     blocking=True,
     pool="duckdb_writer",
-    description="In the latest run no customer is in two plays, and no suppressed customer is listed.",
+    description="In this run's outreach batch no customer is in two plays, and no suppressed customer is listed.",
 )
-def outreach_lists_check() -> dg.AssetCheckResult:
-    """Fail (and stop the exports) if the latest run breaks the one-play or suppression rules."""
+def outreach_lists_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Fail (and stop the exports) if this run's batch breaks the one-play or suppression rules."""
+    batch = run_outreach_batch(context.instance, context.run, context.log)
     with duckdb.connect(str(settings().warehouse), read_only=True) as con:
-        run_id = latest_run_id(con)
+        run_id = batch or latest_run_id(con)
         if run_id is None:
             return dg.AssetCheckResult(passed=False, metadata={"problem": "no outreach run"})
         dupes, suppressed_listed = con.execute(
@@ -142,6 +148,35 @@ def outreach_lists_check() -> dg.AssetCheckResult:
         metadata={"outreach_run_id": run_id, "customers_in_two_plays": dupes,
                   "suppressed_but_listed": suppressed_listed},
     )
+
+
+def run_outreach_batch(instance: dg.DagsterInstance, run: dg.DagsterRun, log=None) -> str | None:
+    """The outreach batch (`exports.runs.run_id`) that this Dagster run's outreach step built.
+
+    Two runs at once must each export their own lists, never "the newest": the batch id is
+    read from this run's own materialization of `exports/outreach_lists` (or, for a re-run
+    from a failed step, from the run it re-executes). A run that did not build lists (only
+    the exports selected) exports the batch of the last successful outreach step.
+    """
+    seen: set[str] = set()
+    current: dg.DagsterRun | None = run
+    while current is not None and current.run_id not in seen:
+        seen.add(current.run_id)
+        batch = None
+        for record in instance.all_logs(current.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = record.asset_materialization
+            if mat is not None and mat.asset_key == OUTREACH_LISTS_KEY and "outreach_run_id" in mat.metadata:
+                batch = str(mat.metadata["outreach_run_id"].value)
+        if batch:
+            return batch
+        current = instance.get_run_by_id(current.parent_run_id) if current.parent_run_id else None
+    latest = instance.get_latest_materialization_event(OUTREACH_LISTS_KEY)
+    mat = latest.asset_materialization if latest is not None else None
+    if mat is not None and "outreach_run_id" in mat.metadata:
+        if log is not None:
+            log.info("this run built no outreach lists: using the last materialized batch")
+        return str(mat.metadata["outreach_run_id"].value)
+    return None
 
 
 def _file_problem(path: Path, sha256: str) -> str | None:
