@@ -192,7 +192,7 @@ def summarise(
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         stages=sorted(stages.values(), key=order),
-        error=error,
+        error=None if success else error,  # a retried step that then succeeded is no error
     )
 
 
