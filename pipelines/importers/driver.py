@@ -35,9 +35,19 @@ from pipelines.importers.mapping import (
     Target,
     mappings_for,
 )
-from pipelines.importers.reader import ROWS, Staged, detect_csv, ensure_stage, file_kind, stage_csv, stage_json
+from pipelines.importers.reader import (
+    ROWS,
+    SIDE,
+    Staged,
+    detect_csv,
+    ensure_stage,
+    file_kind,
+    stage_csv,
+    stage_json,
+    stage_siblings,
+)
 from pipelines.ingest.files import FileRejected, FileStat, is_in_flight, sha256_of
-from pipelines.ingest.loader import FileResult, _Plan, _record, ingest_file
+from pipelines.ingest.loader import REASON_TYPE, FileResult, _Plan, _record, ingest_file
 from pipelines.ingest.rules import lit, q
 
 #: ISO 8601 with a Z, what every converted time becomes (the loader reads it as UTC).
@@ -113,7 +123,8 @@ def column_expr(cm: ColumnMap, ctype: str, cols: Columns, mapping: Mapping) -> s
 
 
 def plan_for(
-    mapping: Mapping, target: Target, cols: Columns, record_filter: str | None, header: list[str] | None
+    mapping: Mapping, target: Target, cols: Columns, record_filter: str | None, header: list[str] | None,
+    take_bad: bool = True,
 ) -> _Plan:
     """Compile one target of a mapping into the loader's `_Plan` over the staged rows.
 
@@ -124,22 +135,25 @@ def plan_for(
     names, raw, labels = [], [], {}
     exprs = []
     scope = cols
-    base = ROWS
+    rows = lookup_rows(mapping)
+    base = rows
+    if mapping.lookups:
+        scope = Columns("json", record=cols.record, aliases={lk.name: q(lk.name) for lk in mapping.lookups})
     if target.explode:
         path, alias = target.explode
-        scope = Columns("json", record=cols.record, aliases={alias: q(alias)})
+        scope = Columns("json", record=cols.record, aliases={**scope.aliases, alias: q(alias)})
         arr = f"json_extract(_rec, {lit('$.' + path)})"
         is_array = f"json_type({arr}) = 'ARRAY'"
         base = (f"(SELECT *, unnest(CASE WHEN {is_array} THEN {arr}::JSON[] ELSE [] END) AS {q(alias)}, "
                 f"unnest(CASE WHEN {is_array} THEN range(1, json_array_length({arr})::BIGINT + 1) ELSE [] END) "
-                f"AS {q(alias + '_n')} FROM {ROWS} WHERE _bad IS NULL)")
+                f"AS {q(alias + '_n')} FROM {rows} WHERE _bad IS NULL)")
     for i, cm in enumerate(target.columns):
         names.append(cm.name)
         raw.append(f"k{i}")
         labels[cm.name] = cm.label
         exprs.append(f"{column_expr(cm, src.column(cm.name).type, scope, mapping)} AS k{i}")
     wheres = []
-    primary = target is mapping.primary_target and not target.explode
+    primary = take_bad and target is mapping.primary_target and not target.explode
     if record_filter:
         wheres.append(record_filter)
     if target.where:
@@ -161,14 +175,46 @@ def plan_for(
         order = "_row DESC" if target.pick == "last" else "_row"
         qualify = (f" QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, {key}, "
                    f"CASE WHEN ({key}) IS NULL THEN _row END ORDER BY {order}) = 1")
+    rules = " ".join(
+        f"WHEN _bad IS NULL AND COALESCE(({scope.render(r.when)}), FALSE) THEN {{'code': {lit(r.code)}, "
+        f"'col': {lit(r.column)}, 'msg': {scope.render_text(r.message)}}}"
+        for r in target.quarantine
+    )
+    rule_sql = f"CASE {rules} END" if rules else "NULL"
     from_sql = (f"(SELECT {', '.join(exprs)}, _row, _bad, "
-                f"CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END AS _record FROM {base} WHERE {cond}{qualify})")
+                f"CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END AS _record, "
+                f"({rule_sql})::{REASON_TYPE} AS _rule FROM {base} WHERE {cond}{qualify})")
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
     return _Plan(
         names=names, raw=raw, from_sql=from_sql, record_sql="COALESCE(_record, _bad)", row_sql="_row",
-        pre_reason=[malformed], pre_good=["_bad IS NULL"], labels=labels, fmt=mapping.name,
+        pre_reason=[malformed, "WHEN _rule IS NOT NULL THEN _rule"], pre_good=["_bad IS NULL", "_rule IS NULL"],
+        labels=labels, fmt=mapping.name,
     )
+
+
+def _key_sql(x: str) -> str:
+    """SQL: a lookup key as text, `7253394974479.0` (an id written as a float) as `7253394974479`."""
+    return f"regexp_replace(trim(({x})::VARCHAR), '\\.0$', '')"
+
+
+def lookup_rows(mapping: Mapping) -> str:
+    """The staged rows, each with a column per lookup holding the record it refers to (or NULL)."""
+    if not mapping.lookups:
+        return ROWS
+    others = (f"(SELECT _stream AS _part, _rec FROM {ROWS} WHERE _stream IS NOT NULL AND _bad IS NULL "
+              f"UNION ALL SELECT _part, _rec FROM {SIDE})")
+    row_scope = Columns("json", record="r._rec")
+    joins, picks = [], []
+    for i, lk in enumerate(mapping.lookups):
+        key = _key_sql(Columns("json", record="_rec").render(lk.key))
+        parts = ", ".join(lit(s) for s in lk.sources)
+        joins.append(
+            f"LEFT JOIN (SELECT {key} AS _k, any_value(_rec) AS _v FROM {others} WHERE _part IN ({parts}) "
+            f"GROUP BY 1) l{i} ON l{i}._k = {_key_sql(row_scope.render(lk.on))}"
+        )
+        picks.append(f"l{i}._v AS {q(lk.name)}")
+    return f"(SELECT r.*, {', '.join(picks)} FROM {ROWS} r {' '.join(joins)})"
 
 
 def union_plans(plans: list[_Plan]) -> _Plan:
@@ -180,7 +226,7 @@ def union_plans(plans: list[_Plan]) -> _Plan:
     for p in plans:
         exprs = [f"{p.raw[p.names.index(n)]} AS u{i}" if n in p.names else f"NULL::VARCHAR AS u{i}"
                  for i, n in enumerate(allnames)]
-        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, _record FROM {p.from_sql}")
+        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, _record, _rule FROM {p.from_sql}")
     labels = {}
     for p in plans:
         labels.update(p.labels)
@@ -238,9 +284,11 @@ def read_file(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping
 def target_plans(staged: Staged) -> dict[str, _Plan]:
     """Contract source -> plan, over every kind the file holds."""
     by_source: dict[str, list[_Plan]] = {}
+    # unreadable lines are quarantined once: in the first kind (of several Airbyte streams) with a target
+    first = next((m for m, _ in staged.kinds if m.targets), None)
     for mapping, record_filter in staged.kinds:
         for t in mapping.targets:
-            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header)
+            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header, take_bad=mapping is first)
             by_source.setdefault(t.source, []).append(plan)
     return {s: union_plans(ps) for s, ps in by_source.items()}
 
@@ -286,16 +334,46 @@ def ingest_platform_file(
                            sha256=sha, size=stat.size, seconds=time.perf_counter() - t0)]
     results = []
     try:
+        siblings = _stage_lookup_siblings(con, folder, path, staged)
         plans = target_plans(staged)
+        if not plans:  # read only through other kinds' lookups
+            users = sorted({m.title for m in mappings for lk in m.lookups for s in lk.sources
+                            if s in staged.kinds[0][0].detect_streams})
+            message = (f"{staged.rows} records, read with {', '.join(users) or 'other files'} of the same folder "
+                       "(not a contract source of their own)")
+            sha = sha256_of(path)
+            load_id = _record(con, SimpleNamespace(name=platform), rel, stat, sha, staged.kinds[0][0].name, "loaded",
+                              started, message)
+            return [FileResult(platform, rel, "loaded", load_id=load_id, rows_read=staged.rows, message=message,
+                               sha256=sha, size=stat.size, seconds=time.perf_counter() - t0)]
         for name in [s for s in SOURCE_NAMES if s in plans and s in sources]:
             result = ingest_file(con, source(name), path, landing, reload=reload, plan=plans[name])
             if staged.ignored and result.status == "loaded":
                 result.message = "ignored Airbyte streams without an importer: " + ", ".join(
                     f"{s} ({n} records)" for s, n in staged.ignored.items())
+            if siblings and result.status == "loaded":
+                used = "; ".join(f"{n} from {', '.join(fs)}" for n, fs in siblings.items())
+                result.message = "; ".join(filter(None, [result.message, "looked up " + used]))
             results.append(result)
     finally:
         ensure_stage(con)
     return results
+
+
+def _stage_lookup_siblings(
+    con: duckdb.DuckDBPyConnection, folder: Path, path: Path, staged: Staged
+) -> dict[str, list[str]]:
+    """Stage the lookup records the file does not hold itself from the folder's other files."""
+    wanted = list(dict.fromkeys(s for m, _ in staged.kinds for lk in m.lookups for s in lk.sources))
+    if not wanted:
+        return {}
+    have = {n for (n,) in con.execute(
+        f"SELECT DISTINCT _stream FROM {ROWS} WHERE _stream IS NOT NULL UNION SELECT DISTINCT _part FROM {SIDE}"
+    ).fetchall()}
+    missing = [n for n in wanted if n not in have]
+    if not missing:
+        return {}
+    return stage_siblings(con, [p for p in platform_files(folder) if p != path], missing)
 
 
 def _reject_all(

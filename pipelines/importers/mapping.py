@@ -15,7 +15,15 @@ Column expressions are SQL with `{Platform column}` placeholders:
   column the file lacks is NULL (list it in `detect.columns` to require it).
 - JSON: `{customer.id}` is the text at that path of the record; in a target with
   `explode: {path: line_items, as: item}`, `{item.price}` is the element's field and
-  `{item#}` the element's 1-based position.
+  `{item#}` the element's 1-based position; with a lookup named `profile` (below),
+  `{profile.attributes.email}` is a field of the record it found.
+
+Lookups (JSON) join a record to another record of the same file: an Airbyte stream
+(`users` in a Zendesk file), an array the API page sideloads next to its records
+(`included` of a Klaviyo page, `metric_sets` of a Zendesk page), or, when the file has none,
+the same stream or array in the other files of the folder. Target `quarantine` rules send
+rows matching a condition to quarantine with the mapping's own reason (a value outside the
+platform's scale, a record that is not an answer).
 """
 
 from __future__ import annotations
@@ -45,9 +53,11 @@ USER_MAPPING_GLOB = "_mapping*.y*ml"
 PLACEHOLDER = re.compile(r"\{(?![0-9, ]*\})([^{}]+)\}")
 
 _TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets",
-             "source", "lost", "version"}
+             "source", "lost", "version", "lookups"}
 _COLUMN_KEYS = {"sql", "from", "values", "default", "format", "label", "timezone", "customer"}
-_TARGET_KEYS = {"where", "one_row_per", "pick", "explode", "columns", "primary"}
+_TARGET_KEYS = {"where", "one_row_per", "pick", "explode", "columns", "primary", "quarantine"}
+_LOOKUP_KEYS = {"from", "key", "on"}
+_RULE_KEYS = {"when", "code", "column", "message"}
 
 
 class MappingError(ValueError):
@@ -69,6 +79,26 @@ class ColumnMap:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """Another record of the same file (or folder) that a JSON record refers to."""
+
+    name: str  # alias: `{name.path}` in column templates
+    sources: tuple[str, ...]  # Airbyte stream names / sideloaded array keys holding the records
+    key: str  # SQL template over the looked-up record: its key
+    on: str  # SQL template over the row: the key it refers to
+
+
+@dataclass(frozen=True)
+class QuarantineRule:
+    """Rows matching `when` are quarantined with this reason instead of loaded."""
+
+    when: str  # SQL template (true: quarantine)
+    code: str
+    column: str  # platform column named in the reason
+    message: str  # text; `{placeholders}` are replaced by the row's values
+
+
+@dataclass(frozen=True)
 class Target:
     """One contract source a platform file feeds."""
 
@@ -79,6 +109,7 @@ class Target:
     pick: str = "first"  # first | last: which platform row of a `one_row_per` group gives the values
     explode: tuple[str, str] | None = None  # (JSON path of the array, alias)
     primary: bool = False  # malformed platform rows are quarantined here (one target per file)
+    quarantine: tuple[QuarantineRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +129,7 @@ class Mapping:
     fill_down: tuple[str, tuple[str, ...]] | None = None  # (group column, columns filled from its first row)
     timezone: str = "shop"
     lost: str = ""
+    lookups: tuple[Lookup, ...] = ()  # json: other records joined by key (see the module docstring)
 
     @property
     def name(self) -> str:
@@ -116,7 +148,8 @@ class Mapping:
         """Every `{...}` reference of the mapping (CSV: the platform columns it reads)."""
         found: set[str] = set()
         for t in self.targets:
-            for text in [t.where, t.one_row_per, *(c.sql for c in t.columns)]:
+            rules = [x for r in t.quarantine for x in (r.when, r.message)]
+            for text in [t.where, t.one_row_per, *(c.sql for c in t.columns), *rules]:
                 if text:
                     found.update(PLACEHOLDER.findall(text))
         if self.fill_down:
@@ -236,7 +269,9 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
         fill_down = (str(fill["by"]), _strings(fill["columns"], path, "fill_down.columns"))
     tz = str(doc.get("timezone", "shop"))
     targets_doc = doc.get("targets")
-    if not isinstance(targets_doc, dict) or not targets_doc:
+    lookups = _lookups(doc.get("lookups"), path, fmt)
+    # `targets: {}`: a kind read only through other kinds' lookups (Zendesk ticket metrics)
+    if not isinstance(targets_doc, dict) or not (targets_doc or "targets" in doc):
         raise _fail(path, "targets", "expected one entry per contract source the file feeds")
     targets = []
     for src_name, tdoc in targets_doc.items():
@@ -268,14 +303,44 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
         targets.append(Target(
             source=src_name, columns=tuple(cols), where=tdoc.get("where"), one_row_per=tdoc.get("one_row_per"),
             pick=pick, explode=explode, primary=bool(tdoc.get("primary", False)),
+            quarantine=_rules(tdoc.get("quarantine"), path, f"targets.{src_name}.quarantine"),
         ))
     plat = str(doc.get("platform") or platform or path.parent.name)
     return Mapping(
         platform=plat, kind=str(doc.get("kind") or path.stem.lstrip("_")), title=str(doc.get("title") or path.stem),
         format=fmt, path=Path(path), targets=tuple(targets), detect_columns=d_cols, detect_keys=d_keys,
         detect_streams=d_streams, records=None if doc.get("records") is None else str(doc["records"]),
-        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""),
+        fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""), lookups=lookups,
     )
+
+
+def _lookups(spec, path: Path, fmt: str) -> tuple[Lookup, ...]:
+    if spec is None:
+        return ()
+    if fmt != "json" or not isinstance(spec, dict):
+        raise _fail(path, "lookups", "JSON only; expected name: {from: [streams or arrays], key: ..., on: ...}")
+    out = []
+    for name, lk in spec.items():
+        if isinstance(lk, dict) and True in lk:  # YAML 1.1 reads a bare `on:` key as true
+            lk = {("on" if k is True else k): v for k, v in lk.items()}
+        if not isinstance(lk, dict) or set(lk) != _LOOKUP_KEYS:
+            raise _fail(path, f"lookups.{name}", "expected from (stream / array names), key and on")
+        out.append(Lookup(str(name), _strings(lk["from"], path, f"lookups.{name}.from"), str(lk["key"]),
+                          str(lk["on"])))
+    return tuple(out)
+
+
+def _rules(spec, path: Path, where: str) -> tuple[QuarantineRule, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise _fail(path, where, "expected a list of {when, code, column, message}")
+    out = []
+    for i, r in enumerate(spec):
+        if not isinstance(r, dict) or set(r) != _RULE_KEYS:
+            raise _fail(path, f"{where}[{i}]", "expected when (SQL), code, column and message")
+        out.append(QuarantineRule(str(r["when"]), str(r["code"]), str(r["column"]), str(r["message"])))
+    return tuple(out)
 
 
 def builtin_mappings(platform: str) -> list[Mapping]:
@@ -330,3 +395,12 @@ class Columns:
     def render(self, template: str) -> str:
         """The template with every placeholder replaced by its SQL."""
         return PLACEHOLDER.sub(lambda m: "(" + self.ref(m.group(1)) + ")", template)
+
+    def render_text(self, template: str) -> str:
+        """SQL of a text with `{placeholders}` replaced by the row's values (blank when missing)."""
+        parts, pos = [], 0
+        for m in PLACEHOLDER.finditer(template):
+            parts += [lit(template[pos:m.start()]), f"coalesce(({self.ref(m.group(1))})::VARCHAR, '')"]
+            pos = m.end()
+        parts.append(lit(template[pos:]))
+        return "(" + " || ".join(parts) + ")"
