@@ -169,12 +169,14 @@ def plan_for(
         record = "_rec"
     qualify = ""
     if target.one_row_per:
-        # a contract column of the target (e.g. customer_id) or an SQL template
+        # a contract column of the target (e.g. customer_id) or an SQL template; column SQL may
+        # aggregate over the group as `_group` (`min(...) OVER (PARTITION BY _group)`)
         key = exprs[names.index(target.one_row_per)].rsplit(" AS ", 1)[0] if target.one_row_per in names \
             else scope.render(target.one_row_per)
+        base = f"(SELECT *, {key} AS _group FROM {base})"
         order = "_row DESC" if target.pick == "last" else "_row"
-        qualify = (f" QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, {key}, "
-                   f"CASE WHEN ({key}) IS NULL THEN _row END ORDER BY {order}) = 1")
+        qualify = (f" QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _group, "
+                   f"CASE WHEN _group IS NULL THEN _row END ORDER BY {order}) = 1")
     rules = " ".join(
         f"WHEN _bad IS NULL AND COALESCE(({scope.render(r.when)}), FALSE) THEN {{'code': {lit(r.code)}, "
         f"'col': {lit(r.column)}, 'msg': {scope.render_text(r.message)}}}"
