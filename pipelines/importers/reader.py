@@ -195,7 +195,15 @@ def _is_document(path: Path) -> bool:
     except ValueError:
         return start[:1] == b"{"  # a pretty-printed document spans lines
     rest = start[len(first):].strip()
-    return not rest  # one line holding one object: a document (an API page)
+    if not rest:  # one line holding one object: a document (an API page), unless an Airbyte record
+        try:
+            obj = json.loads(first)
+        except ValueError:
+            return True
+        airbyte = isinstance(obj, dict) and (
+            ("stream" in obj and isinstance(obj.get("data"), dict)) or obj.get("type") == "RECORD")
+        return not airbyte
+    return False
 
 
 def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping], platform: str) -> Staged:
