@@ -209,6 +209,12 @@ def lookup_rows(mapping: Mapping) -> str:
     row_scope = Columns("json", record="r._rec")
     joins, picks = [], []
     for i, lk in enumerate(mapping.lookups):
+        if lk.table:  # the latest version already loaded, as JSON
+            found = (f"SELECT {q(lk.key)} AS _k, arg_max(to_json(t), t._load_id) AS _v FROM raw.{q(lk.table)} t "
+                     "GROUP BY 1")
+            joins.append(f"LEFT JOIN ({found}) l{i} ON l{i}._k = ({row_scope.render(lk.on)})")
+            picks.append(f"l{i}._v AS {q(lk.name)}")
+            continue
         key = _key_sql(Columns("json", record="_rec").render(lk.key))
         parts = ", ".join(lit(s) for s in lk.sources)
         joins.append(

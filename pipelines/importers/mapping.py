@@ -21,7 +21,8 @@ Column expressions are SQL with `{Platform column}` placeholders:
 Lookups (JSON) join a record to another record of the same file: an Airbyte stream
 (`users` in a Zendesk file), an array the API page sideloads next to its records
 (`included` of a Klaviyo page, `metric_sets` of a Zendesk page), or, when the file has none,
-the same stream or array in the other files of the folder. Target `quarantine` rules send
+the same stream or array in the other files of the folder. A `table` lookup joins the latest
+row already loaded into a contract source (to merge a record spread over several files). Target `quarantine` rules send
 rows matching a condition to quarantine with the mapping's own reason (a value outside the
 platform's scale, a record that is not an answer).
 """
@@ -84,8 +85,9 @@ class Lookup:
 
     name: str  # alias: `{name.path}` in column templates
     sources: tuple[str, ...]  # Airbyte stream names / sideloaded array keys holding the records
-    key: str  # SQL template over the looked-up record: its key
+    key: str  # SQL template over the looked-up record: its key (`table`: a column of that source)
     on: str  # SQL template over the row: the key it refers to
+    table: str | None = None  # instead: the latest loaded row of this contract source (raw.<table>)
 
 
 @dataclass(frozen=True)
@@ -323,8 +325,15 @@ def _lookups(spec, path: Path, fmt: str) -> tuple[Lookup, ...]:
     for name, lk in spec.items():
         if isinstance(lk, dict) and True in lk:  # YAML 1.1 reads a bare `on:` key as true
             lk = {("on" if k is True else k): v for k, v in lk.items()}
+        if isinstance(lk, dict) and set(lk) == {"table", "key", "on"}:
+            contract = load_contract()
+            if lk["table"] not in contract or lk["key"] not in contract[lk["table"]].column_names:
+                raise _fail(path, f"lookups.{name}", "table: a contract source; key: one of its columns")
+            out.append(Lookup(str(name), (), str(lk["key"]), str(lk["on"]), table=str(lk["table"])))
+            continue
         if not isinstance(lk, dict) or set(lk) != _LOOKUP_KEYS:
-            raise _fail(path, f"lookups.{name}", "expected from (stream / array names), key and on")
+            raise _fail(path, f"lookups.{name}",
+                        "expected from (stream / array names), key and on; or table (a contract source), key and on")
         out.append(Lookup(str(name), _strings(lk["from"], path, f"lookups.{name}.from"), str(lk["key"]),
                           str(lk["on"])))
     return tuple(out)
