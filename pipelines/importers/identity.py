@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipelines.ingest.rules import q
+from pipelines.ingest.rules import lit, q
 
 #: Platforms whose customer ids are the shop's own: they win a group.
 SHOP_PLATFORMS = ("shopify", "woocommerce")
@@ -154,7 +154,7 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         for src in MATCHED_SOURCES:
             con.execute(
                 f"""INSERT INTO raw._identity_match
-                SELECT {q(src)} AS source, {plat} AS platform, count(*) AS rows,
+                SELECT {lit(src)} AS source, {plat} AS platform, count(*) AS rows,
                        count(*) FILTER (WHERE i.is_shop_customer) AS matched,
                        count(*) FILTER (WHERE i.is_shop_customer IS NOT TRUE) AS unmatched,
                        count(*) FILTER (WHERE i.is_shop_customer) / count(*) AS match_rate, ?
