@@ -361,13 +361,15 @@ def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: lis
             wanted = [n for n in names if f'"{n}"'.encode() in start]
             if not wanted:
                 continue
-            opener = gzip.open if is_compressed(f) else open
-            with opener(f, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-        except (OSError, UnicodeDecodeError, EOFError, FileRejected):
+            if _is_document(f):
+                reader = f"SELECT content AS line FROM read_text({lit(str(f))})"
+            else:  # JSON Lines, read by DuckDB (gzip included) without holding the file in Python
+                reader = (f"SELECT line FROM read_csv({lit(str(f))}, columns = {{'line': 'VARCHAR'}}, header = false, "
+                          f"auto_detect = false, delim = '\x01', quote = '', escape = '', "
+                          f"max_line_size = {BIG_LINE_LIMIT})")
+            con.execute(f"CREATE OR REPLACE TABLE {STAGE}._sib AS {reader}")
+        except (OSError, EOFError, FileRejected, duckdb.Error):
             continue
-        docs = [text] if _is_document(f) else text.splitlines()
-        con.execute(f"CREATE OR REPLACE TABLE {STAGE}._sib AS SELECT unnest(?::VARCHAR[]) AS line", [docs])
         for n in wanted:
             before = con.execute(f"SELECT count(*) FROM {SIDE}").fetchone()[0]
             k = lit("$." + n)
