@@ -182,6 +182,14 @@ def _read_start(path: Path, limit: int = 1 << 16) -> bytes:
         raise FileRejected("truncated_gzip", f"{path.name}: not a readable gzip file ({exc})") from exc
 
 
+def _first_line(path: Path) -> tuple[bytes, bytes]:
+    """The first line of a file (up to the longest line read) and the start of what follows it."""
+    opener = gzip.open if is_compressed(path) else open
+    with opener(path, "rb") as fh:
+        line = fh.readline(BIG_LINE_LIMIT)
+        return line.lstrip(b"\xef\xbb\xbf").strip(), fh.read(1 << 16).strip()
+
+
 def _is_document(path: Path) -> bool:
     """True if the file is one JSON value (an API page), False for JSON Lines."""
     start = _read_start(path).lstrip(b"\xef\xbb\xbf").lstrip()
@@ -190,11 +198,13 @@ def _is_document(path: Path) -> bool:
     if start[:1] == b"[":
         return True
     first = start.split(b"\n", 1)[0]
+    rest = start[len(first):].strip()
+    if first == start and len(start) >= 1 << 16:  # a first line longer than the start read (a page per line)
+        first, rest = _first_line(path)
     try:
         json.loads(first)
     except ValueError:
         return start[:1] == b"{"  # a pretty-printed document spans lines
-    rest = start[len(first):].strip()
     if not rest:  # one line holding one object: a document (an API page), unless an Airbyte record
         try:
             obj = json.loads(first)
