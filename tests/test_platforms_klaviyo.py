@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime as dt
 
 from tests import platform_imports
 from tests.platform_imports import (
+    FIXTURES,
     balanced,
     counts,
     idempotent,
@@ -94,3 +96,13 @@ def test_real_sample_placeholder_metric_is_quarantined_naming_it(data):
          "Klaviyo metric 'string' is not a message event (retain reads sends, bounces, opens, clicks, unsubscribes "
          "and spam complaints of email, SMS and push)")]
     idempotent(data)
+
+
+def test_pages_longer_than_the_detection_read_are_lines(data):
+    # a page per line with a first line over 64 KiB, as a real dump has (100 events and their profiles)
+    folder = land(data, "klaviyo")
+    pages = [json.loads((FIXTURES / "klaviyo" / f"events_page_{n}.json").read_text()) for n in (1, 2)]
+    pages[0]["meta"] = {"padding": "x" * 70_000}
+    (folder / "events.pages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pages))
+    assert counts(run(data))[("messages", "events.pages.jsonl")] == ("loaded", 7, 7, 0)
+    assert query(data, LATEST) == EXPECTED

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from tests import platform_imports
 from tests.platform_imports import (
+    FIXTURES,
     balanced,
     counts,
     idempotent,
@@ -106,3 +108,16 @@ def test_real_airbyte_sample(data):
         ("zendesk:146", "zendesk:361089721035", "web_form", "open")]
     balanced(data)
     idempotent(data)
+
+
+def test_tickets_page_with_sideloaded_metric_sets(data):
+    # GET /api/v2/tickets.json?include=metric_sets: the metrics travel in the page
+    page = json.loads((FIXTURES / "zendesk" / "tickets_page.json").read_text())
+    page["metric_sets"] = json.loads((FIXTURES / "zendesk" / "ticket_metrics_page.json").read_text())["ticket_metrics"]
+    (land(data, "zendesk") / "tickets_with_metrics.json").write_text(json.dumps(page))
+    res = run(data)
+    assert counts(res) == {("support_tickets", "tickets_with_metrics.json"): ("loaded", 5, 5, 0)}
+    assert res[("support_tickets", "tickets_with_metrics.json")].message is None  # nothing read from other files
+    assert query(data, "SELECT first_response_at, resolved_at FROM raw.support_tickets "
+                       "WHERE ticket_id = 'zendesk:101'") == [
+        (datetime(2025, 3, 5, 10, 5), datetime(2025, 3, 5, 12, 10))]
