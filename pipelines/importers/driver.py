@@ -124,7 +124,7 @@ def column_expr(cm: ColumnMap, ctype: str, cols: Columns, mapping: Mapping) -> s
 
 def plan_for(
     mapping: Mapping, target: Target, cols: Columns, record_filter: str | None, header: list[str] | None,
-    take_bad: bool = True,
+    takes_bad_rows: bool = True,
 ) -> _Plan:
     """Compile one target of a mapping into the loader's `_Plan` over the staged rows.
 
@@ -153,7 +153,7 @@ def plan_for(
         labels[cm.name] = cm.label
         exprs.append(f"{column_expr(cm, src.column(cm.name).type, scope, mapping)} AS k{i}")
     wheres = []
-    primary = take_bad and target is mapping.primary_target and not target.explode
+    primary = takes_bad_rows and target is mapping.primary_target and not target.explode
     if record_filter:
         wheres.append(record_filter)
     if target.where:
@@ -296,7 +296,8 @@ def target_plans(staged: Staged) -> dict[str, _Plan]:
     first = next((m for m, _ in staged.kinds if m.targets), None)
     for mapping, record_filter in staged.kinds:
         for t in mapping.targets:
-            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header, take_bad=mapping is first)
+            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header,
+                            takes_bad_rows=mapping is first)
             by_source.setdefault(t.source, []).append(plan)
     return {s: union_plans(ps) for s, ps in by_source.items()}
 

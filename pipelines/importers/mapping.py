@@ -325,6 +325,8 @@ def _lookups(spec, path: Path, fmt: str) -> tuple[Lookup, ...]:
     for name, lk in spec.items():
         if isinstance(lk, dict) and True in lk:  # YAML 1.1 reads a bare `on:` key as true
             lk = {("on" if k is True else k): v for k, v in lk.items()}
+        if isinstance(lk, dict) and set(lk) == {"stream", "key", "match"}:  # paths: {stream, key, match}
+            lk = {"from": lk["stream"], "key": "{" + str(lk["key"]) + "}", "on": "{" + str(lk["match"]) + "}"}
         if isinstance(lk, dict) and set(lk) == {"table", "key", "on"}:
             contract = load_contract()
             if lk["table"] not in contract or lk["key"] not in contract[lk["table"]].column_names:
