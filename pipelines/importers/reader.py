@@ -122,27 +122,29 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], map
         "rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')"
     )
     select = ", ".join(wanted) if wanted else "NULL::VARCHAR AS c0"
-    # fill_down: order-level columns are on a group's first row only; every row gets the
-    # group's value (max: the others are empty) and `_first_row`, the group's first row
-    # number (`_row - _first_row + 1` is a row's position in its group). One hash partition,
-    # no sort.
-    extra = "NULL::BIGINT AS _first_row"
-    projection = "*"
+    numbered = f"(SELECT {select}, row_number() OVER () AS _row FROM {reader})"
+    # One pass: parse and number the rows in file order (a plain scan keeps it, as the
+    # loader's CSV numbering relies on too).
+    sql = f"SELECT *, NULL::BIGINT AS _first_row, NULL::VARCHAR AS _bad FROM {numbered}"
     if mapping.fill_down:
+        # fill_down: order-level columns are on a group's first row only; every row gets the
+        # group's value (max: the others are empty) and `_first_row`, the group's first row
+        # number (`_row - _first_row + 1` is a row's position in its group). One narrow
+        # aggregate per group (key, first row, the filled columns) joined back to the rows:
+        # a window partitioned by the group would carry every staged column through its
+        # partitions, several times the cost. The staged table's order does not matter:
+        # every row carries its number.
         by = cols.ref(mapping.fill_down[0])
-        filled = {cols.ref(c) for c in mapping.fill_down[1]} - {"NULL::VARCHAR"}
+        filled = sorted({cols.ref(c) for c in mapping.fill_down[1]} - {"NULL::VARCHAR"}, key=lambda c: int(c[1:]))
         if by != "NULL::VARCHAR":
-            extra = f"min(_row) OVER (PARTITION BY {by}) AS _first_row"
-            if filled:
-                projection = "* REPLACE (" + ", ".join(
-                    f"max(NULLIF({c}, '')) OVER (PARTITION BY {by}) AS {c}" for c in sorted(filled)) + ")"
-    # One pass: parse, number the rows in file order (a plain scan keeps it, as the loader's
-    # CSV numbering relies on too) and fill down.
+            aggs = "".join(f", max(NULLIF({c}, '')) AS _f{c}" for c in filled)
+            replace = " REPLACE (" + ", ".join(f"g._f{c} AS {c}" for c in filled) + ")" if filled else ""
+            sql = (f"WITH r AS MATERIALIZED {numbered}, g AS (SELECT {by} AS _key, min(_row) AS _first_row{aggs} "
+                   f"FROM r GROUP BY {by}) "
+                   f"SELECT r.*{replace}, g._first_row, NULL::VARCHAR AS _bad "
+                   f"FROM r JOIN g ON r.{by} IS NOT DISTINCT FROM g._key")
     try:
-        con.execute(
-            f"CREATE TABLE {ROWS} AS SELECT {projection}, {extra}, NULL::VARCHAR AS _bad "
-            f"FROM (SELECT {select}, row_number() OVER () AS _row FROM {reader})"
-        )
+        con.execute(f"CREATE TABLE {ROWS} AS {sql}")
     except duckdb.Error as exc:
         from pipelines.ingest.loader import _duck_error
 
