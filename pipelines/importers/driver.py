@@ -36,6 +36,7 @@ from pipelines.importers.mapping import (
     Mapping,
     MappingError,
     Target,
+    filled,
     mappings_for,
 )
 from pipelines.importers.reader import (
@@ -120,14 +121,13 @@ def time_sql(x: str, fmt: str | None, tz: str, date_only: bool = False) -> str:
 
 def column_expr(cm: ColumnMap, ctype: str, cols: Columns, mapping: Mapping) -> str:
     """SQL of one contract column's text for a platform row (NULL when blank)."""
-    rendered = cols.render(cm.sql)
-    if re.fullmatch(r"\(*c\d+\)*", rendered) and rendered.strip("()") in cols.csv_columns.values():
-        # a staged CSV column (text): trim() allocates a new string for every value, so only
-        # values that start or end with a space are trimmed (the same result, a fraction of the cost)
-        c = rendered.strip("()")
-        x = f"CASE WHEN {c} LIKE ' %' OR {c} LIKE '% ' THEN NULLIF(trim({c}), '') ELSE NULLIF({c}, '') END"
+    single = re.fullmatch(r"\{([^{}]+)\}", cm.sql.strip())
+    if cols.kind == "csv" and single:
+        # a platform column, or the first filled of several: already trimmed text (or NULL)
+        x = cols.ref(single.group(1))
+        x = filled(x) if x in cols.csv_columns.values() else x
     else:
-        x = f"NULLIF(trim(({rendered})::VARCHAR), '')"
+        x = f"NULLIF(trim(({cols.render(cm.sql)})::VARCHAR), '')"
     if cm.values is not None:
         whens = " ".join(
             f"WHEN {lit(k)} THEN {'NULL::VARCHAR' if v is None else lit(v)}" for k, v in cm.values.items()
@@ -210,30 +210,45 @@ def plan_for(
         from_sql = f"(SELECT {selected}, _row, _bad{carried} FROM {base} WHERE {cond})"
     else:
         # a contract column of the target (e.g. customer_id) or an SQL template. Column SQL may
-        # aggregate over the group as `_group` (`min(...) OVER (PARTITION BY _group)`); otherwise
-        # the key is the column's value, computed once in the inner query and ranked outside it
+        # aggregate over the group as `_group` (`min(...) OVER (PARTITION BY _group)`) or explode
+        # an array: then every row is mapped and ranked; otherwise only the key is computed for
+        # every row and the rest for the rows kept
         key = exprs[names.index(target.one_row_per)].rsplit(" AS ", 1)[0] if target.one_row_per in names \
             else scope.render(target.one_row_per)
-        if any("_group" in (cm.sql or "") for cm in target.columns):
+        grouped = any("_group" in (cm.sql or "") for cm in target.columns)
+        prefer = f"COALESCE(({scope.render(target.prefer)}), FALSE)" if target.prefer else "TRUE"
+        order = "_prefer DESC, " + ("_row DESC" if target.pick == "last" else "_row")
+        keep_first = ("QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
+                      f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+        if not grouped and not target.explode:
+            # rank on the key alone (row number, key, preference), then map only the rows kept
+            ranked = (f"SELECT _row FROM (SELECT _row, _bad, ({key}) AS _key, {prefer} AS _prefer "
+                      f"FROM {base} WHERE {cond}) {keep_first}")
+            from_sql = f"(SELECT {selected}, _row, _bad{carried} FROM {base} WHERE {cond} AND _row IN ({ranked}))"
+            return _plan(mapping, names, raw, labels, from_sql, record_sql)
+        if grouped:
             base = f"(SELECT *, {key} AS _group FROM {base})"
             key = "_group"
         elif target.one_row_per in names:
             key = f"k{names.index(target.one_row_per)}"
-        prefer = f"COALESCE(({scope.render(target.prefer)}), FALSE)" if target.prefer else "TRUE"
-        order = "_prefer DESC, " + ("_row DESC" if target.pick == "last" else "_row")
         # rank narrow rows (the platform columns would all ride through the sort), then fetch
         # the kept rows' record columns back by row number (unique in the staged rows)
         wide = "b.*" if target.explode else "b._row, b._bad"
         ranked = (f"SELECT * FROM (SELECT {selected}, ({key}) AS _key, {prefer} AS _prefer, {wide} "
                   f"FROM {base} AS b WHERE {cond}) "
-                  "QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
-                  f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+                  f"{keep_first}")
         if target.explode:
             from_sql = f"(SELECT {keep}{carried} FROM ({ranked}))"
         else:
             fetched = ", ".join(f"r.k{i}" for i in range(len(exprs))) + ", r._rule, r._row, r._bad"
             fetched_carry = "".join(f", b.{c} AS _r{j}" for j, c in enumerate(carry))
             from_sql = f"(SELECT {fetched}{fetched_carry} FROM ({ranked}) AS r JOIN {ROWS} AS b ON b._row = r._row)"
+    return _plan(mapping, names, raw, labels, from_sql, record_sql)
+
+
+def _plan(
+    mapping: Mapping, names: list[str], raw: list[str], labels: dict[str, str], from_sql: str, record_sql: str
+) -> _Plan:
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
     return _Plan(

@@ -397,9 +397,21 @@ def mappings_for(folder: Path) -> list[Mapping]:
     return user_mappings(folder) + builtin_mappings(folder.name)
 
 
+def filled(x: str) -> str:
+    """SQL: text `x` without surrounding spaces, NULL when nothing is left (`NULLIF(trim(x), '')`).
+
+    A staged CSV column (`c7`) is trimmed only when it starts or ends with a space: trim()
+    allocates a new string for every value, and almost no value needs it. Other SQL is
+    trimmed as it is (it would be computed once per test).
+    """
+    if re.fullmatch(r"c\d+", x):
+        return f"CASE WHEN {x} LIKE ' %' OR {x} LIKE '% ' THEN NULLIF(trim({x}), '') ELSE NULLIF({x}, '') END"
+    return f"NULLIF(trim({x}), '')"
+
+
 def _first_filled(parts: list[str]) -> str:
     """SQL: the first of several alternatives that is not empty (exports write "" for nothing)."""
-    return "COALESCE(" + ", ".join(f"NULLIF(trim({p}), '')" for p in parts) + ")"
+    return "COALESCE(" + ", ".join(filled(p) for p in parts) + ")"
 
 
 @dataclass
