@@ -183,21 +183,23 @@ def plan_for(
         wheres.append(f"COALESCE(({scope.render(target.where)}), FALSE)")
     cond = " AND ".join(wheres) if wheres else "TRUE"
     cond = f"(_bad IS NOT NULL OR ({cond}))" if primary else f"_bad IS NULL AND {cond}"
-    # the platform row as written, for quarantined rows only: the columns it is built from ride
-    # along as `_r0`, `_r1`, ... and the loader builds it from them only for the rows it
-    # quarantines (a JSON object of every read column costs more than validating the row)
-    if mapping.format == "csv":
-        shown = [h for h in (header or []) if h.strip().lower() in cols.csv_columns]
-        carry = [cols.ref(h) for h in shown]
-        record = "json_object(" + ", ".join(f"{lit(h)}, _r{j}" for j, h in enumerate(shown)) + ")" if shown else "NULL"
-    elif target.explode:
-        carry = ["_rec", q(target.explode[1])]
+    # the platform row as written, for quarantined rows only: built by the loader after the
+    # insert from the staged row of that number (`record_rows`), so the columns it shows are not
+    # carried through every good row's validation. An exploded element is no staged row: the
+    # columns its record is built from ride along as `_r0`, `_r1` instead.
+    carried, record_rows = "", None
+    record_sql = "_bad"
+    if target.explode:
+        carried = f", _rec AS _r0, {q(target.explode[1])} AS _r1"
         record = f"json_object('record', _r0, {lit(target.explode[1])}, _r1)"
+        record_sql = f"COALESCE(CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END, _bad)"
     else:
-        carry = ["_rec"]
-        record = "_r0"
-    carried = "".join(f", {c} AS _r{j}" for j, c in enumerate(carry))
-    record_sql = f"COALESCE(CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END, _bad)"
+        if mapping.format == "csv":
+            shown = [h for h in (header or []) if h.strip().lower() in cols.csv_columns]
+            record = "json_object(" + ", ".join(f"{lit(h)}, {cols.ref(h)}" for h in shown) + ")" if shown else "NULL"
+        else:
+            record = "_rec"
+        record_rows = f"SELECT _row, ({record})::VARCHAR AS _record FROM {ROWS} WHERE _bad IS NULL"
     rules = " ".join(
         f"WHEN _bad IS NULL AND COALESCE(({scope.render(r.when)}), FALSE) THEN {{'code': {lit(r.code)}, "
         f"'col': {lit(r.column)}, 'msg': {scope.render_text(r.message)}}}"
@@ -225,36 +227,32 @@ def plan_for(
             ranked = (f"SELECT _row FROM (SELECT _row, _bad, ({key}) AS _key, {prefer} AS _prefer "
                       f"FROM {base} WHERE {cond}) {keep_first}")
             from_sql = f"(SELECT {selected}, _row, _bad{carried} FROM {base} WHERE {cond} AND _row IN ({ranked}))"
-            return _plan(mapping, names, raw, labels, from_sql, record_sql)
+            return _plan(mapping, names, raw, labels, from_sql, record_sql, record_rows)
         if grouped:
             base = f"(SELECT *, {key} AS _group FROM {base})"
             key = "_group"
         elif target.one_row_per in names:
             key = f"k{names.index(target.one_row_per)}"
-        # rank narrow rows (the platform columns would all ride through the sort), then fetch
-        # the kept rows' record columns back by row number (unique in the staged rows)
+        # rank the mapped rows (the platform columns stay out of the sort, but for an exploded
+        # element's record)
         wide = "b.*" if target.explode else "b._row, b._bad"
         ranked = (f"SELECT * FROM (SELECT {selected}, ({key}) AS _key, {prefer} AS _prefer, {wide} "
                   f"FROM {base} AS b WHERE {cond}) "
                   f"{keep_first}")
-        if target.explode:
-            from_sql = f"(SELECT {keep}{carried} FROM ({ranked}))"
-        else:
-            fetched = ", ".join(f"r.k{i}" for i in range(len(exprs))) + ", r._rule, r._row, r._bad"
-            fetched_carry = "".join(f", b.{c} AS _r{j}" for j, c in enumerate(carry))
-            from_sql = f"(SELECT {fetched}{fetched_carry} FROM ({ranked}) AS r JOIN {ROWS} AS b ON b._row = r._row)"
-    return _plan(mapping, names, raw, labels, from_sql, record_sql)
+        from_sql = f"(SELECT {keep}{carried} FROM ({ranked}))"
+    return _plan(mapping, names, raw, labels, from_sql, record_sql, record_rows)
 
 
 def _plan(
-    mapping: Mapping, names: list[str], raw: list[str], labels: dict[str, str], from_sql: str, record_sql: str
+    mapping: Mapping, names: list[str], raw: list[str], labels: dict[str, str], from_sql: str, record_sql: str,
+    record_rows: str | None,
 ) -> _Plan:
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
     return _Plan(
         names=names, raw=raw, from_sql=from_sql, record_sql=record_sql, row_sql="_row",
         pre_reason=[malformed, "WHEN _rule IS NOT NULL THEN _rule"], pre_good=["_bad IS NULL", "_rule IS NULL"],
-        labels=labels, fmt=mapping.name,
+        labels=labels, fmt=mapping.name, record_rows=record_rows,
     )
 
 
@@ -305,6 +303,8 @@ def union_plans(plans: list[_Plan]) -> _Plan:
         names=allnames, raw=[f"u{i}" for i in range(len(allnames))], from_sql="(" + " UNION ALL ".join(parts) + ")",
         record_sql="_record", row_sql="_row", pre_reason=plans[0].pre_reason, pre_good=plans[0].pre_good,
         labels=labels, fmt="+".join(dict.fromkeys(p.fmt for p in plans)),
+        # the kinds of one file stage the same rows: any kind's record of a row is the row
+        record_rows=next((p.record_rows for p in plans if p.record_rows), None),
     )
 
 
