@@ -531,7 +531,8 @@ def import_section(results: list[dict], imports: list[dict]) -> list[str]:
         "(orders, order_items, customers, returns), with `ingest()` (`bench/bench_import.py`; target:",
         f"at most {TARGET_IMPORT_VS_CONTRACT:g}× at 1,000,000 line items). Each side in its own process; seconds",
         "are the fastest of the runs, every run is listed; both sides include the ledger, sha256 and",
-        "identity resolution.",
+        "identity resolution. Where the import's time goes, and its floor: "
+        "[importing.md](importing.md#speed).",
         "",
         "| from | line items | export MB | contract MB | import s | contract s | ratio | peak MB import / contract "
         "| runs (import; contract) | load avg before / after | speed ref s | measured |",
