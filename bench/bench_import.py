@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import run_measured
@@ -153,6 +154,67 @@ def _measure(name: str, landing: Path, warehouse: Path, work: Path) -> tuple[dic
     return json.loads(result.read_text()), m.peak_mb
 
 
+def compare(line_items: int, out: Path, repeat: int = 1, regenerate: bool = False) -> dict:
+    """Write (or reuse) the export, measure both sides `repeat` times; the record of the comparison."""
+    from bench.common import speed_reference
+
+    work = out / f"import-{line_items}"
+    shop_landing = work / "shopify" / "landing"
+    export = shop_landing / "shopify" / "orders_export.csv"
+    if regenerate or not export.exists():
+        t0 = time.perf_counter()
+        orders = write_shopify_export(export, line_items)
+        print(f"wrote {line_items:,} line items ({orders:,} orders) in {time.perf_counter() - t0:.1f} s: {export}")
+    print(f"Shopify export: {export.stat().st_size / 1e6:,.0f} MB", flush=True)
+    contract_landing = work / "contract" / "landing"
+    load_before = os.getloadavg()[0]
+    speed = speed_reference()
+    runs: dict[str, list[tuple[dict, float]]] = {"import": [], "contract": []}
+    for i in range(repeat):
+        runs["import"].append(_measure("import", shop_landing, work / "import.duckdb", work))
+        if i == 0:
+            write_contract_files(work / "import.duckdb", contract_landing)
+        runs["contract"].append(_measure("contract", contract_landing, work / "contract.duckdb", work))
+    imp, imp_mb = min(runs["import"], key=lambda r: r[0]["seconds"])
+    con, con_mb = min(runs["contract"], key=lambda r: r[0]["seconds"])
+    if imp["per_source"] != con["per_source"]:
+        sys.exit(f"the two sides loaded different rows: {imp['per_source']} vs {con['per_source']}")
+    contract_mb = sum(f.stat().st_size for f in contract_landing.rglob("*.csv")) / 1e6
+    return {
+        "line_items": line_items,
+        "export_mb": round(export.stat().st_size / 1e6, 1),
+        "contract_mb": round(contract_mb, 1),
+        "repeat": repeat,
+        "import": {"seconds": round(imp["seconds"], 2), "peak_mb": round(imp_mb),
+                   "runs": [round(r["seconds"], 2) for r, _ in runs["import"]]},
+        "contract": {"seconds": round(con["seconds"], 2), "peak_mb": round(con_mb),
+                     "runs": [round(r["seconds"], 2) for r, _ in runs["contract"]]},
+        "ratio": round(imp["seconds"] / con["seconds"], 2),
+        "rows": imp["rows"],
+        "per_source": imp["per_source"],
+        "quarantined": [imp["quarantined"], con["quarantined"]],
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "cpus": os.cpu_count(),
+        "speed_reference_seconds": speed,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def report(rec: dict) -> None:
+    """Print a comparison's record as a table."""
+    print()
+    print(f"{'step':<40}{'seconds':>9}{'peak MB':>9}{'rows':>12}   all runs (s)")
+    for label, key in (("import the Shopify export", "import"), ("load the same rows as contract CSVs", "contract")):
+        side = rec[key]
+        every = ", ".join(f"{x:.1f}" for x in side["runs"])
+        print(f"{label:<40}{side['seconds']:>9.2f}{side['peak_mb']:>9.0f}{rec['rows']:>12,}   {every}")
+    print()
+    print(f"import / contract = {rec['ratio']:.2f} (target <= 2); rows per source {rec['per_source']}; "
+          f"quarantined {rec['quarantined'][0]:,} / {rec['quarantined'][1]:,}")
+    print(f"load average: {rec['load_average'][0]:.1f} before, {rec['load_average'][1]:.1f} after "
+          f"({rec['cpus']} CPUs); machine speed reference {rec['speed_reference_seconds']:.2f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments; run the comparison (or one measured step, when called as a child)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "bench")
     p.add_argument("--regenerate", action="store_true", help="write the export again")
     p.add_argument("--repeat", type=int, default=1, help="measure each side this many times; report the fastest")
+    p.add_argument("--json", type=Path, help="also write the record of the comparison to this file")
+    p.add_argument("--record", action="store_true",
+                   help="keep the record in bench/results/import/<N>.json and rewrite docs/benchmarks.md")
     p.add_argument("--step", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--landing", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
@@ -169,37 +234,18 @@ def main(argv: list[str] | None = None) -> None:
         args.result.write_text(json.dumps(step(args.landing, args.warehouse)))
         return
 
-    work = args.out / f"import-{args.line_items}"
-    shop_landing = work / "shopify" / "landing"
-    export = shop_landing / "shopify" / "orders_export.csv"
-    if args.regenerate or not export.exists():
-        t0 = time.perf_counter()
-        orders = write_shopify_export(export, args.line_items)
-        print(f"wrote {args.line_items:,} line items ({orders:,} orders) in {time.perf_counter() - t0:.1f} s: {export}")
-    print(f"Shopify export: {export.stat().st_size / 1e6:,.0f} MB")
-    contract_landing = work / "contract" / "landing"
-    load_before = os.getloadavg()[0]
-    runs: dict[str, list[tuple[dict, float]]] = {"import": [], "contract": []}
-    for i in range(args.repeat):
-        runs["import"].append(_measure("import", shop_landing, work / "import.duckdb", work))
-        if i == 0:
-            write_contract_files(work / "import.duckdb", contract_landing)
-        runs["contract"].append(_measure("contract", contract_landing, work / "contract.duckdb", work))
-    imp, imp_mb = min(runs["import"], key=lambda r: r[0]["seconds"])
-    con, con_mb = min(runs["contract"], key=lambda r: r[0]["seconds"])
-    if imp["per_source"] != con["per_source"]:
-        sys.exit(f"the two sides loaded different rows: {imp['per_source']} vs {con['per_source']}")
-    ratio = imp["seconds"] / con["seconds"]
-    print()
-    print(f"{'step':<40}{'seconds':>9}{'peak MB':>9}{'rows':>12}   all runs (s)")
-    for label, (res, mb), key in (("import the Shopify export", (imp, imp_mb), "import"),
-                                  ("load the same rows as contract CSVs", (con, con_mb), "contract")):
-        every = ", ".join(f"{r['seconds']:.1f}" for r, _ in runs[key])
-        print(f"{label:<40}{res['seconds']:>9.2f}{mb:>9.0f}{res['rows']:>12,}   {every}")
-    print()
-    print(f"import / contract = {ratio:.2f} (target <= 2); rows per source {imp['per_source']}; "
-          f"quarantined {imp['quarantined']:,} / {con['quarantined']:,}")
-    print(f"load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
+    rec = compare(args.line_items, args.out, args.repeat, args.regenerate)
+    report(rec)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rec, indent=2) + "\n")
+    if args.record:
+        from bench.run import RESULTS, write_docs
+
+        folder = RESULTS / "import"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{args.line_items}.json").write_text(json.dumps(rec, indent=2) + "\n")
+        print(f"wrote {folder / f'{args.line_items}.json'} and {write_docs()}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ For each size, in a fresh data folder `<out>/<size>`:
    the warehouse's `raw` tables, and by pandas over the CSV files, each in its own process;
    the results must agree (and are compared with the marts the run published);
 4. the dashboard's page queries on the published snapshot (`bench.bench_dashboard`);
+   and importing a Shopify orders export of as many line items as the size has customers
+   against loading the same rows from contract CSV files (`bench.bench_import`);
 5. one more day of data (the last day's orders and related rows copied one day later with new
    ids) and `retain run --job daily_job`: the incremental run.
 
@@ -43,6 +45,8 @@ from bench.common import (
 from pipelines.generate.next_day import append_next_day
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "benchmarks.md"
 SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
 SEED = 7
 
@@ -55,6 +59,8 @@ TARGET_RUN_PEAK_MB = 6 * 1024
 TARGET_DBT_VS_SQL = 2.0
 TARGET_PANDAS_VS_DBT = 10.0
 TARGET_INCREMENTAL_SECONDS = 30
+#: Importing a Shopify orders export (1M line items at L) ≤ this × loading the same rows as contract CSVs.
+TARGET_IMPORT_VS_CONTRACT = 2.0
 
 
 def retain_command() -> list[str]:
@@ -227,6 +233,7 @@ def bench_size(
     skip_pandas: bool,
     pandas_timeout: float | None,
     skip_dbt_vs_sql: bool = False,
+    skip_import: bool = False,
 ) -> dict:
     """Run every step for one size and return the results record."""
     data_dir = (out_root / label.lower()).resolve()
@@ -375,6 +382,23 @@ def bench_size(
 
     result["dashboard"] = dashboard_queries(data_dir, logs)
 
+    # a platform export against the contract files holding the same rows (bench/bench_import.py):
+    # as many line items as the size has customers (L: 1,000,000, the target size)
+    if not skip_import:
+        work = data_dir / "bench-import"
+        m = measured_step(
+            "platform_import",
+            [sys.executable, "-m", "bench.bench_import", "--line-items", str(customers), "--out", str(work),
+             "--json", str(work / "record.json")],
+            data_dir,
+            logs,
+        )
+        if m.ok and (work / "record.json").exists():
+            result["platform_import"] = json.loads((work / "record.json").read_text())
+        else:
+            result["problems"].append("Shopify import benchmark failed: " + tail(m.log, 5))
+        shutil.rmtree(work, ignore_errors=True)
+
     if result["run_success"]:
         try:
             result["increment"] = append_next_day(landing)
@@ -472,6 +496,16 @@ def target_rows(result: dict) -> list[tuple[str, str, bool | None]]:
             None,
         )
     )
+    imp = result.get("platform_import")
+    if imp:
+        rows.append(
+            (
+                f"Shopify orders export ({imp['line_items']:,} line items) ≤ {TARGET_IMPORT_VS_CONTRACT:g}× "
+                "the same rows as contract CSVs",
+                f"{imp['import']['seconds']:,.1f} s ÷ {imp['contract']['seconds']:,.1f} s = {imp['ratio']:.2f}×",
+                imp["ratio"] <= TARGET_IMPORT_VS_CONTRACT,
+            )
+        )
     rows.append(
         (
             f"incremental run ≤ {TARGET_INCREMENTAL_SECONDS} s",
@@ -482,8 +516,43 @@ def target_rows(result: dict) -> list[tuple[str, str, bool | None]]:
     return rows
 
 
-def render_markdown(results: list[dict]) -> str:
-    """docs/benchmarks.md from the results of every size present."""
+def import_section(results: list[dict], imports: list[dict]) -> list[str]:
+    """The platform import comparisons: every size's, and those `bench_import --record` kept."""
+    rows = [(f"size {r['size']}", r["platform_import"]) for r in results if r.get("platform_import")]
+    rows += [("`bench_import`", rec) for rec in imports]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Platform import",
+        "",
+        "Importing a Shopify orders export (79 columns, one row per line item, order-level values on an",
+        "order's first row) with `ingest()` against loading the same rows, written as contract CSV files",
+        "(orders, order_items, customers, returns), with `ingest()` (`bench/bench_import.py`; target:",
+        f"at most {TARGET_IMPORT_VS_CONTRACT:g}× at 1,000,000 line items). Each side in its own process; seconds",
+        "are the fastest of the runs, every run is listed; both sides include the ledger, sha256 and",
+        "identity resolution. Where the import's time goes, and its floor: "
+        "[importing.md](importing.md#speed).",
+        "",
+        "| from | line items | export MB | contract MB | import s | contract s | ratio | peak MB import / contract "
+        "| runs (import; contract) | load avg before / after | speed ref s | measured |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |",
+    ]
+    for source, rec in sorted(rows, key=lambda r: (r[1]["line_items"], r[1]["measured_at"])):
+        runs = (", ".join(f"{x:.1f}" for x in rec["import"]["runs"]) + "; "
+                + ", ".join(f"{x:.1f}" for x in rec["contract"]["runs"]))
+        lines.append(
+            f"| {source} | {rec['line_items']:,} | {rec['export_mb']:,.0f} | {rec['contract_mb']:,.0f} "
+            f"| {rec['import']['seconds']:,.2f} | {rec['contract']['seconds']:,.2f} | {rec['ratio']:.2f} "
+            f"| {rec['import']['peak_mb']:,} / {rec['contract']['peak_mb']:,} | {runs} "
+            f"| {rec['load_average'][0]:.1f} / {rec['load_average'][1]:.1f} | {rec['speed_reference_seconds']:.2f} "
+            f"| {rec['measured_at']} |"
+        )
+    return lines
+
+
+def render_markdown(results: list[dict], imports: list[dict] | None = None) -> str:
+    """docs/benchmarks.md from the results of every size present (and the kept import comparisons)."""
     order = {k: i for i, k in enumerate(SIZES)}
     results = sorted(results, key=lambda r: (order.get(r["size"], len(order)), r["customers"]))
     lines = [
@@ -555,6 +624,7 @@ def render_markdown(results: list[dict]) -> str:
         "  since the last order grow for all), so scoring, the lists and the exports redo every",
         "  customer, and Dagster and dbt start-up are fixed costs.",
     ]
+    lines += import_section(results, imports or [])
     for r in results:
         lines += ["", f"## {r['size']}: {r['customers']:,} customers", ""]
         load = r.get("load_average_at_start")
@@ -722,15 +792,17 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-dbt-vs-sql", action="store_true", help="do not run dbt against hand-written SQL of the same marts"
     )
     parser.add_argument("--pandas-timeout", type=float, default=1800, help="seconds before pandas is stopped")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="folder for <size>.json")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md", help="markdown report to write")
+    parser.add_argument("--skip-import", action="store_true", help="do not run the Shopify import comparison")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for <size>.json")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="markdown report to write")
     args = parser.parse_args(argv)
 
     args.results.mkdir(parents=True, exist_ok=True)
     failed = False
     for label, customers in args.sizes:
         result = bench_size(
-            label, customers, args.out, args.keep, args.skip_pandas, args.pandas_timeout, args.skip_dbt_vs_sql
+            label, customers, args.out, args.keep, args.skip_pandas, args.pandas_timeout, args.skip_dbt_vs_sql,
+            args.skip_import,
         )
         (args.results / f"{label}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         failed |= bool(result["problems"])
@@ -740,11 +812,17 @@ def main(argv: list[str] | None = None) -> int:
         for p in result["problems"]:
             say(f"  problem: {p}")
 
-    results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
-    args.docs.parent.mkdir(parents=True, exist_ok=True)
-    args.docs.write_text(render_markdown(results))
-    say(f"wrote {args.docs}")
+    say(f"wrote {write_docs(args.results, args.docs)}")
     return 1 if failed else 0
+
+
+def write_docs(results_dir: Path = RESULTS, docs: Path = DOCS) -> Path:
+    """Rewrite the report from every size's results and every kept import comparison (`import/*.json`)."""
+    results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    imports = [json.loads(p.read_text()) for p in sorted((results_dir / "import").glob("*.json"))]
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(render_markdown(results, imports))
+    return docs
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +36,22 @@ from pipelines.importers.mapping import (
     Mapping,
     MappingError,
     Target,
+    filled,
     mappings_for,
 )
-from pipelines.importers.reader import ROWS, Staged, detect_csv, ensure_stage, file_kind, stage_csv, stage_json
+from pipelines.importers.reader import (
+    ROWS,
+    SIDE,
+    Staged,
+    detect_csv,
+    ensure_stage,
+    file_kind,
+    stage_csv,
+    stage_json,
+    stage_siblings,
+)
 from pipelines.ingest.files import FileRejected, FileStat, is_in_flight, sha256_of
-from pipelines.ingest.loader import FileResult, _Plan, _record, ingest_file
+from pipelines.ingest.loader import REASON_TYPE, FileResult, _Plan, _record, ingest_file
 from pipelines.ingest.rules import lit, q
 
 #: `_extra` key holding the platform's own customer id when the customer key is another one.
@@ -95,17 +107,27 @@ def time_sql(x: str, fmt: str | None, tz: str, date_only: bool = False) -> str:
             parsed = f"timezone({lit(tz)}, TRY_STRPTIME({x}, {lit(fmt)})){utc}"
     else:
         with_offset = f"TRY_CAST(regexp_replace({x}, '\\s*([+-]\\d\\d):?(\\d\\d)$', '\\1:\\2') AS TIMESTAMPTZ){utc}"
+        # Shopify's `2025-05-11 09:55:16 -0400` (and every time written so) parses with one
+        # strptime, at half the cost of the regular expression the other forms need
+        shop = f"TRY_STRPTIME({x}, '%Y-%m-%d %H:%M:%S %z'){utc}"
         local = with_offset if tz == "UTC" else f"timezone({lit(tz)}, TRY_CAST({x} AS TIMESTAMP)){utc}"
         if tz == "UTC":
-            return f"CASE WHEN {x} LIKE '%Z' THEN {x} ELSE COALESCE(strftime({with_offset}, {lit(_ISO_Z)}), {x}) END"
-        parsed = (f"CASE WHEN {x} LIKE '%Z' OR regexp_matches({x}, '[+-]\\d\\d:?\\d\\d$') THEN {with_offset} "
-                  f"ELSE {local} END")
+            return (f"CASE WHEN {x} LIKE '%Z' THEN {x} ELSE COALESCE(strftime(COALESCE({shop}, {with_offset}), "
+                    f"{lit(_ISO_Z)}), {x}) END")
+        parsed = (f"COALESCE({shop}, CASE WHEN {x} LIKE '%Z' OR regexp_matches({x}, '[+-]\\d\\d:?\\d\\d$') "
+                  f"THEN {with_offset} ELSE {local} END)")
     return f"COALESCE(strftime({parsed}, {lit(_ISO_Z)}), {x})"
 
 
 def column_expr(cm: ColumnMap, ctype: str, cols: Columns, mapping: Mapping) -> str:
     """SQL of one contract column's text for a platform row (NULL when blank)."""
-    x = f"NULLIF(trim(({cols.render(cm.sql)})::VARCHAR), '')"
+    single = re.fullmatch(r"\{([^{}]+)\}", cm.sql.strip())
+    if cols.kind == "csv" and single:
+        # a platform column, or the first filled of several: already trimmed text (or NULL)
+        x = cols.ref(single.group(1))
+        x = filled(x) if x in cols.csv_columns.values() else x
+    else:
+        x = f"NULLIF(trim(({cols.render(cm.sql)})::VARCHAR), '')"
     if cm.values is not None:
         whens = " ".join(
             f"WHEN {lit(k)} THEN {'NULL::VARCHAR' if v is None else lit(v)}" for k, v in cm.values.items()
@@ -130,19 +152,9 @@ def plan_for(
     names, raw, labels = [], [], {}
     exprs = []
     scope = cols
-    base = ROWS
+    base = lookup_rows(mapping)
     if mapping.lookups:
-        # another record of the same file (another Airbyte stream), found by key: `{alias.field}`
-        scope = Columns("json", record=cols.record, aliases={a: q(a) for a in mapping.lookups})
-        joins = []
-        for alias, (stream, key, match) in mapping.lookups.items():
-            norm = "regexp_replace(json_extract_string({}, {}), '[.]0$', '')"  # ids may be floats (7.0)
-            found = (f"(SELECT {norm.format('_rec', lit('$.' + key))} AS _k, any_value(_rec) AS _v FROM {ROWS} "
-                     f"WHERE _stream = {lit(stream)} AND _bad IS NULL GROUP BY 1)")
-            joins.append(f"LEFT JOIN {found} AS {q('_l_' + alias)} "
-                         f"ON {q('_l_' + alias)}._k = {norm.format('r._rec', lit('$.' + match))}")
-        picked = ", ".join(f"{q('_l_' + a)}._v AS {q(a)}" for a in mapping.lookups)
-        base = f"(SELECT r.*, {picked} FROM {ROWS} AS r {' '.join(joins)})"
+        scope = Columns("json", record=cols.record, aliases={lk.name: q(lk.name) for lk in mapping.lookups})
     if target.explode:
         path, alias = target.explode
         scope = Columns("json", record=cols.record, aliases={**scope.aliases, alias: q(alias)})
@@ -171,43 +183,107 @@ def plan_for(
         wheres.append(f"COALESCE(({scope.render(target.where)}), FALSE)")
     cond = " AND ".join(wheres) if wheres else "TRUE"
     cond = f"(_bad IS NOT NULL OR ({cond}))" if primary else f"_bad IS NULL AND {cond}"
-    # the platform row as written: computed by the loader for quarantined rows only
-    if mapping.format == "csv":
-        shown = [h for h in (header or []) if h.strip().lower() in cols.csv_columns]
-        record = "json_object(" + ", ".join(f"{lit(h)}, {cols.ref(h)}" for h in shown) + ")" if shown else "NULL"
-    elif target.explode:
-        record = f"json_object('record', _rec, {lit(target.explode[1])}, {q(target.explode[1])})"
+    # the platform row as written, for quarantined rows only: built by the loader after the
+    # insert from the staged row of that number (`record_rows`), so the columns it shows are not
+    # carried through every good row's validation. An exploded element is no staged row: the
+    # columns its record is built from ride along as `_r0`, `_r1` instead.
+    carried, record_rows = "", None
+    record_sql = "_bad"
+    if target.explode:
+        carried = f", _rec AS _r0, {q(target.explode[1])} AS _r1"
+        record = f"json_object('record', _r0, {lit(target.explode[1])}, _r1)"
+        record_sql = f"COALESCE(CASE WHEN _bad IS NULL THEN ({record})::VARCHAR END, _bad)"
     else:
-        record = "_rec"
-    inner = f"SELECT {', '.join(exprs)}, b.* FROM {base} AS b WHERE {cond}"
-    if target.one_row_per:
-        # a contract column of the target (e.g. customer_id) or an SQL template; computed once,
-        # in the inner query, and ranked outside it
-        key = f"k{names.index(target.one_row_per)}" if target.one_row_per in names \
+        if mapping.format == "csv":
+            shown = [h for h in (header or []) if h.strip().lower() in cols.csv_columns]
+            record = "json_object(" + ", ".join(f"{lit(h)}, {cols.ref(h)}" for h in shown) + ")" if shown else "NULL"
+        else:
+            record = "_rec"
+        record_rows = f"SELECT _row, ({record})::VARCHAR AS _record FROM {ROWS} WHERE _bad IS NULL"
+    rules = " ".join(
+        f"WHEN _bad IS NULL AND COALESCE(({scope.render(r.when)}), FALSE) THEN {{'code': {lit(r.code)}, "
+        f"'col': {lit(r.column)}, 'msg': {scope.render_text(r.message)}}}"
+        for r in target.quarantine
+    )
+    rule_sql = f"CASE {rules} END" if rules else "NULL"
+    selected = f"{', '.join(exprs)}, ({rule_sql})::{REASON_TYPE} AS _rule"
+    keep = ", ".join(f"k{i}" for i in range(len(exprs))) + ", _rule, _row, _bad"
+    if not target.one_row_per:
+        from_sql = f"(SELECT {selected}, _row, _bad{carried} FROM {base} WHERE {cond})"
+    else:
+        # a contract column of the target (e.g. customer_id) or an SQL template. Column SQL may
+        # aggregate over the group as `_group` (`min(...) OVER (PARTITION BY _group)`) or explode
+        # an array: then every row is mapped and ranked; otherwise only the key is computed for
+        # every row and the rest for the rows kept
+        key = exprs[names.index(target.one_row_per)].rsplit(" AS ", 1)[0] if target.one_row_per in names \
             else scope.render(target.one_row_per)
+        grouped = any("_group" in (cm.sql or "") for cm in target.columns)
         prefer = f"COALESCE(({scope.render(target.prefer)}), FALSE)" if target.prefer else "TRUE"
         order = "_prefer DESC, " + ("_row DESC" if target.pick == "last" else "_row")
-        ranked = (f"SELECT * FROM (SELECT {', '.join(exprs)}, ({key}) AS _key, "
-                  f"{prefer} AS _prefer, b.* FROM {base} AS b WHERE {cond}) "
-                  "QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
-                  f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
-        inner = ranked
-        if not target.explode:
-            # rank narrow rows (the platform columns would all ride through the sort), then
-            # fetch the kept rows' platform columns back by row number (unique in the staged rows)
-            narrow = ", ".join(f"k{i}" for i in range(len(exprs)))
-            ranked = ranked.replace("b.* FROM", "b._row, b._bad FROM", 1)
-            inner = (f"SELECT {narrow}, r._row, r._bad, b.* EXCLUDE (_row, _bad) FROM ({ranked}) AS r "
-                     f"JOIN {ROWS} AS b ON b._row = r._row")
-    from_sql = f"({inner})"
+        keep_first = ("QUALIFY _bad IS NOT NULL OR row_number() OVER (PARTITION BY _bad IS NULL, _key, "
+                      f"CASE WHEN _key IS NULL THEN _row END ORDER BY {order}) = 1")
+        if not grouped and not target.explode:
+            # rank on the key alone (row number, key, preference), then map only the rows kept
+            ranked = (f"SELECT _row FROM (SELECT _row, _bad, ({key}) AS _key, {prefer} AS _prefer "
+                      f"FROM {base} WHERE {cond}) {keep_first}")
+            from_sql = f"(SELECT {selected}, _row, _bad{carried} FROM {base} WHERE {cond} AND _row IN ({ranked}))"
+            return _plan(mapping, names, raw, labels, from_sql, record_sql, record_rows)
+        if grouped:
+            base = f"(SELECT *, {key} AS _group FROM {base})"
+            key = "_group"
+        elif target.one_row_per in names:
+            key = f"k{names.index(target.one_row_per)}"
+        # rank the mapped rows (the platform columns stay out of the sort, but for an exploded
+        # element's record)
+        wide = "b.*" if target.explode else "b._row, b._bad"
+        ranked = (f"SELECT * FROM (SELECT {selected}, ({key}) AS _key, {prefer} AS _prefer, {wide} "
+                  f"FROM {base} AS b WHERE {cond}) "
+                  f"{keep_first}")
+        from_sql = f"(SELECT {keep}{carried} FROM ({ranked}))"
+    return _plan(mapping, names, raw, labels, from_sql, record_sql, record_rows)
+
+
+def _plan(
+    mapping: Mapping, names: list[str], raw: list[str], labels: dict[str, str], from_sql: str, record_sql: str,
+    record_rows: str | None,
+) -> _Plan:
     code = "malformed_row" if mapping.format == "csv" else "malformed_json"
     malformed = "WHEN _bad IS NOT NULL THEN {'code': " + lit(code) + ", 'col': NULL::VARCHAR, 'msg': _bad}"
     return _Plan(
-        names=names, raw=raw, from_sql=from_sql,
-        record_sql=f"CASE WHEN _bad IS NULL THEN ({record})::VARCHAR ELSE _bad END",
-        row_sql="_row",
-        pre_reason=[malformed], pre_good=["_bad IS NULL"], labels=labels, fmt=mapping.name,
+        names=names, raw=raw, from_sql=from_sql, record_sql=record_sql, row_sql="_row",
+        pre_reason=[malformed, "WHEN _rule IS NOT NULL THEN _rule"], pre_good=["_bad IS NULL", "_rule IS NULL"],
+        labels=labels, fmt=mapping.name, record_rows=record_rows,
     )
+
+
+def _key_sql(x: str) -> str:
+    """SQL: a lookup key as text, `7253394974479.0` (an id written as a float) as `7253394974479`."""
+    return f"regexp_replace(trim(({x})::VARCHAR), '\\.0$', '')"
+
+
+def lookup_rows(mapping: Mapping) -> str:
+    """The staged rows, each with a column per lookup holding the record it refers to (or NULL)."""
+    if not mapping.lookups:
+        return ROWS
+    others = (f"(SELECT _stream AS _part, _rec FROM {ROWS} WHERE _stream IS NOT NULL AND _bad IS NULL "
+              f"UNION ALL SELECT _part, _rec FROM {SIDE})")
+    row_scope = Columns("json", record="r._rec")
+    joins, picks = [], []
+    for i, lk in enumerate(mapping.lookups):
+        if lk.table:  # the latest version already loaded, as JSON
+            found = (f"SELECT {q(lk.key)} AS _k, arg_max(to_json(t), t._load_id) AS _v FROM raw.{q(lk.table)} t "
+                     "GROUP BY 1")
+            joins.append(f"LEFT JOIN ({found}) l{i} ON l{i}._k = ({row_scope.render(lk.on)})")
+            picks.append(f"l{i}._v AS {q(lk.name)}")
+            continue
+        key = _key_sql(Columns("json", record="_rec").render(lk.key))
+        parts = ", ".join(lit(s) for s in lk.sources)
+        joins.append(
+            f"LEFT JOIN (SELECT {key} AS _k, any_value(_rec) AS _v FROM {others} WHERE _part IN ({parts}) "
+            f"GROUP BY 1) l{i} ON l{i}._k = {_key_sql(row_scope.render(lk.on))}"
+        )
+        picks.append(f"l{i}._v AS {q(lk.name)}")
+    return f"(SELECT r.*, {', '.join(picks)} FROM {ROWS} r {' '.join(joins)})"
 
 
 def union_plans(plans: list[_Plan]) -> _Plan:
@@ -219,7 +295,7 @@ def union_plans(plans: list[_Plan]) -> _Plan:
     for p in plans:
         exprs = [f"{p.raw[p.names.index(n)]} AS u{i}" if n in p.names else f"NULL::VARCHAR AS u{i}"
                  for i, n in enumerate(allnames)]
-        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, ({p.record_sql}) AS _record FROM {p.from_sql}")
+        parts.append(f"SELECT {', '.join(exprs)}, _row, _bad, ({p.record_sql}) AS _record, _rule FROM {p.from_sql}")
     labels = {}
     for p in plans:
         labels.update(p.labels)
@@ -227,6 +303,8 @@ def union_plans(plans: list[_Plan]) -> _Plan:
         names=allnames, raw=[f"u{i}" for i in range(len(allnames))], from_sql="(" + " UNION ALL ".join(parts) + ")",
         record_sql="_record", row_sql="_row", pre_reason=plans[0].pre_reason, pre_good=plans[0].pre_good,
         labels=labels, fmt="+".join(dict.fromkeys(p.fmt for p in plans)),
+        # the kinds of one file stage the same rows: any kind's record of a row is the row
+        record_rows=next((p.record_rows for p in plans if p.record_rows), None),
     )
 
 
@@ -308,9 +386,12 @@ def run_hook(con: duckdb.DuckDBPyConnection, mapping: Mapping, path: Path, colum
 def target_plans(staged: Staged) -> dict[str, _Plan]:
     """Contract source -> plan, over every kind the file holds."""
     by_source: dict[str, list[_Plan]] = {}
-    for n, (mapping, record_filter) in enumerate(staged.kinds):
+    # unreadable lines are quarantined once: in the first kind (of several Airbyte streams) with a target
+    first = next((m for m, _ in staged.kinds if m.targets), None)
+    for mapping, record_filter in staged.kinds:
         for t in mapping.targets:
-            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header, takes_bad_rows=n == 0)
+            plan = plan_for(mapping, t, staged.columns, record_filter, staged.header,
+                            takes_bad_rows=mapping is first)
             by_source.setdefault(t.source, []).append(plan)
     return {s: union_plans(ps) for s, ps in by_source.items()}
 
@@ -360,17 +441,47 @@ def ingest_platform_file(
                            sha256=sha, size=stat.size, seconds=time.perf_counter() - t0)]
     results = []
     try:
+        siblings = _stage_lookup_siblings(con, folder, path, staged)
         plans = target_plans(staged)
+        if not plans:  # read only through other kinds' lookups
+            users = sorted({m.title for m in mappings for lk in m.lookups for s in lk.sources
+                            if s in staged.kinds[0][0].detect_streams})
+            message = (f"{staged.rows} records, read with {', '.join(users) or 'other files'} of the same folder "
+                       "(not a contract source of their own)")
+            sha = hashing.result()
+            load_id = _record(con, SimpleNamespace(name=platform), rel, stat, sha, staged.kinds[0][0].name, "loaded",
+                              started, message)
+            return [FileResult(platform, rel, "loaded", load_id=load_id, rows_read=staged.rows, message=message,
+                               sha256=sha, size=stat.size, seconds=time.perf_counter() - t0)]
         for name in [s for s in SOURCE_NAMES if s in plans and s in sources]:
             result = ingest_file(con, source(name), path, landing, reload=reload, plan=plans[name], sha256=hashing)
             if staged.ignored and result.status == "loaded":
                 result.message = "ignored Airbyte streams without an importer: " + ", ".join(
                     f"{s} ({n} records)" for s, n in staged.ignored.items())
+            if siblings and result.status == "loaded":
+                used = "; ".join(f"{n} from {', '.join(fs)}" for n, fs in siblings.items())
+                result.message = "; ".join(filter(None, [result.message, "looked up " + used]))
             results.append(result)
     finally:
         ensure_stage(con)
         pool.shutdown()
     return results
+
+
+def _stage_lookup_siblings(
+    con: duckdb.DuckDBPyConnection, folder: Path, path: Path, staged: Staged
+) -> dict[str, list[str]]:
+    """Stage the lookup records the file does not hold itself from the folder's other files."""
+    wanted = list(dict.fromkeys(s for m, _ in staged.kinds for lk in m.lookups for s in lk.sources))
+    if not wanted:
+        return {}
+    have = {n for (n,) in con.execute(
+        f"SELECT DISTINCT _stream FROM {ROWS} WHERE _stream IS NOT NULL UNION SELECT DISTINCT _part FROM {SIDE}"
+    ).fetchall()}
+    missing = [n for n in wanted if n not in have]
+    if not missing:
+        return {}
+    return stage_siblings(con, [p for p in platform_files(folder) if p != path], missing)
 
 
 def _reject_all(

@@ -15,7 +15,16 @@ Column expressions are SQL with `{Platform column}` placeholders:
   column the file lacks is NULL (list it in `detect.columns` to require it).
 - JSON: `{customer.id}` is the text at that path of the record; in a target with
   `explode: {path: line_items, as: item}`, `{item.price}` is the element's field and
-  `{item#}` the element's 1-based position.
+  `{item#}` the element's 1-based position; with a lookup named `profile` (below),
+  `{profile.attributes.email}` is a field of the record it found.
+
+Lookups (JSON) join a record to another record of the same file: an Airbyte stream
+(`users` in a Zendesk file), an array the API page sideloads next to its records
+(`included` of a Klaviyo page, `metric_sets` of a Zendesk page), or, when the file has none,
+the same stream or array in the other files of the folder. A `table` lookup joins the latest
+row already loaded into a contract source (to merge a record spread over several files). Target `quarantine` rules send
+rows matching a condition to quarantine with the mapping's own reason (a value outside the
+platform's scale, a record that is not an answer).
 """
 
 from __future__ import annotations
@@ -44,11 +53,12 @@ USER_MAPPING_GLOB = "_mapping*.y*ml"
 #: `{Platform column}`; `{2,}` and the like (regex quantifiers) are not placeholders.
 PLACEHOLDER = re.compile(r"\{(?![0-9, ]*\})([^{}]+)\}")
 
-_TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets", "lookups",
-             "hook",
-             "source", "lost", "version"}
+_TOP_KEYS = {"platform", "kind", "title", "format", "records", "detect", "fill_down", "timezone", "targets",
+             "source", "lost", "version", "lookups", "hook"}
 _COLUMN_KEYS = {"sql", "from", "values", "default", "format", "label", "timezone", "customer"}
-_TARGET_KEYS = {"where", "one_row_per", "pick", "prefer", "explode", "columns", "primary"}
+_TARGET_KEYS = {"where", "one_row_per", "pick", "prefer", "explode", "columns", "primary", "quarantine"}
+_LOOKUP_KEYS = {"from", "key", "on"}
+_RULE_KEYS = {"when", "code", "column", "message"}
 
 
 class MappingError(ValueError):
@@ -71,6 +81,27 @@ class ColumnMap:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """Another record of the same file (or folder) that a JSON record refers to."""
+
+    name: str  # alias: `{name.path}` in column templates
+    sources: tuple[str, ...]  # Airbyte stream names / sideloaded array keys holding the records
+    key: str  # SQL template over the looked-up record: its key (`table`: a column of that source)
+    on: str  # SQL template over the row: the key it refers to
+    table: str | None = None  # instead: the latest loaded row of this contract source (raw.<table>)
+
+
+@dataclass(frozen=True)
+class QuarantineRule:
+    """Rows matching `when` are quarantined with this reason instead of loaded."""
+
+    when: str  # SQL template (true: quarantine)
+    code: str
+    column: str  # platform column named in the reason
+    message: str  # text; `{placeholders}` are replaced by the row's values
+
+
+@dataclass(frozen=True)
 class Target:
     """One contract source a platform file feeds."""
 
@@ -82,6 +113,7 @@ class Target:
     prefer: str | None = None  # SQL: rows where it is true win over the others, before `pick`
     explode: tuple[str, str] | None = None  # (JSON path of the array, alias)
     primary: bool = False  # malformed platform rows are quarantined here (one target per file)
+    quarantine: tuple[QuarantineRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,8 +133,7 @@ class Mapping:
     fill_down: tuple[str, tuple[str, ...]] | None = None  # (group column, columns filled from its first row)
     timezone: str = "shop"
     lost: str = ""
-    # json: alias -> (stream, key path in that stream's records, path in this record holding the key)
-    lookups: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    lookups: tuple[Lookup, ...] = ()  # json: other records joined by key (see the module docstring)
     hook: Path | None = None  # a Python file whose prepare(con, table, path) runs on the staged rows
 
     @property
@@ -122,7 +153,9 @@ class Mapping:
         """Every `{...}` reference of the mapping and its detect columns (CSV: the platform columns it stages)."""
         found: set[str] = set()
         for t in self.targets:
-            texts = [t.where, t.one_row_per, t.prefer, *(c.sql for c in t.columns), *(c.platform_id for c in t.columns)]
+            rules = [x for r in t.quarantine for x in (r.when, r.message)]
+            texts = [t.where, t.one_row_per, t.prefer, *(c.sql for c in t.columns), *(c.platform_id for c in t.columns),
+                     *rules]
             for text in texts:
                 if text:
                     found.update(PLACEHOLDER.findall(text))
@@ -253,7 +286,9 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
         fill_down = (str(fill["by"]), _strings(fill["columns"], path, "fill_down.columns"))
     tz = str(doc.get("timezone", "shop"))
     targets_doc = doc.get("targets")
-    if not isinstance(targets_doc, dict) or not targets_doc:
+    lookups = _lookups(doc.get("lookups"), path, fmt)
+    # `targets: {}`: a kind read only through other kinds' lookups (Zendesk ticket metrics)
+    if not isinstance(targets_doc, dict) or not (targets_doc or "targets" in doc):
         raise _fail(path, "targets", "expected one entry per contract source the file feeds")
     targets = []
     for src_name, tdoc in targets_doc.items():
@@ -285,16 +320,11 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
         targets.append(Target(
             source=src_name, columns=tuple(cols), where=tdoc.get("where"), one_row_per=tdoc.get("one_row_per"),
             pick=pick, prefer=tdoc.get("prefer"), explode=explode, primary=bool(tdoc.get("primary", False)),
+            quarantine=_rules(tdoc.get("quarantine"), path, f"targets.{src_name}.quarantine"),
         ))
-    if all(t.explode for t in targets):
+    if targets and all(t.explode for t in targets):
         raise _fail(path, "targets", "one target must read whole records (no explode): rows that cannot be "
                                      "parsed are quarantined there")
-    lookups = {}
-    for alias, spec in (doc.get("lookups") or {}).items():
-        if fmt != "json" or not isinstance(spec, dict) or set(spec) != {"stream", "key", "match"}:
-            raise _fail(path, f"lookups.{alias}", "JSON only; expected stream, key (in that stream's records) "
-                                                  "and match (the path in this record holding the key)")
-        lookups[str(alias)] = (str(spec["stream"]), str(spec["key"]), str(spec["match"]))
     hook = None
     if doc.get("hook") is not None:
         hook = (Path(path).parent / str(doc["hook"])).resolve()
@@ -307,6 +337,44 @@ def load_mapping(path: Path, platform: str | None = None) -> Mapping:
         detect_streams=d_streams, records=None if doc.get("records") is None else str(doc["records"]),
         fill_down=fill_down, timezone=tz, lost=str(doc.get("lost") or ""), lookups=lookups, hook=hook,
     )
+
+
+def _lookups(spec, path: Path, fmt: str) -> tuple[Lookup, ...]:
+    if spec is None:
+        return ()
+    if fmt != "json" or not isinstance(spec, dict):
+        raise _fail(path, "lookups", "JSON only; expected name: {from: [streams or arrays], key: ..., on: ...}")
+    out = []
+    for name, lk in spec.items():
+        if isinstance(lk, dict) and True in lk:  # YAML 1.1 reads a bare `on:` key as true
+            lk = {("on" if k is True else k): v for k, v in lk.items()}
+        if isinstance(lk, dict) and set(lk) == {"stream", "key", "match"}:  # paths: {stream, key, match}
+            lk = {"from": lk["stream"], "key": "{" + str(lk["key"]) + "}", "on": "{" + str(lk["match"]) + "}"}
+        if isinstance(lk, dict) and set(lk) == {"table", "key", "on"}:
+            contract = load_contract()
+            if lk["table"] not in contract or lk["key"] not in contract[lk["table"]].column_names:
+                raise _fail(path, f"lookups.{name}", "table: a contract source; key: one of its columns")
+            out.append(Lookup(str(name), (), str(lk["key"]), str(lk["on"]), table=str(lk["table"])))
+            continue
+        if not isinstance(lk, dict) or set(lk) != _LOOKUP_KEYS:
+            raise _fail(path, f"lookups.{name}",
+                        "expected from (stream / array names), key and on; or table (a contract source), key and on")
+        out.append(Lookup(str(name), _strings(lk["from"], path, f"lookups.{name}.from"), str(lk["key"]),
+                          str(lk["on"])))
+    return tuple(out)
+
+
+def _rules(spec, path: Path, where: str) -> tuple[QuarantineRule, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise _fail(path, where, "expected a list of {when, code, column, message}")
+    out = []
+    for i, r in enumerate(spec):
+        if not isinstance(r, dict) or set(r) != _RULE_KEYS:
+            raise _fail(path, f"{where}[{i}]", "expected when (SQL), code, column and message")
+        out.append(QuarantineRule(str(r["when"]), str(r["code"]), str(r["column"]), str(r["message"])))
+    return tuple(out)
 
 
 def builtin_mappings(platform: str) -> list[Mapping]:
@@ -329,9 +397,21 @@ def mappings_for(folder: Path) -> list[Mapping]:
     return user_mappings(folder) + builtin_mappings(folder.name)
 
 
+def filled(x: str) -> str:
+    """SQL: text `x` without surrounding spaces, NULL when nothing is left (`NULLIF(trim(x), '')`).
+
+    A staged CSV column (`c7`) is trimmed only when it starts or ends with a space: trim()
+    allocates a new string for every value, and almost no value needs it. Other SQL is
+    trimmed as it is (it would be computed once per test).
+    """
+    if re.fullmatch(r"c\d+", x):
+        return f"CASE WHEN {x} LIKE ' %' OR {x} LIKE '% ' THEN NULLIF(trim({x}), '') ELSE NULLIF({x}, '') END"
+    return f"NULLIF(trim({x}), '')"
+
+
 def _first_filled(parts: list[str]) -> str:
     """SQL: the first of several alternatives that is not empty (exports write "" for nothing)."""
-    return "COALESCE(" + ", ".join(f"NULLIF(trim({p}), '')" for p in parts) + ")"
+    return "COALESCE(" + ", ".join(filled(p) for p in parts) + ")"
 
 
 @dataclass
@@ -366,3 +446,12 @@ class Columns:
     def render(self, template: str) -> str:
         """The template with every placeholder replaced by its SQL."""
         return PLACEHOLDER.sub(lambda m: "(" + self.ref(m.group(1)) + ")", template)
+
+    def render_text(self, template: str) -> str:
+        """SQL of a text with `{placeholders}` replaced by the row's values (blank when missing)."""
+        parts, pos = [], 0
+        for m in PLACEHOLDER.finditer(template):
+            parts += [lit(template[pos:m.start()]), f"coalesce(({self.ref(m.group(1))})::VARCHAR, '')"]
+            pos = m.end()
+        parts.append(lit(template[pos:]))
+        return "(" + " || ".join(parts) + ")"

@@ -22,6 +22,8 @@ from pipelines.ingest.rules import lit
 
 STAGE = "_pstage"
 ROWS = f"{STAGE}.rows"
+#: Records other records refer to (lookups): sideloaded page arrays and sibling files' records.
+SIDE = f"{STAGE}.side"
 
 #: Extensions a platform folder's data files may have (JSON exports come as .json or .txt too).
 CSV_EXTS = (".csv", ".csv.gz")
@@ -120,27 +122,29 @@ def stage_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], map
         "rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')"
     )
     select = ", ".join(wanted) if wanted else "NULL::VARCHAR AS c0"
-    # fill_down: order-level columns are on a group's first row only; every row gets the
-    # group's value (max: the others are empty) and `_first_row`, the group's first row
-    # number (`_row - _first_row + 1` is a row's position in its group). One hash partition,
-    # no sort.
-    extra = "NULL::BIGINT AS _first_row"
-    projection = "*"
+    numbered = f"(SELECT {select}, row_number() OVER () AS _row FROM {reader})"
+    # One pass: parse and number the rows in file order (a plain scan keeps it, as the
+    # loader's CSV numbering relies on too).
+    sql = f"SELECT *, NULL::BIGINT AS _first_row, NULL::VARCHAR AS _bad FROM {numbered}"
     if mapping.fill_down:
+        # fill_down: order-level columns are on a group's first row only; every row gets the
+        # group's value (max: the others are empty) and `_first_row`, the group's first row
+        # number (`_row - _first_row + 1` is a row's position in its group). One narrow
+        # aggregate per group (key, first row, the filled columns) joined back to the rows:
+        # a window partitioned by the group would carry every staged column through its
+        # partitions, several times the cost. The staged table's order does not matter:
+        # every row carries its number.
         by = cols.ref(mapping.fill_down[0])
-        filled = {cols.ref(c) for c in mapping.fill_down[1]} - {"NULL::VARCHAR"}
+        filled = sorted({cols.ref(c) for c in mapping.fill_down[1]} - {"NULL::VARCHAR"}, key=lambda c: int(c[1:]))
         if by != "NULL::VARCHAR":
-            extra = f"min(_row) OVER (PARTITION BY {by}) AS _first_row"
-            if filled:
-                projection = "* REPLACE (" + ", ".join(
-                    f"max(NULLIF({c}, '')) OVER (PARTITION BY {by}) AS {c}" for c in sorted(filled)) + ")"
-    # One pass: parse, number the rows in file order (a plain scan keeps it, as the loader's
-    # CSV numbering relies on too) and fill down.
+            aggs = "".join(f", max(NULLIF({c}, '')) AS _f{c}" for c in filled)
+            replace = " REPLACE (" + ", ".join(f"g._f{c} AS {c}" for c in filled) + ")" if filled else ""
+            sql = (f"WITH r AS MATERIALIZED {numbered}, g AS (SELECT {by} AS _key, min(_row) AS _first_row{aggs} "
+                   f"FROM r GROUP BY {by}) "
+                   f"SELECT r.*{replace}, g._first_row, NULL::VARCHAR AS _bad "
+                   f"FROM r JOIN g ON r.{by} IS NOT DISTINCT FROM g._key")
     try:
-        con.execute(
-            f"CREATE TABLE {ROWS} AS SELECT {projection}, {extra}, NULL::VARCHAR AS _bad "
-            f"FROM (SELECT {select}, row_number() OVER () AS _row FROM {reader})"
-        )
+        con.execute(f"CREATE TABLE {ROWS} AS {sql}")
     except duckdb.Error as exc:
         from pipelines.ingest.loader import _duck_error
 
@@ -186,6 +190,14 @@ def _read_start(path: Path, limit: int = 1 << 16) -> bytes:
         raise FileRejected("truncated_gzip", f"{path.name}: not a readable gzip file ({exc})") from exc
 
 
+def _first_line(path: Path) -> tuple[bytes, bytes]:
+    """The first line of a file (up to the longest line read) and the start of what follows it."""
+    opener = gzip.open if is_compressed(path) else open
+    with opener(path, "rb") as fh:
+        line = fh.readline(BIG_LINE_LIMIT)
+        return line.lstrip(b"\xef\xbb\xbf").strip(), fh.read(1 << 16).strip()
+
+
 def _is_document(path: Path) -> bool:
     """True if the file is one JSON value (an API page), False for JSON Lines."""
     start = _read_start(path).lstrip(b"\xef\xbb\xbf").lstrip()
@@ -194,18 +206,34 @@ def _is_document(path: Path) -> bool:
     if start[:1] == b"[":
         return True
     first = start.split(b"\n", 1)[0]
+    rest = start[len(first):].strip()
+    if first == start and len(start) >= 1 << 16:  # a first line longer than the start read (a page per line)
+        first, rest = _first_line(path)
     try:
         json.loads(first)
     except ValueError:
         return start[:1] == b"{"  # a pretty-printed document spans lines
-    rest = start[len(first):].strip()
-    return not rest  # one line holding one object: a document (an API page)
+    if not rest:  # one line holding one object: a document (an API page), unless an Airbyte record
+        try:
+            obj = json.loads(first)
+        except ValueError:
+            return True
+        airbyte = isinstance(obj, dict) and (
+            ("stream" in obj and isinstance(obj.get("data"), dict)) or obj.get("type") == "RECORD")
+        return not airbyte
+    return False
 
 
 def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mapping], platform: str) -> Staged:
     """Read JSON (a document with a record array, or JSON Lines, Airbyte envelopes included)."""
     jsons = [m for m in mappings if m.format == "json"]
-    by_records = _stage_document(con, path, jsons) if _is_document(path) else _stage_lines(con, path)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {SIDE} (_part VARCHAR, _rec JSON)")
+    by_records = None
+    if _is_document(path):
+        by_records = _stage_document(con, path, jsons)
+    else:
+        _stage_lines(con, path)
+        _expand_pages(con, jsons)
     cols = Columns("json")
     total, good = con.execute(f"SELECT count(*), count(*) FILTER (WHERE _bad IS NULL) FROM {ROWS}").fetchone()
     if total == 0 and by_records is not None:  # an empty page ({"orders": []}): nothing new, not an error
@@ -238,6 +266,14 @@ def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mappin
         f"SELECT DISTINCT unnest(json_keys(_rec)) FROM (SELECT _rec FROM {ROWS} WHERE _bad IS NULL "
         "ORDER BY _row LIMIT 20)"
     ).fetchall()]
+    # a dotted key (`relationships.metric`) is a path the first records have
+    for m in jsons:
+        for k in m.detect_keys:
+            if "." in k and k not in keys and con.execute(
+                f"SELECT bool_or(json_exists(_rec, {lit('$.' + k)})) FROM (SELECT _rec FROM {ROWS} "
+                "WHERE _bad IS NULL ORDER BY _row LIMIT 20)"
+            ).fetchone()[0]:
+                keys.append(k)
     fits = [m for m in jsons if m.detect_keys and all(k in keys for k in m.detect_keys)]
     if not fits:
         raise FileRejected("not_a_platform_export", _not_recognised(path, keys, jsons, platform, "keys"))
@@ -264,6 +300,10 @@ def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapp
     array = "'$'" if kind == "ARRAY" else None
     by_records = None
     if kind == "OBJECT":
+        for name in _side_names(jsons):
+            n = lit("$." + name)
+            con.execute(f"INSERT INTO {SIDE} SELECT {lit(name)}, unnest(json_extract(content, {n})::JSON[]) "
+                        f"FROM {STAGE}._doc WHERE json_type(content, {n}) = 'ARRAY'")
         for m in jsons:
             if m.records and con.execute(
                 f"SELECT json_type(content, {lit('$.' + m.records)}) = 'ARRAY' FROM {STAGE}._doc"
@@ -283,6 +323,93 @@ def _stage_document(con: duckdb.DuckDBPyConnection, path: Path, jsons: list[Mapp
         )
     con.execute(f"DROP TABLE {STAGE}._doc")
     return by_records
+
+
+def _side_names(mappings: list[Mapping]) -> list[str]:
+    """Names of the arrays / streams the mappings' lookups read."""
+    return list(dict.fromkeys(s for m in mappings for lk in m.lookups for s in lk.sources))
+
+
+def _expand_pages(con: duckdb.DuckDBPyConnection, jsons: list[Mapping]) -> None:
+    """JSON Lines holding one API page per line (`{"tickets": [...]}`): one staged row per record.
+
+    Records are numbered through the file; a line that is not JSON stays one row (quarantined).
+    Sideloaded arrays of the pages (lookups) go to the side table.
+    """
+    page = "_bad IS NULL AND _stream IS NULL AND json_type(_rec, {p}) = 'ARRAY'"
+    for m in jsons:
+        if not m.records:
+            continue
+        p = lit("$." + m.records)
+        if not con.execute(f"SELECT bool_or({page.format(p=p)}) FROM {ROWS}").fetchone()[0]:
+            continue
+        for name in _side_names(jsons):
+            n = lit("$." + name)
+            con.execute(f"INSERT INTO {SIDE} SELECT {lit(name)}, unnest(json_extract(_rec, {n})::JSON[]) "
+                        f"FROM {ROWS} WHERE {page.format(p=n)}")
+        con.execute(f"ALTER TABLE {ROWS} RENAME TO _lines")
+        con.execute(
+            f"""CREATE TABLE {ROWS} AS
+            WITH recs AS (
+                SELECT _row AS _line, 1 AS _i, _rec, _stream, _bad FROM {STAGE}._lines
+                WHERE NOT coalesce({page.format(p=p)}, FALSE)
+                UNION ALL
+                SELECT _line, generate_subscripts(a, 1), unnest(a), NULL, NULL
+                FROM (SELECT _row AS _line, json_extract(_rec, {p})::JSON[] AS a FROM {STAGE}._lines
+                      WHERE {page.format(p=p)})
+            )
+            SELECT row_number() OVER (ORDER BY _line, _i) AS _row, _rec, _stream,
+                   CASE WHEN _bad IS NULL AND json_type(_rec) <> 'OBJECT'
+                        THEN 'line ' || _line || ': record ' || _i || ' is not a JSON object' ELSE _bad END AS _bad
+            FROM recs"""
+        )
+        con.execute(f"DROP TABLE {STAGE}._lines")
+        return
+
+
+def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: list[str]) -> dict[str, list[str]]:
+    """Stage the records of streams / page arrays `names` found in other files of the folder.
+
+    For lookups a file cannot satisfy itself (Zendesk tickets pages in one file, their ticket
+    metrics in another). A file is read when its start mentions one of the names; its
+    records of that name (Airbyte envelopes of that stream, or pages' arrays of that key) go
+    to the side table. Returns name -> the files that gave records.
+    """
+    con.execute(f"CREATE TABLE IF NOT EXISTS {SIDE} (_part VARCHAR, _rec JSON)")
+    used: dict[str, list[str]] = {}
+    for f in files:
+        if file_kind(f) != "json":
+            continue
+        try:
+            start = _read_start(f)
+            wanted = [n for n in names if f'"{n}"'.encode() in start]
+            if not wanted:
+                continue
+            if _is_document(f):
+                reader = f"SELECT content AS line FROM read_text({lit(str(f))})"
+            else:  # JSON Lines, read by DuckDB (gzip included) without holding the file in Python
+                reader = (f"SELECT line FROM read_csv({lit(str(f))}, columns = {{'line': 'VARCHAR'}}, header = false, "
+                          f"auto_detect = false, delim = '\x01', quote = '', escape = '', "
+                          f"max_line_size = {BIG_LINE_LIMIT})")
+            con.execute(f"CREATE OR REPLACE TABLE {STAGE}._sib AS {reader}")
+        except (OSError, EOFError, FileRejected, duckdb.Error):
+            continue
+        for n in wanted:
+            before = con.execute(f"SELECT count(*) FROM {SIDE}").fetchone()[0]
+            k = lit("$." + n)
+            con.execute(
+                f"""INSERT INTO {SIDE}
+                SELECT {lit(n)}, unnest(json_extract(j, {k})::JSON[]) FROM
+                    (SELECT line::JSON AS j FROM {STAGE}._sib WHERE json_valid(line)) WHERE json_type(j, {k}) = 'ARRAY'
+                UNION ALL
+                SELECT {lit(n)}, json_extract(j, '$.data') FROM
+                    (SELECT line::JSON AS j FROM {STAGE}._sib WHERE json_valid(line))
+                WHERE j->>'$.stream' = {lit(n)} AND json_type(j, '$.data') = 'OBJECT'"""
+            )
+            if con.execute(f"SELECT count(*) FROM {SIDE}").fetchone()[0] > before:
+                used.setdefault(n, []).append(f.name)
+        con.execute(f"DROP TABLE {STAGE}._sib")
+    return used
 
 
 def _stage_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -379,6 +379,11 @@ class _Plan:
     # recorded in the ledger (e.g. `shopify/orders_csv`).
     labels: dict[str, str] = field(default_factory=dict)
     fmt: str | None = None
+    # SQL of a table (`_row`, `_record`): the row as written, by row number, for the rows
+    # quarantined with no record from `record_sql`. Filled in after the insert, for those rows
+    # only: a platform row as written spans every column read, which would otherwise be carried
+    # through the validation of every good row.
+    record_rows: str | None = None
 
 
 def _duck_error(exc: duckdb.Error, name: str, path: Path | None = None) -> FileRejected:
@@ -831,6 +836,15 @@ def _load(
         _mark_duplicates(con, src, table, load_id)
         quarantined = 0
         if con.execute(f"SELECT 1 FROM {table} WHERE _load_id = {-load_id} LIMIT 1").fetchone():
+            if plan.record_rows:
+                no_record = f"t._load_id = {-load_id} AND t._extra->>'$.record' IS NULL"
+                wanted = f"SELECT t._source_row FROM {table} AS t WHERE {no_record}"
+                con.execute(
+                    f"""UPDATE {table} AS t
+                        SET _extra = json_object('reason', t._extra->'$.reason', 'record', r._record)
+                        FROM (SELECT * FROM ({plan.record_rows}) WHERE _row IN ({wanted})) AS r
+                        WHERE {no_record} AND t._source_row = r._row"""
+                )
             quarantined = con.execute(
                 f"""INSERT INTO raw._quarantine
                     SELECT ?, ?, ?, _source_row, _extra->>'$.reason.col', _extra->>'$.reason.code',
