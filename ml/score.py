@@ -32,7 +32,9 @@ from ml.features import (
 )
 from ml.history import HistoryPolicy
 from ml.reasons import risk_and_explain
-from ml.registry import load_artifact
+from ml.registry import current_run_id, load_artifact
+from ml.status import write_status
+from ml.train import NotEnoughHistory, check_history
 
 SCORE_COLUMNS = {
     "customer_id": "VARCHAR",
@@ -108,6 +110,45 @@ def clv_columns(
     return out
 
 
+class ScoringSkipped(RuntimeError):
+    """No honest churn score can be computed for this warehouse yet; `reason` says why.
+
+    `score` has then replaced `ml.churn_scores` with an empty table (no stale scores are
+    left for outreach) and recorded the reason in `ml.churn_status`.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def skip_reason(con, as_of: date | None, models_dir: Path | str) -> str | None:
+    """Why scoring must be skipped, or None when the promoted model can score `as_of`.
+
+    Skipped when the orders up to `as_of` are too few or too short for a churn model (even
+    if an earlier run left one: a model needs at least as much history as this warehouse
+    lacks, so it was trained on data the warehouse does not hold as of this date, another
+    export or a later date), or when no model has been promoted yet. There is no model-free
+    fallback: BG/NBD P(alive) fitted on a few weeks of orders would be a number without
+    meaning, and a page that shows nothing with the reason is more honest.
+    """
+    try:
+        check_history(con, as_of)
+    except NotEnoughHistory as exc:
+        return f"not enough history yet: {exc.reason}"
+    if current_run_id(models_dir) is None:
+        return "no churn model has been trained yet (run `retain train` or the full job)"
+    return None
+
+
+def skip_scoring(con, as_of: date, reason: str) -> None:
+    """Empty `ml.churn_scores` (history kept) and record the reason in `ml.churn_status`."""
+    cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())
+    con.execute("create schema if not exists ml")
+    con.execute(f"create or replace table ml.churn_scores ({cols})")
+    write_status(con, as_of_date=as_of, scoring="skipped", scoring_reason=reason)
+
+
 def score(
     con,
     as_of: date | str | None = None,
@@ -118,7 +159,8 @@ def score(
     """Score all customers with a valid order by `as_of` (default: the latest order date).
 
     Uses the promoted model in `models_dir` (default: RETAIN_MODELS). Replaces
-    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores.
+    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores. Raises
+    `ScoringSkipped` (after emptying `ml.churn_scores`) when `skip_reason` gives a reason.
     """
     if models_dir is None:
         from pipelines.config import settings  # plain settings module
@@ -126,8 +168,12 @@ def score(
         models_dir = settings().models
     thresholds = thresholds or RiskThresholds.from_env()
     history = HistoryPolicy.from_env()  # a bad setting fails here, not after scoring everyone
-    artifact = load_artifact(models_dir)
     as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
+    reason = skip_reason(con, as_of, models_dir)
+    if reason is not None:
+        skip_scoring(con, as_of, reason)
+        raise ScoringSkipped(reason)
+    artifact = load_artifact(models_dir)
     feats = build_features(con, as_of)
     with threads_for(len(feats)):
         # one pass over the trees gives the risk and, per driver group, the what-if risk
@@ -148,6 +194,7 @@ def score(
         "model_version": artifact.run_id,
     })
     write_scores(con, scores, history)
+    write_status(con, as_of_date=as_of, scoring="scored", scoring_reason=None, model_version=artifact.run_id)
     try:
         # today's features are in memory now: measure drift here rather than rebuild them in the check
         drift = drift_report(feats, risk, models_dir, run_id=artifact.run_id)
