@@ -10,6 +10,7 @@ drift of today's features and scores against the model's reference to `ml.churn_
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -125,20 +126,41 @@ class ScoringSkipped(RuntimeError):
 def skip_reason(con, as_of: date | None, models_dir: Path | str) -> str | None:
     """Why scoring must be skipped, or None when the promoted model can score `as_of`.
 
-    Skipped when the orders up to `as_of` are too few or too short for a churn model (even
-    if an earlier run left one: a model needs at least as much history as this warehouse
-    lacks, so it was trained on data the warehouse does not hold as of this date, another
-    export or a later date), or when no model has been promoted yet. There is no model-free
+    With enough history the promoted model scores (none promoted: skipped). With too short
+    a history (or too few customers) for a churn model of its own, the warehouse is scored
+    only by a model trained on this warehouse's own orders: one whose first order is no
+    earlier than the warehouse's (the same shop, scored at an earlier date for an audit). A
+    model trained on orders the warehouse no longer holds (an earlier run on another or a
+    longer export) describes other customers, and is not used. There is no model-free
     fallback: BG/NBD P(alive) fitted on a few weeks of orders would be a number without
-    meaning, and a page that shows nothing with the reason is more honest.
+    meaning; the pages show nothing, with the reason.
     """
+    run_id = current_run_id(models_dir)
     try:
         check_history(con, as_of)
     except NotEnoughHistory as exc:
-        return f"not enough history yet: {exc.reason}"
-    if current_run_id(models_dir) is None:
+        reason = f"not enough history yet: {exc.reason}"
+        if run_id is None:
+            return reason
+        trained_from = _model_first_order(models_dir, run_id)
+        first = con.execute(f"select min(ordered_at)::date from {ORDERS_TABLE}").fetchone()[0]
+        if trained_from is None or first is None or first > trained_from:
+            return (f"{reason}; the earlier model {run_id} learned from orders since {trained_from or 'unknown'}, "
+                    "which this warehouse does not hold, so it is not used")
+        return None
+    if run_id is None:
         return "no churn model has been trained yet (run `retain train` or the full job)"
     return None
+
+
+def _model_first_order(models_dir: Path | str, run_id: str) -> date | None:
+    """The first order date of the data a saved model was trained on (its metadata.json), or None."""
+    path = Path(models_dir) / run_id / "metadata.json"
+    try:
+        value = json.loads(path.read_text()).get("data_first_order")
+        return pd.Timestamp(value).date() if value else None
+    except (OSError, ValueError):
+        return None
 
 
 def skip_scoring(con, as_of: date, reason: str) -> None:

@@ -77,7 +77,11 @@ if sources is not None:
                "shop knows (same email, phone or customer id). Unmatched rows are kept and counted under their "
                "own customer, never dropped. Not filtered.")
     st.dataframe(data.data_sources_table(sources), hide_index=True, column_config={
-        "Match rate": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+        # a neutral colour: red would read as "bad" even at 100 %
+        "Match rate": st.column_config.ProgressColumn(
+            format="percent", min_value=0.0, max_value=1.0, color=charts.BLUE,
+            help="Rows matched to a shop customer ÷ rows. Low for a helpdesk or review tool whose users are "
+                 "often not buyers; low for orders means customers could not be told apart (no email)."),
         **{c: st.column_config.NumberColumn(format="localized")
            for c in ("Rows", "Matched to a shop customer", "Kept as unmatched")},
     })
