@@ -80,8 +80,8 @@ if sources is not None:
         # a neutral colour: red would read as "bad" even at 100 %
         "Match rate": st.column_config.ProgressColumn(
             format="percent", min_value=0.0, max_value=1.0, color=charts.BLUE,
-            help="Rows matched to a shop customer ÷ rows. Low for a helpdesk or review tool whose users are "
-                 "often not buyers; low for orders means customers could not be told apart (no email)."),
+            help="Rows matched to a shop customer ÷ rows. A helpdesk, review or survey tool's rate is often "
+                 "below 100 %: some of the people in it never bought, or used another email."),
         **{c: st.column_config.NumberColumn(format="localized")
            for c in ("Rows", "Matched to a shop customer", "Kept as unmatched")},
     })
