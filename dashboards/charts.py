@@ -95,7 +95,7 @@ def lines(
                 x=df[x], y=df[col], name=label, mode="lines+markers+text" if single else "lines+markers",
                 line={"color": colors[i % len(colors)], "width": 2.5}, marker={"size": 11 if single else 5},
                 hovertemplate=f"%{{y:{hover}}}<extra>{label}</extra>" if hover else None,
-                texttemplate=f"%{{y:{hover}}}" if single and hover else None, textposition="top center",
+                texttemplate=f"%{{y:{hover}}}" if single and hover else None, textposition="middle right",
                 connectgaps=False,
             )
         )
