@@ -1440,6 +1440,13 @@ def load_options(snapshot: str) -> dict:
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_churn_status(snapshot: str) -> dict:
+    """`churn_status` of the snapshot, cached."""
+    with _cursor(snapshot) as cur:
+        return churn_status(cur)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_snapshot_info(snapshot: str) -> dict:
     """The snapshot's own record (`meta.snapshot`: published_at, run_id, tables)."""
     with _cursor(snapshot) as con:

@@ -211,3 +211,15 @@ def test_data_sources_are_hidden_without_platform_files():
     shown = data.data_sources_table(data.data_sources(with_rates(retain_only, tickets)))
     assert shown["Platform"].tolist() == ["Zendesk", "Your own files (retain format)"]
     assert shown.iloc[0].tolist() == ["Zendesk", "Support tickets", 4, 3, 1, 0.75]
+
+
+def test_customer_360_says_why_there_is_no_score(first_run, app_on):
+    app_on("overview")  # points the app at the first run's data folder
+    with _snapshot(first_run[0]) as con:
+        customer = con.execute("select customer_id from marts.dim_customers order by orders_count desc").fetchone()[0]
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    at.switch_page("views/customer_360.py")
+    at.query_params = {"customer": customer}
+    at.run()
+    assert not at.exception, at.exception
+    assert "No churn score for this customer. Not enough history yet: 6 days of orders" in _texts(at)
