@@ -223,3 +223,13 @@ def test_customer_360_says_why_there_is_no_score(first_run, app_on):
     at.run()
     assert not at.exception, at.exception
     assert "No churn score for this customer. Not enough history yet: 6 days of orders" in _texts(at)
+
+
+def test_the_plays_needing_scores_are_those_whose_rule_reads_one():
+    from pipelines.outreach.lists import plays_needing_scores
+    from pipelines.outreach.playbook import load_playbook
+
+    pb = load_playbook(ROOT / "pipelines" / "outreach" / "playbook.yaml")
+    needing = plays_needing_scores(pb)
+    assert needing == ["service_recovery", "vip_winback", "winback", "at_risk_nurture"]
+    assert {"onboarding", "review_request", "advocate_referral"} <= {p.name for p in pb.plays} - set(needing)
