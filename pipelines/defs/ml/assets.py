@@ -30,7 +30,7 @@ FEATURE_INPUTS = [
 def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; a lost race for its file lock (another process writing) is retried.
 
-    Only the lock is transient: any other error (no orders yet, too little history) fails the
+    Only the lock is transient: any other error (no orders yet) fails the
     step at once with its own message instead of being retried.
     """
     try:
@@ -56,7 +56,7 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
     """Train a new churn model and promote it if it beats the recency rule and the current model.
 
     Too short a history (or too few customers) is not a failure: a new shop's first export is
-    often a few weeks long. The step then materialises with `skipped` and the reason in its
+    often a few weeks long. The step then materialises with `skipped_reason` in its
     metadata (the run summary and `retain status` show it), records it in `ml.churn_status`,
     and the scoring and outreach steps downstream skip what needs a model.
     """
@@ -110,7 +110,7 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
 def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
     """Score every customer with the promoted model as of RETAIN_AS_OF (default: latest order date).
 
-    Skipped (`skipped` in the metadata, `ml.churn_scores` emptied) when the history is too
+    Skipped (`skipped_reason` in the metadata, `ml.churn_scores` emptied) when the history is too
     short for a churn model or no model exists yet; see `ml.score.skip_reason`.
     """
     from ml.score import ScoringSkipped, score
