@@ -4,9 +4,9 @@ Roles (see docs/security.md):
 
 | role | may |
 | --- | --- |
-| `viewer` | every KPI page, the masked outreach previews, Customer 360 masked (search by customer id) |
+| `viewer` | every KPI page, the masked outreach previews, Customer 360 masked (search by id or whole email) |
 | `marketer` | what a viewer may, plus the CRM downloads on the Outreach page |
-| `support` | what a viewer may, plus Customer 360's contact details (unmasked, from the warehouse), search by email |
+| `support` | what a viewer may, plus Customer 360's contact details and email prefix search (both from the warehouse) |
 | `admin` | all of the above (a shorthand for `viewer` + `marketer` + `support`) |
 
 Roles add up: someone with `marketer` and `support` may do both. Every role includes `viewer`.
@@ -78,7 +78,7 @@ class Identity:
 
     @property
     def can_see_contacts(self) -> bool:
-        """Customer 360's contact details, and search by email."""
+        """Customer 360's contact details, and search by the beginning of an email (both read the warehouse)."""
         return SUPPORT in self.roles
 
     def describe_roles(self) -> str:

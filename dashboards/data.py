@@ -20,11 +20,14 @@ nobody is filtered out. Tests check every monthly number against `kpi_monthly`.
 Safety: filter values reach SQL only as bound parameters (`$name`); the only identifiers in
 SQL are this module's constants and values picked from allow-lists (`RFM_SEGMENTS`,
 `RISK_TIERS`, the snapshot's own table list); CRM format names go to the export code, which
-accepts only its own formats. Emails and phones are masked in SQL (`mask_email`,
-`mask_phone`), also inside free-text comments, everywhere. Unmasked contact details (Customer
-360 for the support role) and CRM files (the marketer role) are read from the warehouse,
-read-only, at the moment they are shown or downloaded, never from the snapshot and never
-cached (`contact_details`, `audited_export`); the pages write each to the audit log.
+accepts only its own formats. The snapshot's contact data is masked when it is published
+(`pipelines.privacy`) and masked again here (a no-op), also inside free-text comments.
+Unmasked contact details (Customer 360 for the support role), the search by the beginning of
+an email (support) and CRM files (the marketer role) are read from the warehouse, read-only,
+on a connection opened for that one read, at the moment they are shown or downloaded, never
+from the snapshot and never cached (`contact_details`, `search_emails`, `audited_export`);
+the pages write each to the audit log. A whole email address is found in the snapshot through
+its `email_sha256`.
 
 Filters: the date range selects whole calendar months (UTC), like the KPI marts. Country and
 segment (churn risk tier or RFM segment) select customers. Sales channel selects orders for
@@ -49,7 +52,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipelines.privacy import mask_email, mask_phone, mask_text  # shared with publishing
+from pipelines.privacy import email_sha256, mask_email, mask_phone, mask_text  # shared with publishing
 
 #: How long a query result stays cached; a new snapshot gets new cache keys at once anyway.
 TTL_SECONDS = 600
@@ -1340,26 +1343,38 @@ def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     }
 
 
-def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20, by_email: bool = True) -> pd.DataFrame:
-    """Customers whose id equals `text` or (`by_email`) whose email starts with it (case-insensitive); emails masked.
+#: Columns of a search result.
+SEARCH_COLUMNS = ["customer_id", "email", "country", "orders_count"]
 
-    Without `by_email` only an exact customer id matches: looking someone up by their email
-    address is a use of contact data, kept to the roles that may see it.
+
+def looks_like_email(text: str) -> bool:
+    """Whether `text` could be a whole email address (something@domain), for the exact email search."""
+    local, at, domain = (text or "").strip().partition("@")
+    return bool(local and at and domain and " " not in text.strip())
+
+
+def find_customers(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -> pd.DataFrame:
+    """Customers whose id equals `text`, or whose email is exactly `text` (case and spaces around it ignored).
+
+    The snapshot holds no plain emails: an email is matched through `email_sha256`, the hash
+    of the trimmed, lower-cased address, computed the same way from what was typed. Emails in
+    the result are the snapshot's, masked. The beginning of an email is searched in the
+    warehouse instead, for the support role only (`search_emails`).
     """
     text = (text or "").strip()
     if not text or not _has(con, "marts.dim_customers"):
-        return pd.DataFrame(columns=["customer_id", "email", "country", "orders_count"])
+        return pd.DataFrame(columns=SEARCH_COLUMNS)
+    by_email = looks_like_email(text) and "email_sha256" in _columns(con, "marts.dim_customers")
     return query(
         con,
         f"""
         select customer_id, {mask_email("email")} as email, country, orders_count
         from marts.dim_customers
-        where customer_id = $text or ($by_email and lower(email) like lower($prefix) escape '\\')
+        where customer_id = $text {f"or email_sha256 = {email_sha256('$text')}" if by_email else ""}
         order by customer_id = $text desc, customer_id
         limit $limit
         """,
-        {"text": text, "prefix": text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
-         "limit": limit, "by_email": by_email},
+        {"text": text, "limit": limit},
     )
 
 
@@ -1460,10 +1475,10 @@ def load_snapshot_info(snapshot: str) -> dict:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def load_search(snapshot: str, text: str, by_email: bool) -> pd.DataFrame:
-    """`find_customers`, cached briefly."""
+def load_search(snapshot: str, text: str) -> pd.DataFrame:
+    """`find_customers` (exact id or exact email, in the snapshot), cached briefly."""
     with _cursor(snapshot) as cur:
-        return find_customers(cur, text, by_email=by_email)
+        return find_customers(cur, text)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -1635,9 +1650,52 @@ def contact_details(customer_id: str) -> dict | None:
     return None if row.empty else row.iloc[0].to_dict()
 
 
-def warehouse_export_support() -> dict:
-    """`export_support` on the warehouse, where the CRM files are rendered from (problem: why not now)."""
+def search_emails(prefix: str, limit: int = 20) -> pd.DataFrame:
+    """Customers whose email in the warehouse starts with `prefix` (case-insensitive), emails masked.
+
+    For the support role only: it tells which addresses exist, so the page writes each search
+    to the audit log. The snapshot cannot answer it (its emails are masked), so this reads
+    the warehouse on a connection of its own, closed again as soon as the rows are read.
+    """
+    prefix = (prefix or "").strip()
+    if not prefix:
+        return pd.DataFrame(columns=SEARCH_COLUMNS)
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with warehouse_connection() as con:
+        present = _columns(con, "marts.dim_customers")
+        if "email" not in present:
+            raise WarehouseUnavailable("the warehouse has no marts.dim_customers yet: run `retain run`")
+        extra = ", ".join(f"{c}" if c in present else f"null as {c}" for c in ("country", "orders_count"))
+        return query(
+            con,
+            f"""
+            select customer_id, {mask_email("email")} as email, {extra}
+            from marts.dim_customers
+            where lower(email) like lower($pattern) escape '\\'
+            order by customer_id
+            limit $limit
+            """,
+            {"pattern": pattern, "limit": limit},
+        )
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def _warehouse_export_support(snapshot: str) -> dict:
+    # Per snapshot: the warehouse's tables change only in a run, which publishes a new one. A
+    # busy or missing warehouse raises, and an exception is not cached: the next load asks again.
+    with warehouse_connection() as con:
+        return export_support(con)
+
+
+def warehouse_export_support(snapshot: str | Path | None = None) -> dict:
+    """`export_support` on the warehouse, where the CRM files are rendered from (problem: why not now).
+
+    With `snapshot` (the page's) a successful check is cached for it, so the Outreach page does
+    not open the warehouse on every rerun; without it the warehouse is asked now.
+    """
     try:
+        if snapshot is not None:
+            return _warehouse_export_support(str(snapshot))
         with warehouse_connection() as con:
             return export_support(con)
     except WarehouseUnavailable as exc:

@@ -12,6 +12,7 @@ Fields of every entry: `at` (UTC, ISO 8601), `action`, `user`, `mode` (`oidc` or
 | action | extra fields |
 | --- | --- |
 | `contact_view` | `customer_ids`, `rows`, `fields` (which contact fields were shown) |
+| `contact_search` | `search` (`email_prefix`), `customer_ids` (the matches, up to 20), `rows` |
 | `download` | `play`, `format`, `run_id`, `file_name`, `rows` (customers in the file) |
 | `session_start` | `page` |
 | `access_denied` | `reason` |
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-ACTIONS = ("contact_view", "download", "session_start", "access_denied")
+ACTIONS = ("contact_view", "contact_search", "download", "session_start", "access_denied")
 
 
 def audit_log_path() -> Path:
@@ -43,9 +44,14 @@ def audit_log_path() -> Path:
 
 
 def _private_dir(path: Path) -> None:
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    """Create `path` and any missing parent owner-only (0700), whatever the process umask."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def record(action: str, who: dict, path: Path | None = None, **details) -> dict:

@@ -208,11 +208,19 @@ def ingest(
     for name in source or []:
         if name not in SOURCE_NAMES:
             _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
+    import duckdb
+
     from pipelines.ingest import format_summary
     from pipelines.ingest import ingest as run_ingest
 
     _use_data_dir(data_dir)
-    results = run_ingest(sources=source or None)
+    try:
+        results = run_ingest(sources=source or None)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        _fail(f"the warehouse {settings().warehouse} is busy (a run is writing to it, or the dashboard is reading "
+              f"it for a moment): try again shortly. {exc}")
     console.print(format_summary(results))
     if not source:
         import duckdb
@@ -468,17 +476,25 @@ def dashboard(
     shown = "localhost" if serve.mode == "oidc" and host in {"127.0.0.1", "localhost"} else host
     how = "sign-in through your identity provider" if serve.mode == "oidc" else "local mode, no sign-in"
     console.print(f"retain dashboard: [bold]http://{shown}:{port}[/]  ({how}; Ctrl+C to stop)")
-    raise typer.Exit(subprocess.call(serve.command, cwd=PROJECT_ROOT, env=serve.env))
+    # Become Streamlit (same process id) rather than wait for a child: a signal to stop `retain
+    # dashboard` (a service manager, a test) then stops the server instead of orphaning it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(PROJECT_ROOT)
+    os.execve(serve.command[0], serve.command, serve.env)
 
 
 @app.command()
 def audit(
     user: Annotated[str | None, typer.Option(help="Only entries whose user contains this text.")] = None,
     action: Annotated[
-        str | None, typer.Option(help="Only this action: contact_view, download, session_start, access_denied.")
+        str | None, typer.Option(help="Only this action: contact_view, contact_search, download, session_start, "
+                           "access_denied.")
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only entries at or after this date (YYYY-MM-DD).")] = None,
-    customer: Annotated[str | None, typer.Option(help="Only contact views of this customer id.")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="Only contact views and searches that showed this customer id.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -505,7 +521,7 @@ def audit(
     for e in entries:
         if e.get("action") == "download":
             what = f"{e.get('play')} · {e.get('format')} · {e.get('file_name')}"
-        elif e.get("action") == "contact_view":
+        elif e.get("action") in ("contact_view", "contact_search"):
             what = ", ".join(e.get("customer_ids") or [])
         else:
             what = str(e.get("reason") or e.get("page") or e.get("text") or "")

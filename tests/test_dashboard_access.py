@@ -281,6 +281,28 @@ def test_contact_details_come_from_the_warehouse_or_say_why_not(env, monkeypatch
     assert "busy" not in str(data.warehouse_export_support().get("problem") or "")
 
 
+def test_an_email_prefix_search_reads_the_warehouse_masked_and_literal(env, monkeypatch, tmp_path):
+    import duckdb
+
+    from dashboards import data
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("RETAIN_WAREHOUSE", str(warehouse))
+    writer = duckdb.connect(str(warehouse))
+    writer.execute("create schema marts")
+    writer.execute("create table marts.dim_customers as select * from (values "
+                   "('C1', 'Ana_L@shop.example', 'DE', 3), ('C2', 'anaxl@shop.example', 'FR', 1), "
+                   "('C3', 'ben@shop.example', 'DE', 2)) t(customer_id, email, country, orders_count)")
+    with pytest.raises(data.WarehouseUnavailable, match="busy"):
+        data.search_emails("ana")
+    writer.close()
+    found = data.search_emails("  ANA ")
+    assert found["customer_id"].tolist() == ["C1", "C2"]
+    assert found["email"].tolist() == ["A•••@shop.example", "a•••@shop.example"]
+    assert data.search_emails("ana_")["customer_id"].tolist() == ["C1"], "_ is a character, not a wildcard"
+    assert data.search_emails("%").empty and data.search_emails("").empty
+
+
 def test_count_rows_counts_customers_in_csv_and_zip_downloads():
     import io
     import zipfile

@@ -88,19 +88,28 @@ def con(snapshot):
 
 
 @pytest.fixture(scope="module")
-def customer(con) -> dict:
-    """A customer with an email, several orders and a churn score: the Customer 360 subject."""
+def customer(con, data_dir) -> dict:
+    """A customer with an email, several orders and a churn score: the Customer 360 subject.
+
+    `email` and `phone` are the real ones, from the warehouse; `masked_email` and
+    `masked_phone` are what the snapshot holds instead.
+    """
     row = data.query(
         con,
         """
-        select d.customer_id, d.email, d.phone from marts.dim_customers d
+        select d.customer_id, d.email as masked_email, d.phone as masked_phone from marts.dim_customers d
         join ml.churn_scores s using (customer_id)
         where d.email is not null and d.phone is not null and d.orders_count >= 2
         order by d.orders_count desc, d.customer_id limit 1
         """,
     )
     assert not row.empty
-    return row.iloc[0].to_dict()
+    found = row.iloc[0].to_dict()
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as wh:
+        email, phone = wh.execute("select email, phone from marts.dim_customers where customer_id = ?",
+                                  [found["customer_id"]]).fetchone()
+    assert "•" not in email and "•" in found["masked_email"], "the snapshot must hold masked emails only"
+    return {**found, "email": email, "phone": phone}
 
 
 def run_page(page: str, query: dict | None = None) -> AppTest:
@@ -134,6 +143,7 @@ def page_text(at: AppTest) -> str:
     parts += [f"{m.label} {m.value}" for m in at.metric]
     parts += [df.value.to_csv() for df in at.dataframe]
     parts += [i.value for i in at.info] + [w.value for w in at.warning]
+    parts += [o for box in at.selectbox for o in box.options]
     return "\n".join(str(p) for p in parts)
 
 
@@ -208,63 +218,93 @@ def test_segment_filter_narrows_the_churn_page_to_one_tier(use_data):
     assert tiles["Customers scored"] == tiles["High risk"]
 
 
-@pytest.fixture
-def changed_warehouse(use_data, customer, tmp_path, monkeypatch) -> dict:
-    """A copy of the warehouse in which `customer`'s email and phone changed after the snapshot was published.
+def warehouse_copy(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_id: str) -> dict:
+    """A copy of the warehouse in which `customer_id`'s email and phone changed after the snapshot was published.
 
     Shows where the dashboard reads contact details from: the warehouse, at the moment they
     are shown, never the snapshot. The audit log goes to the test's folder.
     """
     copy = tmp_path / "warehouse.duckdb"
-    shutil.copy2(use_data / "warehouse.duckdb", copy)
-    new = {"email": f"moved.{customer['customer_id'].lower()}@example.net", "phone": "+4930111222333"}
+    shutil.copy2(data_dir / "warehouse.duckdb", copy)
+    new = {"email": f"moved.{customer_id.lower()}@example.net", "phone": "+4930111222333"}
     with duckdb.connect(str(copy)) as c:
         c.execute("update marts.dim_customers set email = ?, phone = ? where customer_id = ?",
-                  [new["email"], new["phone"], customer["customer_id"]])
+                  [new["email"], new["phone"], customer_id])
     monkeypatch.setenv("RETAIN_WAREHOUSE", str(copy))
     monkeypatch.setenv("RETAIN_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     return {**new, "audit": tmp_path / "audit.jsonl"}
 
 
-def test_customer_360_reveals_contact_details_from_the_warehouse_and_audits_it(changed_warehouse, customer):
+def audit_entries(path: Path, action: str) -> list[dict]:
+    if not path.exists():
+        return []
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["action"] == action]
+
+
+@pytest.fixture
+def changed_warehouse(use_data, customer, tmp_path, monkeypatch) -> dict:
+    """`warehouse_copy` for the Customer 360 subject."""
+    return warehouse_copy(use_data, tmp_path, monkeypatch, customer["customer_id"])
+
+
+def test_customer_360_reveals_contact_details_from_the_warehouse_and_audits_it(changed_warehouse, customer,
+                                                                               monkeypatch):
     at = run_page("customer_360", {"customer": customer["customer_id"]})
     assert_clean(at)
     text = page_text(at)
     assert customer["email"] not in text and customer["phone"] not in text
-    assert data.mask_email_value(customer["email"]) in text
+    assert customer["masked_email"] in text and customer["masked_phone"] in text
+    assert data.mask_email_value(customer["email"]) == customer["masked_email"]
     assert at.get("plotly_chart"), "the timeline chart is missing"
     at.toggle(key="reveal_contact").set_value(True).run()
     assert_clean(at)
     text = page_text(at)
     assert changed_warehouse["email"] in text and changed_warehouse["phone"] in text
-    assert customer["email"] not in text, "contact details must come from the warehouse, not the snapshot"
-    at.run()  # a rerun of the same view is not a second entry
-    views = [json.loads(line) for line in changed_warehouse["audit"].read_text().splitlines()]
-    views = [e for e in views if e["action"] == "contact_view"]
+    assert customer["email"] not in text, "contact details must come from the warehouse as it is now"
+    # A rerun of the same view (a click in the timeline) neither reads the warehouse again nor
+    # adds an entry: with the warehouse gone, the details are still the ones read.
+    monkeypatch.setenv("RETAIN_WAREHOUSE", str(changed_warehouse["audit"].parent / "gone.duckdb"))
+    at.run()
+    assert_clean(at)
+    assert not at.warning and changed_warehouse["email"] in page_text(at)
+    views = audit_entries(changed_warehouse["audit"], "contact_view")
     assert len(views) == 1 and views[0]["customer_ids"] == [customer["customer_id"]]
     assert views[0]["mode"] == "local" and "support" in views[0]["roles"]
 
 
-def test_the_download_renders_from_the_warehouse_and_is_audited(changed_warehouse, con):
+def test_the_download_renders_from_the_warehouse_and_is_audited(use_data, con, tmp_path, monkeypatch):
     plays = data.outreach(con, _everything(con))["plays"]
     play = plays[(plays["customers"] > 0) & (plays["channel"] == "email")].iloc[0]["play"]
+    listed = data.outreach(con, _everything(con))["preview"]
+    first = listed[listed["play"] == play].iloc[0]["customer_id"]
+    changed = warehouse_copy(use_data, tmp_path, monkeypatch, first)
     entries = []
     render = data.audited_export(play, "csv", None, f"{play}-csv.csv", entries.append)
     content = render()
     assert entries == [{"play": play, "format": "csv", "run_id": None, "file_name": f"{play}-csv.csv",
                         "rows": data.count_rows(content, f"{play}-csv.csv")}]
-    assert entries[0]["rows"] > 0 and "•" not in content.decode("utf-8-sig")
+    text = content.decode("utf-8-sig")
+    assert entries[0]["rows"] > 0 and "•" not in text
+    assert changed["email"] in text, "the file must hold the warehouse's addresses as they are now"
 
 
-def test_a_viewer_gets_no_contact_switch_no_email_search_and_no_downloads(use_data, customer, monkeypatch):
+def test_a_viewer_finds_by_id_or_whole_email_but_gets_no_contacts_and_no_downloads(use_data, customer, tmp_path,
+                                                                                   monkeypatch):
     monkeypatch.setenv("RETAIN_LOCAL_ROLES", "viewer")
+    monkeypatch.setenv("RETAIN_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     at = run_page("customer_360", {"customer": customer["customer_id"]})
     assert_clean(at)
     assert not [t for t in at.toggle if t.key == "reveal_contact"]
     assert customer["email"] not in page_text(at)
     at = run_page("customer_360")
     at.text_input(key="customer_search").set_value(customer["email"].split("@")[0] + "@").run()
-    assert any("No customer with id" in w.value for w in at.warning), "a viewer must not find customers by email"
+    assert any("No customer with id" in w.value for w in at.warning), "a viewer must not find customers by prefix"
+    # A whole address (any case, spaces around it) finds the customer through email_sha256, masked.
+    at.text_input(key="customer_search").set_value(f"  {customer['email'].upper()} ").run()
+    assert_clean(at)
+    assert customer["customer_id"] in at.subheader[0].value
+    assert customer["email"] not in page_text(at) and customer["masked_email"] in page_text(at)
+    assert not audit_entries(tmp_path / "audit.jsonl", "contact_search")
     at = run_page("outreach")
     assert_clean(at)
     assert not at.get("download_button")
@@ -274,7 +314,9 @@ def test_a_viewer_gets_no_contact_switch_no_email_search_and_no_downloads(use_da
     assert not [t for t in at.toggle if t.key == "reveal_contact"]
 
 
-def test_customer_360_finds_a_customer_by_email_prefix(use_data, customer):
+def test_customer_360_finds_a_customer_by_email_prefix_in_the_warehouse(use_data, customer, tmp_path, monkeypatch):
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("RETAIN_AUDIT_LOG", str(log))
     at = run_page("customer_360")
     assert_clean(at)
     assert at.info, "the page should ask for a search first"
@@ -286,6 +328,30 @@ def test_customer_360_finds_a_customer_by_email_prefix(use_data, customer):
         picks[0].set_value(customer["customer_id"]).run()
     assert customer["customer_id"] in at.subheader[0].value
     assert customer["email"] not in page_text(at)
+    at.run()  # a rerun of the same search neither reads the warehouse again nor adds an entry
+    searches = audit_entries(log, "contact_search")
+    assert len(searches) == 1 and customer["customer_id"] in searches[0]["customer_ids"]
+    assert searches[0]["search"] == "email_prefix" and searches[0]["rows"] == len(searches[0]["customer_ids"])
+    assert prefix.lower() not in log.read_text().lower(), "the audit log names customers, not what was typed"
+    at.text_input(key="customer_search").set_value(customer["email"][0]).run()  # many matches: pick one
+    assert_clean(at)
+    options = [s for s in at.selectbox if s.key == "customer_pick"][0].options
+    assert len(options) > 1 and all("•••@" in o and " orders" in o for o in options), options[:3]
+    assert len(audit_entries(log, "contact_search")) == 2
+
+
+def test_an_email_prefix_search_needs_the_warehouse_a_whole_email_does_not(use_data, customer, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("RETAIN_WAREHOUSE", str(tmp_path / "missing.duckdb"))
+    monkeypatch.setenv("RETAIN_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    at = run_page("customer_360")
+    at.text_input(key="customer_search").set_value(customer["email"].split("@")[0]).run()
+    assert_clean(at)
+    assert any("cannot be searched right now" in w.value for w in at.warning)
+    at.text_input(key="customer_search").set_value(customer["email"]).run()
+    assert_clean(at)
+    assert customer["customer_id"] in at.subheader[0].value
+    assert not audit_entries(tmp_path / "audit.jsonl", "contact_search")
 
 
 def test_outreach_page_offers_the_crm_formats_of_the_play(use_data, con):
@@ -302,9 +368,6 @@ def test_outreach_page_offers_the_crm_formats_of_the_play(use_data, con):
 
 
 def test_outreach_download_is_what_retain_export_writes(use_data, con):
-    support = data.export_support(con)
-    if support["problem"]:
-        pytest.skip(f"the export code cannot run on the snapshot: {support['problem']}")
     from pipelines.config import settings
     from pipelines.outreach.exporter import read_latest
 
@@ -315,7 +378,11 @@ def test_outreach_download_is_what_retain_export_writes(use_data, con):
     if run is None:
         pytest.skip(f"the pipeline wrote no klaviyo export for {play}")
     on_disk = (base / run / f"{play}-klaviyo.csv").read_bytes()
-    assert data.render_download(con, play, "klaviyo") == on_disk
+    with data.warehouse_connection() as warehouse:  # where the page renders files from
+        assert data.export_support(warehouse)["problem"] is None
+        assert data.render_download(warehouse, play, "klaviyo") == on_disk
+    # The snapshot's contact data is masked: a file rendered from it would not be the export.
+    assert data.render_download(con, play, "klaviyo") != on_disk
 
 
 def test_local_mode_turns_away_visitors_from_other_machines(use_data, monkeypatch):

@@ -8,10 +8,12 @@ file), and signs in through Streamlit's `st.login` in Debian's headless Chromium
 - signed out: only the sign-in page, on every URL;
 - viewer: the pages, masked; no download buttons, no contact switch;
 - marketer: the CRM downloads, whose file holds the warehouse's unmasked emails;
-- support: Customer 360's contact details, unmasked, from the warehouse;
+- support: Customer 360's contact details, unmasked, from the warehouse, and the search by the
+  beginning of an email (a viewer finds a customer by a whole address only);
+- every page as each role: no plain email or phone unless support reveals it;
 - a user without a role: only a "no role" message.
 
-Every download and contact view must be in the audit log. Screenshots go to the test's tmp
+Every download, contact view and email-prefix search must be in the audit log. Screenshots go to the test's tmp
 folder (and to $RETAIN_SCREENSHOTS when set).
 """
 
@@ -342,6 +344,67 @@ def test_support_sees_contact_details_from_the_warehouse_and_each_view_is_audite
 
     outreach = page(browser_session, play_url(base, email_play))
     assert outreach["downloads"] == 0 and "need the marketer role" in outreach["main"]
+
+
+PHONE_RE = re.compile(r"\+\d[\d ()/-]{7,}\d")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_page_shows_plain_contact_data_to_any_role(role, browser_session, dashboard, warehouse_customer):
+    """Every page, as each role, without revealing: no plain email or phone anywhere in the main area."""
+    base = dashboard["base"]
+    browser.sign_in(browser_session, base, user(role))
+    for path, title in browser.PAGES:
+        query = f"?customer={warehouse_customer['customer_id']}" if path == "customer_360" else ""
+        shown = page(browser_session, f"{base}/{path}{query}")
+        assert not shown["errors"], (path, shown["errors"])
+        assert title in shown["main"], (path, shown["main"][:300])
+        assert not EMAIL_RE.search(shown["main"]), (role, path, EMAIL_RE.search(shown["main"]).group(0))
+        assert not PHONE_RE.search(shown["main"]), (role, path, PHONE_RE.search(shown["main"]).group(0))
+        assert warehouse_customer["email"] not in shown["main"] and warehouse_customer["phone"] not in shown["main"]
+        shoot(browser_session, dashboard, f"{role}_{path}")
+
+
+def _search(driver, text: str, expect: str, timeout: float = 30) -> str:
+    """Type `text` into Customer 360's search box, press Enter, wait until the page shows `expect`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.CSS_SELECTOR, '[data-testid="stTextInput"] input')
+    box.send_keys(Keys.CONTROL, "a")  # clear() does not reach Streamlit's React state
+    box.send_keys(Keys.BACKSPACE)
+    box.send_keys(text, Keys.ENTER)
+    deadline = time.monotonic() + timeout
+    main = ""
+    while time.monotonic() < deadline:
+        main = driver.execute_script("return document.querySelector('[data-testid=\"stMain\"]').innerText")
+        if expect in main and browser._rendered(driver):
+            return main
+        time.sleep(0.3)
+    raise AssertionError(f"{expect!r} did not appear after searching; the page shows:\n{main[:800]}")
+
+
+def test_viewer_finds_a_customer_by_whole_email_and_support_by_its_beginning(browser_session, dashboard,
+                                                                             warehouse_customer):
+    base, customer_id, email = dashboard["base"], warehouse_customer["customer_id"], warehouse_customer["email"]
+    browser.sign_in(browser_session, base, user("viewer"))
+    page(browser_session, f"{base}/customer_360")
+    main = _search(browser_session, email.split("@")[0] + "@", "No customer with id")
+    main = _search(browser_session, email.upper(), "Timeline")
+    assert customer_id in main and email not in main and not EMAIL_RE.search(main)
+    assert not [e for e in audit_entries(dashboard) if e["action"] == "contact_search"]
+
+    browser_session.get(base + "/_stcore/health")
+    browser_session.delete_all_cookies()
+    browser.sign_in(browser_session, base, user("support"))
+    page(browser_session, f"{base}/customer_360")
+    before = len(audit_entries(dashboard))
+    main = _search(browser_session, email[:-3].upper(), "Timeline")
+    assert customer_id in main and email not in main and not EMAIL_RE.search(main)
+    shoot(browser_session, dashboard, "support_customer_360_email_search")
+    searches = [e for e in audit_entries(dashboard)[before:] if e["action"] == "contact_search"]
+    assert len(searches) == 1 and searches[0]["customer_ids"] == [customer_id], audit_entries(dashboard)[before:]
+    assert searches[0]["user"] == user("support") and searches[0]["search"] == "email_prefix"
 
 
 def test_a_user_without_a_role_sees_nothing_but_a_message(browser_session, dashboard):

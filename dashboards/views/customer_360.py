@@ -16,10 +16,14 @@ left, right = st.columns([3, 1])
 with left:
     if who.can_see_contacts:
         text = st.text_input("Customer id or email", key="customer_search", placeholder="e.g. C0001234 or jane@",
-                             help="An exact customer id, or the beginning of an email address (case-insensitive).")
+                             help="An exact customer id, a whole email address, or the beginning of one "
+                                  "(case-insensitive). Searching by the beginning of an email reads the warehouse "
+                                  "and is written to the audit log.")
     else:
-        text = st.text_input("Customer id", key="customer_search", placeholder="e.g. C0001234",
-                             help="An exact customer id. Searching by email needs the support role.")
+        text = st.text_input("Customer id or email", key="customer_search",
+                             placeholder="e.g. C0001234 or jane.doe@example.com",
+                             help="An exact customer id or a whole email address (case-insensitive). Searching by "
+                                  "the beginning of an email needs the support role.")
 reveal = False
 if who.can_see_contacts:
     with right:
@@ -28,17 +32,45 @@ if who.can_see_contacts:
                                 "only reveal it when you need to contact the customer. Every reveal is written to "
                                 "the audit log.")
 
+
+def email_prefix_search(prefix: str) -> pd.DataFrame:
+    """Support only: customers whose email starts with `prefix`, from the warehouse, audited.
+
+    One warehouse read and one audit entry per search: reruns of the same view (a click in the
+    timeline) reuse the result held in this session.
+    """
+    held = st.session_state.get("_retain_email_search")
+    if held and held[0] == prefix:
+        return held[1]
+    found = data.search_emails(prefix)
+    signin.record("contact_search", search="email_prefix", customer_ids=found["customer_id"].tolist(),
+                  rows=len(found))
+    st.session_state["_retain_email_search"] = (prefix, found)
+    return found
+
+
 # The selected customer id (never the search text: it may be an email) is kept in the URL,
 # so a link opens the same customer.
 linked = st.query_params.get("customer")
 if text.strip():
-    matches = data.load_search(ctx.snapshot, text, who.can_see_contacts)
+    # An exact id or a whole email address: the snapshot answers (emails through email_sha256).
+    matches = data.load_search(ctx.snapshot, text)
+    if matches.empty and who.can_see_contacts:
+        try:
+            matches = email_prefix_search(text.strip())
+        except data.WarehouseUnavailable as exc:
+            st.warning(f"No customer with id or email {text.strip()!r}. The beginning of an email cannot be "
+                       f"searched right now: {exc}.")
+            st.stop()
     if matches.empty:
         st.warning(f"No customer with id {text.strip()!r}"
-                   f"{' or an email starting with it' if who.can_see_contacts else ''}.")
+                   f"{' or an email starting with it' if who.can_see_contacts else ' or that email address'}.")
         st.stop()
     if len(matches) > 1:
-        labels = {r.customer_id: f"{r.customer_id} · {r.email or 'no email'} · {r.country or ''}"
+        # Masked emails of several matches often look alike: the country and order count tell them apart.
+        labels = {r.customer_id: " · ".join(str(x) for x in (
+                      r.customer_id, r.email or "no email", r.country,
+                      None if pd.isna(r.orders_count) else f"{int(r.orders_count)} orders") if x and not pd.isna(x))
                   for r in matches.itertuples()}
         customer_id = st.selectbox(f"{len(matches)} matches{' (first 20)' if len(matches) == 20 else ''}",
                                    list(labels), format_func=labels.get, key="customer_pick")
@@ -48,7 +80,7 @@ if text.strip():
 elif linked:
     customer_id = linked
 else:
-    ui.note(f"Search for a customer by {'id or email' if who.can_see_contacts else 'id'} to see their history.")
+    ui.note("Search for a customer by id or email address to see their history.")
     st.stop()
 
 c = data.load_customer(ctx.snapshot, customer_id)
@@ -61,17 +93,22 @@ if not c.get("found"):
 
 p = dict(c["profile"])
 if reveal:
-    # Unmasked, from the warehouse, now; written to the audit log before it is shown.
-    try:
-        contacts = data.contact_details(customer_id)
-    except data.WarehouseUnavailable as exc:
-        contacts = None
-        st.warning(f"Contact details cannot be shown right now: {exc}.")
-    if contacts is not None:
-        # One entry per customer revealed; reruns of the same view (a click in the timeline) add none.
-        if st.session_state.get("_retain_contact_shown") != customer_id:
+    # Unmasked, from the warehouse, when the switch is turned on (or another customer is shown),
+    # written to the audit log before it is shown. Reruns of the same view (a click in the
+    # timeline) reuse what was read: no second warehouse read, no second entry.
+    held = st.session_state.get("_retain_contact_shown")
+    if held and held[0] == customer_id:
+        contacts = held[1]
+    else:
+        try:
+            contacts = data.contact_details(customer_id)
+        except data.WarehouseUnavailable as exc:
+            contacts = None
+            st.warning(f"Contact details cannot be shown right now: {exc}.")
+        if contacts is not None:
             signin.record("contact_view", customer_ids=[customer_id], rows=1, fields=sorted(contacts))
-            st.session_state["_retain_contact_shown"] = customer_id
+            st.session_state["_retain_contact_shown"] = (customer_id, contacts)
+    if contacts is not None:
         p.update(contacts)
 else:
     st.session_state.pop("_retain_contact_shown", None)

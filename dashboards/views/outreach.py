@@ -90,7 +90,7 @@ if not who.can_download:
 if rows == 0:
     st.stop()
 # Files are rendered from the warehouse (unmasked contacts), for the run this page shows.
-support = data.warehouse_export_support()
+support = data.warehouse_export_support(ctx.snapshot)
 usable = {name: spec for name, spec in support["formats"].items() if row.get("channel") in spec[1]}
 if not support["formats"]:
     ui.note("CRM downloads need the outreach export code (pipelines/outreach).")

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext
 
 from pipelines.config import settings
 from pipelines.contract import Source, load_contract
+from pipelines.defs.ml.assets import retry_if_locked
 from pipelines.ingest import FileResult, ingest
 
 GROUP = "ingest"
@@ -56,7 +57,8 @@ def _make_asset(src: Source) -> dg.AssetsDefinition:
         },
     )
     def _asset(context: AssetExecutionContext) -> dg.MaterializeResult:
-        results = ingest([src.name], progress=lambda r: _log(context, r))
+        with retry_if_locked():  # the warehouse is opened first: a lock held for a moment is retried
+            results = ingest([src.name], progress=lambda r: _log(context, r))
         loaded = [r for r in results if r.status == "loaded"]
         rejected = [r for r in results if r.status == "rejected"]
         rows_read = sum(r.rows_read for r in results)

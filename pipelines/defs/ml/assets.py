@@ -6,6 +6,9 @@ error-severity dbt test (which fails the dbt step) stops them, and with them the
 lists and exports.
 """
 
+import contextlib
+from collections.abc import Iterator
+
 import dagster as dg
 import duckdb
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
@@ -27,18 +30,29 @@ FEATURE_INPUTS = [
     dg.AssetKey(["staging", "stg_helpdesk__support_tickets"]),
 ]
 
-def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; a lost race for its file lock (another process writing) is retried.
+@contextlib.contextmanager
+def retry_if_locked() -> Iterator[None]:
+    """Turn a lost race for the warehouse's file lock into a retry of the step (3 times, 10 s apart).
 
-    Only the lock is transient: any other error (no orders yet) fails the
-    step at once with its own message instead of being retried.
+    Another process holds the lock: a writer, or the dashboard reading contact details or a
+    CRM file on a read-only connection for a moment (DuckDB lets one process write a file or
+    several read it, not both). Only the lock is transient: any other error (no orders yet)
+    fails the step at once with its own message instead of being retried (too little history
+    is not an error: the churn assets report it as skipped).
+    Wrap only the opening of the warehouse: the step is run again from its start.
     """
     try:
-        return duckdb.connect(str(settings().warehouse), read_only=read_only)
+        yield
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from exc
         raise
+
+
+def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a lost race for its file lock is retried (`retry_if_locked`)."""
+    with retry_if_locked():
+        return duckdb.connect(str(settings().warehouse), read_only=read_only)
 
 
 @dg.asset(

@@ -7,6 +7,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from pipelines.config import settings
+from pipelines.defs.ml.assets import _connect
 from pipelines.publish import publish
 
 PUBLISH_KEY = dg.AssetKey(["published", "dashboard_snapshot"])
@@ -35,12 +36,15 @@ def make_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     def dashboard_snapshot(context: AssetExecutionContext) -> dg.MaterializeResult:
         s = settings()
-        result = publish(
-            s.warehouse,
-            s.published,
-            run_info={"run_id": context.run_id},
-            incremental=context.job_name in INCREMENTAL_PUBLISH_JOBS,
-        )
+        # Opened here so that a lock held for a moment (the dashboard reading) is retried.
+        with _connect() as con:
+            result = publish(
+                s.warehouse,
+                s.published,
+                run_info={"run_id": context.run_id},
+                incremental=context.job_name in INCREMENTAL_PUBLISH_JOBS,
+                con=con,
+            )
         context.log.info(f"published {result.path.name} ({result.mode}: {result.reason}) in {result.seconds:.1f} s")
         metadata = {
             "snapshot": dg.MetadataValue.path(str(result.path)),

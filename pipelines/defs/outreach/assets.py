@@ -14,6 +14,7 @@ import duckdb
 from dagster import AssetExecutionContext
 
 from pipelines.config import settings
+from pipelines.defs.ml.assets import _connect
 from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
 from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
 
@@ -56,7 +57,7 @@ def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
     from ml.status import read_status
 
     s = settings()
-    with duckdb.connect(str(s.warehouse)) as con:
+    with _connect() as con:  # a lock held for a moment (the dashboard reading) is retried
         status = read_status(con)
         missing = status.get("scoring_reason") if status.get("scoring") == "skipped" else None
         summary = build_outreach_lists(con, as_of=s.as_of, scores_missing=missing)
