@@ -88,11 +88,14 @@ def lines(
     for i, (col, label) in enumerate(series.items()):
         if col not in df:
             continue
+        # a single month (a new shop's first export) is one point: draw it large, with its value
+        single = df[col].notna().sum() == 1
         fig.add_trace(
             go.Scatter(
-                x=df[x], y=df[col], name=label, mode="lines+markers",
-                line={"color": colors[i % len(colors)], "width": 2.5}, marker={"size": 5},
+                x=df[x], y=df[col], name=label, mode="lines+markers+text" if single else "lines+markers",
+                line={"color": colors[i % len(colors)], "width": 2.5}, marker={"size": 11 if single else 5},
                 hovertemplate=f"%{{y:{hover}}}<extra>{label}</extra>" if hover else None,
+                texttemplate=f"%{{y:{hover}}}" if single and hover else None, textposition="middle right",
                 connectgaps=False,
             )
         )

@@ -702,7 +702,7 @@ def _kpi_values(orders: pd.Series, delivery: pd.Series, feedback: pd.Series, tic
 
 
 def overview(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
-    """KPI tiles for the period and the previous one, and monthly trends for the sparklines."""
+    """KPI tiles for the period and the previous one, monthly trends, and the imported data sources."""
     if not _has(con, "marts.fct_orders"):
         return {"available": False}
     prev = f.previous()
@@ -735,7 +735,8 @@ def overview(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         ret.assign(month=pd.to_datetime(ret["month"]))[["month", "returning_customer_rate"]], on="month", how="left"
     )
     trend = trend[trend["month"] >= pd.Timestamp(f.start)].reset_index(drop=True)
-    return {"available": True, "current": current, "previous": previous, "trend": trend}
+    return {"available": True, "current": current, "previous": previous, "trend": trend,
+            "sources": data_sources(con)}
 
 
 def _nan_to_none(value) -> float | None:
@@ -1077,10 +1078,32 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
 #: days, 2.3x their usual gap" and "no order for 95 days" count as one: "no order for N days".
 
 
+def churn_status(con: duckdb.DuckDBPyConnection) -> dict:
+    """The last training and scoring outcome (`ml.churn_status`: trained/skipped and why), or {}."""
+    if not _has(con, "ml.churn_status"):
+        return {}
+    rows = query(con, "select * from ml.churn_status limit 1")
+    return {} if rows.empty else {k: (None if not isinstance(v, str) and pd.isna(v) else v)
+                                  for k, v in rows.iloc[0].to_dict().items()}
+
+
+def scores_missing_note(status: dict) -> str | None:
+    """'Not enough history yet: …' when the last scoring step was skipped, else None."""
+    if status.get("scoring") != "skipped":
+        return None
+    reason = str(status.get("scoring_reason") or "no churn model yet")
+    return reason[:1].upper() + reason[1:]
+
+
 def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     """Score distribution, tiers over time, top drivers, model quality and calibration, CLV × risk."""
     if not _has(con, "ml.churn_scores"):
         return {"available": False}
+    skipped = scores_missing_note(churn_status(con))
+    if skipped:
+        return {"available": False, "missing": (
+            f"{skipped}. Churn risk and 12-month value appear here after a run with enough order "
+            "history; the other pages work already.")}
     p = _params(f)
     scope = customer_scope(con, f)
     summary = query(
@@ -1183,6 +1206,46 @@ def model_quality(con: duckdb.DuckDBPyConnection) -> dict | None:
     return {"run": {k: v for k, v in row.items() if k != "metrics"}, "metrics": metrics or {}}
 
 
+def data_sources(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """Per platform and source: rows, matched to a shop customer, kept unmatched, match rate.
+
+    From `marts.identity_match_rates`; None when no platform file was imported (only
+    retain's own contract files, platform `retain`, or no table at all).
+    """
+    if not _has(con, "marts.identity_match_rates"):
+        return None
+    rates = query(con, """
+        select platform, source_name, rows_count, matched_count, unmatched_count, match_rate
+        from marts.identity_match_rates order by platform = 'retain', platform, source_name
+    """)
+    if rates.empty or (rates["platform"] == "retain").all():
+        return None
+    return rates
+
+
+PLATFORM_LABELS = {
+    "shopify": "Shopify", "woocommerce": "WooCommerce", "klaviyo": "Klaviyo", "zendesk": "Zendesk",
+    "gorgias": "Gorgias", "judgeme": "Judge.me", "yotpo": "Yotpo", "trustpilot": "Trustpilot",
+    "okendo": "Okendo", "delighted": "Delighted", "retain": "Your own files (retain format)",
+}
+SOURCE_LABELS = {
+    "orders": "Orders", "messages": "Messages", "survey_responses": "Survey answers", "reviews": "Reviews",
+    "support_tickets": "Support tickets",
+}
+
+
+def data_sources_table(rates: pd.DataFrame) -> pd.DataFrame:
+    """`data_sources` with the column and value names a marketing manager reads."""
+    return pd.DataFrame({
+        "Platform": rates["platform"].map(lambda p: PLATFORM_LABELS.get(p, str(p).replace("_", " ").title())),
+        "Data": rates["source_name"].map(lambda s: SOURCE_LABELS.get(s, str(s).replace("_", " ").capitalize())),
+        "Rows": rates["rows_count"].astype(int),
+        "Matched to a shop customer": rates["matched_count"].astype(int),
+        "Kept as unmatched": rates["unmatched_count"].astype(int),
+        "Match rate": rates["match_rate"].astype(float),
+    })
+
+
 def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     """The latest outreach run: plays with counts, suppressions by reason and a preview of each play."""
     if not _has(con, "exports.outreach_lists"):
@@ -1276,6 +1339,7 @@ def outreach(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         "suppressed": suppressed,
         "suppressed_customers": suppressed_customers,
         "preview": preview,
+        "scores_missing": scores_missing_note(churn_status(con)),
     }
 
 
@@ -1388,6 +1452,13 @@ def load_options(snapshot: str) -> dict:
     """`filter_options` for the snapshot, cached."""
     with _cursor(snapshot) as cur:
         return filter_options(cur)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def load_churn_status(snapshot: str) -> dict:
+    """`churn_status` of the snapshot, cached."""
+    with _cursor(snapshot) as cur:
+        return churn_status(cur)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)

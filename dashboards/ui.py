@@ -197,7 +197,7 @@ def start_page(title: str, page: str, missing: str, caption: str | None = "filte
         st.caption(caption)
     loaded = data.load(page, ctx.snapshot, ctx.filters)
     if not loaded["available"]:
-        note(missing)
+        note(loaded.get("missing") or missing)  # the page's data can say why (e.g. too little history)
         st.stop()
     return ctx, loaded
 

@@ -48,6 +48,11 @@ def model_card(con, models_dir: Path | str, run_id: str | None = None) -> str:
     """
     run_id = run_id or current_run_id(models_dir)
     if run_id is None:
+        from ml.status import read_status
+
+        status = read_status(con)
+        if status.get("training") == "skipped":
+            return f"# Churn model\n\nNo churn model yet: training was skipped: {status['training_reason']}.\n"
         return "# Churn model\n\nNo promoted churn model yet: run training first.\n"
     meta = load_artifact(models_dir, run_id).metadata
     metrics = meta["metrics"]

@@ -10,6 +10,7 @@ drift of today's features and scores against the model's reference to `ml.churn_
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -32,7 +33,9 @@ from ml.features import (
 )
 from ml.history import HistoryPolicy
 from ml.reasons import risk_and_explain
-from ml.registry import load_artifact
+from ml.registry import current_run_id, load_artifact
+from ml.status import write_status
+from ml.train import NotEnoughHistory, check_history
 
 SCORE_COLUMNS = {
     "customer_id": "VARCHAR",
@@ -108,6 +111,66 @@ def clv_columns(
     return out
 
 
+class ScoringSkipped(RuntimeError):
+    """No honest churn score can be computed for this warehouse yet; `reason` says why.
+
+    `score` has then replaced `ml.churn_scores` with an empty table (no stale scores are
+    left for outreach) and recorded the reason in `ml.churn_status`.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def skip_reason(con, as_of: date | None, models_dir: Path | str) -> str | None:
+    """Why scoring must be skipped, or None when the promoted model can score `as_of`.
+
+    With enough history the promoted model scores (none promoted: skipped). With too short
+    a history (or too few customers) for a churn model of its own, the warehouse is scored
+    only by a model trained on this warehouse's own orders: one whose first order is no
+    earlier than the warehouse's (the same shop, scored at an earlier date for an audit). A
+    model trained on orders the warehouse no longer holds (an earlier run on another or a
+    longer export) describes other customers, and is not used. There is no model-free
+    fallback: BG/NBD P(alive) fitted on a few weeks of orders would be a number without
+    meaning; the pages show nothing, with the reason.
+    """
+    run_id = current_run_id(models_dir)
+    try:
+        check_history(con, as_of)
+    except NotEnoughHistory as exc:
+        reason = f"not enough history yet: {exc.reason}"
+        if run_id is None:
+            return reason
+        trained_from = _model_first_order(models_dir, run_id)
+        first = con.execute(f"select min(ordered_at)::date from {ORDERS_TABLE}").fetchone()[0]
+        if trained_from is None or first is None or first > trained_from:
+            return (f"{reason}; the earlier model {run_id} learned from orders since {trained_from or 'unknown'}, "
+                    "which this warehouse does not hold, so it is not used")
+        return None
+    if run_id is None:
+        return "no churn model has been trained yet (run `retain train` or the full job)"
+    return None
+
+
+def _model_first_order(models_dir: Path | str, run_id: str) -> date | None:
+    """The first order date of the data a saved model was trained on (its metadata.json), or None."""
+    path = Path(models_dir) / run_id / "metadata.json"
+    try:
+        value = json.loads(path.read_text()).get("data_first_order")
+        return pd.Timestamp(value).date() if value else None
+    except (OSError, ValueError):
+        return None
+
+
+def skip_scoring(con, as_of: date, reason: str) -> None:
+    """Empty `ml.churn_scores` (history kept) and record the reason in `ml.churn_status`."""
+    cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())
+    con.execute("create schema if not exists ml")
+    con.execute(f"create or replace table ml.churn_scores ({cols})")
+    write_status(con, as_of_date=as_of, scoring="skipped", scoring_reason=reason)
+
+
 def score(
     con,
     as_of: date | str | None = None,
@@ -118,7 +181,8 @@ def score(
     """Score all customers with a valid order by `as_of` (default: the latest order date).
 
     Uses the promoted model in `models_dir` (default: RETAIN_MODELS). Replaces
-    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores.
+    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores. Raises
+    `ScoringSkipped` (after emptying `ml.churn_scores`) when `skip_reason` gives a reason.
     """
     if models_dir is None:
         from pipelines.config import settings  # plain settings module
@@ -126,8 +190,12 @@ def score(
         models_dir = settings().models
     thresholds = thresholds or RiskThresholds.from_env()
     history = HistoryPolicy.from_env()  # a bad setting fails here, not after scoring everyone
-    artifact = load_artifact(models_dir)
     as_of = pd.Timestamp(as_of).date() if as_of is not None else latest_order_date(con)
+    reason = skip_reason(con, as_of, models_dir)
+    if reason is not None:
+        skip_scoring(con, as_of, reason)
+        raise ScoringSkipped(reason)
+    artifact = load_artifact(models_dir)
     feats = build_features(con, as_of)
     with threads_for(len(feats)):
         # one pass over the trees gives the risk and, per driver group, the what-if risk
@@ -148,6 +216,7 @@ def score(
         "model_version": artifact.run_id,
     })
     write_scores(con, scores, history)
+    write_status(con, as_of_date=as_of, scoring="scored", scoring_reason=None, model_version=artifact.run_id)
     try:
         # today's features are in memory now: measure drift here rather than rebuild them in the check
         drift = drift_report(feats, risk, models_dir, run_id=artifact.run_id)

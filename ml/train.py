@@ -70,6 +70,35 @@ from ml.registry import (
 )
 
 DEFAULT_TOLERANCE = 0.02
+#: Fewer customers with a valid order than this and a backtest measures noise: training is skipped.
+MIN_CUSTOMERS = 100
+#: Days of history a cut-off needs before it (the features look back at least this far).
+MIN_DAYS_BEFORE_CUTOFF = 30
+
+
+class NotEnoughHistory(ValueError):
+    """The orders are too few or span too short a time to train and backtest a churn model.
+
+    Not an error of the data: a new shop's first export is often a few weeks long. The
+    pipeline reports it as a skipped training step (`reason`), not as a failure.
+    """
+
+    def __init__(self, reason: str, days: int | None = None, days_needed: int | None = None,
+                 customers: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.days = days
+        self.days_needed = days_needed
+        self.customers = customers
+
+
+def history_days_needed(horizon_days: int = 180, cutoff_step_days: int = 30) -> int:
+    """Days from the first order to the as-of date a backtest needs (420 for the defaults).
+
+    Evaluation cut-off as_of - H, calibration cut-off H before that, the latest fit cut-off a
+    step before that, and that one needs `MIN_DAYS_BEFORE_CUTOFF` days of orders before it.
+    """
+    return 2 * horizon_days + cutoff_step_days + MIN_DAYS_BEFORE_CUTOFF
 
 
 @dataclass(frozen=True)
@@ -126,17 +155,39 @@ def plan_cutoffs(
     eval_cutoff = as_of - timedelta(days=horizon_days)
     calibration = eval_cutoff - timedelta(days=horizon_days)
     # a cut-off needs some history before it; 30 days of orders is the least we accept
-    earliest = first + timedelta(days=30)
+    earliest = first + timedelta(days=MIN_DAYS_BEFORE_CUTOFF)
     fits = tuple(
         c for c in (calibration - timedelta(days=step_days * i) for i in range(1, n_fit_cutoffs + 1)) if c >= earliest
     )
     if not fits:
-        need = 2 * horizon_days + step_days + 30
-        raise ValueError(
-            f"not enough history to backtest a {horizon_days}-day churn horizon: data runs from {first} "
-            f"to {as_of}, at least {need} days are needed (or pass a shorter horizon_days)"
+        days, need = (as_of - first).days, history_days_needed(horizon_days, step_days)
+        raise NotEnoughHistory(
+            f"{days} days of orders ({first} to {as_of}), the churn model needs at least {need} "
+            f"to backtest a {horizon_days}-day horizon (see docs/churn-model.md)",
+            days=days, days_needed=need,
         )
     return CutoffPlan(as_of, horizon_days, eval_cutoff, calibration, fits)
+
+
+def check_history(
+    con, as_of: date | str | None = None, horizon_days: int = 180, n_fit_cutoffs: int = 4, cutoff_step_days: int = 30
+) -> CutoffPlan:
+    """The backtest's cut-offs; `NotEnoughHistory` when the orders span too few days or customers.
+
+    Cheap (two aggregates over the order fact): the scoring step asks it too, to tell a
+    warehouse that cannot support a churn model from one that merely has no model yet.
+    """
+    plan = plan_cutoffs(con, as_of, horizon_days, n_fit_cutoffs, cutoff_step_days)
+    cols = table_columns(con, ORDERS_TABLE)
+    valid = "where coalesce(is_valid, true)" if "is_valid" in cols else ""
+    customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE} {valid}").fetchone()[0]
+    if customers < MIN_CUSTOMERS:
+        raise NotEnoughHistory(
+            f"{customers} customers with orders, the churn model needs at least {MIN_CUSTOMERS} "
+            "(see docs/churn-model.md)",
+            customers=customers,
+        )
+    return plan
 
 
 def usable_features(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -291,7 +342,7 @@ def train(
     """
     started = time.perf_counter()
     models_dir = Path(models_dir) if models_dir is not None else _default_models_dir()
-    plan = plan_cutoffs(con, as_of, horizon_days, n_fit_cutoffs, cutoff_step_days)
+    plan = check_history(con, as_of, horizon_days, n_fit_cutoffs, cutoff_step_days)
     customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE}").fetchone()[0]
     with threads_for(customers * (n_fit_cutoffs + 2)):
         return _train(con, plan, horizon_days, models_dir, tolerance, max_rows_per_cutoff, random_state, started)
@@ -312,7 +363,10 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     timings["features"] = time.perf_counter() - tick
     for name, frame in (("fit", fit), ("calibration", cal), ("evaluation", ev)):
         if frame["churned"].nunique() < 2:
-            raise ValueError(f"the {name} rows have a single class; cannot train or evaluate a churn model")
+            raise NotEnoughHistory(
+                f"at the {name} cut-off every customer {'churned' if frame['churned'].iloc[0] else 'stayed'}: "
+                "a churn model cannot learn or be evaluated on one outcome (see docs/churn-model.md)"
+            )
 
     tick = time.perf_counter()
     numeric, categorical = usable_features(fit)

@@ -255,6 +255,19 @@ def quarantine(
         console.print(quarantine_report(con, source=source, limit=limit))
 
 
+def _skip_word(assets: int, skipped: list[str] | None) -> str:
+    """'skipped' when every asset of a stage skipped its work on purpose, 'partly skipped' when some did."""
+    if not skipped:
+        return ""
+    return "skipped" if len(skipped) >= assets else "partly skipped"
+
+
+def _stage_label(stage: str, assets: int, skipped: list[str] | None) -> str:
+    """The stage's name, marked when its steps skipped their work on purpose (all or some of it)."""
+    word = _skip_word(assets, skipped)
+    return f"{stage} [yellow]({word})[/]" if word else stage
+
+
 def _print_run(summary) -> None:
     table = Table(title=f"{summary.job} {'succeeded' if summary.success else 'FAILED'} · run {summary.run_id[:8]}")
     for col, justify in [
@@ -268,10 +281,10 @@ def _print_run(summary) -> None:
         ("warnings", "right"),
         ("peak MB", "right"),
     ]:
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, no_wrap=col == "stage")
     for st in summary.stages:
         table.add_row(
-            st.stage,
+            _stage_label(st.stage, st.assets, getattr(st, "skipped", None)),
             str(st.assets),
             f"{st.rows_in:,}",
             f"{st.rows_out:,}",
@@ -282,6 +295,9 @@ def _print_run(summary) -> None:
             f"{st.peak_rss_mb:,.0f}",
         )
     console.print(table)
+    for st in summary.stages:
+        for why in getattr(st, "skipped", None) or []:
+            console.print(f"[yellow]{st.stage} {_skip_word(st.assets, st.skipped)}:[/] {why}", highlight=False)
     for st in summary.stages:
         for check in st.failed_checks:
             err.print(f"[red]failed check[/] {check}")
@@ -383,7 +399,7 @@ def status(data_dir: DataDirOption = None) -> None:
                 table.add_column(col)
             for st in info["stages"]:
                 table.add_row(
-                    st["stage"],
+                    _stage_label(st["stage"], st.get("assets", 0), st.get("skipped")),
                     f"{st['rows_in']:,}",
                     f"{st['rows_out']:,}",
                     f"{st['seconds']:.1f}",
@@ -391,6 +407,10 @@ def status(data_dir: DataDirOption = None) -> None:
                     str(st["checks_failed"]),
                 )
             console.print(table)
+            for st in info["stages"]:
+                for why in st.get("skipped") or []:
+                    word = _skip_word(st.get("assets", 0), st["skipped"])
+                    console.print(f"[yellow]{st['stage']} {word}:[/] {why}", highlight=False)
             for check in info.get("failed_checks", []):
                 console.print(f"[red]failed check[/] {check}")
             if info.get("error"):
@@ -591,12 +611,17 @@ def train(
     """
     as_of_date = _parse_date(as_of, "--as-of")
     _use_data_dir(data_dir)
+    from ml.train import NotEnoughHistory
     from ml.train import train as run_train
 
     with _warehouse_turn("retain train"), _warehouse_connection() as con:
-        result = run_train(
-            con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
-        )
+        try:
+            result = run_train(
+                con, as_of=as_of_date, horizon_days=horizon_days, models_dir=settings().models, tolerance=tolerance
+            )
+        except NotEnoughHistory as exc:
+            console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
+            return
     console.print(result.summary(), markup=False, highlight=False)
 
 
@@ -610,10 +635,15 @@ def score(
     """Score every customer with the promoted churn model into ml.churn_scores (history in ml.churn_scores_history)."""
     as_of_date = _parse_date(as_of, "--as-of")
     _use_data_dir(data_dir)
+    from ml.score import ScoringSkipped
     from ml.score import score as run_score
 
     with _warehouse_turn("retain score"), _warehouse_connection() as con:
-        scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
+        try:
+            scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
+        except ScoringSkipped as exc:
+            console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
+            return
     tiers = scores["risk_tier"].value_counts()
     scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
     table = Table(title=f"Scored {len(scores):,} customers as of {scored_as_of}")

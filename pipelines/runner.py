@@ -37,6 +37,8 @@ class StageSummary:
     peak_rss_mb: float = 0.0
     failed_checks: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    #: Why an asset of the stage did nothing on purpose (metadata `skipped_reason`: short history, ...).
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +116,7 @@ def summarise(
     step_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     step_checks: dict[str, list] = defaultdict(lambda: [0, 0, [], 0])
     step_seconds: dict[str, float] = {}
+    step_skipped: dict[str, list[str]] = defaultdict(list)
     failed: list[str] = []
     step_start: dict[str, float] = {}
     error = None
@@ -152,6 +155,8 @@ def summarise(
             md = mat.metadata
             step_rows[step][0] += _int(md.get("rows_in", 0))
             step_rows[step][1] += _int(md.get("rows_out", md.get("dagster/row_count", 0)))
+            if "skipped_reason" in md:
+                step_skipped[step].append(str(getattr(md["skipped_reason"], "value", md["skipped_reason"])))
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             note_group(step, group_for(ev.asset_key))
@@ -180,6 +185,7 @@ def summarise(
         st.failed_checks += step_checks[step][2]
         if step in failed:
             st.failed_steps.append(step)
+        st.skipped += step_skipped[step]
 
     def order(s: StageSummary) -> int:
         first = s.stage.split("+")[0]

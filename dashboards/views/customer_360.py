@@ -148,7 +148,9 @@ if score:
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
 else:
-    ui.note("No churn score for this customer (no scoring run yet, or no valid order).")
+    missing = data.scores_missing_note(data.load_churn_status(ctx.snapshot))
+    ui.note(f"No churn score for this customer. {missing}." if missing
+            else "No churn score for this customer (no scoring run yet, or no valid order).")
 
 timeline = c.get("timeline")
 st.subheader("Timeline")

@@ -21,6 +21,9 @@ if d["run_id"] is None:
     st.stop()
 
 plays, suppressed = d["plays"], d["suppressed"]
+if d.get("scores_missing"):
+    ui.note(f"{d['scores_missing']}. The plays that need churn scores (risk tier, 12-month value) were skipped "
+            "today; the plays below need none and ran as usual.")
 st.caption(f"Lists of run {d['run_id']} for {d['as_of_date']:%Y-%m-%d} · each customer is in at most one play, "
            "the first that matches; suppression always wins.")
 cols = st.columns(4)
@@ -40,8 +43,10 @@ with cols[3]:
 left, right = st.columns(2)
 with left:
     by_play = plays.assign(play=plays["play"].map(ui.play_label))
+    # all plays empty (a tiny shop, or a quiet day): a note, not an axis of zeros
     charts.show(charts.bars(by_play, "play", {"customers": "Customers"}, horizontal=True, y_format="count",
-                            y_title="Customers", text_format="count", height=320, title="Customers per play"),
+                            y_title="Customers", text_format="count", height=320, title="Customers per play")
+                if by_play["customers"].sum() else None,
                 "No customer qualifies for any play today.")
 with right:
     if suppressed is None:

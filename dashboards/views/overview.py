@@ -69,3 +69,19 @@ with right:
                              y_format="pct", y_title="Share", colors=[charts.RED],
                              title="Complaints resolved"),
                 "No complaints in this period.")
+
+sources = d.get("sources")
+if sources is not None:
+    st.subheader("Data sources")
+    st.caption("The platform files this data comes from, and how many of their rows belong to a customer your "
+               "shop knows (same email, phone or customer id). Unmatched rows are kept and counted under their "
+               "own customer, never dropped. Not filtered.")
+    st.dataframe(data.data_sources_table(sources), hide_index=True, column_config={
+        # a neutral colour: red would read as "bad" even at 100 %
+        "Match rate": st.column_config.ProgressColumn(
+            format="percent", min_value=0.0, max_value=1.0, color=charts.BLUE,
+            help="Rows matched to a shop customer ÷ rows. A helpdesk, review or survey tool's rate is often "
+                 "below 100 %: some of the people in it never bought, or used another email."),
+        **{c: st.column_config.NumberColumn(format="localized")
+           for c in ("Rows", "Matched to a shop customer", "Kept as unmatched")},
+    })

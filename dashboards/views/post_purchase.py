@@ -134,7 +134,9 @@ st.caption("Share who ordered again within 90 days, by their post-purchase exper
            "(whole customer base, all time; the filters don't apply).")
 drivers = d["drivers"]
 if not drivers:
-    ui.note("The repurchase-driver views are not in the published snapshot yet.")
+    # the marts exist but are empty when the data has no deliveries, NPS answers or messages yet
+    ui.note("Nothing to compare yet: these views need delivery dates, NPS answers or post-purchase messages "
+            "(an orders export alone has none of them).")
 else:
     cols = st.columns([1, 1, 2])
     titles = {"delivery": "Delivery", "nps_band": "NPS answer", "message_exposure": "Post-purchase messages"}

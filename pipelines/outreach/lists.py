@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -110,6 +110,8 @@ class RunSummary:
     suppressed: int = 0
     by_play: dict[str, dict[str, int]] = field(default_factory=dict)
     by_reason: dict[str, int] = field(default_factory=dict)
+    #: Plays not run because their rule needs churn scores and none could be computed: play -> why.
+    skipped_plays: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-friendly dict."""
@@ -155,6 +157,30 @@ _ALWAYS_NEEDED = (
 #: Validated for the customers in a play only (the regular expressions cost seconds for every
 #: customer), unless a rule reads them.
 _VALIDITY = ("has_valid_email", "has_valid_phone")
+
+
+#: Candidate columns that only exist with churn scores (the scores and what is derived from them).
+SCORE_DEPENDENT_COLUMNS = frozenset(
+    {c.name for c in CANDIDATE_COLUMNS if c.origin == "churn_scores"} | {"clv_rank", "clv_top_share"}
+)
+
+
+def _rule_words(rule: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", rule)}
+
+
+def plays_needing_scores(pb: Playbook) -> list[str]:
+    """Names of the plays whose rule reads a churn score column (risk tier, CLV, P(alive), ...)."""
+    return [p.name for p in pb.plays if _rule_words(p.rule) & SCORE_DEPENDENT_COLUMNS]
+
+
+def _without_score_plays(pb: Playbook, reason: str) -> tuple[Playbook, dict[str, str]]:
+    """The playbook with only its rule-only plays, and the skipped plays with `reason`."""
+    skipped = plays_needing_scores(pb)
+    kept = tuple(p for p in pb.plays if p.name not in skipped)
+    if not kept:  # nothing would be left to run: keep the plays (with no scores they match nobody)
+        return pb, {name: reason for name in skipped}
+    return replace(pb, plays=kept), {name: reason for name in skipped}
 
 
 def _needed_columns(pb: Playbook) -> list[str]:
@@ -235,8 +261,13 @@ def build_outreach_lists(
     playbook_path: Path | str | None = None,
     playbook: Playbook | None = None,
     history: HistoryPolicy | None = None,
+    scores_missing: str | None = None,
 ) -> RunSummary:
     """Build the outreach lists of one run into `exports.*` and return a summary.
+
+    `scores_missing`: why there are no churn scores today (the scoring step was skipped);
+    the plays whose rule needs a score are then skipped with that reason, rule-only plays
+    (onboarding, review requests, ...) still run.
 
     Earlier runs' lists and suppressions are thinned by `history` (default:
     `HistoryPolicy.from_env()`, see `ml.history`); `exports.runs` keeps every run.
@@ -246,6 +277,9 @@ def build_outreach_lists(
     """
     history = history or HistoryPolicy.from_env()  # a bad setting fails here, before any work
     pb = playbook or load_playbook(playbook_path)
+    skipped: dict[str, str] = {}
+    if scores_missing:
+        pb, skipped = _without_score_plays(pb, scores_missing)
     run_id = run_id or new_run_id()
     as_of = create_candidates_view(con, as_of, pb.marketing_message_types)
     # Computed once: the rules, the suppression flags and the run's statistics all read it.
@@ -349,7 +383,7 @@ def build_outreach_lists(
 
     summary = RunSummary(
         run_id=run_id, as_of_date=as_of, playbook_path=str(pb.path), candidates=n_cand,
-        eligible=n_elig, listed=n_list, suppressed=n_supp,
+        eligible=n_elig, listed=n_list, suppressed=n_supp, skipped_plays=skipped,
     )
     per_play = con.execute("""
         SELECT f.play,

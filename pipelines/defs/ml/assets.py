@@ -36,8 +36,9 @@ def retry_if_locked() -> Iterator[None]:
 
     Another process holds the lock: a writer, or the dashboard reading contact details or a
     CRM file on a read-only connection for a moment (DuckDB lets one process write a file or
-    several read it, not both). Only the lock is transient: any other error (no orders yet,
-    too little history) fails the step at once with its own message instead of being retried.
+    several read it, not both). Only the lock is transient: any other error (no orders yet)
+    fails the step at once with its own message instead of being retried (too little history
+    is not an error: the churn assets report it as skipped).
     Wrap only the opening of the warehouse: the step is run again from its start.
     """
     try:
@@ -66,12 +67,31 @@ def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
     ),
 )
 def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
-    """Train a new churn model and promote it if it beats the recency rule and the current model."""
-    from ml.train import train
+    """Train a new churn model and promote it if it beats the recency rule and the current model.
+
+    Too short a history (or too few customers) is not a failure: a new shop's first export is
+    often a few weeks long. The step then materialises with `skipped_reason` in its
+    metadata (the run summary and `retain status` show it), records it in `ml.churn_status`,
+    and the scoring and outreach steps downstream skip what needs a model.
+    """
+    from ml.features import latest_order_date
+    from ml.status import training_done, training_skipped
+    from ml.train import NotEnoughHistory, train
 
     s = settings()
     with _connect() as con:
-        result = train(con, as_of=s.as_of, models_dir=s.models)
+        try:
+            result = train(con, as_of=s.as_of, models_dir=s.models)
+        except NotEnoughHistory as exc:
+            training_skipped(con, exc.reason, s.as_of or latest_order_date(con), exc.days, exc.days_needed,
+                             exc.customers)
+            context.log.warning(f"churn model training skipped: {exc.reason}")
+            return dg.MaterializeResult(metadata={
+                "skipped_reason": exc.reason,
+                "history_days": exc.days if exc.days is not None else -1,
+                "history_days_needed": exc.days_needed if exc.days_needed is not None else -1,
+            })
+        training_done(con, result.plan.as_of, result.run_id if result.promoted else None, result.reason)
     context.log.info(result.summary())
     model = result.metrics.get("model", {})
     return dg.MaterializeResult(
@@ -102,12 +122,20 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
     ),
 )
 def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
-    """Score every customer with the promoted model as of RETAIN_AS_OF (default: latest order date)."""
-    from ml.score import score
+    """Score every customer with the promoted model as of RETAIN_AS_OF (default: latest order date).
+
+    Skipped (`skipped_reason` in the metadata, `ml.churn_scores` emptied) when the history is too
+    short for a churn model or no model exists yet; see `ml.score.skip_reason`.
+    """
+    from ml.score import ScoringSkipped, score
 
     s = settings()
     with _connect() as con:
-        scores = score(con, as_of=s.as_of, models_dir=s.models)
+        try:
+            scores = score(con, as_of=s.as_of, models_dir=s.models)
+        except ScoringSkipped as exc:
+            context.log.warning(f"churn scoring skipped: {exc.reason}")
+            return dg.MaterializeResult(metadata={"skipped_reason": exc.reason, "dagster/row_count": 0})
     tiers = scores["risk_tier"].value_counts().to_dict()
     context.log.info(f"scored {len(scores):,} customers: {tiers}")
     return dg.MaterializeResult(
@@ -129,9 +157,14 @@ def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
 def score_drift_check(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
     """Warn (not block) when the population drifts away from what the model was trained on."""
     from ml.drift import drift_from_warehouse
+    from ml.status import read_status
 
     s = settings()
     with _connect(read_only=True) as con:
+        status = read_status(con)
+        if status.get("scoring") == "skipped":
+            return dg.AssetCheckResult(passed=True, description=f"no scores to compare: {status['scoring_reason']}",
+                                       metadata={"skipped_reason": status["scoring_reason"]})
         result = drift_from_warehouse(con, s.models)
     top = result.report.head(10)
     return dg.AssetCheckResult(

@@ -57,10 +57,16 @@ CHURN_SCORES_KEY = _churn_scores_key()
     ),
 )
 def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
-    """Build the outreach lists for the latest scores."""
+    """Build the outreach lists for the latest scores (rule-only plays when scoring was skipped)."""
+    from ml.status import read_status
+
     s = settings()
     with _connect() as con:  # a lock held for a moment (the dashboard reading) is retried
-        summary = build_outreach_lists(con, as_of=s.as_of)
+        status = read_status(con)
+        missing = status.get("scoring_reason") if status.get("scoring") == "skipped" else None
+        summary = build_outreach_lists(con, as_of=s.as_of, scores_missing=missing)
+    for play, why in summary.skipped_plays.items():
+        context.log.warning(f"play {play} skipped: {why}")
     context.log.info(
         f"outreach run {summary.run_id} for {summary.as_of_date}: {summary.listed} listed, "
         f"{summary.suppressed} suppressed of {summary.eligible} eligible"
@@ -80,6 +86,9 @@ def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
                 "| play | eligible | suppressed | listed |\n| --- | --- | --- | --- |\n" + plays
             ),
             "suppressions_by_reason": dg.MetadataValue.json(summary.by_reason),
+            **({"skipped_reason": f"{len(summary.skipped_plays)} plays need churn scores and were skipped "
+                                  f"({', '.join(summary.skipped_plays)}); the rule-only plays ran",
+                "skipped_plays": dg.MetadataValue.json(summary.skipped_plays)} if summary.skipped_plays else {}),
         }
     )
 
