@@ -18,8 +18,9 @@ The platform's own id is kept next to the key (`_extra.platform_customer_id`).
 `raw/_customer_identity`) recomputes `raw._customer_identity` from the whole raw layer: per
 key its platform, platform customer id, normalised email, E.164 phone and the retain customer
 id it resolves to (its email's key; a key without email joins the email key of the same
-platform id, else of the same phone, else the phone's own `ph_` key; otherwise itself; the
-platform id of a person keyed by email is a key too), and `raw._identity_match`, each
+platform id, else of the same phone, else the phone's own `ph_` key; otherwise itself; a
+group holding a contract customer resolves to the contract's id; the platform id of a person
+keyed by email is a key too), and `raw._identity_match`, each
 source's match rate. dbt staging reads every `customer_id` through it (`macros/identity.sql`).
 """
 
@@ -113,6 +114,7 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             ),
             keys AS (
                 SELECT customer_key, min(platform) AS platform, bool_or({shop}) AS from_shop,
+                       bool_or(platform = 'retain') AS from_contract,
                        max({normalised_email_sql('email')}) AS email_normalised,
                        max({e164_sql('phone')}) AS phone_e164,
                        max(platform_customer_id) AS platform_customer_id
@@ -148,7 +150,11 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             )
             SELECT customer_key, platform,
                    COALESCE(platform_customer_id, CASE WHEN NOT ({derived}) THEN customer_key END),
-                   email_normalised, phone_e164, resolved_id,
+                   email_normalised, phone_e164,
+                   -- a group holding a contract customer keeps the contract's id (contract files
+                   -- alone keep their ids; platform rows of the same person join them)
+                   COALESCE(min(customer_key) FILTER (WHERE from_contract) OVER (PARTITION BY resolved_id),
+                            resolved_id),
                    bool_or(from_shop) OVER (PARTITION BY resolved_id), ?
             FROM resolved""",
             [now],
