@@ -135,6 +135,11 @@ def test_feedback_nps_and_reviews_are_equal(both):
     q = ("SELECT feedback_type, submitted_month, score, count(*) FROM {}.marts.fct_feedback "
          "WHERE feedback_type IN ('nps', 'review', 'ces') GROUP BY ALL ORDER BY ALL")
     assert both.execute(q.format("c")).fetchall() == both.execute(q.format("p")).fetchall()
+    # CSAT: the survey tool's answers are the same; Zendesk's ticket ratings come on top (an exception)
+    csat = "SELECT submitted_month, score, count(*) FROM {}.marts.fct_feedback WHERE feedback_type = 'csat' {}" \
+           "GROUP BY ALL ORDER BY ALL"
+    assert both.execute(csat.format("c", "")).fetchall() == both.execute(
+        csat.format("p", "AND source_id LIKE 'delighted:%' ")).fetchall()
 
 
 def test_outbound_message_engagement_is_equal(both):
