@@ -7,6 +7,7 @@ from the vendors' documented columns.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -372,8 +374,10 @@ targets:
     # float ids and unix seconds; the requester's email from the users stream gives the same key
     assert _query(data, "SELECT ticket_id, customer_id, created_at FROM raw.support_tickets ORDER BY 1") == [
         ("1", key, datetime(2024, 6, 1, 10, 0)), ("2", "helpdesk:8", datetime(2024, 6, 1, 10, 0))]
-    identity = _query(data, "SELECT customer_key, platform_customer_id FROM raw._customer_identity")
-    assert identity == [(key, "helpdesk:7")]
+    # the platform id is a key too, resolving to the email's (rows naming the person by id alone)
+    identity = _query(data, "SELECT customer_key, platform_customer_id, customer_id FROM raw._customer_identity "
+                            "ORDER BY 1")
+    assert identity == sorted([(key, "helpdesk:7", key), ("helpdesk:7", "helpdesk:7", key)])
 
 
 def test_unparsable_csv_line_is_quarantined_once_and_rows_keep_their_numbers(data):
@@ -420,6 +424,48 @@ def test_identity_resolves_a_bare_platform_id_and_a_phone(data):
     assert identity["7000000001"] == ana  # the bare id: the key that carries it
     phone_key = _query(data, "SELECT customer_id FROM raw.orders WHERE _source_file = 'shopify/orders_phone.csv'")[0][0]
     assert phone_key.startswith("ph_") and identity[phone_key] == ana  # same E.164 phone
+
+
+def test_identity_keeps_contract_ids_and_groups_keys_without_email_by_phone(data):
+    from pipelines.importers import resolve
+    from pipelines.ingest.schema import ensure_schema
+
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        ensure_schema(con)
+        rows = [  # customer_id, email, phone, file
+            ("C1", "Ana@Example.com", None, "customers/a.csv"),  # a contract customer
+            ("em_" + hashlib.md5(b"ana@example.com").hexdigest()[:20], "ana@example.com", None,
+             "klaviyo/profiles_export.csv"),  # the same person from a platform file
+            ("7000000002", None, "+49 151 1234567", "shopify/customers_export.csv"),  # no email
+            ("klaviyo:02", None, "+49 151 1234567", "klaviyo/profiles_export.csv"),  # the same phone
+        ]
+        for i, (cid, email, phone, file) in enumerate(rows):
+            con.execute("INSERT INTO raw.customers (customer_id, email, phone, _load_id, _loaded_at, _source_file, "
+                        "_source_row) VALUES (?, ?, ?, 1, now(), ?, ?)", [cid, email, phone, file, i + 1])
+        resolve(con)
+        identity = dict(con.execute("SELECT customer_key, customer_id FROM raw._customer_identity").fetchall())
+    assert identity[rows[0][0]] == identity[rows[1][0]] == "C1"  # the contract's id wins its group
+    ph = "ph_" + hashlib.md5(b"+491511234567").hexdigest()[:20]
+    assert identity["7000000002"] == identity["klaviyo:02"] == ph  # no email: one customer per phone
+
+
+def test_rekeyed_tables_name_the_models_holding_a_relinked_key():
+    from pipelines.importers.identity import rekeyed_tables
+    from pipelines.ingest.schema import IDENTITY_DDL
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    for ddl in IDENTITY_DDL:
+        con.execute(ddl)
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.stg_shop__orders AS SELECT 'zendesk:1' AS customer_id")
+    con.execute("CREATE TABLE staging.stg_messaging__messages AS SELECT 'em_x' AS customer_id")
+    models = [("staging", "stg_shop__orders"), ("staging", "stg_messaging__messages"), ("marts", "fct_orders")]
+    assert rekeyed_tables(con, models) == []  # nothing re-linked yet
+    con.execute("INSERT INTO raw._customer_identity VALUES ('zendesk:1', 'zendesk', 'zendesk:1', 'x@example.com', "
+                "NULL, 'em_x', FALSE, now()), ('em_x', 'zendesk', NULL, 'x@example.com', NULL, 'em_x', FALSE, now())")
+    # a later file gave zendesk:1 its email: the orders kept under the old key must be rebuilt
+    assert rekeyed_tables(con, models) == ["staging.stg_shop__orders"]
 
 
 def test_alternative_columns_skip_empty_values(data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from tests import platform_imports
-from tests.platform_imports import balanced, counts, idempotent, land, match_rates, query, run, sample
+from tests.platform_imports import balanced, counts, customer_key, idempotent, land, match_rates, query, run, sample
 
 data = platform_imports.data  # the pytest fixture: an empty data folder
 
@@ -40,17 +40,19 @@ def test_delighted_api_and_export(data):
     assert counts(res)[("survey_responses", "responses_export.csv")] == ("loaded", 4, 4, 0)
     assert {res[("delighted", f)].status for f in ("not_a_delighted_export.json", "not_a_delighted_export.csv")} == {
         "rejected"}
+    # respondents keyed by the email of their people.json record (the framework's key rule)
+    anna, ben = customer_key("anna.muller@example.com"), customer_key("Ben.Okafor@Example.COM")
     assert query(data, "SELECT response_id, customer_id, survey_type, score, comment, responded_at "
                        "FROM raw.survey_responses WHERE _source_file LIKE '%.json' ORDER BY 1") == [
-        ("delighted:210000001", "delighted:1100000001", "nps", 9, "Fast delivery, lovely shirt.",
+        ("delighted:210000001", anna, "nps", 9, "Fast delivery, lovely shirt.",
          datetime(2025, 3, 14, 10)),
-        ("delighted:210000002", "delighted:1100000002", "nps", 3, "Parcel arrived days after the promised date.",
+        ("delighted:210000002", ben, "nps", 3, "Parcel arrived days after the promised date.",
          datetime(2025, 3, 11, 20, 14)),
-        ("delighted:210000003", "delighted:1100000001", "nps", 10, None, datetime(2025, 3, 20, 11, 30)),
-        ("delighted:210000004", "delighted:1100000001", "csat", 5, "Support was quick.", datetime(2025, 3, 6, 9)),
+        ("delighted:210000003", anna, "nps", 10, None, datetime(2025, 3, 20, 11, 30)),
+        ("delighted:210000004", anna, "csat", 5, "Support was quick.", datetime(2025, 3, 6, 9)),
         # person 1100000099 is in no people file: kept under its own key
         ("delighted:210000005", "delighted:1100000099", "nps", 7, None, datetime(2025, 3, 15, 8)),
-        ("delighted:210000006", "delighted:1100000002", "ces", 2, "Had to call three times.",
+        ("delighted:210000006", ben, "ces", 2, "Had to call three times.",
          datetime(2025, 3, 12, 10))]
     balanced(data)
     idempotent(data)

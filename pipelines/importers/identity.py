@@ -18,7 +18,10 @@ The platform's own id is kept next to the key (`_extra.platform_customer_id`).
 `raw/_customer_identity`) recomputes `raw._customer_identity` from the whole raw layer: per
 key its platform, platform customer id, normalised email, E.164 phone and the retain customer
 id it resolves to (its email's key; a key without email joins the email key of the same
-phone; otherwise itself), and `raw._identity_match`, each source's match rate.
+platform id, else of the same phone, else the phone's own `ph_` key; otherwise itself; a
+group holding a contract customer resolves to the contract's id; the platform id of a person
+keyed by email is a key too), and `raw._identity_match`, each
+source's match rate. dbt staging reads every `customer_id` through it (`macros/identity.sql`).
 """
 
 from __future__ import annotations
@@ -104,15 +107,30 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         con.execute("DELETE FROM raw._customer_identity")
         con.execute(
             f"""INSERT INTO raw._customer_identity
-            WITH keys AS (
-                SELECT customer_id AS customer_key, min({plat}) AS platform,
+            WITH named AS (
+                SELECT customer_id AS customer_key, {plat} AS platform, email, phone,
+                       _extra->>'$.{PLATFORM_ID_KEY}' AS platform_customer_id
+                FROM raw.customers
+            ),
+            keys AS (
+                SELECT customer_key, min(platform) AS platform, bool_or({shop}) AS from_shop,
+                       bool_or(platform = 'retain') AS from_contract,
                        max({normalised_email_sql('email')}) AS email_normalised,
                        max({e164_sql('phone')}) AS phone_e164,
-                       max(_extra->>'$.{PLATFORM_ID_KEY}') AS platform_customer_id
-                FROM raw.customers GROUP BY customer_id
+                       max(platform_customer_id) AS platform_customer_id
+                FROM (
+                    SELECT * FROM named
+                    UNION ALL
+                    -- the platform's own id of a person keyed by email is a key too: rows of
+                    -- other files that name the person by that id alone (a Zendesk requester
+                    -- id, a Delighted person) resolve through it
+                    SELECT platform_customer_id, platform, email, phone, platform_customer_id FROM named
+                    WHERE platform_customer_id IS NOT NULL AND platform_customer_id <> customer_key
+                ) GROUP BY customer_key
             ),
             -- a key without an email joins the email key of the same platform customer id (a
-            -- Shopify id seen elsewhere with an email), else of the same phone (the smallest one)
+            -- Shopify id seen elsewhere with an email), else of the same phone (the smallest one), else
+            -- the phone's own ph_ key (no-email keys of one phone: one customer)
             by_platform_id AS (
                 SELECT platform_customer_id, min('em_' || left(md5(email_normalised), 20)) AS email_key
                 FROM keys WHERE platform_customer_id IS NOT NULL AND email_normalised IS NOT NULL GROUP BY 1
@@ -122,16 +140,21 @@ def resolve(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                 FROM keys WHERE phone_e164 IS NOT NULL AND email_normalised IS NOT NULL GROUP BY 1
             ),
             resolved AS (
-                SELECT k.*, {shop} AS from_shop,
+                SELECT k.*,
                        CASE WHEN k.email_normalised IS NOT NULL THEN 'em_' || left(md5(k.email_normalised), 20)
-                            ELSE COALESCE(i.email_key, p.email_key, k.customer_key) END AS resolved_id
+                            ELSE COALESCE(i.email_key, p.email_key, 'ph_' || left(md5(k.phone_e164), 20),
+                                          k.customer_key) END AS resolved_id
                 FROM keys k
                 LEFT JOIN by_platform_id i ON i.platform_customer_id = k.customer_key
                 LEFT JOIN by_phone p ON p.phone_e164 = k.phone_e164
             )
             SELECT customer_key, platform,
                    COALESCE(platform_customer_id, CASE WHEN NOT ({derived}) THEN customer_key END),
-                   email_normalised, phone_e164, resolved_id,
+                   email_normalised, phone_e164,
+                   -- a group holding a contract customer keeps the contract's id (contract files
+                   -- alone keep their ids; platform rows of the same person join them)
+                   COALESCE(min(customer_key) FILTER (WHERE from_contract) OVER (PARTITION BY resolved_id),
+                            resolved_id),
                    bool_or(from_shop) OVER (PARTITION BY resolved_id), ?
             FROM resolved""",
             [now],
@@ -169,3 +192,23 @@ def match_rates(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         "SELECT source, platform, rows, matched, unmatched, match_rate FROM raw._identity_match "
         "ORDER BY source, platform"
     ).fetchall()
+
+
+def rekeyed_tables(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]) -> list[str]:
+    """Of `tables` (schema, name: the incremental dbt models), those holding a customer id that
+    `raw._customer_identity` now resolves to another id: a later file linked two keys, so
+    their rows must be re-keyed (the dbt step then rebuilds them, docs/importing.md)."""
+    have = {(s, t) for s, t in con.execute(
+        "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'customer_id'"
+    ).fetchall()}
+    if ("raw", "_customer_identity") not in have:
+        return []
+    stale = []
+    for schema, name in tables:
+        if (schema, name) in have and con.execute(
+            f"""SELECT 1 FROM (SELECT DISTINCT customer_id FROM {q(schema)}.{q(name)}) t
+            JOIN raw._customer_identity i ON i.customer_key = t.customer_id AND i.customer_id <> i.customer_key
+            LIMIT 1"""
+        ).fetchone():
+            stale.append(f"{schema}.{name}")
+    return stale

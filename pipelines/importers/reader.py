@@ -371,8 +371,9 @@ def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: lis
     """Stage the records of streams / page arrays `names` found in other files of the folder.
 
     For lookups a file cannot satisfy itself (Zendesk tickets pages in one file, their ticket
-    metrics in another). A file is read when its start mentions one of the names; its
-    records of that name (Airbyte envelopes of that stream, or pages' arrays of that key) go
+    metrics in another). A file is read when its start mentions one of the names, or when it
+    is named after one (`people.json`); its records of that name (Airbyte envelopes of that
+    stream, pages' arrays of that key, or, in a file named after it, its plain records) go
     to the side table. Returns name -> the files that gave records.
     """
     con.execute(f"CREATE TABLE IF NOT EXISTS {SIDE} (_part VARCHAR, _rec JSON)")
@@ -382,7 +383,9 @@ def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: lis
             continue
         try:
             start = _read_start(f)
-            wanted = [n for n in names if f'"{n}"'.encode() in start]
+            # a file named after the records (`people.json`: a bare list of people) is read whole
+            named = [n for n in names if f.name.split(".")[0] == n]
+            wanted = [n for n in names if f'"{n}"'.encode() in start or n in named]
             if not wanted:
                 continue
             if _is_document(f):
@@ -405,6 +408,12 @@ def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: lis
                 SELECT {lit(n)}, json_extract(j, '$.data') FROM
                     (SELECT line::JSON AS j FROM {STAGE}._sib WHERE json_valid(line))
                 WHERE j->>'$.stream' = {lit(n)} AND json_type(j, '$.data') = 'OBJECT'"""
+                + ("" if n not in named else f"""
+                UNION ALL
+                SELECT {lit(n)}, r FROM (SELECT unnest(CASE WHEN json_type(j) = 'ARRAY' THEN j::JSON[]
+                                                       ELSE [j] END) AS r
+                                      FROM (SELECT line::JSON AS j FROM {STAGE}._sib WHERE json_valid(line)))
+                WHERE json_type(r) = 'OBJECT' AND r->>'$.stream' IS NULL AND json_type(r, {k}) IS NULL""")
             )
             if con.execute(f"SELECT count(*) FROM {SIDE}").fetchone()[0] > before:
                 used.setdefault(n, []).append(f.name)

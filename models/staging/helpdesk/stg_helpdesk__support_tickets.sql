@@ -10,7 +10,7 @@ renamed as (
 
     select
         trim(ticket_id) as ticket_id,
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         nullif(trim(order_id), '') as order_id,
         nullif(lower(trim(channel)), '') as channel,
         lower(trim(ticket_type)) as ticket_type,

@@ -30,7 +30,7 @@ renamed as (
 
     select
         trim(message_id) as message_id,
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         nullif(trim(order_id), '') as order_id,
         lower(trim(channel)) as channel,
         -- a missing direction means outbound (shop to customer)

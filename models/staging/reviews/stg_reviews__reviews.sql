@@ -10,7 +10,7 @@ renamed as (
 
     select
         trim(review_id) as review_id,
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         nullif(trim(order_id), '') as order_id,
         trim(product_id) as product_id,
         rating,

@@ -29,7 +29,7 @@ source as (
 renamed as (
 
     select
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         nullif(lower(trim(email)), '') as email,
         nullif(trim(phone), '') as phone,
         nullif(trim(first_name), '') as first_name,

@@ -29,7 +29,7 @@ renamed as (
 
     select
         coalesce(nullif(trim(order_id), ''), {{ transaction_order_id() }}) as order_id,
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         cast(ordered_at as timestamp) as ordered_at,
         -- a missing status means the order was placed (and so is a valid order)
         coalesce(nullif(lower(trim(status)), ''), 'placed') as status,

@@ -10,7 +10,7 @@ renamed as (
 
     select
         trim(response_id) as response_id,
-        trim(customer_id) as customer_id,
+        {{ resolved_customer_id('customer_id') }} as customer_id,
         nullif(trim(order_id), '') as order_id,
         lower(trim(survey_type)) as survey_type,
         score,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
+import duckdb
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
@@ -113,7 +114,14 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
         profiles_dir=str(dbt_project.profiles_dir),
         dbt_executable=dbt_launcher(dbt_executable()),
     )
-    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    full_refresh = config.full_refresh
+    if not full_refresh and not (config.backfill_start or config.backfill_end):
+        rekeyed = _rekeyed_models()
+        if rekeyed:
+            # a later file linked customer keys these incremental models hold under the old id
+            context.log.info(f"customer keys re-linked in {', '.join(rekeyed)}: full refresh")
+            full_refresh = True
+    args = ["build", *(["--full-refresh"] if full_refresh else [])]
     if dbt_vars := config.dbt_vars():
         args = _with_vars(args, dbt_vars)
     scope = config.resolved_test_scope(context.job_name)
@@ -139,6 +147,21 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
                 os.killpg(invocation.process.pid, signal.SIGKILL)
             invocation.process.wait()
     _keep_partial_parse(invocation.target_path)
+
+
+def _rekeyed_models() -> list[str]:
+    """Incremental models holding a customer id the identity table now resolves to another id."""
+    from pipelines.config import settings
+    from pipelines.importers.identity import rekeyed_tables
+
+    nodes = json.loads(ensure_manifest().read_text())["nodes"].values()
+    incremental = [(n["schema"], n["name"]) for n in nodes
+                   if n["resource_type"] == "model" and n["config"].get("materialized") == "incremental"]
+    warehouse = settings().warehouse
+    if not warehouse.exists():
+        return []
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return rekeyed_tables(con, incremental)
 
 
 def _keep_partial_parse(run_target: Path) -> None:
