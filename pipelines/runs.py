@@ -556,7 +556,7 @@ def dbt_launcher(real_dbt: str) -> str:
     if not path.exists() or path.read_text() != text:
         tmp = path.with_name(f".dbt.{os.getpid()}.tmp")
         tmp.write_text(text)
-        tmp.chmod(0o755)
+        tmp.chmod(0o700)  # owner-only like everything under the data folder
         os.replace(tmp, path)
     return str(path)
 
