@@ -18,6 +18,7 @@ import duckdb
 
 from pipelines.importers.mapping import Columns, Mapping
 from pipelines.ingest.files import FileRejected, is_compressed, read_csv_header
+from pipelines.ingest.loader import BIG_LINE_LIMIT, stage_lines  # the longest line read; the line reader
 from pipelines.ingest.rules import lit
 
 STAGE = "_pstage"
@@ -29,8 +30,6 @@ SIDE = f"{STAGE}.side"
 CSV_EXTS = (".csv", ".csv.gz")
 JSON_EXTS = (".json", ".jsonl", ".ndjson", ".txt", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
-#: The longest JSON line read.
-BIG_LINE_LIMIT = 1 << 27
 
 
 def file_kind(path: Path) -> str | None:
@@ -422,17 +421,7 @@ def stage_siblings(con: duckdb.DuckDBPyConnection, files: list[Path], names: lis
 
 
 def _stage_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    try:
-        con.execute(
-            f"""CREATE TABLE {STAGE}._text AS
-            SELECT line FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
-                 auto_detect = false, delim = '\x01', quote = '', escape = '', max_line_size = {BIG_LINE_LIMIT})"""
-        )
-    except duckdb.Error as exc:
-        from pipelines.ingest.loader import _duck_error
-
-        raise _duck_error(exc, path.name) from exc
-    base = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {STAGE}._text").fetchone()[0]
+    base = stage_lines(con, path, f"{STAGE}._text")
     obj = "(json_valid(line) AND json_type(line) = 'OBJECT')"
     # Airbyte's local JSON output: {"stream", "data", "emitted_at"}; its protocol messages:
     # {"type": "RECORD", "record": {"stream", "data", ...}} (other message types are skipped).

@@ -485,18 +485,27 @@ def _parquet_plan(con: duckdb.DuckDBPyConnection, path: Path, src: Source) -> _P
     )
 
 
-def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
-    # Read lines as text (one column; \x01 never appears unescaped in valid JSON) so a broken
-    # line is one quarantined row with its line number instead of a failed file.
+def stage_lines(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> int:
+    """Read a text file's lines, as written, into `table` (one VARCHAR column `line`).
+
+    Returns the first rowid, so `rowid - base + 1` is the line number. \x01 never appears
+    unescaped in valid JSON, so no line is split. Raises FileRejected if the file cannot be read.
+    """
     try:
         con.execute(
-            f"""CREATE TABLE {SCRATCH}._text AS
+            f"""CREATE TABLE {table} AS
             SELECT line FROM read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
                  auto_detect = false, delim = '\x01', quote = '', escape = '', max_line_size = {BIG_LINE_LIMIT})"""
         )
     except duckdb.Error as exc:
         raise _duck_error(exc, path.name) from exc
-    base = _rowid_base(con, f"{SCRATCH}._text")
+    return _rowid_base(con, table)
+
+
+def _jsonl_plan(con: duckdb.DuckDBPyConnection, path: Path) -> _Plan:
+    # Read lines as text (one column; \x01 never appears unescaped in valid JSON) so a broken
+    # line is one quarantined row with its line number instead of a failed file.
+    base = stage_lines(con, path, f"{SCRATCH}._text")
     # Blank lines are dropped but still counted, so n is the line number in the file.
     con.execute(
         f"""CREATE TABLE {SCRATCH}._lines AS
