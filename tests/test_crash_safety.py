@@ -375,18 +375,11 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
     from dagster._core.storage.dagster_run import DagsterRun
     from dagster._core.utils import make_new_run_id
 
-    from pipelines.config import settings
     from pipelines.defs.outreach import asset_checks, assets
     from pipelines.defs.outreach.assets import CRM_EXPORTS_KEY, OUTREACH_LISTS_KEY, run_outreach_batch
-    from tests.test_exports import export_world
-    from tests.test_outreach import make_warehouse
+    from tests.test_exports import outreach_data_dir
 
-    for var in ("RETAIN_WAREHOUSE", "RETAIN_EXPORTS", "RETAIN_AS_OF", "RETAIN_PLAYBOOK"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))
-    s = settings()
-    s.warehouse.parent.mkdir(parents=True)
-    make_warehouse(s.warehouse, export_world()).close()
+    outreach_data_dir(tmp_path, monkeypatch)
     everything = [*assets, *asset_checks]
 
     def batch(result, node: str) -> str:

@@ -490,11 +490,9 @@ def test_no_lists_yet(tmp_path):
 # --------------------------------------------------------------------------- Dagster
 
 
-def test_dagster_assets_build_lists_and_export_every_format(tmp_path, monkeypatch):
-    import dagster as dg
-
+def outreach_data_dir(tmp_path, monkeypatch):
+    """A data folder under tmp_path whose warehouse holds `export_world()`; its settings."""
     from pipelines.config import settings
-    from pipelines.defs.outreach import asset_checks, assets
 
     for var in ("RETAIN_WAREHOUSE", "RETAIN_EXPORTS", "RETAIN_AS_OF", "RETAIN_PLAYBOOK"):
         monkeypatch.delenv(var, raising=False)
@@ -502,6 +500,15 @@ def test_dagster_assets_build_lists_and_export_every_format(tmp_path, monkeypatc
     s = settings()
     s.warehouse.parent.mkdir(parents=True)
     make_warehouse(s.warehouse, export_world()).close()
+    return s
+
+
+def test_dagster_assets_build_lists_and_export_every_format(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from pipelines.defs.outreach import asset_checks, assets
+
+    s = outreach_data_dir(tmp_path, monkeypatch)
     result = dg.materialize([*assets, *asset_checks], selection=dg.AssetSelection.all())
     assert result.success
     lists = result.asset_materializations_for_node("exports__outreach_lists")[0].metadata
