@@ -354,7 +354,10 @@ def test_no_page_shows_plain_contact_data_to_any_role(role, browser_session, das
     """Every page, as each role, without revealing: no plain email or phone anywhere in the main area."""
     base = dashboard["base"]
     browser.sign_in(browser_session, base, user(role))
-    for path, title in browser.PAGES:
+    # A marketer's pages are a viewer's but for the Outreach page's download buttons.
+    pages = [p for p in browser.PAGES if role != "marketer" or p[0] == "outreach"]
+    assert pages
+    for path, title in pages:
         query = f"?customer={warehouse_customer['customer_id']}" if path == "customer_360" else ""
         shown = page(browser_session, f"{base}/{path}{query}")
         assert not shown["errors"], (path, shown["errors"])
