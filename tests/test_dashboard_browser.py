@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dashboards import browser
+from tests.browser_fixtures import browser_data_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,13 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def data_dir(request) -> Path:
     """A data folder with a published snapshot: the shared pipeline run's."""
-    reason = browser.missing_browser()
-    if reason:
-        pytest.skip(f"no headless browser for the dashboard test: {reason}")
-    reuse = os.environ.get("RETAIN_DASHBOARD_TEST_DATA_DIR")
-    if reuse:
-        return Path(reuse).resolve()
-    return request.getfixturevalue("pipeline").data_dir
+    return browser_data_dir(request, "dashboard test")
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import duckdb
 import pytest
 
 from dashboards import browser
+from tests.browser_fixtures import browser_data_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,13 +50,7 @@ def user(role: str) -> str:
 @pytest.fixture(scope="module")
 def data_dir(request) -> Path:
     """The shared pipeline run's data folder (warehouse, snapshot, exports)."""
-    reason = browser.missing_browser()
-    if reason:
-        pytest.skip(f"no headless browser for the sign-in test: {reason}")
-    reuse = os.environ.get("RETAIN_DASHBOARD_TEST_DATA_DIR")
-    if reuse:
-        return Path(reuse).resolve()
-    return request.getfixturevalue("pipeline").data_dir
+    return browser_data_dir(request, "sign-in test")
 
 
 @pytest.fixture(scope="module")
