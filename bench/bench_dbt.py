@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from bench.common import run_measured
-from pipelines.config import PROJECT_ROOT
+from pipelines.core.config import PROJECT_ROOT
 
 #: The marts the hand SQL reproduces; dbt builds them with everything upstream (`+mart`).
 KPI_MARTS = (

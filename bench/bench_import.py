@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import run_measured
-from pipelines.config import PROJECT_ROOT
+from pipelines.core.config import PROJECT_ROOT
 from tests.platform_fixtures import SHOPIFY_ORDERS_79
 
 #: The 79-column header of Shopify's orders export (the tests' fixtures list every version).
@@ -114,7 +114,7 @@ def write_contract_files(warehouse: Path, landing: Path) -> None:
     """The import's own rows as contract CSV files (one per source): the same orders, the contract's layout."""
     import duckdb
 
-    from pipelines.contract import source
+    from pipelines.core.contract import source
 
     if landing.exists():
         shutil.rmtree(landing)

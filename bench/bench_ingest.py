@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from bench.common import run_measured
-from pipelines.config import PROJECT_ROOT
-from pipelines.contract import SOURCE_NAMES
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.contract import SOURCE_NAMES
 
 READERS = {"csv": "read_csv", "csv.gz": "read_csv", "parquet": "read_parquet", "jsonl": "read_json"}
 
@@ -78,7 +78,7 @@ def check_row_numbers(landing: Path, warehouse: Path) -> str:
     """
     import duckdb
 
-    from pipelines.contract import source
+    from pipelines.core.contract import source
     from pipelines.ingest import landing_files
 
     files = [(p.stat().st_size, name, p) for name in SOURCE_NAMES for p in landing_files(landing, name)

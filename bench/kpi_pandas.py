@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import NEEDED, NORMALISED, RESULTS, source_files
-from pipelines.contract import source
+from pipelines.core.contract import source
 
 
 def read_source(landing: Path, name: str) -> pd.DataFrame:

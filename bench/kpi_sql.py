@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from bench.common import NEEDED, NORMALISED, RESULTS, read_header, source_files
-from pipelines.contract import source
+from pipelines.core.contract import source
 
 
 def _csv_type(source_name: str, column: str) -> str:

@@ -21,7 +21,7 @@ Safety: filter values reach SQL only as bound parameters (`$name`); the only ide
 SQL are this module's constants and values picked from allow-lists (`RFM_SEGMENTS`,
 `RISK_TIERS`, the snapshot's own table list); CRM format names go to the export code, which
 accepts only its own formats. The snapshot's contact data is masked when it is published
-(`pipelines.privacy`) and masked again here (a no-op), also inside free-text comments.
+(`pipelines.core.privacy`) and masked again here (a no-op), also inside free-text comments.
 Unmasked contact details (Customer 360 for the support role), the search by the beginning of
 an email (support) and CRM files (the marketer role) are read from the warehouse, read-only,
 on a connection opened for that one read, at the moment they are shown or downloaded, never
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipelines.privacy import email_sha256, mask_email, mask_phone, mask_text  # shared with publishing
+from pipelines.core.privacy import email_sha256, mask_email, mask_phone, mask_text  # shared with publishing
 
 #: How long a query result stays cached; a new snapshot gets new cache keys at once anyway.
 TTL_SECONDS = 600
@@ -162,7 +162,7 @@ def month_start(d: date) -> date:
 
 def snapshot_path() -> Path | None:
     """The published snapshot to read now, or None if no run has published one yet."""
-    from pipelines.config import settings
+    from pipelines.core.config import settings
     from pipelines.publish import current_snapshot
 
     return current_snapshot(settings().published)
@@ -170,7 +170,7 @@ def snapshot_path() -> Path | None:
 
 def run_status() -> dict:
     """The recorded run status (`last_run`, `last_success`) for the freshness banner."""
-    from pipelines.config import settings
+    from pipelines.core.config import settings
     from pipelines.publish import read_run_status
 
     return read_run_status(settings().published)
@@ -178,7 +178,9 @@ def run_status() -> dict:
 
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open a snapshot read-only with external access (files, network, extensions) disabled."""
-    return duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    from pipelines.core.warehouse import open_snapshot
+
+    return open_snapshot(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -1617,14 +1619,17 @@ class WarehouseUnavailable(RuntimeError):
 @contextlib.contextmanager
 def warehouse_connection():
     """A short-lived read-only connection to RETAIN_WAREHOUSE, external access disabled."""
-    from pipelines.config import settings
+    from pipelines.core.config import settings
 
     path = settings().warehouse
     if not path.exists():
         raise WarehouseUnavailable(f"there is no warehouse at {path}: run `retain run` first")
+    from pipelines.core.warehouse import WarehouseBusy
+    from pipelines.core.warehouse import connect as open_warehouse
+
     try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-    except duckdb.Error as exc:
+        con = open_warehouse(path, read_only=True, external_access=False, lock_wait=0)
+    except (duckdb.Error, WarehouseBusy) as exc:
         raise WarehouseUnavailable(
             "the warehouse is busy (a pipeline run is writing to it); try again when the run has finished"
         ) from exc

@@ -3,7 +3,7 @@
 `score(con)` writes `ml.churn_scores` (replaced each run: today's list) and appends to
 `ml.churn_scores_history` (one batch per as-of date and model version; re-scoring the same
 date with the same model replaces that batch, so reruns are idempotent; older batches are
-thinned, see `ml.history`). It also writes the
+thinned, see `pipelines.core.history`). It also writes the
 drift of today's features and scores against the model's reference to `ml.churn_score_drift`
 (see `ml.drift`), from the features it already holds.
 """
@@ -31,11 +31,11 @@ from ml.features import (
     latest_order_date,
     table_columns,
 )
-from ml.history import HistoryPolicy
 from ml.reasons import risk_and_explain
 from ml.registry import current_run_id, load_artifact
 from ml.status import write_status
 from ml.train import NotEnoughHistory, check_history
+from pipelines.core.history import HistoryPolicy
 
 SCORE_COLUMNS = {
     "customer_id": "VARCHAR",
@@ -185,7 +185,7 @@ def score(
     `ScoringSkipped` (after emptying `ml.churn_scores`) when `skip_reason` gives a reason.
     """
     if models_dir is None:
-        from pipelines.config import settings  # plain settings module
+        from pipelines.core.config import settings  # plain settings module
 
         models_dir = settings().models
     thresholds = thresholds or RiskThresholds.from_env()
@@ -231,7 +231,7 @@ def write_scores(con, scores: pd.DataFrame, history: HistoryPolicy | None = None
     """Replace `ml.churn_scores` with `scores` and append them to `ml.churn_scores_history`.
 
     The history is then thinned by `history` (default: `HistoryPolicy.from_env()`, see
-    `ml.history`), in the same transaction.
+    `pipelines.core.history`), in the same transaction.
     """
     history = history or HistoryPolicy.from_env()
     cols = ", ".join(f"{name} {typ}" for name, typ in SCORE_COLUMNS.items())

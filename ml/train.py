@@ -519,6 +519,6 @@ def _gate(models_dir: Path, ev: pd.DataFrame, y_ev: np.ndarray, metrics: dict, t
 
 
 def _default_models_dir() -> Path:
-    from pipelines.config import settings  # plain settings module, no orchestration imports
+    from pipelines.core.config import settings  # plain settings module, no orchestration imports
 
     return settings().models

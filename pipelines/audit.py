@@ -38,7 +38,7 @@ def audit_log_path() -> Path:
     value = os.environ.get("RETAIN_AUDIT_LOG", "").strip()
     if value:
         return Path(value).expanduser().resolve()
-    from pipelines.config import settings
+    from pipelines.core.config import settings
 
     return settings().data_dir / "logs" / "audit.jsonl"
 

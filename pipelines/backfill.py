@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
-from pipelines.config import settings
+from pipelines.core.config import settings
 from pipelines.runner import RunSummary, run_job
 
 #: The Dagster job a backfill runs (defined in pipelines/defs/dbt).
@@ -69,15 +69,15 @@ def incremental_models() -> list[tuple[str, str]]:
 def _check_warehouse_built() -> None:
     """A backfill on a warehouse without the incremental tables would create them holding the
     range alone, and build every mart on that: refuse, and say what to run first."""
-    import duckdb
+    from pipelines.core.warehouse import WarehouseBusy, connect
 
     warehouse = settings().warehouse
     if not warehouse.exists():
         raise BackfillError(f"no warehouse at {warehouse}: run `retain run` first")
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
+        with connect(warehouse, read_only=True) as con:
             present = set(con.execute("select table_schema, table_name from information_schema.tables").fetchall())
-    except duckdb.IOException as exc:
+    except WarehouseBusy as exc:
         raise BackfillError(f"the warehouse {warehouse} is busy (another run is writing?): {exc}") from exc
     missing = [f"{schema}.{table}" for schema, table in incremental_models() if (schema, table) not in present]
     if missing:

@@ -1,7 +1,7 @@
 """The `retain` command-line tool.
 
 Every command reads its storage locations from `RETAIN_*` environment variables
-(see `pipelines/config.py` and the README); flags override them. Heavy imports happen inside
+(see `pipelines/core/config.py` and the README); flags override them. Heavy imports happen inside
 the commands so that `retain --help` answers at once.
 """
 
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import PROJECT_ROOT, export_environment, settings
+from pipelines.core.config import PROJECT_ROOT, export_environment, settings
 
 app = typer.Typer(
     help=(
@@ -207,13 +207,12 @@ def ingest(
     sources they feed; a full ingest then prints how many rows of each source belong to a
     shop customer (docs/importing.md).
     """
-    from pipelines.contract import SOURCE_NAMES
+    from pipelines.core.contract import SOURCE_NAMES
 
     for name in source or []:
         if name not in SOURCE_NAMES:
             _fail(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
-    import duckdb
-
+    from pipelines.core.warehouse import WarehouseBusy, connect
     from pipelines.ingest import format_summary
     from pipelines.ingest import ingest as run_ingest
 
@@ -226,11 +225,9 @@ def ingest(
         try:
             results = run_ingest(sources=source or None)
             if not source:  # how many rows of each source belong to a shop customer
-                with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+                with connect(read_only=True) as con:
                     rates = match_rates(con)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
+        except WarehouseBusy as exc:
             _fail(f"the warehouse {settings().warehouse} is busy (the dashboard or another program is reading it "
                   f"for a moment): try again shortly. {exc}")
     console.print(format_summary(results))
@@ -446,8 +443,8 @@ def _freshness_lines(recorded: dict, snapshot: Path | None) -> list[str]:
     """Freshness by the same rule as the Dagster freshness policies, plus how recent the data is."""
     import duckdb
 
+    from pipelines.core.warehouse import open_snapshot
     from pipelines.definitions import FRESHNESS_HOURS
-    from pipelines.publish import open_snapshot
 
     lines = []
     success = recorded.get("last_success")
@@ -582,14 +579,14 @@ def _warehouse_turn(purpose: str):
 
 
 def _warehouse_connection(read_only: bool = False):
-    import duckdb
+    from pipelines.core.warehouse import WarehouseBusy, connect
 
     s = settings()
     if not s.warehouse.exists():
         _fail(f"no warehouse at {s.warehouse}: run `retain run` first")
     try:
-        return duckdb.connect(str(s.warehouse), read_only=read_only)
-    except duckdb.IOException as exc:
+        return connect(s.warehouse, read_only=read_only)
+    except WarehouseBusy as exc:
         _fail(f"the warehouse {s.warehouse} is busy (another run is writing?): {exc}")
 
 
@@ -798,7 +795,7 @@ def contract(
     markdown: Annotated[bool, typer.Option(help="Print the column tables of docs/data-contract.md.")] = False,
 ) -> None:
     """Show the data contract: sources, their columns, types, required columns and keys."""
-    from pipelines.contract import load_contract, to_markdown
+    from pipelines.core.contract import load_contract, to_markdown
 
     if markdown:
         sys.stdout.write(to_markdown() + "\n")

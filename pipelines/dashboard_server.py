@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import PROJECT_ROOT, settings
+from pipelines.core.config import PROJECT_ROOT, settings
 
 #: RETAIN_OIDC_* variable → (Streamlit `[auth]` key, required).
 OIDC_VARIABLES = {

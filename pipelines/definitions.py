@@ -19,8 +19,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from pipelines.config import export_environment
+from pipelines.core.config import export_environment
 from pipelines.defs.ops import make_publish_asset
+from pipelines.defs.resources import RESOURCES
 
 export_environment()
 
@@ -109,6 +110,7 @@ def build_definitions() -> dg.Definitions:
         jobs=[full_job, daily_job, retrain_job, *parts["jobs"]],
         schedules=schedules,
         sensors=sensors,
+        resources=RESOURCES,
     )
 
 

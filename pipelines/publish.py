@@ -55,8 +55,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.config import duckdb_memory_limit
-from pipelines.privacy import make_private, published_select
+from pipelines.core.config import duckdb_memory_limit
+from pipelines.core.privacy import make_private, published_select
+from pipelines.core.warehouse import connect, open_snapshot
 from pipelines.runs import pause_point
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
 #: Bumped when the snapshot layout changes, so the next publish is a full one.
-#: 3: contact data masked (`pipelines.privacy.published_select`), `email_sha256` added.
+#: 3: contact data masked (`pipelines.core.privacy.published_select`), `email_sha256` added.
 PUBLISH_FORMAT = 3
 
 #: Big customer-keyed tables: stored in customer order (ORDER BY) and refreshed per customer.
@@ -118,17 +119,6 @@ def current_snapshot(published_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
-#: How every reader opens a snapshot. DuckDB refuses a second connection to the same file with
-#: a different configuration in one process, so the dashboard, `retain status` and the tests
-#: all use exactly this one.
-SNAPSHOT_CONFIG = {"enable_external_access": False}
-
-
-def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a published snapshot that cannot reach files or the network."""
-    return duckdb.connect(str(path), read_only=True, config=dict(SNAPSHOT_CONFIG))
-
-
 @dataclass(frozen=True)
 class PublishResult:
     """What `publish` wrote: the new snapshot, how (full or incremental) and why."""
@@ -171,7 +161,7 @@ def publish(
     # the writer's pid in the name: a later publish can tell a live writer's file from a leftover
     tmp = published_dir / f".snapshot-{stamp}-{os.getpid()}.duckdb.tmp"
     own = con is None
-    con = con or duckdb.connect(str(warehouse))
+    con = con or connect(warehouse)
     old_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
     con.execute(f"set memory_limit = '{limit}'")
     try:
@@ -500,7 +490,7 @@ def _publish_incremental(
 
 def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str, alias: str | None = None) -> str:
     """SELECT list copying a warehouse table into the snapshot: contact data masked, names cut
-    to an initial, postal codes to the region, `email_sha256` added (`pipelines.privacy`)."""
+    to an initial, postal codes to the region, `email_sha256` added (`pipelines.core.privacy`)."""
     return published_select(_columns(con, schema, table), alias)
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pipelines.config import export_environment
+from pipelines.core.config import export_environment
 from pipelines.progress import PeakMemory, progress_logger, set_stream
 from pipelines.publish import record_run_status
 from pipelines.runs import SlotWatcher, StopGuard, process_tags, recover_dead_runs

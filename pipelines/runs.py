@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.config import settings
+from pipelines.core.config import settings
 
 #: The one pool every warehouse writer shares (`dagster.yaml` limits every pool to one slot).
 WRITER_POOL = "duckdb_writer"

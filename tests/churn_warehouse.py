@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.contract import source
+from pipelines.core.contract import source
 
 FCT_ORDERS_COLUMNS = {
     "order_id": "VARCHAR",

@@ -29,7 +29,7 @@ class PipelineRun:
 
     @property
     def settings(self):
-        from pipelines.config import settings
+        from pipelines.core.config import settings
 
         return settings()
 
@@ -50,7 +50,7 @@ def _isolate_environment(mp: pytest.MonkeyPatch, data_dir: Path) -> None:
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> PipelineRun:
     """Generate a small shop and run the full pipeline once for the whole session."""
-    from pipelines.config import export_environment, settings
+    from pipelines.core.config import export_environment, settings
     from pipelines.generate import generate
     from pipelines.runner import run_job
 

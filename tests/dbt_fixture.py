@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.contract import load_contract
+from pipelines.core.contract import load_contract
 from pipelines.ingest.schema import ensure_schema
 
 #: Last day of the synthetic shop's history.

@@ -87,7 +87,7 @@ class Backfilled:
 def backfilled(tmp_path_factory) -> Backfilled:
     """Raw data → `dbt run` → raw changed in place → `backfill(START, END)` through Dagster."""
     from pipelines.backfill import backfill
-    from pipelines.config import export_environment, settings
+    from pipelines.core.config import export_environment, settings
     from pipelines.defs.dbt import dbt_cli
 
     data_dir = tmp_path_factory.mktemp("backfill")

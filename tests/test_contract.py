@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.contract import DUCKDB_TYPES, load_contract, to_markdown
+from pipelines.core.contract import DUCKDB_TYPES, load_contract, to_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_SOURCES = [

@@ -134,7 +134,7 @@ def _dagster_runs(data_dir: Path) -> list[dict]:
     """
     code = r"""
 import json, dagster as dg
-from pipelines.config import export_environment
+from pipelines.core.config import export_environment
 export_environment()
 from pipelines.runs import WRITER_POOL
 with dg.DagsterInstance.get() as instance:
@@ -377,6 +377,7 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
 
     from pipelines.defs.outreach import asset_checks, assets
     from pipelines.defs.outreach.assets import CRM_EXPORTS_KEY, OUTREACH_LISTS_KEY, run_outreach_batch
+    from pipelines.defs.resources import RESOURCES
     from tests.test_exports import outreach_data_dir
 
     outreach_data_dir(tmp_path, monkeypatch)
@@ -386,8 +387,8 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
         return str(result.asset_materializations_for_node(node)[0].metadata["outreach_run_id"].value)
 
     with dg.DagsterInstance.ephemeral() as instance:
-        run_a = dg.materialize(everything, selection=[OUTREACH_LISTS_KEY], instance=instance)
-        run_b = dg.materialize(everything, instance=instance)
+        run_a = dg.materialize(everything, selection=[OUTREACH_LISTS_KEY], instance=instance, resources=RESOURCES)
+        run_b = dg.materialize(everything, instance=instance, resources=RESOURCES)
         a_batch, b_batch = batch(run_a, "exports__outreach_lists"), batch(run_b, "exports__outreach_lists")
         assert a_batch != b_batch
         assert batch(run_b, "exports__crm_exports") == b_batch
@@ -398,7 +399,7 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
         instance.add_run(retry)
         assert run_outreach_batch(instance, retry) == a_batch
         # a run of the exports alone exports the last outreach batch built (B's)
-        exports_only = dg.materialize(everything, selection=[CRM_EXPORTS_KEY], instance=instance)
+        exports_only = dg.materialize(everything, selection=[CRM_EXPORTS_KEY], instance=instance, resources=RESOURCES)
         assert batch(exports_only, "exports__crm_exports") == b_batch
 
 
@@ -407,7 +408,7 @@ def test_a_writer_outside_dagster_is_waited_for_and_recovered_when_killed(tmp_pa
     data_dir = tmp_path / "data"
     hold = (
         "import sys, time\n"
-        "from pipelines.config import export_environment\n"
+        "from pipelines.core.config import export_environment\n"
         "export_environment()\n"
         "from pipelines.runs import writer_slot\n"
         "with writer_slot('test holder'):\n"

@@ -18,7 +18,7 @@ import pytest
 @pytest.fixture(scope="module")
 def daily(pipeline, tmp_path_factory):
     """Copy the shared data folder, add one day of landing files and run `daily_job` on the copy."""
-    from pipelines.config import export_environment
+    from pipelines.core.config import export_environment
     from pipelines.generate.next_day import append_next_day
     from pipelines.runner import run_job
 

@@ -368,7 +368,7 @@ def test_outreach_page_offers_the_crm_formats_of_the_play(use_data, con):
 
 
 def test_outreach_download_is_what_retain_export_writes(use_data, con):
-    from pipelines.config import settings
+    from pipelines.core.config import settings
     from pipelines.outreach.exporter import read_latest
 
     plays = data.outreach(con, _everything(con))["plays"]

@@ -20,8 +20,9 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.contract import DUCKDB_TYPES, load_contract
+from pipelines.core.contract import DUCKDB_TYPES, load_contract
 from pipelines.defs.dbt.sources import SOURCE_SYSTEMS, render_sources_yaml, sources_yaml_path, system_of
+from pipelines.defs.resources import RESOURCES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dbt_fixture import build_raw, build_transaction_log, load_held_back  # noqa: E402
@@ -158,7 +159,7 @@ def test_source_yaml_is_rendered_from_the_contract():
     for system in SOURCE_SYSTEMS:
         path = sources_yaml_path(system)
         assert path.read_text() == render_sources_yaml(system), (
-            f"{path.relative_to(ROOT)} is out of date with pipelines/contract.yaml: "
+            f"{path.relative_to(ROOT)} is out of date with pipelines/core/contract.yaml: "
             "run `python -m pipelines.defs.dbt.sources`"
         )
     assert {t for _, tables in SOURCE_SYSTEMS.values() for t in tables} == set(load_contract())
@@ -505,6 +506,7 @@ def test_failing_error_test_fails_the_dagster_step_and_blocks_downstream(tmp_pat
         [*assets, downstream_model],
         selection=dg.AssetSelection.assets(["staging", "stg_shop__customers"], "downstream_model"),
         instance=dg.DagsterInstance.ephemeral(),
+        resources=RESOURCES,
         raise_on_error=False,
     )
     assert not result.success

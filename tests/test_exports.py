@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.defs.resources import RESOURCES
 from pipelines.outreach import (
     EXPORT_FORMATS,
     FORMATS,
@@ -492,7 +493,7 @@ def test_no_lists_yet(tmp_path):
 
 def outreach_data_dir(tmp_path, monkeypatch):
     """A data folder under tmp_path whose warehouse holds `export_world()`; its settings."""
-    from pipelines.config import settings
+    from pipelines.core.config import settings
 
     for var in ("RETAIN_WAREHOUSE", "RETAIN_EXPORTS", "RETAIN_AS_OF", "RETAIN_PLAYBOOK"):
         monkeypatch.delenv(var, raising=False)
@@ -509,7 +510,7 @@ def test_dagster_assets_build_lists_and_export_every_format(tmp_path, monkeypatc
     from pipelines.defs.outreach import asset_checks, assets
 
     s = outreach_data_dir(tmp_path, monkeypatch)
-    result = dg.materialize([*assets, *asset_checks], selection=dg.AssetSelection.all())
+    result = dg.materialize([*assets, *asset_checks], selection=dg.AssetSelection.all(), resources=RESOURCES)
     assert result.success
     lists = result.asset_materializations_for_node("exports__outreach_lists")[0].metadata
     assert lists["listed"].value > 0 and lists["as_of_date"].value == "2025-03-31"

@@ -68,7 +68,8 @@ def export_orders() -> dict[str, dict]:
 
 
 def _snapshot(data_dir: Path):
-    from pipelines.publish import current_snapshot, open_snapshot
+    from pipelines.core.warehouse import open_snapshot
+    from pipelines.publish import current_snapshot
 
     snap = current_snapshot(data_dir / "published")
     assert snap is not None, "nothing was published"

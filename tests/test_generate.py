@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 import pipelines.generate as gen
-from pipelines.contract import SOURCE_NAMES, load_contract, source
+from pipelines.core.contract import SOURCE_NAMES, load_contract, source
 from pipelines.generate import convert_cdnow, generate
 from pipelines.generate.effects import measure_effects, reader_sql, register_views, source_files
 
@@ -76,7 +76,7 @@ def test_different_seed_gives_different_files(tmp_path):
 def contract_problems(out: Path, end: date) -> list[str]:
     """Every way the files under `out` break the data contract (empty list: they conform).
 
-    Generic over pipelines.contract: column order, required values, type and text shape,
+    Generic over pipelines.core.contract: column order, required values, type and text shape,
     allowed values, ranges, formats, no timestamp after `end` (dates, which hold promises,
     at most a week after), primary keys, foreign keys, row checks.
     """

@@ -1,4 +1,4 @@
-"""History thinning (ml.history): every batch for a few weeks, one a week after, none past the limit."""
+"""History thinning (pipelines.core.history): every batch for a few weeks, one a week after, none past the limit."""
 
 from datetime import date, timedelta
 
@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.history import HistoryPolicy
 from ml.score import SCORE_COLUMNS, write_scores
+from pipelines.core.history import HistoryPolicy
 
 NEWEST = date(2026, 11, 1)
 

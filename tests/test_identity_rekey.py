@@ -13,6 +13,7 @@ import os
 import dagster as dg
 import duckdb
 
+from pipelines.defs.resources import RESOURCES, WarehouseResource
 from pipelines.ingest import ingest
 from tests import platform_fixtures as pf
 
@@ -24,7 +25,7 @@ def _build(caplog) -> None:
 
     caplog.clear()
     result = dg.materialize(assets, selection=dg.AssetSelection.assets(*ORDERS),
-                            instance=dg.DagsterInstance.ephemeral())
+                            instance=dg.DagsterInstance.ephemeral(), resources=RESOURCES)
     assert result.success
 
 
@@ -47,7 +48,7 @@ def test_a_later_file_linking_keys_rebuilds_the_incremental_models(tmp_path, mon
     ingest(landing=tmp_path / "landing", warehouse=warehouse)
     from pipelines.defs.dbt.assets import _rekeyed_models
 
-    assert "staging.stg_shop__orders" in _rekeyed_models()
+    assert "staging.stg_shop__orders" in _rekeyed_models(WarehouseResource())
     _build(caplog)
     assert "dbt build --full-refresh" in caplog.text
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -55,4 +56,4 @@ def test_a_later_file_linking_keys_rebuilds_the_incremental_models(tmp_path, mon
         ana = con.execute("SELECT customer_id FROM raw.customers WHERE _source_file = 'shopify/customers_export.csv' "
                           "AND _source_row = 1").fetchone()[0]
     assert now == ana and ana.startswith("em_")
-    assert _rekeyed_models() == []  # nothing left to re-key: the next run is incremental again
+    assert _rekeyed_models(WarehouseResource()) == []  # nothing left to re-key: the next run is incremental again

@@ -16,8 +16,8 @@ import pytest
 from rich.console import Console
 
 import pipelines.ingest.loader as loader
-from pipelines.config import PROJECT_ROOT
-from pipelines.contract import load_contract, source
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.contract import load_contract, source
 from pipelines.ingest import (
     connect,
     ensure_schema,
@@ -420,7 +420,7 @@ def test_dates_outside_the_contract_range_are_quarantined_or_nulled(env):
 def test_date_bounds_resolve_relative_to_the_load_time():
     from datetime import datetime
 
-    from pipelines.contract import resolve_bound
+    from pipelines.core.contract import resolve_bound
 
     now = datetime(2024, 2, 29, 12, 0)
     assert resolve_bound("now", now) == now

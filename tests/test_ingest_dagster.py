@@ -11,9 +11,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.contract import SOURCE_NAMES
+from pipelines.core.contract import SOURCE_NAMES
 from pipelines.defs import ingest as ingest_defs
 from pipelines.defs.ingest.sensor import SETTLE_ENV
+from pipelines.defs.resources import RESOURCES
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_definitions_shape():
         assert c.node_def.pool == "duckdb_writer"
         assert all(spec.blocking for spec in c.check_specs)
     defs = dg.Definitions(assets=ingest_defs.assets, asset_checks=ingest_defs.asset_checks,
-                          jobs=ingest_defs.jobs, sensors=ingest_defs.sensors)
+                          jobs=ingest_defs.jobs, sensors=ingest_defs.sensors, resources=RESOURCES)
     job = defs.resolve_job_def("ingest_job")
     # one per source, and the customer identity table with its match rates
     assert len(job.asset_layer.executable_asset_keys) == 8 + 2
@@ -69,7 +70,7 @@ def test_materialize_all_sources_with_checks(data_dir):
                                              '{"customer_id": "C2", "email": "b@example.com"}\n')
     write(landing / "reviews" / "r.csv", "review_id;customer_id\nR1;C1\n")  # rejected: wrong delimiter
     result = dg.materialize(
-        [*ingest_defs.assets, *ingest_defs.asset_checks], instance=dg.DagsterInstance.ephemeral()
+        [*ingest_defs.assets, *ingest_defs.asset_checks], instance=dg.DagsterInstance.ephemeral(), resources=RESOURCES
     )
     assert result.success
     evaluations = result.get_asset_check_evaluations()

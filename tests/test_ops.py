@@ -11,11 +11,18 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pipelines.defs.resources import WarehouseResource
 from pipelines.runner import _root_message
 
 
+def _connect(read_only: bool = False):
+    from pipelines.defs.resources import WarehouseResource
+
+    return WarehouseResource().connect(read_only=read_only)
+
+
 def test_a_locked_warehouse_asks_dagster_for_a_retry(tmp_path, monkeypatch):
-    from pipelines.defs.ml.assets import _connect
+    monkeypatch.setenv("RETAIN_LOCK_WAIT_SECONDS", "1")
 
     warehouse = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(warehouse)).close()
@@ -39,8 +46,6 @@ def test_a_locked_warehouse_asks_dagster_for_a_retry(tmp_path, monkeypatch):
 
 
 def test_a_missing_warehouse_is_not_retried(tmp_path, monkeypatch):
-    from pipelines.defs.ml.assets import _connect
-
     monkeypatch.setenv("RETAIN_WAREHOUSE", str(tmp_path / "missing" / "warehouse.duckdb"))
     with pytest.raises(duckdb.IOException):
         _connect(read_only=True)
@@ -65,6 +70,7 @@ def read_by_the_dashboard(tmp_path, monkeypatch):
     duckdb.connect(str(warehouse)).close()
     monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("RETAIN_WAREHOUSE", raising=False)
+    monkeypatch.setenv("RETAIN_LOCK_WAIT_SECONDS", "1")
     holder = subprocess.Popen(
         [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(warehouse)!r}, read_only=True); "
          "print('ok', flush=True); time.sleep(30)"],
@@ -81,19 +87,19 @@ def read_by_the_dashboard(tmp_path, monkeypatch):
 def _ingest_step():
     from pipelines.defs.ingest.assets import ingest_assets
 
-    ingest_assets[0](dg.build_asset_context())
+    ingest_assets[0](dg.build_asset_context(), warehouse=WarehouseResource())
 
 
 def _outreach_step():
     from pipelines.defs.outreach.assets import outreach_lists
 
-    outreach_lists(dg.build_asset_context())
+    outreach_lists(dg.build_asset_context(), warehouse=WarehouseResource())
 
 
 def _publish_step():
     from pipelines.defs.ops import make_publish_asset
 
-    make_publish_asset([])(dg.build_asset_context())
+    make_publish_asset([])(dg.build_asset_context(), warehouse=WarehouseResource())
 
 
 @pytest.mark.parametrize("step", [_ingest_step, _outreach_step, _publish_step], ids=["ingest", "outreach", "publish"])
@@ -103,7 +109,7 @@ def test_a_writer_step_retries_while_the_dashboard_reads(step, read_by_the_dashb
 
 
 def test_dbt_waits_for_a_lock_held_for_a_moment(read_by_the_dashboard, monkeypatch, tmp_path):
-    from pipelines.config import PROJECT_ROOT
+    from pipelines.core.config import PROJECT_ROOT
     from pipelines.defs.dbt.project import dbt_executable
 
     holder = read_by_the_dashboard["holder"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.contract import source
+from pipelines.core.contract import source
 from pipelines.outreach import (
     CANDIDATE_COLUMNS,
     SUPPRESSION_REASONS,
@@ -665,7 +665,7 @@ def test_runs_keep_history_and_rerunning_a_run_id_replaces_it(con):
 def test_older_runs_lists_are_thinned_but_the_run_log_is_kept(con):
     from datetime import timedelta
 
-    from ml.history import HistoryPolicy
+    from pipelines.core.history import HistoryPolicy
 
     build_outreach_lists(con, run_id="old")
     # the same run as if it had been made 400 days ago

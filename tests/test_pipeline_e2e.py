@@ -8,7 +8,8 @@ import json
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.publish import current_snapshot, open_snapshot, read_run_status
+from pipelines.core.warehouse import open_snapshot
+from pipelines.publish import current_snapshot, read_run_status
 
 runner = CliRunner()
 

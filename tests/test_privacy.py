@@ -19,9 +19,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import PROJECT_ROOT
-from pipelines.privacy import mask_email, mask_phone, published_select
-from pipelines.publish import current_snapshot, open_snapshot, publish
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.privacy import mask_email, mask_phone, published_select
+from pipelines.core.warehouse import open_snapshot
+from pipelines.publish import current_snapshot, publish
 
 CUSTOMERS = 300
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -163,7 +164,7 @@ def test_masking_in_sql():
 
 
 def test_tightening_walks_storage_once_and_leaves_delivered_landing_files_alone(tmp_path):
-    from pipelines.privacy import tighten_tree
+    from pipelines.core.privacy import tighten_tree
 
     data = tmp_path / "data"
     (data / "landing" / "orders").mkdir(parents=True)

@@ -10,6 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
 
 from pipelines.defs.ops import make_publish_asset
+from pipelines.defs.resources import RESOURCES
 from pipelines.publish import (
     current_snapshot,
     publish,
@@ -94,19 +95,19 @@ def test_a_failed_run_never_replaces_the_published_snapshot(tmp_path, monkeypatc
 
     publish = make_publish_asset([kpis.key])
     with DagsterInstance.ephemeral() as instance:
-        ok = materialize([kpis, publish], instance=instance)
+        ok = materialize([kpis, publish], instance=instance, resources=RESOURCES)
         assert ok.success
         good = current_snapshot(pub)
         assert _published_revenue(pub) == 100.0
 
         state.update(fail=True, second=True)
-        failed = materialize([kpis, publish], instance=instance, raise_on_error=False)
+        failed = materialize([kpis, publish], instance=instance, raise_on_error=False, resources=RESOURCES)
         assert not failed.success
         assert current_snapshot(pub) == good
         assert _published_revenue(pub) == 100.0
 
         state.update(fail=False)
-        assert materialize([kpis, publish], instance=instance).success
+        assert materialize([kpis, publish], instance=instance, resources=RESOURCES).success
         assert current_snapshot(pub) != good
         assert _published_revenue(pub) == pytest.approx(999.0)
 
@@ -236,7 +237,7 @@ def test_incremental_publish_equals_a_full_one(tmp_path):
 
 
 def test_incremental_publish_drops_history_batches_thinned_in_the_warehouse(tmp_path):
-    from ml.history import HistoryPolicy
+    from pipelines.core.history import HistoryPolicy
 
     wh, pub = tmp_path / "wh.duckdb", tmp_path / "published"
     _timeline_warehouse(wh)

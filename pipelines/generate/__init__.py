@@ -23,10 +23,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Protocol
 
-import duckdb
 import numpy as np
 
-from pipelines.contract import SOURCE_NAMES, source
+from pipelines.core.contract import SOURCE_NAMES, source
+from pipelines.core.warehouse import scratch
 from pipelines.generate import sources as build
 from pipelines.generate.catalog import catalogue
 from pipelines.generate.cdnow import convert_cdnow
@@ -165,7 +165,7 @@ class _BackgroundWriter:
         self.rows = dict.fromkeys(SOURCE_NAMES, 0)
         self.pending: deque[tuple[int, str, int, Future]] = deque()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retain-generate-write")
-        self.con = duckdb.connect()
+        self.con = scratch()
         # keep the row order of the arrow tables; no progress bar of its own under the caller's
         self.con.execute("SET preserve_insertion_order = true")
         self.con.execute("SET enable_progress_bar = false")

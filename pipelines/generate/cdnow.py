@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
-from pipelines.contract import source
+from pipelines.core.contract import source
+from pipelines.core.warehouse import scratch
 from pipelines.generate.writers import sql_string
 
 
@@ -45,7 +44,7 @@ def convert_cdnow(src: Path, out: Path) -> int:
             WHERE trim(line) <> ''
         )
     """
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
         con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT csv, HEADER true)")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.contract import SOURCE_NAMES, source
+from pipelines.core.contract import SOURCE_NAMES, source
+from pipelines.core.warehouse import scratch
 from pipelines.generate import catalog as cat
 from pipelines.generate.writers import FORMATS, sql_string
 
@@ -56,7 +57,7 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
     cutoff = end + timedelta(days=1) - timedelta(days=horizon_days)
     h = f"INTERVAL {horizon_days} DAY"
     guide = ", ".join(f"'{n}'" for n, g in zip(cat.CATEGORY_NAMES, cat.CATEGORY_GUIDE, strict=True) if g)
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.execute("SET enable_progress_bar = false")
         register_views(con, out)
         con.execute("CREATE TEMP TABLE vo AS SELECT customer_id, ordered_at FROM orders "

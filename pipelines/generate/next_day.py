@@ -13,7 +13,8 @@ import gzip
 import io
 from pathlib import Path
 
-from pipelines.contract import source
+from pipelines.core.contract import source
+from pipelines.core.warehouse import scratch
 
 #: The sources a day of activity is copied from (customers are unchanged: new orders are repeat orders).
 DAY_SOURCES = ("orders", "order_items", "returns", "messages", "survey_responses", "reviews", "support_tickets")
@@ -64,9 +65,8 @@ def append_next_day(landing: Path) -> dict:
     mapped to the copies). Customers are unchanged: the new orders are repeat orders.
     Returns the new day and the rows written per source.
     """
-    import duckdb
 
-    con = duckdb.connect()
+    con = scratch()
     con.execute("set TimeZone = 'UTC'")
 
     def files_sql(name: str) -> str | None:

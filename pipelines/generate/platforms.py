@@ -29,11 +29,11 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import duckdb
 import pyarrow as pa
 
 import pipelines.generate as gen
-from pipelines.contract import SOURCE_NAMES, source
+from pipelines.core.contract import SOURCE_NAMES, source
+from pipelines.core.warehouse import scratch
 from pipelines.generate.catalog import CATEGORY_NAMES, catalogue
 from pipelines.generate.writers import Part, select_sql, sql_string
 
@@ -173,7 +173,7 @@ class _PlatformWriter:
         self.out, self.chunks, self.progress = out, chunks, progress
         self.rows: dict[str, int] = {f"{p}/{s}": 0 for p, stems in PLATFORM_FILES.items() for s in stems}
         self.parts: dict[str, Part] = {}
-        self.con = duckdb.connect()
+        self.con = scratch()
         for setting in ("SET TimeZone = 'UTC'", "SET preserve_insertion_order = true",
                         "SET enable_progress_bar = false"):
             self.con.execute(setting)

@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipelines.contract import Source
+from pipelines.core.contract import Source
 
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
-from pipelines.contract import SOURCE_NAMES, source
+from pipelines.core.contract import SOURCE_NAMES, source
 from pipelines.importers.mapping import (
     PLATFORMS,
     USER_MAPPING_GLOB,

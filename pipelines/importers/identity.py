@@ -80,7 +80,7 @@ def phone_key_sql(x: str) -> str:
 
 def _platform_sql(file_col: str) -> str:
     """SQL: the platform a raw row came from (its landing folder), `retain` for contract folders."""
-    from pipelines.contract import SOURCE_NAMES
+    from pipelines.core.contract import SOURCE_NAMES
 
     folder = f"split_part({file_col}, '/', 1)"
     names = ", ".join(f"'{n}'" for n in SOURCE_NAMES)

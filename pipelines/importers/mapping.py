@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.contract import load_contract
+from pipelines.core.contract import load_contract
 from pipelines.ingest.rules import lit
 
 #: Platforms with a landing folder of their own (`data/landing/<platform>/`).

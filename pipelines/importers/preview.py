@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 from rich.console import Group
 from rich.table import Table
 
-from pipelines.contract import SOURCE_NAMES, source
+from pipelines.core.contract import SOURCE_NAMES, source
+from pipelines.core.warehouse import scratch
 from pipelines.importers.driver import read_file, target_plans
 from pipelines.importers.mapping import PLATFORMS, Mapping, load_mapping, mappings_for
 from pipelines.ingest.loader import SCRATCH, _map_columns, _validation_sql
@@ -96,7 +96,7 @@ def preview(path: Path | str, platform: str | None = None, mapping: Path | str |
     """
     path = Path(path)
     plat, maps = _mappings(path, platform, Path(mapping) if mapping else None)
-    con = duckdb.connect()
+    con = scratch()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET disabled_optimizers = 'in_clause'")

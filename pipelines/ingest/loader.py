@@ -34,8 +34,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.config import settings
-from pipelines.contract import DATE_TYPES, SOURCE_NAMES, Source, source
+from pipelines.core.config import settings
+from pipelines.core.contract import DATE_TYPES, SOURCE_NAMES, Source, source
+from pipelines.core.warehouse import connect as open_warehouse
 from pipelines.ingest.files import (
     FileRejected,
     FileStat,
@@ -59,7 +60,6 @@ from pipelines.ingest.rules import (
     typed_sql,
 )
 from pipelines.ingest.schema import ensure_schema
-from pipelines.privacy import make_private
 
 #: Called with a stage name at points inside a file's transaction (tests use it to simulate
 #: a crash between inserts). None in normal operation.
@@ -111,11 +111,8 @@ def _utcnow() -> datetime:
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse for writing, in UTC (timestamps without offset are UTC)."""
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(warehouse))
-    make_private(warehouse)  # personal data: owner-only, whatever the caller's umask
-    con.execute("SET TimeZone = 'UTC'")
+    """Open the warehouse for writing (`pipelines.core.warehouse.connect`: UTC, memory cap, lock wait)."""
+    con = open_warehouse(warehouse)
     # DuckDB turns long IN lists into joins, and joins may reorder rows; CSV row numbers
     # come from row order, so keep IN lists as plain expressions.
     con.execute("SET disabled_optimizers = 'in_clause'")
@@ -132,7 +129,7 @@ def ingest(
 ) -> list[FileResult]:
     """Load every new or changed landing file of `sources` (default: all 8) into the warehouse.
 
-    `landing` and `warehouse` default to `pipelines.config.settings()` read now. `progress`
+    `landing` and `warehouse` default to `pipelines.core.config.settings()` read now. `progress`
     is called with each file's result as soon as it is done. `reload=True` ignores the ledger
     and loads every file again (a new version of each row; staging keeps the latest).
     Platform folders are imported after the contract folders (one result per file and target

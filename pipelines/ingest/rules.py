@@ -1,6 +1,6 @@
 """Row validation rules, generated from the data contract as SQL.
 
-Nothing here knows a source by name: every rule comes from `pipelines.contract` (types,
+Nothing here knows a source by name: every rule comes from `pipelines.core.contract` (types,
 required, allowed values, min/max, format, row checks, primary key). The loader hands in one
 SQL expression per contract column that yields the file's raw text for that column (or NULL
 when the file lacks the column); this module turns those into
@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipelines.contract import DATE_TYPES, Column, Source
+from pipelines.core.contract import DATE_TYPES, Column, Source
 
 #: Longest value (bytes) accepted in any column; longer ones quarantine the row. 1 MB is far
 #: beyond any real field in these sources and keeps a runaway value (a whole file swallowed

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines.contract import Source, load_contract
+from pipelines.core.contract import Source, load_contract
 from pipelines.ingest.rules import q
 
 #: Columns ingestion adds to every `raw.<source>` table, after the contract's columns.

@@ -2,10 +2,10 @@
 
 Typical use::
 
-    import duckdb
+    from pipelines.core.warehouse import connect
     from pipelines.outreach import build_outreach_lists, export
 
-    con = duckdb.connect("data/warehouse.duckdb")
+    con = connect()                                        # the warehouse, RETAIN_WAREHOUSE
     summary = build_outreach_lists(con)                    # exports.runs / outreach_lists / suppressions
     export(con, "all", "hubspot", Path("data/exports"))    # files + manifest + diffs per play
 

@@ -47,6 +47,7 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from pipelines.core.warehouse import scratch
 from pipelines.outreach.formats import (
     EXPORT_SOURCE_SQL,
     FORMATS,
@@ -299,7 +300,7 @@ def diff_tables(previous: pa.Table | None, current: pa.Table) -> dict[str, pa.Ta
             "changed": current.filter(pc.and_(new_or_changed, pc.invert(added))),
             "removed": previous.filter(pc.invert(pc.is_in(prev_keys, value_set=cur_keys))),
         }
-    db = duckdb.connect(":memory:")
+    db = scratch()
     try:
         db.register("cur", current)
         db.register("prev", previous)

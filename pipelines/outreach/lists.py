@@ -1,7 +1,7 @@
 """Build the outreach lists of one run: eligibility by play priority, then suppression.
 
 `build_outreach_lists(con, ...)` writes three tables in the `exports` schema, in one
-transaction, keeping earlier runs as history (thinned with age, see `ml.history`):
+transaction, keeping earlier runs as history (thinned with age, see `pipelines.core.history`):
 
 * `exports.runs` — one row per run: the date it is for, the playbook (path, hash and plays as
   JSON), the scores used, counts, and the freshness of the source data;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from ml.history import HistoryPolicy
+from pipelines.core.history import HistoryPolicy
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
     VIEW_NAME,
@@ -270,7 +270,7 @@ def build_outreach_lists(
     (onboarding, review requests, ...) still run.
 
     Earlier runs' lists and suppressions are thinned by `history` (default:
-    `HistoryPolicy.from_env()`, see `ml.history`); `exports.runs` keeps every run.
+    `HistoryPolicy.from_env()`, see `pipelines.core.history`); `exports.runs` keeps every run.
 
     `as_of` is the run's "today" (default: the latest `as_of_date` in `ml.churn_scores`, else
     the latest order date). Re-running with the same `run_id` replaces that run's rows.
@@ -370,7 +370,7 @@ def build_outreach_lists(
             [run_id, created_at, as_of, str(pb.path), pb.sha256, json.dumps([p.to_dict() for p in pb.plays]),
              model_version, scored_at, latest_order, latest_msg, latest_ticket, n_cand, n_elig, n_supp, n_list],
         )
-        # thin older runs' lists and suppressions (ml.history); the run log itself is kept whole
+        # thin older runs' lists and suppressions (pipelines.core.history); the run log itself is kept whole
         history.prune(
             con, "exports.runs", "as_of_date",
             also={"exports.outreach_lists": "run_id", "exports.suppressions": "run_id"}, keep_table=True,

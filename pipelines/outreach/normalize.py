@@ -32,6 +32,8 @@ from functools import lru_cache
 
 import duckdb
 
+from pipelines.core.warehouse import scratch
+
 #: ISO 3166-1 alpha-2 -> (calling code, trunk prefix dropped from national numbers).
 CALLING_CODES: dict[str, tuple[str, str]] = {
     # North American numbering plan: trunk prefix 1 equals the calling code.
@@ -154,7 +156,7 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 @lru_cache(maxsize=1)
 def _scratch() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
+    con = scratch()
     install_macros(con)
     return con
 

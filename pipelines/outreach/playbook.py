@@ -25,7 +25,8 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from pipelines.contract import source
+from pipelines.core.contract import source
+from pipelines.core.warehouse import scratch
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
     DEFAULT_MARKETING_MESSAGE_TYPES,
@@ -154,7 +155,7 @@ def rule_problems(rule: str, con: duckdb.DuckDBPyConnection | None = None) -> li
         return ["a rule is one expression: ';' is not allowed"]
     own = con is None
     if own:
-        con = duckdb.connect(":memory:")
+        con = scratch()
         empty_candidates_table(con)
     try:
         query = f"SELECT * FROM {VIEW_NAME} WHERE ({rule}\n)"
@@ -259,7 +260,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
     plays: list[Play] = []
     disabled: list[str] = []
     seen: set[str] = set()
-    con = duckdb.connect(":memory:")
+    con = scratch()
     empty_candidates_table(con)
     try:
         for pos, item in enumerate(plays_raw, start=1):

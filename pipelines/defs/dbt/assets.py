@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import duckdb
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
+from pipelines.defs.resources import WarehouseResource
 from pipelines.runs import StopGuard, dbt_launcher
 
 #: dbt layers, which are also the warehouse schemas and the Dagster group names.
@@ -103,9 +103,15 @@ class DbtBuildConfig(dg.Config):
     name=DBT_OP_NAME,
     pool="duckdb_writer",
 )
-def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> Iterator[Any]:
+def retain_dbt_models(
+    context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
+) -> Iterator[Any]:
     """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
     dbt_environment()  # RETAIN_WAREHOUSE must be absolute before dbt reads profiles.yml
+    # profiles.yml reads the file and the memory cap from the environment: the resource's own
+    os.environ["RETAIN_WAREHOUSE"] = str(warehouse.location)
+    if warehouse.memory_limit:
+        os.environ["RETAIN_DUCKDB_MEMORY_LIMIT"] = warehouse.memory_limit
     # dbt must never outlive this process: it runs through a launcher that gives it its own
     # process group and kills it when its parent dies (pipelines/runs.py)
     os.environ["RETAIN_DBT_PARENT_PID"] = str(os.getpid())
@@ -116,7 +122,7 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
     )
     full_refresh = config.full_refresh
     if not full_refresh and not (config.backfill_start or config.backfill_end):
-        rekeyed = _rekeyed_models()
+        rekeyed = _rekeyed_models(warehouse)
         if rekeyed:
             # a later file linked customer keys these incremental models hold under the old id
             context.log.info(f"customer keys re-linked in {', '.join(rekeyed)}: full refresh")
@@ -149,18 +155,16 @@ def retain_dbt_models(context: dg.AssetExecutionContext, config: DbtBuildConfig)
     _keep_partial_parse(invocation.target_path)
 
 
-def _rekeyed_models() -> list[str]:
+def _rekeyed_models(warehouse: WarehouseResource) -> list[str]:
     """Incremental models holding a customer id the identity table now resolves to another id."""
-    from pipelines.config import settings
     from pipelines.importers.identity import rekeyed_tables
 
     nodes = json.loads(ensure_manifest().read_text())["nodes"].values()
     incremental = [(n["schema"], n["name"]) for n in nodes
                    if n["resource_type"] == "model" and n["config"].get("materialized") == "incremental"]
-    warehouse = settings().warehouse
-    if not warehouse.exists():
+    if not warehouse.location.exists():
         return []
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         return rekeyed_tables(con, incremental)
 
 

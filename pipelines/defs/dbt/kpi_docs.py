@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import PROJECT_ROOT
+from pipelines.core.config import PROJECT_ROOT
 
 DOC_PATH = PROJECT_ROOT / "docs" / "kpis.md"
 

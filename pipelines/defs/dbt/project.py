@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from pipelines.config import PROJECT_ROOT, duckdb_memory_limit, export_environment
+from pipelines.core.config import PROJECT_ROOT, duckdb_memory_limit, export_environment
 
 #: Folders and files whose change makes the manifest stale.
 DBT_SOURCES = ("models", "macros", "tests/dbt", "dbt_project.yml", "profiles.yml")

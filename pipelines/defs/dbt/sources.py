@@ -1,6 +1,6 @@
 """The dbt source YAML (`models/staging/<system>/_<system>__sources.yml`), rendered from the contract.
 
-dbt cannot read `pipelines/contract.yaml`, so the source declarations are generated from it
+dbt cannot read `pipelines/core/contract.yaml`, so the source declarations are generated from it
 and checked in; `tests/test_dbt_project.py` fails when they drift. After a contract change run
 
     python -m pipelines.defs.dbt.sources
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.config import PROJECT_ROOT
-from pipelines.contract import load_contract
+from pipelines.core.config import PROJECT_ROOT
+from pipelines.core.contract import load_contract
 from pipelines.ingest.schema import LINEAGE_COLUMNS
 
 #: dbt source (one per source system) → (description, contract sources it holds).
@@ -66,7 +66,7 @@ def render_sources_yaml(system: str) -> str:
     description, tables = SOURCE_SYSTEMS[system]
     contract = load_contract()
     lines = [
-        "# Generated from pipelines/contract.yaml by `python -m pipelines.defs.dbt.sources`; do not edit.",
+        "# Generated from pipelines/core/contract.yaml by `python -m pipelines.defs.dbt.sources`; do not edit.",
         "# Ingestion loads raw.<table>: every version of every row, plus the load lineage columns.",
         "version: 2",
         "",

@@ -7,12 +7,10 @@ file lock.
 """
 
 import dagster as dg
-import duckdb
 from dagster import AssetExecutionContext
 
-from pipelines.config import settings
-from pipelines.contract import Source, load_contract
-from pipelines.defs.ml.assets import retry_if_locked
+from pipelines.core.contract import Source, load_contract
+from pipelines.defs.resources import WarehouseResource, retry_if_busy
 from pipelines.ingest import FileResult, ingest
 from pipelines.runs import pause_point
 
@@ -36,8 +34,8 @@ def _log(context: AssetExecutionContext, r: FileResult) -> None:
         context.log.info(r.message or f"{r.file}: skipped")
 
 
-def _table_rows(name: str) -> int:
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+def _table_rows(warehouse: WarehouseResource, name: str) -> int:
+    with warehouse.connect(read_only=True) as con:
         return con.execute(f'SELECT count(*) FROM raw."{name}"').fetchone()[0]
 
 
@@ -57,13 +55,13 @@ def _make_asset(src: Source) -> dg.AssetsDefinition:
             "columns": ", ".join(src.column_names),
         },
     )
-    def _asset(context: AssetExecutionContext) -> dg.MaterializeResult:
+    def _asset(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         def progress(r: FileResult) -> None:
             _log(context, r)
             pause_point("ingest")  # test hook: a run killed between two files of a load
 
-        with retry_if_locked():  # the warehouse is opened first: a lock held for a moment is retried
-            results = ingest([src.name], progress=progress)
+        with retry_if_busy():  # the warehouse is opened first: a lock held for a moment is retried
+            results = ingest([src.name], warehouse=warehouse.location, progress=progress)
         loaded = [r for r in results if r.status == "loaded"]
         rejected = [r for r in results if r.status == "rejected"]
         rows_read = sum(r.rows_read for r in results)
@@ -85,7 +83,7 @@ def _make_asset(src: Source) -> dg.AssetsDefinition:
                 # The names `retain run`'s per-stage summary reads: rows in this run in / out.
                 "rows_in": rows_read,
                 "rows_out": rows_loaded,
-                "dagster/row_count": _table_rows(src.name),
+                "dagster/row_count": _table_rows(warehouse, src.name),
             }
         )
 
@@ -103,8 +101,8 @@ def _make_check(src: Source) -> dg.AssetChecksDefinition:
             "raw._quarantine hold exactly the rows the ledger says were loaded and quarantined."
         ),
     )
-    def _check() -> dg.AssetCheckResult:
-        with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect(read_only=True) as con:
             unbalanced = con.execute(
                 "SELECT file_path, rows_read, rows_loaded, rows_quarantined FROM raw._loads "
                 "WHERE source = ? AND rows_read <> rows_loaded + rows_quarantined ORDER BY load_id",

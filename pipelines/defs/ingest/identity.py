@@ -6,11 +6,10 @@ layer (see docs/importing.md). dbt reads both tables as the `identity` source.
 """
 
 import dagster as dg
-import duckdb
 
-from pipelines.config import settings
-from pipelines.contract import load_contract
+from pipelines.core.contract import load_contract
 from pipelines.defs.ingest.assets import GROUP, POOL, raw_key
+from pipelines.defs.resources import WarehouseResource
 from pipelines.importers.identity import resolve
 
 
@@ -29,10 +28,9 @@ from pipelines.importers.identity import resolve
     ],
     pool=POOL,
 )
-def customer_identity(context: dg.AssetExecutionContext):
+def customer_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Resolve customer identity across platforms and report each source's match rate."""
-    with duckdb.connect(str(settings().warehouse)) as con:
-        con.execute("SET TimeZone = 'UTC'")
+    with warehouse.connect() as con:
         rates = resolve(con)
         keys = con.execute("SELECT count(*) FROM raw._customer_identity").fetchone()[0]
     for source, platform, rows, matched, unmatched, rate in rates:

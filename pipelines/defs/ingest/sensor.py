@@ -18,8 +18,8 @@ import time
 
 import dagster as dg
 
-from pipelines.config import settings
-from pipelines.contract import SOURCE_NAMES
+from pipelines.core.config import settings
+from pipelines.core.contract import SOURCE_NAMES
 from pipelines.importers.driver import import_folders, platform_files
 from pipelines.ingest import landing_files
 

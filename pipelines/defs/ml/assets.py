@@ -6,14 +6,11 @@ error-severity dbt test (which fails the dbt step) stops them, and with them the
 lists and exports.
 """
 
-import contextlib
-from collections.abc import Iterator
-
 import dagster as dg
-import duckdb
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
-from pipelines.config import settings
+from pipelines.core.config import settings
+from pipelines.defs.resources import WarehouseResource
 
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
 CHURN_SCORES_KEY = dg.AssetKey(["ml", "churn_scores"])
@@ -30,31 +27,6 @@ FEATURE_INPUTS = [
     dg.AssetKey(["staging", "stg_helpdesk__support_tickets"]),
 ]
 
-@contextlib.contextmanager
-def retry_if_locked() -> Iterator[None]:
-    """Turn a lost race for the warehouse's file lock into a retry of the step (3 times, 10 s apart).
-
-    Another process holds the lock: a writer, or the dashboard reading contact details or a
-    CRM file on a read-only connection for a moment (DuckDB lets one process write a file or
-    several read it, not both). Only the lock is transient: any other error (no orders yet)
-    fails the step at once with its own message instead of being retried (too little history
-    is not an error: the churn assets report it as skipped).
-    Wrap only the opening of the warehouse: the step is run again from its start.
-    """
-    try:
-        yield
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise dg.RetryRequested(max_retries=3, seconds_to_wait=10) from exc
-        raise
-
-
-def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; a lost race for its file lock is retried (`retry_if_locked`)."""
-    with retry_if_locked():
-        return duckdb.connect(str(settings().warehouse), read_only=read_only)
-
-
 @dg.asset(
     key=CHURN_MODEL_KEY,
     deps=FEATURE_INPUTS,
@@ -66,7 +38,7 @@ def _connect(read_only: bool = False) -> duckdb.DuckDBPyConnection:
         "against baselines, logged in ml.model_runs, promoted only if it passes the gate."
     ),
 )
-def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
+def churn_model(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Train a new churn model and promote it if it beats the recency rule and the current model.
 
     Too short a history (or too few customers) is not a failure: a new shop's first export is
@@ -79,7 +51,7 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
     from ml.train import NotEnoughHistory, train
 
     s = settings()
-    with _connect() as con:
+    with warehouse.connect() as con:
         try:
             result = train(con, as_of=s.as_of, models_dir=s.models)
         except NotEnoughHistory as exc:
@@ -121,7 +93,7 @@ def churn_model(context: AssetExecutionContext) -> dg.MaterializeResult:
         "CLV and three plain-language reasons per customer; history in ml.churn_scores_history."
     ),
 )
-def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
+def churn_scores(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Score every customer with the promoted model as of RETAIN_AS_OF (default: latest order date).
 
     Skipped (`skipped_reason` in the metadata, `ml.churn_scores` emptied) when the history is too
@@ -130,7 +102,7 @@ def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
     from ml.score import ScoringSkipped, score
 
     s = settings()
-    with _connect() as con:
+    with warehouse.connect() as con:
         try:
             scores = score(con, as_of=s.as_of, models_dir=s.models)
         except ScoringSkipped as exc:
@@ -154,13 +126,13 @@ def churn_scores(context: AssetExecutionContext) -> dg.MaterializeResult:
     name="score_drift",
     description="PSI of today's features and scores against the model's training reference; warns above 0.25.",
 )
-def score_drift_check(context: AssetCheckExecutionContext) -> dg.AssetCheckResult:
+def score_drift_check(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Warn (not block) when the population drifts away from what the model was trained on."""
     from ml.drift import drift_from_warehouse
     from ml.status import read_status
 
     s = settings()
-    with _connect(read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         status = read_status(con)
         if status.get("scoring") == "skipped":
             return dg.AssetCheckResult(passed=True, description=f"no scores to compare: {status['scoring_reason']}",

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipelines.config import settings
-from pipelines.defs.ml.assets import _connect
+from pipelines.core.config import settings
+from pipelines.defs.resources import WarehouseResource
 from pipelines.publish import publish
 
 PUBLISH_KEY = dg.AssetKey(["published", "dashboard_snapshot"])
@@ -34,12 +34,12 @@ def make_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             "switched atomically (data/published/CURRENT)."
         ),
     )
-    def dashboard_snapshot(context: AssetExecutionContext) -> dg.MaterializeResult:
+    def dashboard_snapshot(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         s = settings()
         # Opened here so that a lock held for a moment (the dashboard reading) is retried.
-        with _connect() as con:
+        with warehouse.connect() as con:
             result = publish(
-                s.warehouse,
+                warehouse.location,
                 s.published,
                 run_info={"run_id": context.run_id},
                 incremental=context.job_name in INCREMENTAL_PUBLISH_JOBS,

@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from dagster import AssetExecutionContext
 
-from pipelines.config import settings
-from pipelines.defs.ml.assets import _connect
+from pipelines.core.config import settings
+from pipelines.defs.resources import WarehouseResource
 from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
 from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
 
@@ -56,12 +55,12 @@ CHURN_SCORES_KEY = _churn_scores_key()
         "exports.runs, exports.outreach_lists and exports.suppressions (history per run)."
     ),
 )
-def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
+def outreach_lists(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Build the outreach lists for the latest scores (rule-only plays when scoring was skipped)."""
     from ml.status import read_status
 
     s = settings()
-    with _connect() as con:  # a lock held for a moment (the dashboard reading) is retried
+    with warehouse.connect() as con:  # a lock held for a moment (the dashboard reading) is retried
         status = read_status(con)
         missing = status.get("scoring_reason") if status.get("scoring") == "skipped" else None
         summary = build_outreach_lists(con, as_of=s.as_of, scores_missing=missing)
@@ -105,11 +104,11 @@ def outreach_lists(context: AssetExecutionContext) -> dg.MaterializeResult:
         "manifest.json and added/changed/removed diffs against the previous export."
     ),
 )
-def crm_exports(context: AssetExecutionContext) -> dg.MaterializeResult:
+def crm_exports(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Export this run's outreach batch in every format."""
     s = settings()
     batch = run_outreach_batch(context.instance, context.run, context.log)
-    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         results = export(con, "all", "all", s.exports, run_id=batch)
     written = [r for r in results if not r.skipped]
     rows = "\n".join(
@@ -137,10 +136,12 @@ def crm_exports(context: AssetExecutionContext) -> dg.MaterializeResult:
     pool="duckdb_writer",
     description="In this run's outreach batch no customer is in two plays, and no suppressed customer is listed.",
 )
-def outreach_lists_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+def outreach_lists_check(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     """Fail (and stop the exports) if this run's batch breaks the one-play or suppression rules."""
     batch = run_outreach_batch(context.instance, context.run, context.log)
-    with duckdb.connect(str(settings().warehouse), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         run_id = batch or latest_run_id(con)
         if run_id is None:
             return dg.AssetCheckResult(passed=False, metadata={"problem": "no outreach run"})

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from pipelines.privacy import restrict_new_files, secure_storage
+from pipelines.core.privacy import restrict_new_files, secure_storage
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def export_environment(s: Settings | None = None) -> Settings:
     DAGSTER_HOME must be the folder holding dagster.yaml (the repository root).
 
     Every entry point (each `retain` command, the Dagster definitions, `run_job`) calls it
-    first, so it also makes storage owner-only (`pipelines.privacy.secure_storage`): the
+    first, so it also makes storage owner-only (`pipelines.core.privacy.secure_storage`): the
     process umask becomes 077 and files an older version left readable are tightened.
     """
     s = s or settings()

@@ -1,4 +1,4 @@
-"""Load the data contract (`pipelines/contract.yaml`), the single definition of every landing source.
+"""Load the data contract (`pipelines/core/contract.yaml`), the single definition of every landing source.
 
 Everything that needs to know a source's columns (ingestion, the generator, the docs, the
 tests) reads it through this module, so there is no second copy to drift.

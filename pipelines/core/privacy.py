@@ -82,7 +82,7 @@ def tighten_tree(roots: Iterable[Path], skip: Iterable[Path] = ()) -> int:
 
 
 def secure_storage(s) -> int:
-    """Owner-only storage for settings `s` (`pipelines.config.Settings`): set the umask, then
+    """Owner-only storage for settings `s` (`pipelines.core.config.Settings`): set the umask, then
     tighten what is already there (the warehouse and its WAL, snapshots, models, exports,
     Dagster storage, anything else retain keeps in the data folder). Landing files are not
     retain's: only the folders around them are tightened by the data folder's 0700.
