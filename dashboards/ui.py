@@ -187,7 +187,8 @@ def start_page(title: str, page: str, missing: str, caption: str | None = "filte
     Returns (context, data) where data is `dashboards.data.load(page, ...)`. `caption`:
     "filters" describes the selected filters, None shows none, any other text is shown.
     """
-    from dashboards import data, filters
+    from dashboards import filters
+    from dashboards.data.loaders import load
 
     ctx = filters.context()
     st.title(title)
@@ -195,7 +196,7 @@ def start_page(title: str, page: str, missing: str, caption: str | None = "filte
         st.caption(ctx.filters.describe())
     elif caption:
         st.caption(caption)
-    loaded = data.load(page, ctx.snapshot, ctx.filters)
+    loaded = load(page, ctx.snapshot, ctx.filters)
     if not loaded["available"]:
         note(loaded.get("missing") or missing)  # the page's data can say why (e.g. too little history)
         st.stop()
