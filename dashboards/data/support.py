@@ -49,8 +49,8 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     })[["month", "tickets", "complaints", "complaints_resolved", "complaints_fcr", "wismo_tickets", "reopened",
         "complaint_resolution_rate", "first_contact_resolution_rate", "reopen_rate"]]
     medians = ticket_medians(con, f, by="month")
-    if not medians.empty:
-        monthly = monthly.merge(medians.assign(month=pd.to_datetime(medians["month"])), on="month", how="left")
+    medians = medians.assign(month=pd.to_datetime(medians["month"]))
+    monthly = monthly.merge(medians, on="month", how="left")
     sums = period_sums(con, f, f.start, f.end_exclusive)
     kpis = kpi_values(sums)
     period = {
