@@ -146,13 +146,25 @@ ticket_measures as (
 
 customer_keys as (
 
-    select month, customer_id from acquisition_measures
+    select
+        month,
+        customer_id
+    from acquisition_measures
     union
-    select month, customer_id from survey_measures
+    select
+        month,
+        customer_id
+    from survey_measures
     union
-    select month, customer_id from review_measures
+    select
+        month,
+        customer_id
+    from review_measures
     union
-    select month, customer_id from ticket_measures
+    select
+        month,
+        customer_id
+    from ticket_measures
 
 ),
 
@@ -253,8 +265,8 @@ final as (
         sum(orders) as orders,
         coalesce(sum(revenue), 0) as revenue,
         sum(first_orders) as first_orders,
-        sum(new_customer_revenue) as new_customer_revenue,
-        sum(returning_customer_revenue) as returning_customer_revenue,
+        coalesce(sum(new_customer_revenue), 0) as new_customer_revenue,
+        coalesce(sum(returning_customer_revenue), 0) as returning_customer_revenue,
         sum(delivered_orders) as delivered_orders,
         sum(returned_orders) as returned_orders,
         sum(promised_deliveries) as promised_deliveries,
