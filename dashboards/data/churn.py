@@ -28,6 +28,7 @@ def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         f"""
         select count(*) as customers,
                count(*) filter (where risk_tier = 'high') as high_risk,
+               coalesce(count(*) filter (where risk_tier = 'high'), 0) / nullif(count(*), 0) as high_risk_share,
                count(*) filter (where risk_tier = 'medium') as medium_risk,
                avg(churn_probability) as avg_churn_probability,
                sum(clv_12m) filter (where risk_tier = 'high') as clv_at_risk,

@@ -23,9 +23,8 @@ cols = st.columns(4)
 with cols[0]:
     ui.tile("Customers scored", ui.count(s.get("customers")))
 with cols[1]:
-    share = (s.get("high_risk") or 0) / s["customers"] if s.get("customers") else None
     ui.tile("High risk", ui.count(s.get("high_risk")), None, None,
-            f"{ui.pct(share)} of scored customers are in the high-risk tier.")
+            f"{ui.pct(s.get('high_risk_share'))} of scored customers are in the high-risk tier.")
 with cols[2]:
     ui.tile("Average churn probability", ui.pct(s.get("avg_churn_probability")), None, None,
             "Mean probability of no valid order in the coming horizon.")
