@@ -184,7 +184,7 @@ def freshness_banner(status: dict, snapshot_info: dict) -> None:
 def start_page(title: str, page: str, missing: str, caption: str | None = "filters"):
     """Title, caption and the page's data; a note and stop when the snapshot lacks what it needs.
 
-    Returns (context, data) where data is `dashboards.data.load(page, ...)`. `caption`:
+    Returns (context, data) where data is `dashboards.data.loaders.load(page, ...)`. `caption`:
     "filters" describes the selected filters, None shows none, any other text is shown.
     """
     from dashboards import filters

@@ -4,7 +4,7 @@
   connections to the warehouse, `query`, the snapshot's catalogue.
 - `filters`: the filter model `Filters`, bound parameters, customer and order scopes, the
   sidebar's options.
-- `frames`: month spines, ratios, period sums.
+- `frames`: month spines, ratios, month ranges.
 - `kpis`: filtered KPIs, sums of `marts.kpi_monthly_cells` over the selected cells; `KPIS`
   turns sums into KPI values.
 - `per_customer`: what cells cannot sum (returning-customer rate, cohorts, medians), from the
