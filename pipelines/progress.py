@@ -102,6 +102,10 @@ class _ProgressHandler(logging.Handler):
             print(line, file=_stream, flush=True)
         elif record.levelno >= logging.WARNING or self.verbose:
             message = meta.get("orig_message") or record.getMessage()
+            if message.startswith("Dependencies for step") and not self.verbose:
+                # Dagster names the failed upstream step once per input: say it once
+                print(f"  skipped: {step} (a step it needs failed)", file=_stream, flush=True)
+                return
             print(f"  {record.levelname.lower()}: {step} {message}", file=_stream, flush=True)
 
 

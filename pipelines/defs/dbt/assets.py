@@ -153,11 +153,6 @@ def retain_dbt_models(
             for event in invocation.stream():
                 countdown.tick()
                 yield event
-    except Exception as exc:
-        failures = dbt_failures(log_path)
-        if failures:  # the console shows what failed, not only "dbt exited with 1"
-            raise RuntimeError(f"dbt build failed:\n{failures}\n(dbt's full output: {log_path})") from exc
-        raise
     finally:
         countdown.close()
         if guard is not None:
@@ -183,19 +178,6 @@ def dbt_log_path(run_id: str) -> Path:
     for stale in old[: max(len(old) - KEEP_DBT_LOGS + 1, 0)]:
         stale.unlink(missing_ok=True)
     return folder / f"dbt-{run_id[:8]}.log"
-
-
-def dbt_failures(log_path: Path, limit: int = 40) -> str:
-    """dbt's closing report of what failed ("Completed with N errors ..." onwards), from its output file."""
-    try:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    start = max((i for i, line in enumerate(lines) if "Completed with" in line), default=None)
-    if start is None:
-        return ""
-    report = [line.rstrip() for line in lines[start:] if line.strip()]
-    return "\n".join(report[:limit])
 
 
 def _rekeyed_models(warehouse: WarehouseResource) -> list[str]:
