@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'kpi_monthly_cells'}}}) }}
 -- Every additive column of kpi_monthly_cells, summed over the cells of a month, equals the
 -- month's count in kpi_monthly: the filtered dashboard KPIs and the unfiltered truth add up
 -- from the same numbers. Returns the months that disagree.
