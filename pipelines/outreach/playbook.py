@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from pipelines.core.rules import SEEDS_DIR, message_types
+from pipelines.core import rules
 from pipelines.core.warehouse import scratch
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
@@ -243,7 +243,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
         cap_days = _int_field(settings["frequency_cap_days"], "settings: field 'frequency_cap_days'", problems)
         cap_days = DEFAULT_FREQUENCY_CAP_DAYS if cap_days is None else cap_days
     if "marketing_message_types" in settings:
-        allowed = set(message_types())
+        allowed = set(rules.message_types())
         value = settings["marketing_message_types"]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append("settings: field 'marketing_message_types': expected a list of message types")
@@ -252,7 +252,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
             if bad:
                 problems.append(
                     f"settings: field 'marketing_message_types': unknown message type(s) {', '.join(bad)}; "
-                    f"expected message types of {SEEDS_DIR / 'message_types.csv'}: {', '.join(sorted(allowed))}"
+                    f"expected message types of {rules.SEEDS_DIR / 'message_types.csv'}: {', '.join(sorted(allowed))}"
                 )
             mtypes = tuple(value)
 
