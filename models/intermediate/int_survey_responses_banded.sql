@@ -24,7 +24,8 @@ final as (
         responses.score,
         responses.responded_at,
         {{ month_start('responses.responded_at') }} as responded_month,
-        bands.nps_band,
+        -- NPS answers only (the seed's other rows leave it empty)
+        case when responses.survey_type = 'nps' then bands.nps_band end as nps_band,
         bands.sentiment,
         case when survey_type = 'csat' then bands.sentiment = 'positive' end as is_csat_satisfied,
         -- the customer's latest answer to this kind of survey (ties: highest response_id)
