@@ -27,7 +27,7 @@ final as (
         -- NPS answers only (the seed's other rows leave it empty)
         case when responses.survey_type = 'nps' then bands.nps_band end as nps_band,
         bands.sentiment,
-        case when survey_type = 'csat' then bands.sentiment = 'positive' end as is_csat_satisfied,
+        case when responses.survey_type = 'csat' then bands.sentiment = 'positive' end as is_csat_satisfied,
         -- the customer's latest answer to this kind of survey (ties: highest response_id)
         row_number() over (
             partition by responses.customer_id, responses.survey_type
