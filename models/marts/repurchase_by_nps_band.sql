@@ -23,7 +23,7 @@ bands as (
 
     select
         nps_band,
-        row_number() over (order by score_min desc) as band_order
+        cast(row_number() over (order by score_min desc) as integer) as band_order
     from {{ ref('feedback_bands') }}
     where feedback_type = 'nps'
 
