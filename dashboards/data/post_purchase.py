@@ -116,11 +116,6 @@ def post_purchase(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     return out
 
 
-#: Message types of the post-purchase journey (the rest are marketing or service messages).
-POST_PURCHASE_MESSAGES = (
-    "order_confirmation", "shipping_update", "out_for_delivery", "delivered", "thank_you", "how_to_guide",
-    "product_care", "review_request", "survey_invite", "cross_sell",
-)
 
 def message_type_label(message_type: str) -> str:
     """'shipping_update' → 'Shipping update'; 'delivered' → 'Delivery notice' (not the funnel step)."""
@@ -180,13 +175,20 @@ def repurchase_drivers(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame
             """,
         )
     if DRIVER_MARTS["message_exposure"] in present:
+        # the post-purchase journey only (marketing messages have their own story): the
+        # message_types seed says which types belong to it
+        journey = (
+            "where message_type in (select message_type from marts.message_types where in_post_purchase_journey)"
+            if "marts.message_types" in present else ""
+        )
         out["message_exposure"] = query(
             con,
-            """
+            f"""
             select message_type as "group", message_type,
                    case exposure when 'sent' then 'Received' else 'Not received' end as series,
                    orders as base, repurchased_90d, repurchase_rate_90d
             from marts.repurchase_by_message_exposure
+            {journey}
             order by message_type, exposure desc
             """,
         )

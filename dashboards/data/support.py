@@ -12,17 +12,13 @@ from dashboards.data.frames import nan_to_none
 from dashboards.data.kpis import kpi_series, kpi_values, period_sums, sums_on_spine
 from dashboards.data.per_customer import ticket_medians
 
-#: Support ticket categories in the data contract, with labels for people.
-TICKET_CATEGORIES = {
-    "wismo": "Where is my order",
-    "late_delivery": "Late delivery",
-    "damaged_item": "Damaged item",
-    "wrong_item": "Wrong item",
-    "return_refund": "Return / refund",
-    "billing": "Billing",
-    "product_question": "Product question",
-    "other": "Other",
-}
+
+def ticket_category_labels(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Category → label for people, in the seed's order (`marts.ticket_categories`, from seeds/)."""
+    if not has(con, "marts.ticket_categories"):
+        return {}
+    rows = con.execute("select category, label from marts.ticket_categories").fetchall()
+    return dict(rows)
 
 
 def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
@@ -40,7 +36,8 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         """,
         p,
     )
-    by_category["category"] = by_category["category"].map(TICKET_CATEGORIES).fillna(by_category["category"])
+    labels = ticket_category_labels(con)
+    by_category["category"] = by_category["category"].map(labels).fillna(by_category["category"])
     sums = sums_on_spine(con, f, f.start, f.end)
     monthly = kpi_series(sums, ("complaint_resolution_rate", "first_contact_resolution_rate", "reopen_rate"))
     monthly = monthly.rename(columns={
@@ -60,7 +57,7 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         **ticket_medians(con, f).iloc[0].to_dict(),
     }
     times = ticket_medians(con, f, by="category", complaints_only=False)
-    times["category"] = times["category"].map(TICKET_CATEGORIES).fillna(times["category"])
+    times["category"] = times["category"].map(labels).fillna(times["category"])
     recovery = None
     if has(con, "marts.complaint_recovery"):
         order = "outcome_order" if "outcome_order" in table_columns(con, "marts.complaint_recovery") else "outcome"
@@ -72,6 +69,7 @@ def support(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
     return {
         "available": True,
         "by_category": by_category,
+        "category_order": list(labels.values()),
         "monthly": monthly,
         "period": {k: nan_to_none(v) for k, v in period.items()},
         "times": times,

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboards import charts, ui
 from dashboards.data.connection import NO_ORDERS_NOTE
-from dashboards.data.post_purchase import POST_PURCHASE_MESSAGES, message_funnel
+from dashboards.data.post_purchase import message_funnel
 
 ctx, d = ui.start_page("Post-purchase experience", "post_purchase", NO_ORDERS_NOTE)
 f = ctx.filters
@@ -135,8 +135,6 @@ else:
             if table is None:
                 ui.note("Not available yet.")
             elif key == "message_exposure":
-                # The post-purchase journey only (marketing messages have their own story).
-                table = table[table["message_type"].isin(POST_PURCHASE_MESSAGES)]
                 wide = table.pivot_table(index="group", columns="series", values="repurchase_rate_90d").reset_index()
                 wide = wide.sort_values("Received", ascending=False) if "Received" in wide else wide
                 charts.show(charts.bars(wide, "group", {c: c for c in ("Received", "Not received") if c in wide},
