@@ -229,8 +229,9 @@ JSON_VOLATILE: dict[str, dict[str, Volatile]] = {
 #: Files not compared, with the reason. Everything else under exports/ and models/ is.
 SKIPPED_FILES: dict[str, str] = {
     "models/*/model.joblib": (
-        "pickled scikit-learn model: its bytes depend on the pickled module paths of retain's "
-        "classes, which a refactor may move; what the model does is compared through "
+        "compressed pickle of the model and its metadata: differs between two runs of the same code "
+        "(it embeds the run id, training time and data fingerprint) and depends on the module paths "
+        "of retain's classes, which a refactor may move; what the model does is compared through "
         "ml.churn_scores, the metrics in ml.model_runs and models/*/metadata.json"
     ),
 }
