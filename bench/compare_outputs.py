@@ -782,7 +782,7 @@ class Comparer:
                            f"distinct {va.get('distinct')} -> {vb.get('distinct')}")
         if vol:
             lines.append("volatile columns: " + "; ".join(vol))
-        if nulls:
+        if nulls and ra["rows"] == rb["rows"]:
             lines.append("non-null counts: " + "; ".join(nulls))
         pa = da / ra["parquet"] if da is not None and ra.get("parquet") else None
         pb = db / rb["parquet"] if db is not None and rb.get("parquet") else None
@@ -793,7 +793,10 @@ class Comparer:
                 lines.append("every column holds the same values, but rows combine them differently")
             lines.append("(no Parquet copies to show rows: dump with --out DIR)")
             return False, lines
-        equal, more = self.rows_diff(pa, pb, cols_a, cols_b)
+        # the Parquet copies hold the canonical columns: dropped volatile columns are not there
+        canon_a = {c: t for c, t in cols_a.items() if c in ha}
+        canon_b = {c: t for c, t in cols_b.items() if c in hb}
+        equal, more = self.rows_diff(pa, pb, canon_a, canon_b)
         if not equal and differing and not any(x.startswith("columns that differ") for x in more):
             lines.append("columns whose values differ: " + ", ".join(differing))
         lines += more
