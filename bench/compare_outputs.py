@@ -79,10 +79,12 @@ class Volatile:
       path   an absolute path: the data folder becomes `$DATA_DIR`, run ids in it become `<id>`.
       json   a JSON text column: parsed, and the fields of `JSON_VOLATILE[<schema.table.column>]`
              replaced.
+      sql    the SQL expression `sql`, in which `s` is the row (for a value volatile in some rows only).
     """
 
     how: str
     why: str
+    sql: str = ""
 
 
 def _label(why: str) -> Volatile:
@@ -124,6 +126,15 @@ _EXPORT_RUN = _label("outreach run id: UTC time + random hex (pipelines/outreach
 _EXPORT_TIME = _label("wall-clock time of the outreach run (pipelines/outreach/lists.py created_at)")
 _MODEL_VERSION = _label("model run id: UTC time of training + random hex (ml/train.py)")
 _SCORED_AT = _label("wall-clock time of scoring (ml/score.py scored_at)")
+#: `retain generate --next-day` (pipelines/generate/next_day.py) writes each increment file with
+#: `COPY (SELECT ... WHERE order_id IN (SELECT ...))` and no ORDER BY: the join does not keep the
+#: input order, so the rows of increment-<date>.csv come out in a thread-dependent order (same rows,
+#: different order in two runs). The line numbers of their rows, and the files' checksums, vary.
+_INCREMENT_WHY = ("the row order of landing increment-<date>.csv files varies between runs of "
+                  "retain generate --next-day (next_day.py: COPY of a join without ORDER BY)")
+_INCREMENT_ROW = Volatile(
+    "sql", "line number in the landing file; for increment files " + _INCREMENT_WHY,
+    "CASE WHEN s._source_file LIKE '%increment-%' THEN NULL ELSE s._source_row END")
 _FINGERPRINT = _drop(
     "ml/train.py data_fingerprint hashes sum(cast(total AS DOUBLE)) over marts.fct_orders: DuckDB's parallel "
     "aggregation adds the doubles in a thread-dependent order, so the last bits of the sum, and the whole hash, "
@@ -133,17 +144,28 @@ _FINGERPRINT = _drop(
 #: Warehouse and snapshot tables: `schema.table` (a glob) -> column -> rule. Applies to the
 #: same table in the warehouse and in the published snapshot.
 TABLE_VOLATILE: dict[str, dict[str, Volatile]] = {
-    "raw.*": {"_loaded_at": _LOADED_AT},
+    "raw.*": {"_loaded_at": _LOADED_AT, "_source_row": _INCREMENT_ROW},
+    "raw._warnings": {"source_row": Volatile("sql", "line number; for increment files " + _INCREMENT_WHY,
+                                             "CASE WHEN s.source_file LIKE '%increment-%' THEN NULL "
+                                             "ELSE s.source_row END")},
+    "raw._quarantine": {
+        "source_row": Volatile("sql", "line number; for increment files " + _INCREMENT_WHY,
+                               "CASE WHEN s.source_file LIKE '%increment-%' THEN NULL ELSE s.source_row END"),
+        "quarantined_at": _label("wall-clock time of the load that quarantined the row"),
+    },
     "raw._loads": {
+        "sha256": Volatile("sql", "checksum of the landing file; for increment files " + _INCREMENT_WHY
+                           + " (the files' contents are compared as input:landing/...)",
+                           "CASE WHEN s.file_path LIKE '%increment-%' THEN NULL ELSE s.sha256 END"),
         "file_mtime": _label("modification time of the landing file: when it was generated"),
         "started_at": _drop("wall-clock time the load started"),
         "finished_at": _drop("wall-clock time the load finished"),
     },
     "raw._customer_identity": {"resolved_at": _RESOLVED_AT},
     "raw._identity_match": {"resolved_at": _RESOLVED_AT},
-    "raw._quarantine": {"quarantined_at": _label("wall-clock time of the load that quarantined the row")},
     "raw._rejected_files": {"rejected_at": _label("wall-clock time of the load that rejected the file")},
-    "staging.*": {"_loaded_at": _LOADED_AT, "_built_at": _BUILT_AT, "_source_loaded_at": _SOURCE_LOADED_AT},
+    "staging.*": {"_loaded_at": _LOADED_AT, "_built_at": _BUILT_AT, "_source_loaded_at": _SOURCE_LOADED_AT,
+                  "_source_row": _INCREMENT_ROW},
     "intermediate.*": {"_loaded_at": _LOADED_AT, "_built_at": _BUILT_AT, "_source_loaded_at": _SOURCE_LOADED_AT},
     "marts.*": {"_loaded_at": _LOADED_AT, "_built_at": _BUILT_AT, "_source_loaded_at": _SOURCE_LOADED_AT},
     "staging.stg_identity__customer_keys": {"resolved_at": _RESOLVED_AT},
@@ -224,6 +246,11 @@ JSON_VOLATILE: dict[str, dict[str, Volatile]] = {
         "run_id": _label("Dagster run id (ID_PATTERNS dagster-run)"),
         "watermarks/*._built_at": _drop("wall-clock time of a dbt build"),
     },
+}
+
+#: Landing files compared as a set of lines (header first), not byte for byte, with the reason.
+UNORDERED_INPUTS: dict[str, str] = {
+    "landing/*/increment-*.csv": _INCREMENT_WHY,
 }
 
 #: Files not compared, with the reason. Everything else under exports/ and models/ is.
@@ -436,6 +463,9 @@ class Dumper:
                     e = f"regexp_replace({e}, {ql(pattern)}, '<id>', 'g')"
                 exprs.append(f"{e} AS {q}")
                 canon.append(cname)
+            elif rule.how == "sql":
+                exprs.append(f"{rule.sql} AS {q}")
+                canon.append(cname)
             elif rule.how == "json":
                 exprs.append(f"{self._json_udf(json_key_prefix + cname)}(s.{q}::VARCHAR) AS {q}")
                 canon.append(cname)
@@ -622,18 +652,28 @@ class Dumper:
             self.objects[f"file:{self.canonical_path(rel)}"] = self.dump_file(path, rel)
         if inputs and (dd / "landing").is_dir():
             for p in sorted((dd / "landing").rglob("*")):
-                if p.is_file():
-                    h = hashlib.sha256()
+                if not p.is_file():
+                    continue
+                rel = p.relative_to(dd).as_posix()
+                h = hashlib.sha256()
+                unordered = next((why for g, why in UNORDERED_INPUTS.items() if fnmatch.fnmatchcase(rel, g)), None)
+                if unordered:  # small files: the header, then the other lines sorted
+                    lines = p.read_bytes().splitlines()
+                    h.update(b"\n".join(lines[:1] + sorted(lines[1:])))
+                else:
                     with p.open("rb") as f:
                         for chunk in iter(lambda f=f: f.read(1 << 22), b""):
                             h.update(chunk)
-                    self.objects[f"input:{p.relative_to(dd).as_posix()}"] = {
-                        "kind": "bytes", "bytes": p.stat().st_size, "canonical_sha256": h.hexdigest()}
+                record = {"kind": "bytes", "bytes": p.stat().st_size, "canonical_sha256": h.hexdigest()}
+                if unordered:
+                    record["compared_as"] = "set of lines: " + unordered
+                self.objects[f"input:{rel}"] = record
         return {
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "data_dir": str(dd.resolve()),
             "duckdb_version": duckdb.__version__,
+            "script_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
             "python": sys.version.split()[0],
             "seconds": round(time.perf_counter() - t0, 1),
             "id_labels": {v: k for k, v in self.ids.labels.items()},
@@ -1039,6 +1079,9 @@ def cmd_volatile(args: argparse.Namespace) -> int:
     for path, fields in JSON_VOLATILE.items():
         for field, rule in fields.items():
             print(f"  {path} {field} [{rule.how}]: {rule.why}")
+    print("\nLanding files compared as sets of lines:")
+    for path, why in UNORDERED_INPUTS.items():
+        print(f"  {path}: {why}")
     print("\nFiles not compared:")
     for path, why in SKIPPED_FILES.items():
         print(f"  {path}: {why}")

@@ -28,13 +28,20 @@ SNAPSHOT = {1: "snapshot-20260101T101011123456Z.duckdb", 2: "snapshot-20260202T2
 
 
 def make_data_dir(root: Path, run: int = 1, *, revenue_c2: float = 20.5, drop_table: bool = False,
-                  extra_table: bool = False, reverse_export: bool = False, manifest_rows: int = 2) -> Path:
+                  extra_table: bool = False, reverse_export: bool = False, manifest_rows: int = 2,
+                  source_row: int = 1) -> Path:
     """A small retain-like data folder; `run` picks the volatile values (ids, times) of one run."""
-    dd = root / f"data{run}-{revenue_c2}-{drop_table}-{extra_table}-{reverse_export}-{manifest_rows}"
+    dd = root / f"data{run}-{revenue_c2}-{drop_table}-{extra_table}-{reverse_export}-{manifest_rows}-{source_row}"
     dd.mkdir(parents=True)
     rid, mid, ts = EXPORT_RUN[run], MODEL_RUN[run], STAMP[run]
+    increment = ["O2-20261101", "O3-20261101"] if run == 1 else ["O3-20261101", "O2-20261101"]
     con = duckdb.connect(str(dd / "warehouse.duckdb"))
-    con.execute("CREATE SCHEMA marts; CREATE SCHEMA ml; CREATE SCHEMA exports")
+    con.execute("CREATE SCHEMA raw; CREATE SCHEMA marts; CREATE SCHEMA ml; CREATE SCHEMA exports")
+    # the line numbers of increment rows follow that order too: volatile for increment files only
+    con.execute("CREATE TABLE raw.orders (order_id VARCHAR, _source_file VARCHAR, _source_row BIGINT)")
+    con.execute("INSERT INTO raw.orders VALUES ('O1', 'orders/orders.csv', ?)", [source_row])
+    con.execute("INSERT INTO raw.orders SELECT unnest(?), 'orders/increment-2026-11-01.csv', unnest([1, 2])",
+                [increment])
     con.execute("CREATE TABLE marts.dim_customers (customer_id VARCHAR, name VARCHAR, revenue DOUBLE, orders INT)")
     con.execute("INSERT INTO marts.dim_customers VALUES ('C1', 'Ann', 10.25, 1), ('C2', 'Bob', ?, 3), "
                 "('C3', NULL, 0.0, 0)", [revenue_c2])
@@ -86,6 +93,8 @@ def make_data_dir(root: Path, run: int = 1, *, revenue_c2: float = 20.5, drop_ta
     (dd / "models" / "current.json").write_text(json.dumps({"run_id": mid}))
     (dd / "landing" / "orders").mkdir(parents=True)
     (dd / "landing" / "orders" / "orders.csv").write_text("order_id\nO1\n")
+    # `retain generate --next-day` writes the same rows in a varying order: compared as a set of lines
+    (dd / "landing" / "orders" / "increment-2026-11-01.csv").write_text("order_id\n" + "\n".join(increment) + "\n")
     return dd
 
 
@@ -120,6 +129,8 @@ def test_same_outputs_of_two_runs_are_identical(tmp_path, capsys):
     assert status_of(out, "snapshot:meta.snapshot") == "identical"
     assert status_of(out, "warehouse:ml.model_runs") == "identical"
     assert status_of(out, "file:published/status.json") == "identical"
+    assert status_of(out, "input:landing/orders/increment-2026-11-01.csv") == "identical"
+    assert status_of(out, "warehouse:raw.orders") == "identical"
     # the summary says which values were volatile and why
     summary = json.loads((a / "dump.json").read_text())
     scores = summary["objects"]["warehouse:ml.churn_scores"]
@@ -175,6 +186,15 @@ def test_reordered_export_file_and_changed_manifest_are_differences(tmp_path, ca
     assert "rows: 2 -> 3" in out
     # the table of outreach lists did not change: only the files' order did
     assert status_of(out, "warehouse:exports.outreach_lists") == "identical"
+
+
+def test_line_numbers_outside_increment_files_still_count(tmp_path, capsys):
+    a = dump(make_data_dir(tmp_path, 1), tmp_path / "a")
+    b = dump(make_data_dir(tmp_path, 2, source_row=2), tmp_path / "b")
+    code, out = compare(a, b, capsys)
+    assert code == 1
+    assert status_of(out, "warehouse:raw.orders") == "DIFFERENT"
+    assert "order_id='O1': _source_row: 1 -> 2" in out
 
 
 def test_summary_only_dump_and_private_copies(tmp_path, capsys):
