@@ -424,7 +424,8 @@ class Dumper:
                 except ValueError:
                     return ids.sub(text)
 
-            self.con.create_function(fname, fn, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"))
+            varchar = duckdb.sqltype("VARCHAR") if hasattr(duckdb, "sqltype") else "VARCHAR"
+            self.con.create_function(fname, fn, [varchar], varchar)
             self._json_cols[fname] = rules
         return fname
 
@@ -455,7 +456,7 @@ class Dumper:
                 exprs.append(f"(SELECT r FROM {lookup} WHERE v = s.{q}) AS {q}")
                 canon.append(cname)
             elif rule.how == "path":
-                dd = [str(self.data_dir), str(self.data_dir.resolve())]
+                dd = [str(self.data_dir.absolute()), str(self.data_dir.resolve())]
                 e = f"s.{q}"
                 for d in sorted(set(dd), key=len, reverse=True):
                     e = f"replace({e}, {ql(d)}, '$DATA_DIR')"
