@@ -9,14 +9,22 @@ with
 
 contacted as (
 
-    select run_id, play, customer_id, 'contacted' as arm
+    select
+        run_id,
+        play,
+        customer_id,
+        'contacted' as arm
     from {{ ref('stg_exports__outreach_lists') }}
 
 ),
 
 held_out as (
 
-    select run_id, play, customer_id, 'holdout' as arm
+    select
+        run_id,
+        play,
+        customer_id,
+        'holdout' as arm
     from {{ ref('stg_exports__holdouts') }}
 
 ),
@@ -89,9 +97,9 @@ play_messages as (
     where
         messages.direction = 'outbound'
         and messages.campaign in (
-            select template from experiment_runs
+            select experiment_runs.template from experiment_runs
             union
-            select play from experiment_runs
+            select experiment_runs.play from experiment_runs
         )
 
 ),
@@ -111,7 +119,9 @@ exposures as (
             and play_messages.campaign in (assigned.template, assigned.play)
             and play_messages.sent_at >= cast(assigned.list_date as timestamp)
             and play_messages.sent_at
-            < cast({{ dbt.dateadd('day', 'assigned.max_window_days + 1', 'assigned.list_date') }} as timestamp)
+            < cast(
+                {{ dbt.dateadd('day', 'assigned.max_window_days + 1', 'assigned.list_date') }} as timestamp
+            )
     group by assigned.run_id, assigned.play, assigned.customer_id
 
 ),

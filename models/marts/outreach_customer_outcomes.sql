@@ -2,6 +2,8 @@
     One row per outreach run, play, listed customer (contacted or held out) and outcome window:
     did the customer order in the window_days after the list date, and for how much.
 #}
+{%- set window_end = dbt.dateadd('day', 'experiment_windows.window_days + 1', 'assignments.list_date') -%}
+{%- set longest_window_end = dbt.dateadd('day', 'assignments.max_window_days + 1', 'assignments.list_date') %}
 
 with
 
@@ -13,7 +15,10 @@ assignments as (
 
 experiment_windows as (
 
-    select run_id, play, window_days
+    select
+        run_id,
+        play,
+        window_days
     from {{ ref('stg_exports__experiments') }}
     where holdout_share > 0
 
@@ -21,7 +26,10 @@ experiment_windows as (
 
 orders as (
 
-    select customer_id, ordered_at, total
+    select
+        customer_id,
+        ordered_at,
+        total
     from {{ ref('fct_orders') }}
     where is_valid
 
@@ -48,8 +56,7 @@ order_days as (
         on
             assignments.customer_id = orders.customer_id
             and orders.ordered_at >= cast({{ dbt.dateadd('day', 1, 'assignments.list_date') }} as timestamp)
-            and orders.ordered_at
-            < cast({{ dbt.dateadd('day', 'assignments.max_window_days + 1', 'assignments.list_date') }} as timestamp)
+            and orders.ordered_at < cast({{ longest_window_end }} as timestamp)
 
 ),
 
@@ -83,8 +90,7 @@ final as (
         assignments.list_date,
         assignments.holdout_share,
         experiment_windows.window_days,
-        cast({{ dbt.dateadd('day', 'experiment_windows.window_days + 1', 'assignments.list_date') }} as timestamp)
-            <= reporting_window.data_end_at as is_window_complete,
+        cast({{ window_end }} as timestamp) <= reporting_window.data_end_at as is_window_complete,
         assignments.is_first_listing,
         coalesce(assignments.first_exposed_day <= experiment_windows.window_days, false) as is_exposed,
         coalesce(window_orders.orders_in_window, 0) > 0 as is_converted,

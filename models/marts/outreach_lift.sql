@@ -47,8 +47,9 @@ rates as (
         *,
         {{ safe_divide('contacted_converted', 'contacted_customers') }} as contacted_conversion_rate,
         {{ safe_divide('holdout_converted', 'holdout_customers') }} as holdout_conversion_rate,
-        {{ safe_divide('contacted_converted + holdout_converted', 'contacted_customers + holdout_customers') }}
-            as pooled_conversion_rate,
+        {{ safe_divide(
+            'contacted_converted + holdout_converted', 'contacted_customers + holdout_customers'
+        ) }} as pooled_conversion_rate,
         {{ wilson_bound('contacted_converted', 'contacted_customers', 'lower') }} as contacted_lower,
         {{ wilson_bound('contacted_converted', 'contacted_customers', 'upper') }} as contacted_upper,
         {{ wilson_bound('holdout_converted', 'holdout_customers', 'lower') }} as holdout_lower,
@@ -80,9 +81,9 @@ statistics as (
         case
             when contacted_converted > 0 and holdout_converted > 0
                 then sqrt(
-                    (1 - contacted_conversion_rate) / contacted_converted
-                    + (1 - holdout_conversion_rate) / holdout_converted
-                )
+                        (1 - contacted_conversion_rate) / contacted_converted
+                        + (1 - holdout_conversion_rate) / holdout_converted
+                    )
         end as log_ratio_standard_error,
         -- Welch: difference of mean revenue per customer, normal approximation
         contacted_revenue_per_customer - holdout_revenue_per_customer as revenue_lift_per_customer,
@@ -125,16 +126,16 @@ final as (
         case
             when log_ratio_standard_error is not null
                 then exp(
-                    ln(contacted_conversion_rate / holdout_conversion_rate)
-                    - {{ lift_z95() }} * log_ratio_standard_error
-                ) - 1
+                        ln(contacted_conversion_rate / holdout_conversion_rate)
+                        - {{ lift_z95() }} * log_ratio_standard_error
+                    ) - 1
         end as relative_conversion_lift_lower,
         case
             when log_ratio_standard_error is not null
                 then exp(
-                    ln(contacted_conversion_rate / holdout_conversion_rate)
-                    + {{ lift_z95() }} * log_ratio_standard_error
-                ) - 1
+                        ln(contacted_conversion_rate / holdout_conversion_rate)
+                        + {{ lift_z95() }} * log_ratio_standard_error
+                    ) - 1
         end as relative_conversion_lift_upper,
         case
             when pooled_standard_error = 0 then 1.0
