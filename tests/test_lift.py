@@ -65,7 +65,8 @@ def measured(tmp_path_factory):
     print(f"\nsimulated 41 shops in {simulated:.1f} s, dbt build {built:.1f} s")
     assert result.returncode == 0, result.stdout[-4000:]
     con = duckdb.connect(str(warehouse), read_only=True)
-    yield {"con": con, "sims": sims, "results": dbt_results(work), "seconds": (simulated, built)}
+    yield {"con": con, "sims": sims, "results": dbt_results(work), "seconds": (simulated, built),
+           "warehouse": warehouse}
     con.close()
 
 
@@ -158,3 +159,29 @@ def test_too_early_until_the_window_has_passed(measured):
     pooled = {w: (v, pending) for c, w, _, v, pending in rows if c == "all"}
     assert pooled[90][0] == "too_early" and pooled[90][1] > 0
     assert pooled[30][0] != "too_early" and pooled[30][1] > 0  # the latest first listings are still pending
+
+
+def test_dagster_builds_the_lift_after_the_lists(measured, monkeypatch, tmp_path):
+    """The lift models are their own Dagster step, downstream of the lists; it rebuilds the same marts."""
+    import dagster as dg
+
+    from pipelines.defs.outreach import OUTREACH_LISTS_KEY
+    from pipelines.defs.outreach.lift import outreach_lift
+    from pipelines.defs.resources import WarehouseResource
+
+    con = measured["con"]
+    before = con.execute("SELECT count(*), sum(conversion_lift) FROM marts.outreach_lift").fetchone()
+    con.close()  # the step writes the warehouse
+    monkeypatch.delenv("RETAIN_AS_OF", raising=False)
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))
+    assert OUTREACH_LISTS_KEY in outreach_lift.dependency_keys
+    assert dg.AssetKey(["marts", "fct_orders"]) in outreach_lift.dependency_keys  # built by the warehouse step
+    result = dg.materialize(
+        [outreach_lift], resources={"warehouse": WarehouseResource(path=str(measured["warehouse"]))},
+    )
+    assert result.success
+    keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"marts/outreach_lift", "marts/outreach_outcomes", "staging/stg_exports__holdouts"} <= keys
+    with duckdb.connect(str(measured["warehouse"]), read_only=True) as again:
+        after = again.execute("SELECT count(*), sum(conversion_lift) FROM marts.outreach_lift").fetchone()
+    assert after == pytest.approx(before)
