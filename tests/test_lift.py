@@ -161,6 +161,20 @@ def test_too_early_until_the_window_has_passed(measured):
     assert pooled[30][0] != "too_early" and pooled[30][1] > 0  # the latest first listings are still pending
 
 
+def test_dashboard_reads_each_plays_current_experiment(measured):
+    """The "Did it work?" section's query: one row per play and window of the latest experiment, and its runs."""
+    from dashboards import lift_data
+
+    got = lift_data.lift(measured["con"])
+    assert got["available"]
+    plays, runs = got["plays"], got["runs"]
+    # every play's latest list run is of the late shop (sim99): its experiment is the current one
+    assert set(plays["experiment"]) == {f"sim{LATE_SEED}"} and len(plays) == len(PLAYS) * 3
+    assert lift_data.windows(plays) == [30, 60, 90]
+    assert set(runs["cohort_id"].str.rsplit("-", n=1).str[-1]) == {f"w{k:02d}" for k in range(1, 9)}
+    assert set(plays["verdict"]) <= {"working", "not_working", "too_early"}
+
+
 def test_dagster_builds_the_lift_after_the_lists(measured, monkeypatch, tmp_path):
     """The lift models are their own Dagster step, downstream of the lists; it rebuilds the same marts."""
     import dagster as dg

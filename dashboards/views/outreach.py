@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import charts, data, signin, ui
+from dashboards.lift_section import did_it_work
 
 
 def words(value) -> str:
@@ -59,6 +60,8 @@ with right:
                                 y_title="Customers", colors=[charts.GREY], text_format="count", height=320,
                                 title="Held back, by reason"),
                     "Nobody was suppressed in this run.")
+
+did_it_work(ctx.snapshot)
 
 st.subheader("Preview and download")
 play = st.selectbox("Play", plays["play"].tolist(), format_func=ui.play_label, key="play", bind="query-params")
