@@ -41,9 +41,10 @@ LAYERS = ("staging", "intermediate", "marts")
 #: Name of the op that runs `dbt build`.
 DBT_OP_NAME = "retain_dbt_models"
 
-#: dbt tag of the models that measure the outreach lift: they read the lists the outreach step
-#: writes, so they run after it (`pipelines/defs/outreach/lift.py`), not in this step.
-OUTREACH_LIFT_TAG = "outreach_lift"
+#: dbt tag of the models that read what the scoring and outreach steps write (the lift of each
+#: play, the action tiers): they run after the outreach lists (`pipelines/defs/outreach/lift.py`),
+#: not in this step.
+AFTER_OUTREACH_TAG = "after_outreach"
 
 #: Jobs whose dbt step tests only what the run can break (see `DbtBuildConfig.test_scope`).
 RUN_SCOPED_TEST_JOBS = frozenset({"daily_job"})
@@ -59,10 +60,12 @@ class RetainDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         """`raw/<table>` for sources (the ingestion assets), `<schema>/<model>` for models.
 
-        The `exports` source's tables are `exports/<table>`, written by the outreach lists step.
+        The `exports` and `ml` sources' tables are `exports/<table>` and `ml/<table>`, written by
+        the outreach lists and scoring steps.
         """
         if dbt_resource_props["resource_type"] == "source":
-            schema = "exports" if dbt_resource_props.get("source_name") == "exports" else "raw"
+            source = dbt_resource_props.get("source_name")
+            schema = source if source in ("exports", "ml") else "raw"
             return dg.AssetKey([schema, dbt_resource_props["name"]])
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
@@ -111,7 +114,7 @@ class DbtBuildConfig(dg.Config):
     dagster_dbt_translator=translator,
     name=DBT_OP_NAME,
     pool="duckdb_writer",
-    exclude=f"tag:{OUTREACH_LIFT_TAG}",
+    exclude=f"tag:{AFTER_OUTREACH_TAG}",
 )
 def retain_dbt_models(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource

@@ -1,8 +1,9 @@
-"""The lift of every play (dbt models tagged `outreach_lift`), measured after the lists are built.
+"""dbt models built after the outreach lists (tag `after_outreach`): the lift of every play, action tiers.
 
-The models read the holdouts and lists the outreach step writes (`exports.*`), so they run
-in their own dbt step downstream of `exports/outreach_lists`, with the same `dbt build` as
-the warehouse models (`pipelines.defs.dbt.assets.dbt_build`). Their dbt tests are its checks.
+The models read what the scoring and outreach steps write (`ml.churn_scores`, the holdouts
+and lists in `exports.*`), so they run in their own dbt step downstream of
+`exports/outreach_lists`, with the same `dbt build` as the warehouse models
+(`pipelines.defs.dbt.assets.dbt_build`). Their dbt tests are its checks.
 """
 
 from collections.abc import Iterator
@@ -11,13 +12,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import dbt_assets
 
-from pipelines.defs.dbt.assets import OUTREACH_LIFT_TAG, DbtBuildConfig, dbt_build, translator
+from pipelines.defs.dbt.assets import AFTER_OUTREACH_TAG, DbtBuildConfig, dbt_build, translator
 from pipelines.defs.dbt.project import dbt_project, ensure_manifest
 from pipelines.defs.outreach.assets import GROUP, OUTREACH_LISTS_KEY
 from pipelines.defs.resources import WarehouseResource
 
-#: Name of the op that builds the lift models.
-LIFT_OP_NAME = "retain_dbt_outreach_lift"
+#: Name of the op that builds the models tagged `after_outreach`.
+LIFT_OP_NAME = "retain_dbt_after_outreach"
 
 #: The holdout tables, written by the lists step with the lists (`exports/outreach_lists`).
 HOLDOUT_TABLES = [
@@ -38,10 +39,10 @@ HOLDOUT_TABLES = [
     dagster_dbt_translator=translator,
     name=LIFT_OP_NAME,
     pool="duckdb_writer",
-    select=f"tag:{OUTREACH_LIFT_TAG}",
+    select=f"tag:{AFTER_OUTREACH_TAG}",
 )
 def outreach_lift(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """`dbt build` of the lift models: contacted versus held-out customers' orders per play."""
+    """`dbt build` of the models tagged `after_outreach`: the lift of each play, the action tiers."""
     yield from dbt_build(context, config, warehouse)
