@@ -9,7 +9,7 @@ with
 
 outcomes as (
 
-    select * from {{ ref('outreach_customer_outcomes') }}
+    select * from {{ ref('int_outreach_outcomes') }}
 
 ),
 
