@@ -13,7 +13,10 @@ contacted as (
         run_id,
         play,
         customer_id,
-        'contacted' as arm
+        'contacted' as arm,
+        risk_tier,
+        churn_probability,
+        clv_12m
     from {{ ref('stg_exports__outreach_lists') }}
 
 ),
@@ -24,7 +27,10 @@ held_out as (
         run_id,
         play,
         customer_id,
-        'holdout' as arm
+        'holdout' as arm,
+        risk_tier,
+        churn_probability,
+        clv_12m
     from {{ ref('stg_exports__holdouts') }}
 
 ),
@@ -70,6 +76,9 @@ assigned as (
         experiment_runs.experiment,
         arms.customer_id,
         arms.arm,
+        arms.risk_tier,
+        arms.churn_probability,
+        arms.clv_12m,
         experiment_runs.list_date,
         experiment_runs.template,
         experiment_runs.holdout_share,
@@ -134,6 +143,9 @@ final as (
         assigned.experiment,
         assigned.customer_id,
         assigned.arm,
+        assigned.risk_tier,
+        assigned.churn_probability,
+        assigned.clv_12m,
         assigned.list_date,
         assigned.template,
         assigned.holdout_share,

@@ -17,9 +17,13 @@ The model of one play (every draw seeded, vectorised with numpy):
   probability p_i, uniform on [0, 2 * base_rate_90d] (mean base_rate_90d), on a day uniform
   in 1..90 after the list date: P(order within w days) = p_i * w / 90;
 * outreach: a contacted customer who has no such order within 60 days gets one, on a day
-  uniform in 1..60, with probability r = lift_60d / (1 - base_rate_90d * 60 / 90). The
-  60-day conversion of the contacted then exceeds the held-out's by exactly lift_60d in
-  expectation; `true_lifts` gives the other windows and the revenue.
+  uniform in 1..60, with probability r_i = 2r * (1 - churn_probability_i), where
+  r = lift_60d / (1 - base_rate_90d * 60 / 90) and churn_probability_i, written on the list
+  row like the real lists do, is uniform on [0, 1) and independent of everything else: the
+  effect is larger for customers the churn model thinks likelier to stay (something for an
+  uplift model to find), and r on average. The 60-day conversion of the contacted then
+  exceeds the held-out's by exactly lift_60d in expectation; `true_lifts` gives the other
+  windows and the revenue.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ def _draws(play: PlantedPlay, index: int, seed: int, weeks: int) -> pa.Table:
         "planted_day": rng.integers(1, 61, n),
         "base_value": np.round(value * rng.lognormal(0, _SIGMA, n), 2),
         "planted_value": np.round(value * rng.lognormal(0, _SIGMA, n), 2),
+        "churn_probability": rng.uniform(0, 1, n),
+        "clv_12m": np.round(value * rng.lognormal(0, 1, n), 2),
     })
 
 
@@ -170,7 +176,8 @@ def simulate_outreach(
             UNION ALL
             SELECT customer_id, first_list_date + planted_day::INTEGER + INTERVAL 13 HOUR, planted_value, 'p'
             FROM _sim_customers
-            WHERE NOT is_held_out AND u_planted < planted_rate AND NOT (u_base < p90 AND base_day <= 60)
+            WHERE NOT is_held_out AND u_planted < 2 * planted_rate * (1 - churn_probability)
+              AND NOT (u_base < p90 AND base_day <= 60)
             UNION ALL  -- the shop's other customers order every day: the data runs to its end
             SELECT DISTINCT experiment || '-shop', $end::TIMESTAMP - INTERVAL 1 HOUR, 10.0, 's' FROM _sim_customers
         ) WHERE ordered_at < $end::TIMESTAMP
@@ -202,14 +209,17 @@ def simulate_outreach(
         FROM _sim_customers
     """, [datetime.combine(start, datetime.min.time()) - timedelta(days=400), created, load_id,
           source_file, created])
-    con.execute("""INSERT INTO exports.outreach_lists (run_id, play, customer_id, channel, action, template,
-                       priority, rank, as_of_date, created_at)
+    tier = "CASE WHEN churn_probability >= 0.6 THEN 'high' WHEN churn_probability >= 0.3 THEN 'medium' ELSE 'low' END"
+    con.execute(f"""INSERT INTO exports.outreach_lists (run_id, play, customer_id, channel, action, template,
+                       priority, rank, risk_tier, churn_probability, clv_12m, as_of_date, created_at)
                    SELECT run_id, play, customer_id, 'email', template, template, 1,
-                          row_number() OVER (PARTITION BY run_id, play ORDER BY customer_id), as_of_date, ?
+                          row_number() OVER (PARTITION BY run_id, play ORDER BY customer_id), {tier},
+                          churn_probability, clv_12m, as_of_date, ?
                    FROM _sim_listed WHERE NOT is_held_out""", [created])
-    con.execute("""INSERT INTO exports.holdouts (run_id, play, customer_id, experiment, as_of_date, created_at)
-                   SELECT run_id, play, customer_id, experiment, as_of_date, ? FROM _sim_listed WHERE is_held_out""",
-                [created])
+    con.execute(f"""INSERT INTO exports.holdouts (run_id, play, customer_id, experiment, risk_tier, churn_probability,
+                       clv_12m, as_of_date, created_at)
+                   SELECT run_id, play, customer_id, experiment, {tier}, churn_probability, clv_12m, as_of_date, ?
+                   FROM _sim_listed WHERE is_held_out""", [created])
     windows = list(WINDOWS)
     con.execute("""INSERT INTO exports.experiments (run_id, play, experiment, template, holdout_share,
                        outcome_windows, contacted, held_out, as_of_date, created_at)
