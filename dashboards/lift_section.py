@@ -1,6 +1,6 @@
 """The Outreach page's "Did it work?" section: each play's measured lift against its holdout.
 
-Every number comes from `marts.outreach_lift` (through `dashboards.lift_data`); this module
+Every number comes from `marts.outreach_lift` (through `dashboards.data.lift`); this module
 only lays it out: a verdict and the lift with its 95% interval per play, a chart of the
 intervals, and the lift of each list run over time.
 """
@@ -11,7 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards import charts, lift_data, ui
+from dashboards import charts, ui
+from dashboards.data import lift as lift_data
 
 VERDICTS = {
     "working": ("Working", ":material/check_circle:", charts.TEAL),

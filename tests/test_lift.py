@@ -164,7 +164,7 @@ def test_too_early_until_the_window_has_passed(measured):
 
 def test_dashboard_reads_each_plays_current_experiment(measured):
     """The "Did it work?" section's query: one row per play and window of the latest experiment, and its runs."""
-    from dashboards import lift_data
+    from dashboards.data import lift as lift_data
 
     got = lift_data.lift(measured["con"])
     assert got["available"]

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from dashboards import data
+from dashboards.data.connection import TTL_SECONDS, query, snapshot_cursor, tables
 
 LIFT_TABLE = "marts.outreach_lift"
 
@@ -31,9 +31,9 @@ def lift(con: duckdb.DuckDBPyConnection) -> dict:
     The current experiment of a play is the one of its latest list run. `available` is False
     when the snapshot has no lift mart (a run before holdouts existed).
     """
-    if LIFT_TABLE not in data.tables(con):
+    if LIFT_TABLE not in tables(con):
         return {"available": False}
-    rows = data.query(
+    rows = query(
         con,
         f"""
         with current_experiment as (
@@ -52,10 +52,10 @@ def lift(con: duckdb.DuckDBPyConnection) -> dict:
     }
 
 
-@st.cache_data(ttl=data.TTL_SECONDS, show_spinner=False)
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_lift(snapshot: str) -> dict:
     """`lift` of the snapshot at `snapshot`, cached."""
-    with data._cursor(snapshot) as cur:
+    with snapshot_cursor(snapshot) as cur:
         return lift(cur)
 
 
