@@ -168,7 +168,7 @@ def test_no_held_out_customer_in_any_export(con, tmp_path, monkeypatch):
     build_outreach_lists(con, run_id="r1", playbook_path=playbook(tmp_path, 0.4))
     held = dict(con.execute(
         "SELECT h.customer_id, lower(trim(c.email)) FROM exports.holdouts h "
-        "JOIN staging.stg_shop__customers c USING (customer_id) WHERE h.run_id = 'r1'").fetchall())
+        "JOIN marts.dim_customers c USING (customer_id) WHERE h.run_id = 'r1'").fetchall())
     plays = {p for (p,) in con.execute("SELECT DISTINCT play FROM exports.holdouts WHERE run_id = 'r1'").fetchall()}
     assert plays == {"service_recovery", "winback", "sms_winback"}  # every play has held-out customers
     contacted = {c for (c,) in con.execute("SELECT customer_id FROM exports.outreach_lists WHERE run_id = 'r1'")

@@ -183,8 +183,8 @@ def test_dagster_builds_the_lift_after_the_lists(measured, monkeypatch, tmp_path
     monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))
     import dagster as dg
 
+    from pipelines.defs.lift import outreach_lift
     from pipelines.defs.outreach import OUTREACH_LISTS_KEY
-    from pipelines.defs.outreach.lift import outreach_lift
     from pipelines.defs.resources import WarehouseResource
 
     con = measured["con"]

@@ -42,7 +42,7 @@ LAYERS = ("staging", "intermediate", "marts")
 DBT_OP_NAME = "retain_dbt_models"
 
 #: dbt tag of the models that read what the scoring and outreach steps write (the lift of each
-#: play, the action tiers): they run after the outreach lists (`pipelines/defs/outreach/lift.py`),
+#: play, the action tiers): they run after the outreach lists (`pipelines/defs/lift/`),
 #: not in this step.
 AFTER_OUTREACH_TAG = "after_outreach"
 

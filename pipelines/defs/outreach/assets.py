@@ -240,3 +240,16 @@ def crm_exports_check() -> dg.AssetCheckResult:
         passed=checked > 0 and not problems,
         metadata={"exports_checked": checked, "problems": dg.MetadataValue.json(problems[:20])},
     )
+
+
+#: The holdout tables, written by the lists step with the lists (`exports/outreach_lists`).
+HOLDOUT_TABLES = [
+    dg.AssetSpec(
+        ["exports", table], deps=[OUTREACH_LISTS_KEY], group_name=GROUP, kinds={"duckdb"},
+        description=f"exports.{table}: {what}, written by exports/outreach_lists with the lists.",
+    )
+    for table, what in (
+        ("holdouts", "the customers each play held out to measure its lift (never exported)"),
+        ("experiments", "each play's holdout share, experiment id and outcome windows per run"),
+    )
+]

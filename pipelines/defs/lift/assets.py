@@ -14,24 +14,10 @@ from dagster_dbt import dbt_assets
 
 from pipelines.defs.dbt.assets import AFTER_OUTREACH_TAG, DbtBuildConfig, dbt_build, translator
 from pipelines.defs.dbt.project import dbt_project, ensure_manifest
-from pipelines.defs.outreach.assets import GROUP, OUTREACH_LISTS_KEY
 from pipelines.defs.resources import WarehouseResource
 
 #: Name of the op that builds the models tagged `after_outreach`.
 LIFT_OP_NAME = "retain_dbt_after_outreach"
-
-#: The holdout tables, written by the lists step with the lists (`exports/outreach_lists`).
-HOLDOUT_TABLES = [
-    dg.AssetSpec(
-        ["exports", table], deps=[OUTREACH_LISTS_KEY], group_name=GROUP, kinds={"duckdb"},
-        description=f"exports.{table}: {what}, written by exports/outreach_lists with the lists.",
-    )
-    for table, what in (
-        ("holdouts", "the customers each play held out to measure its lift (never exported)"),
-        ("experiments", "each play's holdout share, experiment id and outcome windows per run"),
-    )
-]
-
 
 @dbt_assets(
     manifest=ensure_manifest(),
