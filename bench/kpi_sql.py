@@ -164,7 +164,9 @@ def _warehouse_identity(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # retain's identity rule (docs/importing.md, "The marts count one customer per identity group",
-# and the `raw._customer_identity` bullet above it), written again from the documentation:
+# and the `raw._customer_identity` bullet above it), written again from the documentation (the
+# exact email and phone shapes from the docstrings of `pipelines/importers/identity.py`), not
+# calling the loader's code:
 # - an email is usable when, trimmed and lower-cased, it is `x@y.z`-shaped without a space; its
 #   key is `em_` + the first 20 hex digits of its md5; a phone is E.164 when it starts with `+`
 #   (8-15 digits) or `00` (10-17 digits, the `00` dropped) and is otherwise only digits and
