@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 
@@ -76,7 +75,8 @@ def resolve_identity(customers: pd.DataFrame) -> pd.Series:
     smallest customer id. (Platform ids join groups only in the warehouse's raw layer, which
     `bench/kpi_sql.py --warehouse` reads.) Returns a Series indexed by key.
     """
-    keys = customers[["customer_id", "email", "phone"]].dropna(subset=["customer_id"]).astype(object)
+    # Arrow strings: their str methods run in C++ (RE2 regexes, as DuckDB's), not per value in Python
+    keys = customers[["customer_id", "email", "phone"]].dropna(subset=["customer_id"]).astype("string[pyarrow]")
     # an email or phone failing the contract's `format:` is nulled, as ingestion nulls an invalid
     # optional value (docs/ingestion.md): it joins no group in raw either
     valid_email = keys["email"].str.fullmatch(EMAIL_RE).fillna(False).astype(bool)
@@ -86,7 +86,7 @@ def resolve_identity(customers: pd.DataFrame) -> pd.Series:
     ).between(lo, hi)
     keys = keys.assign(email=keys["email"].where(valid_email), phone=keys["phone"].where(valid_phone))
     email = keys["email"].str.strip(" ").str.lower()
-    shaped_email = email.str.fullmatch(r".+@.+\..+", flags=re.DOTALL).fillna(False).astype(bool)
+    shaped_email = email.str.fullmatch(r"(?s).+@.+\..+").fillna(False).astype(bool)
     email = email.where(shaped_email & ~email.str.contains(" ", regex=False).fillna(True).astype(bool))
     phone = keys["phone"].str.strip(" ")
     digits = phone.str.replace(r"[^0-9]", "", regex=True)
@@ -95,8 +95,14 @@ def resolve_identity(customers: pd.DataFrame) -> pd.Series:
     plus = shaped & phone.str.startswith("+").fillna(False).astype(bool) & n.between(8, 15)
     zeros = shaped & phone.str.startswith("00").fillna(False).astype(bool) & n.between(10, 17)
     e164 = ("+" + digits).where(plus, ("+" + digits.str[2:]).where(zeros))
-    per_key = pd.DataFrame({"key": keys["customer_id"], "email": email, "phone": e164}).groupby("key").max()
-    per_key = per_key.astype(object)  # text even when a column holds no value at all
+    # per key its largest email and phone (a key may have several rows); sorting, not
+    # groupby().max(), which runs Python per group on text
+    rows = pd.DataFrame({"key": keys["customer_id"], "email": email, "phone": e164})
+    per_key = pd.DataFrame(index=pd.Index(rows["key"].unique(), name="key"))
+    for col in ("email", "phone"):
+        last = rows.sort_values(["key", col], na_position="first").drop_duplicates("key", keep="last")
+        per_key[col] = last.set_index("key")[col]
+    per_key = per_key.astype("string[pyarrow]")  # text even when a column holds no value at all
 
     no_email = per_key["email"].isna()
     # the email of each phone, for keys without one; when several emails hold a phone that such
@@ -110,14 +116,16 @@ def resolve_identity(customers: pd.DataFrame) -> pd.Series:
             tied.assign(md5=md5).sort_values("md5").drop_duplicates("phone").set_index("phone")["email"],
         ]
     )
-    via_phone = per_key["phone"].where(no_email).map(first_email).astype(object)
+    via_phone = per_key["phone"].where(no_email).map(first_email).astype("string[pyarrow]")
     own = pd.Series("id:" + per_key.index, index=per_key.index)
     group = ("em:" + per_key["email"]).where(
         ~no_email,
         ("em:" + via_phone).where(via_phone.notna(), ("ph:" + per_key["phone"]).where(per_key["phone"].notna(), own)),
     )
-    smallest = pd.Series(per_key.index, index=per_key.index).groupby(group).transform("min")
-    return smallest
+    # the smallest key of each group (all are contract keys here)
+    members = pd.DataFrame({"group": group.to_numpy(), "key": per_key.index.to_numpy()}).sort_values(["group", "key"])
+    smallest = members.drop_duplicates("group").set_index("group")["key"]
+    return group.map(smallest).rename("customer_id")
 
 
 def month_index(ts: pd.Series) -> pd.Series:

@@ -185,7 +185,8 @@ with normalised as (
         platform,
         platform_customer_id,
         lower(trim(email)) as e,
-        trim(phone) as p
+        trim(phone) as p,
+        regexp_replace(trim(phone), '[^0-9]', '', 'g') as digits
     from identity_customers
 ),
 parsed as (
@@ -196,10 +197,8 @@ parsed as (
         case when e like '%_@_%._%' and not contains(e, ' ') then e end as email,
         case
             when not regexp_full_match(p, '\+?[0-9][0-9 ()./-]+[0-9]') then null
-            when starts_with(p, '+') and length(regexp_replace(p, '[^0-9]', '', 'g')) between 8 and 15
-                then '+' || regexp_replace(p, '[^0-9]', '', 'g')
-            when starts_with(p, '00') and length(regexp_replace(p, '[^0-9]', '', 'g')) between 10 and 17
-                then '+' || substr(regexp_replace(p, '[^0-9]', '', 'g'), 3)
+            when starts_with(p, '+') and length(digits) between 8 and 15 then '+' || digits
+            when starts_with(p, '00') and length(digits) between 10 and 17 then '+' || substr(digits, 3)
         end as phone
     from normalised
 )
@@ -259,11 +258,13 @@ left join contract_ids as c on c.group_id = g.group_id;
 #: Every customer_id read through `identity` (customer_key -> customer_id), as staging reads
 #: them; a key no customer row names stays. One customers row per person.
 APPLY_IDENTITY_SQL = """
--- every customer_id as the marts count it; one customers row per person
-update src_orders as s set customer_id = i.customer_id
-from identity as i where i.customer_key = s.customer_id;
-update src_support_tickets as s set customer_id = i.customer_id
-from identity as i where i.customer_key = s.customer_id;
+-- every customer_id as the marts count it, and one customers row per person
+create or replace table src_orders as
+select s.* replace (coalesce(i.customer_id, s.customer_id) as customer_id)
+from src_orders as s left join identity as i on i.customer_key = s.customer_id;
+create or replace table src_support_tickets as
+select s.* replace (coalesce(i.customer_id, s.customer_id) as customer_id)
+from src_support_tickets as s left join identity as i on i.customer_key = s.customer_id;
 create or replace table src_customers as
 select distinct coalesce(i.customer_id, c.customer_id) as customer_id
 from src_customers as c
