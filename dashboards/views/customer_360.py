@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data, filters, signin, ui
+from dashboards.products_data import load_customer_recommendations
 
 ctx = filters.context()
 who = signin.identity()
@@ -151,6 +152,11 @@ else:
     missing = data.scores_missing_note(data.load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
             else "No churn score for this customer (no scoring run yet, or no valid order).")
+
+recommended = load_customer_recommendations(ctx.snapshot, customer_id)
+if recommended is not None and not recommended.empty:
+    st.markdown("**Likely to buy next:** " + " · ".join(
+        f"{r.rank}. {r.product_name} ({r.reason})" for r in recommended.itertuples()))
 
 timeline = c.get("timeline")
 st.subheader("Timeline")

@@ -44,7 +44,8 @@ DEFAULT_FREQUENCY_CAP_DAYS = 7
 
 TOP_KEYS = {"version", "settings", "plays"}
 SETTINGS_KEYS = {"frequency_cap_days", "marketing_message_types"}
-PLAY_KEYS = {"name", "description", "channel", "action", "template", "rule", "enabled", "frequency_cap_days"}
+PLAY_KEYS = {"name", "description", "channel", "action", "template", "rule", "enabled", "frequency_cap_days",
+             "recommend_products"}
 REQUIRED_PLAY_KEYS = ("name", "channel", "action", "template", "rule")
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -88,6 +89,8 @@ class Play:
     rule: str
     description: str = ""
     frequency_cap_days: int = DEFAULT_FREQUENCY_CAP_DAYS
+    #: The list rows carry the customer's top 3 next products (ml.product_recommendations).
+    recommend_products: bool = False
 
     @property
     def is_marketing(self) -> bool:
@@ -100,6 +103,7 @@ class Play:
             "name": self.name, "priority": self.priority, "channel": self.channel,
             "action": self.action, "template": self.template, "rule": self.rule,
             "description": self.description, "frequency_cap_days": self.frequency_cap_days,
+            "recommend_products": self.recommend_products,
         }
 
 
@@ -307,6 +311,10 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
             if not isinstance(enabled, bool):
                 problems.append(f"{label}: field 'enabled': expected true or false, got {enabled!r}")
                 ok = False
+            recommend = item.get("recommend_products", False)
+            if not isinstance(recommend, bool):
+                problems.append(f"{label}: field 'recommend_products': expected true or false, got {recommend!r}")
+                ok = False
             play_cap = cap_days
             if "frequency_cap_days" in item:
                 play_cap = _int_field(item["frequency_cap_days"], f"{label}: field 'frequency_cap_days'", problems)
@@ -326,7 +334,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
                     name=name, priority=len(plays) + 1, channel=channel, action=action.strip(),
                     template=template, rule=" ".join(rule.split()),
                     description=" ".join(str(item.get("description", "")).split()),
-                    frequency_cap_days=play_cap,
+                    frequency_cap_days=play_cap, recommend_products=recommend,
                 )
             )
     finally:

@@ -41,11 +41,13 @@ def _churn_scores_key() -> dg.AssetKey:
 
 
 CHURN_SCORES_KEY = _churn_scores_key()
+#: The next products that plays with `recommend_products` put on their lists.
+PRODUCT_RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "product_recommendations"])
 
 
 @dg.asset(
     key=OUTREACH_LISTS_KEY,
-    deps=[CHURN_SCORES_KEY],
+    deps=[CHURN_SCORES_KEY, PRODUCT_RECOMMENDATIONS_KEY],
     group_name=GROUP,
     pool="duckdb_writer",
     kinds={"duckdb"},
