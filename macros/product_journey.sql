@@ -17,5 +17,5 @@
 {%- endmacro %}
 
 {% macro consumable_min_rebuy_rate() -%}
-    {{ var('consumable_min_rebuy_rate', 0.25) }}
+    {{ var('consumable_min_rebuy_rate', 0.4) }}
 {%- endmacro %}

@@ -95,9 +95,9 @@ class Params:
     sunset_days: float = 365.0  # campaigns only go to customers who ordered in the last year
     # planted product journeys (pipelines/generate/journeys.py)
     affinity_share: float = 0.45  # P(next order starts with the planted partner of a product bought)
-    rebuy_share: float = 0.35  # P(next order starts with a consumable bought last time)
+    rebuy_share: float = 0.5  # P(next order starts with a consumable bought last time)
     first_category: str = "beauty"  # first buyers of this category come back more often
-    first_category_hazard: float = 0.6  # dropout hazard multiplier after a first order in it
+    first_category_hazard: float = 0.4  # dropout hazard multiplier after a first order in it
 
 
 def epoch_seconds(d: date) -> float:

@@ -4,8 +4,8 @@ A step of its own, run on top of the simulation (see docs/generator.md, "Product
 
 * **Affinities.** A customer whose previous order held a trigger product (`AFFINITIES`) buys
   its partner on the next order with probability `Params.affinity_share`: the partner
-  replaces the first line of that next order. "Buyers of the Cast Iron Pan buy the
-  Illustrated Cookbook next" is then far above any other transition from the pan.
+  replaces the first line of that next order. "Buyers of the Suede Loafer buy the
+  Leather Belt next" is then far above any other transition from the pan.
 * **Consumables.** A customer whose previous order held a consumable (`CONSUMABLE_NOUNS` of
   the beauty category: serums, creams, cleansers, sunscreens) buys the same product again on
   the next order with probability `Params.rebuy_share` (when no affinity applied).
@@ -29,9 +29,9 @@ from pipelines.generate import catalog as cat
 
 #: (trigger product name, partner product name): buyers of the first buy the second next.
 AFFINITIES: tuple[tuple[str, str], ...] = (
-    ("Cast Iron Pan", "Illustrated Cookbook"),
-    ("Trail Runner", "Trail Bottle"),
-    ("Compact Headphones", "Portable Charger"),
+    ("Suede Loafer", "Leather Belt"),
+    ("Steel Espresso Maker", "Collector's Cookbook"),
+    ("Smart Headphones", "Portable Charger"),
 )
 #: Category and nouns of the products that are re-bought (used up and bought again).
 CONSUMABLE_CATEGORY = "beauty"
