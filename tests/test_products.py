@@ -49,6 +49,15 @@ def _warehouse(path: Path, purchases: list[tuple], consumables: tuple[str, ...] 
     return con
 
 
+def _rule_breaches(con) -> int:
+    """Recommendations of a product the customer returned, or bought before and is no consumable."""
+    return con.execute("""
+        SELECT count(*) FROM ml.product_recommendations r
+        JOIN marts.fct_order_lines l USING (customer_id, product_id)
+        JOIN marts.dim_products p USING (product_id)
+        WHERE l.is_returned OR NOT p.is_consumable""").fetchone()[0]
+
+
 def _recs(con, customer: str) -> list[str]:
     return [r[0] for r in con.execute(
         "SELECT product_id FROM ml.product_recommendations WHERE customer_id = ? ORDER BY rank", [customer]).fetchall()]
@@ -104,12 +113,7 @@ def test_never_a_returned_product_nor_one_already_bought_unless_consumable(shop)
                         "AND rank = 1").fetchone() == ("rebuy", "bought Product K before; its buyers often buy it "
                                                                 "again")
     # across everyone: no returned product, no repeat of a non-consumable
-    leaks = shop.execute("""
-        SELECT count(*) FROM ml.product_recommendations r
-        JOIN marts.fct_order_lines l USING (customer_id, product_id)
-        JOIN marts.dim_products p USING (product_id)
-        WHERE l.is_returned OR NOT p.is_consumable""").fetchone()[0]
-    assert leaks == 0
+    assert _rule_breaches(shop) == 0
 
 
 def test_customers_without_enough_candidates_get_the_best_sellers(shop):
@@ -232,12 +236,7 @@ def test_every_buyer_gets_three_recommendations_that_respect_the_rules(journey_s
     per = con.execute("SELECT count(DISTINCT customer_id), min(n), max(n) FROM (SELECT customer_id, count(*) n "
                       "FROM ml.product_recommendations GROUP BY 1)").fetchone()
     assert per == (buyers, 3, 3)
-    leaks = con.execute("""
-        SELECT count(*) FROM ml.product_recommendations r
-        JOIN marts.fct_order_lines l USING (customer_id, product_id)
-        JOIN marts.dim_products p USING (product_id)
-        WHERE l.is_returned OR NOT p.is_consumable""").fetchone()[0]
-    assert leaks == 0
+    assert _rule_breaches(con) == 0
     assert con.execute("SELECT count(*) FROM ml.product_recommendations WHERE reason IS NULL").fetchone()[0] == 0
 
 

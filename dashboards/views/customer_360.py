@@ -155,8 +155,8 @@ else:
 
 recommended = load_customer_recommendations(ctx.snapshot, customer_id)
 if recommended is not None and not recommended.empty:
-    st.markdown("**Likely to buy next:** " + " · ".join(
-        f"{r.rank}. {r.product_name} ({r.reason})" for r in recommended.itertuples()))
+    st.markdown("**Likely to buy next**\n\n" + "\n".join(
+        f"{r.rank}. **{r.product_name}**: {r.reason}" for r in recommended.itertuples()))
 
 timeline = c.get("timeline")
 st.subheader("Timeline")

@@ -16,6 +16,9 @@ def _rgba(hex_color: str, alpha: float = 0.35) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
+#: The Sankey shows only this many category flows: all 100 make a hairball.
+SANKEY_FLOWS = 15
+
 ctx = filters.context()
 currency = ui.currency(ctx)
 st.title("Products")
@@ -64,24 +67,24 @@ with cols[3]:
         ui.tile("Recommendation hit rate", "–", None, None, "No backtest yet (it runs with training).")
 
 st.subheader("Which first category brings customers back")
-st.caption("Share of first-time buyers of each category who bought again within 90 and 180 days. "
-           + support_note)
+all_90d = ui.pct(overall["repeat_rate_90d"]) if overall is not None else "–"
+st.caption("Share of first-time buyers of each category who bought again within 90 and 180 days; the dotted line "
+           f"is all first-time buyers within 90 days ({all_90d}). " + support_note)
 shown = found_cats.sort_values("repeat_rate_90d", ascending=False).copy()
 shown["label"] = shown["journey_name"].str.capitalize()
 fig = charts.bars(shown, "label", {"repeat_rate_90d": "Within 90 days", "repeat_rate_180d": "Within 180 days"},
                   y_format="pct", y_title="First buyers who came back", text_format="pct0",
                   colors=[charts.BLUE, charts.LIGHT_BLUE], height=340)
 if fig is not None and overall is not None:
-    fig.add_hline(y=overall["repeat_rate_90d"], line_dash="dot", line_color=charts.GREY,
-                  annotation_text=f"all first buyers, 90 days: {ui.pct(overall['repeat_rate_90d'])}",
-                  annotation_position="top right")
+    fig.add_hline(y=overall["repeat_rate_90d"], line_dash="dot", line_color=charts.GREY)
 charts.show(fig, "No category with enough first buyers yet.")
 
 st.subheader("The product journey: first purchase → second purchase")
-st.caption("Customers who came back, by the category of their first and of their second purchase. "
-           "Thicker bands: more customers. A customer who bought in two categories counts in both.")
+st.caption(f"The {SANKEY_FLOWS} biggest flows of returning customers from the category of their first purchase to "
+           "the category of their second. Thicker bands: more customers. A customer who bought in two categories "
+           "counts in both.")
 flows = d["category_transitions"]
-flows = flows[flows["meets_min_support"]]
+flows = flows[flows["meets_min_support"]].nlargest(SANKEY_FLOWS, "customers")
 if flows.empty:
     ui.note("Not enough returning customers yet to draw the journey.")
 else:
@@ -103,25 +106,37 @@ else:
     charts.show(fig)
 
 st.subheader("Products bought next")
-st.caption("The most frequent steps from a product in the first purchase to one in the second. Share: of the "
-           "customers who came back after buying the first product, how many bought the second one next. Lift: how "
-           "many times more often than any returning customer buys it. " + support_note)
-if tops.empty:
-    ui.note("No product step has enough customers yet.")
-else:
-    table = tops.assign(step=tops["from_name"] + " → " + tops["to_name"],
-                        kind=tops["is_same"].map({True: "bought again", False: "next product"}))
-    st.dataframe(
-        table[["step", "kind", "customers", "share", "lift"]],
-        hide_index=True, use_container_width=True,
-        column_config={
-            "step": st.column_config.TextColumn("First purchase → second purchase", width="large"),
-            "kind": "Kind",
-            "customers": st.column_config.NumberColumn("Customers", format="%d"),
-            "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1),
-            "lift": st.column_config.NumberColumn("Lift", format="%.1f×"),
-        },
-    )
+st.caption("From a product in the first purchase to the second purchase. Share: of the customers who came back after "
+           "buying the first product, how many bought the second one then. Lift: how many times more often than "
+           "returning customers in general. " + support_note)
+cross_col, again_col = st.columns([3, 2])
+share_cfg = st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1)
+lift_cfg = st.column_config.NumberColumn("Lift", format="%.1f×")
+with cross_col:
+    st.markdown("**A different product next: cross-sell ideas**")
+    if cross.empty:
+        ui.note("No product step has enough customers yet.")
+    else:
+        st.dataframe(
+            cross.assign(step=cross["from_name"] + " → " + cross["to_name"])[["step", "customers", "share", "lift"]],
+            hide_index=True, use_container_width=True,
+            column_config={"step": st.column_config.TextColumn("First purchase → second purchase", width="large"),
+                           "customers": st.column_config.NumberColumn("Customers", format="%d"),
+                           "share": share_cfg, "lift": lift_cfg},
+        )
+with again_col:
+    st.markdown("**The same product again: re-buys**")
+    again = tops[tops["is_same"]]
+    if again.empty:
+        ui.note("No product is bought again by enough customers yet.")
+    else:
+        st.dataframe(
+            again[["from_name", "customers", "share"]],
+            hide_index=True, use_container_width=True,
+            column_config={"from_name": st.column_config.TextColumn("Product", width="medium"),
+                           "customers": st.column_config.NumberColumn("Customers", format="%d"),
+                           "share": share_cfg},
+        )
 
 st.subheader("Which first product brings customers back")
 products = d["products"]
