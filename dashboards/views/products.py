@@ -110,7 +110,7 @@ st.caption("From a product in the first purchase to the second purchase. Share: 
            "buying the first product, how many bought the second one then. Lift: how many times more often than "
            "returning customers in general. " + support_note)
 cross_col, again_col = st.columns([3, 2])
-share_cfg = st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1)
+share_cfg = st.column_config.NumberColumn("Share", format="percent")
 lift_cfg = st.column_config.NumberColumn("Lift", format="%.1f×")
 with cross_col:
     st.markdown("**A different product next: cross-sell ideas**")
