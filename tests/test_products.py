@@ -268,3 +268,24 @@ def test_the_model_card_shows_the_backtest(journey_shop):
     card = model_card(con, s.models)
     assert "## Next-product recommendations (backtest)" in card
     assert "against the popularity baseline" in card
+
+
+def test_the_dashboard_reads_the_journey_from_the_published_snapshot(journey_shop):
+    _, s = journey_shop
+    from dashboards.products_data import customer_recommendations, products
+    from pipelines.core.warehouse import open_snapshot
+    from pipelines.publish import current_snapshot
+
+    snap = open_snapshot(current_snapshot(s.published))
+    d = products(snap)
+    assert d["available"] and d["min_customers"] == 30
+    steps = set(zip(d["top_transitions"]["from_name"], d["top_transitions"]["to_name"], strict=True))
+    assert set(journeys.AFFINITIES) <= steps
+    # only findings: every category flow drawn and every step shown has the minimum support
+    assert (d["top_transitions"]["customers"] >= d["min_customers"]).all()
+    assert d["categories"]["journey_key"].iloc[0] == "beauty"  # best first category first
+    assert len(d["backtest"]) == 3
+    customer = snap.execute("SELECT min(customer_id) FROM ml.product_recommendations").fetchone()[0]
+    recs = customer_recommendations(snap, customer)
+    assert list(recs["rank"]) == [1, 2, 3] and recs["reason"].str.len().gt(10).all()
+    snap.close()

@@ -43,13 +43,15 @@ purchase_keys as (
 
 first_keys as (
 
-    select * from purchase_keys where purchase_number = 1
+    select * from purchase_keys
+    where purchase_number = 1
 
 ),
 
 second_keys as (
 
-    select * from purchase_keys where purchase_number = 2
+    select * from purchase_keys
+    where purchase_number = 2
 
 ),
 
@@ -120,7 +122,7 @@ final as (
         / nullif({{ safe_divide('to_totals.to_customers', 'second_buyers.customers') }}, 0) as lift,
         row_number() over (
             partition by pairs.journey_level, pairs.from_key
-            order by pairs.customers desc, pairs.to_key
+            order by pairs.customers desc, pairs.to_key asc
         ) as rank_in_from,
         pairs.customers >= rules.min_customers as meets_min_support
     from pairs
