@@ -15,7 +15,12 @@ order_lines as (
 
 orders as (
 
-    select * from {{ ref('fct_orders') }}
+    select
+        customer_id,
+        ordered_at,
+        is_valid,
+        total
+    from {{ ref('fct_orders') }}
 
 ),
 
@@ -57,6 +62,28 @@ second_order_values as (
 
 ),
 
+-- "came back within N days": the shared rule of every repurchase mart (macros/repurchase.sql)
+first_purchases as (
+
+    select
+        customer_id,
+        first_order_at
+    from purchases
+
+),
+
+repeat_90d as (
+
+    {{ repurchased_within('first_purchases', 'customer_id', 'first_order_at', 90) }}
+
+),
+
+repeat_180d as (
+
+    {{ repurchased_within('first_purchases', 'customer_id', 'first_order_at', 180) }}
+
+),
+
 customer_journeys as (
 
     select
@@ -69,16 +96,16 @@ customer_journeys as (
         <= reporting_window.data_end_at as is_observable_90d,
         {{ dbt.dateadd('day', 180, 'purchases.first_order_at') }}
         <= reporting_window.data_end_at as is_observable_180d,
-        coalesce(
-            purchases.second_order_at <= {{ dbt.dateadd('day', 90, 'purchases.first_order_at') }}, false
-        ) as is_repeat_90d,
-        coalesce(
-            purchases.second_order_at <= {{ dbt.dateadd('day', 180, 'purchases.first_order_at') }}, false
-        ) as is_repeat_180d
+        repeat_90d.customer_id is not null as is_repeat_90d,
+        repeat_180d.customer_id is not null as is_repeat_180d
     from purchases
     cross join reporting_window
     left join second_order_values
         on purchases.customer_id = second_order_values.customer_id
+    left join repeat_90d
+        on purchases.customer_id = repeat_90d.customer_id
+    left join repeat_180d
+        on purchases.customer_id = repeat_180d.customer_id
 
 ),
 
