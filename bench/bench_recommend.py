@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None) -> dict:
     from pipelines.core.config import export_environment
 
     export_environment()
+    from bench.common import speed_reference
     from ml.recommend import write_recommendations
     from ml.recommend_backtest import run_backtest
     from pipelines.core.warehouse import connect
     from pipelines.defs.dbt.project import PROJECT_ROOT, dbt_environment, dbt_executable
 
-    result: dict = {"data_dir": str(args.data_dir)}
+    # a shared machine's speed today (bench.common): compare runs by it, and the load while measuring
+    result: dict = {"data_dir": str(args.data_dir), "speed_reference_s": speed_reference(),
+                    "load_average_1m": round(os.getloadavg()[0], 1)}
     started = time.perf_counter()
     dbt = subprocess.run([dbt_executable(), "run", "--select", *PRODUCT_MODELS], cwd=PROJECT_ROOT,
                          env=dbt_environment(), capture_output=True, text=True)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         backtest = run_backtest(con, run_id="bench")
         result["backtest_seconds"] = round(time.perf_counter() - started, 2)
         result["backtest"] = backtest.to_dict()
+    result["load_average_1m_after"] = round(os.getloadavg()[0], 1)
     result["added_seconds"] = round((result["dbt_product_models_seconds"] or result["dbt_product_models_wall_seconds"])
                                     + result["recommend_seconds"] + result["backtest_seconds"], 2)
     print(json.dumps(result))
