@@ -36,12 +36,12 @@ from datetime import UTC, date, datetime, timedelta
 log = logging.getLogger("retain.ml.recommend")
 
 TOP_K = 3
-NEIGHBOURS = 15
+NEIGHBOURS = 10
 ANCHOR_PURCHASES = 3
 CO_WEIGHT = 0.5
 SMOOTHING = 10
 POPULAR_DAYS = 90
-POPULAR_CANDIDATES = 20
+POPULAR_CANDIDATES = 10
 
 TABLE = "ml.product_recommendations"
 LINES = "marts.fct_order_lines"
@@ -85,6 +85,11 @@ def _ts(value: datetime | date) -> str:
     return f"TIMESTAMP '{value.isoformat()}'"
 
 
+#: Reason kinds as stored while computing (small integers keep the big group-bys cheap).
+_KIND_SQL = "CASE {k} WHEN 0 THEN 'next' WHEN 1 THEN 'together' WHEN 2 THEN 'rebuy' ELSE 'popular' END"
+_TABLES = ("products", "customers", "lines", "excluded", "popular", "strength", "scored", "fill", "top")
+
+
 def build_candidates(con, cutoff: datetime | date, customers: str | None = None, prefix: str = "_rec",
                      model: bool = True) -> str:
     """Temp table `<prefix>_top` (customer_id, rank, product_id, score, reason_product_id, reason_kind).
@@ -92,97 +97,133 @@ def build_candidates(con, cutoff: datetime | date, customers: str | None = None,
     Uses only order lines placed before `cutoff`. `customers`: a table or subquery with a
     `customer_id` column limiting who gets recommendations (default: every customer with a
     line before the cut-off). `model=False` gives the popularity baseline alone.
-    Returns the table's name.
+    Returns the table's name. The heavy steps work on integer codes of customers and products
+    (joins and group-bys over tens of millions of rows are several times faster than on text).
     """
     cut = _ts(cutoff)
-    who = f"SEMI JOIN ({customers}) w ON w.customer_id = l.customer_id" if customers else ""
+    p = prefix
+    who = f"SEMI JOIN ({customers}) w ON w.customer_id = c.customer_id" if customers else ""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_lines AS
-        SELECT DISTINCT customer_id, purchase_number, product_id, is_returned
-        FROM {LINES} WHERE ordered_at < {cut}
-    """)
-    # what each customer may not get: returned products, and bought ones that are no consumable
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_excluded AS
-        SELECT l.customer_id, l.product_id
-        FROM {prefix}_lines l {who}
-        LEFT JOIN {PRODUCTS} p ON p.product_id = l.product_id
-        GROUP BY l.customer_id, l.product_id
-        HAVING bool_or(l.is_returned) OR NOT coalesce(bool_or(p.is_consumable), false)
-    """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_customers AS
-        SELECT l.customer_id, max(l.purchase_number) AS last_purchase
-        FROM {prefix}_lines l {who} GROUP BY l.customer_id
-    """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_popular AS
-        SELECT product_id, row_number() OVER (ORDER BY count(DISTINCT customer_id) DESC, product_id) AS pop_rank
-        FROM {LINES}
-        WHERE ordered_at < {cut} AND ordered_at >= {cut} - INTERVAL {POPULAR_DAYS} DAY
+        CREATE OR REPLACE TEMP TABLE {p}_products AS
+        SELECT product_id, CAST(row_number() OVER (ORDER BY product_id) AS INTEGER) AS pid,
+               coalesce(bool_or(is_consumable), false) AS is_consumable
+        FROM (SELECT DISTINCT l.product_id, d.is_consumable FROM {LINES} l
+              LEFT JOIN {PRODUCTS} d ON d.product_id = l.product_id WHERE l.ordered_at < {cut})
         GROUP BY product_id
+    """)
+    # everyone with a purchase before the cut-off: their lines feed the model
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_customers AS
+        SELECT customer_id, CAST(row_number() OVER (ORDER BY customer_id) AS INTEGER) AS cid,
+               max(purchase_number) AS last_purchase
+        FROM {LINES} WHERE ordered_at < {cut} GROUP BY customer_id
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_lines AS
+        SELECT DISTINCT c.cid, CAST(l.purchase_number AS INTEGER) AS purchase_number, pr.pid, l.is_returned
+        FROM {LINES} l
+        JOIN {p}_customers c ON c.customer_id = l.customer_id
+        JOIN {p}_products pr ON pr.product_id = l.product_id
+        WHERE l.ordered_at < {cut}
+    """)
+    # the customers to recommend to, and what each may not get: returned products, and bought
+    # ones that are no consumable
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_targets AS
+        SELECT c.cid, c.last_purchase FROM {p}_customers c {who}
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_excluded AS
+        SELECT l.cid, l.pid
+        FROM {p}_lines l SEMI JOIN {p}_targets t ON t.cid = l.cid
+        JOIN {p}_products pr ON pr.pid = l.pid
+        GROUP BY l.cid, l.pid
+        HAVING bool_or(l.is_returned) OR NOT bool_or(pr.is_consumable)
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_popular AS
+        SELECT pr.pid, row_number() OVER (ORDER BY count(DISTINCT l.customer_id) DESC, pr.pid) AS pop_rank
+        FROM {LINES} l JOIN {p}_products pr ON pr.product_id = l.product_id
+        WHERE l.ordered_at < {cut} AND l.ordered_at >= {cut} - INTERVAL {POPULAR_DAYS} DAY
+        GROUP BY pr.pid
         QUALIFY pop_rank <= {POPULAR_CANDIDATES}
     """)
-    popular = f"""
-        SELECT c.customer_id, p.product_id, (1 + {POPULAR_CANDIDATES} - p.pop_rank) * 1e-9 AS score,
-               CAST(NULL AS VARCHAR) AS reason_product_id, 'popular' AS reason_kind
-        FROM {prefix}_customers c CROSS JOIN {prefix}_popular p"""
     if model:
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {prefix}_strength AS
+            CREATE OR REPLACE TEMP TABLE {p}_strength AS
             WITH pairs AS (
-                SELECT a.product_id AS anchor, b.product_id AS candidate, 1.0 AS next_n, 0.0 AS co_n
-                FROM {prefix}_lines a JOIN {prefix}_lines b
-                  ON a.customer_id = b.customer_id AND b.purchase_number = a.purchase_number + 1
+                SELECT a.pid AS anchor, b.pid AS candidate, 1 AS next_n, 0 AS co_n
+                FROM {p}_lines a JOIN {p}_lines b
+                  ON a.cid = b.cid AND b.purchase_number = a.purchase_number + 1
                 UNION ALL
-                SELECT a.product_id, b.product_id, 0.0, 1.0
-                FROM {prefix}_lines a JOIN {prefix}_lines b
-                  ON a.customer_id = b.customer_id AND a.purchase_number = b.purchase_number
-                 AND a.product_id <> b.product_id
+                SELECT a.pid, b.pid, 0, 1
+                FROM {p}_lines a JOIN {p}_lines b
+                  ON a.cid = b.cid AND a.purchase_number = b.purchase_number AND a.pid <> b.pid
             ),
-            buyers AS (SELECT product_id, count(DISTINCT customer_id) AS n FROM {prefix}_lines GROUP BY 1)
+            buyers AS (SELECT pid, count(DISTINCT cid) AS n FROM {p}_lines GROUP BY pid)
             SELECT pairs.anchor, pairs.candidate,
                    (sum(next_n) + {CO_WEIGHT} * sum(co_n)) / (any_value(buyers.n) + {SMOOTHING}) AS strength,
-                   sum(next_n) >= {CO_WEIGHT} * sum(co_n) AS is_next
-            FROM pairs JOIN buyers ON buyers.product_id = pairs.anchor
+                   CASE WHEN pairs.anchor = pairs.candidate THEN 2
+                        WHEN sum(next_n) >= {CO_WEIGHT} * sum(co_n) THEN 0 ELSE 1 END AS kind
+            FROM pairs JOIN buyers ON buyers.pid = pairs.anchor
             GROUP BY pairs.anchor, pairs.candidate
             QUALIFY row_number() OVER (PARTITION BY pairs.anchor ORDER BY strength DESC, pairs.candidate)
                     <= {NEIGHBOURS}
         """)
-        scored = f"""
-            SELECT customer_id, product_id, sum(contribution) AS score,
-                   arg_max(anchor, contribution) AS reason_product_id,
-                   arg_max(kind, contribution) AS reason_kind
-            FROM (
-                SELECT a.customer_id, s.candidate AS product_id, a.product_id AS anchor,
-                       s.strength * pow(0.5, c.last_purchase - a.purchase_number) AS contribution,
-                       CASE WHEN a.product_id = s.candidate THEN 'rebuy'
-                            WHEN s.is_next THEN 'next' ELSE 'together' END AS kind
-                FROM (SELECT DISTINCT customer_id, purchase_number, product_id FROM {prefix}_lines) a
-                JOIN {prefix}_customers c ON c.customer_id = a.customer_id
-                     AND a.purchase_number > c.last_purchase - {ANCHOR_PURCHASES}
-                JOIN {prefix}_strength s ON s.anchor = a.product_id
-            ) contributions
-            GROUP BY customer_id, product_id"""
-        candidates = f"{scored} UNION ALL {popular}"
+        # each target's recent products, weighted by how recent, times their successors' strength
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_scored AS
+            WITH anchors AS (
+                SELECT l.cid, l.pid AS anchor, sum(pow(0.5, t.last_purchase - l.purchase_number)) AS weight
+                FROM {p}_lines l JOIN {p}_targets t ON t.cid = l.cid
+                WHERE l.purchase_number > t.last_purchase - {ANCHOR_PURCHASES}
+                GROUP BY l.cid, l.pid
+            ),
+            contributions AS (
+                SELECT a.cid, s.candidate AS pid, a.anchor, s.kind, a.weight * s.strength AS contribution
+                FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
+            ),
+            summed AS (
+                SELECT cid, pid, sum(contribution) AS score, arg_max(anchor, contribution) AS anchor,
+                       arg_max(kind, contribution) AS kind
+                FROM contributions GROUP BY cid, pid
+            )
+            SELECT * FROM summed ANTI JOIN {p}_excluded x USING (cid, pid)
+            QUALIFY row_number() OVER (PARTITION BY cid ORDER BY score DESC, pid) <= {TOP_K}
+        """)
+        scored = f"SELECT cid, pid, score, anchor, kind FROM {p}_scored"
     else:
-        candidates = popular
+        scored = "SELECT NULL::INTEGER AS cid, NULL::INTEGER AS pid, NULL::DOUBLE AS score, " \
+                 "NULL::INTEGER AS anchor, NULL::INTEGER AS kind WHERE false"
+    # customers with fewer than 3 left get the best-sellers they may have, after their own
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_top AS
-        SELECT customer_id, CAST(row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, product_id)
-                                 AS INTEGER) AS rank,
-               product_id, score, reason_product_id, reason_kind
-        FROM ({candidates}) cand
-        ANTI JOIN {prefix}_excluded x ON x.customer_id = cand.customer_id AND x.product_id = cand.product_id
-        QUALIFY row_number() OVER (PARTITION BY customer_id, product_id ORDER BY score DESC) = 1
-            AND row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, product_id) <= {TOP_K}
+        CREATE OR REPLACE TEMP TABLE {p}_fill AS
+        WITH have AS (SELECT cid, count(*) AS n FROM ({scored}) GROUP BY cid),
+             short AS (SELECT t.cid, coalesce(h.n, 0) AS n FROM {p}_targets t LEFT JOIN have h USING (cid)
+                       WHERE coalesce(h.n, 0) < {TOP_K})
+        SELECT s.cid, pop.pid, (1 + {POPULAR_CANDIDATES} - pop.pop_rank) * 1e-9 AS score, NULL::INTEGER AS anchor,
+               3 AS kind
+        FROM short s CROSS JOIN {p}_popular pop
+        ANTI JOIN {p}_excluded x ON x.cid = s.cid AND x.pid = pop.pid
+        ANTI JOIN ({scored}) m ON m.cid = s.cid AND m.pid = pop.pid
+        QUALIFY row_number() OVER (PARTITION BY s.cid ORDER BY pop.pop_rank) <= {TOP_K} - s.n
     """)
-    return f"{prefix}_top"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_top AS
+        SELECT c.customer_id,
+               CAST(row_number() OVER (PARTITION BY r.cid ORDER BY r.score DESC, r.pid) AS INTEGER) AS rank,
+               pr.product_id, r.score, ap.product_id AS reason_product_id, {_KIND_SQL.format(k='r.kind')} AS reason_kind
+        FROM (SELECT * FROM ({scored}) UNION ALL SELECT * FROM {p}_fill) r
+        JOIN {p}_customers c ON c.cid = r.cid
+        JOIN {p}_products pr ON pr.pid = r.pid
+        LEFT JOIN {p}_products ap ON ap.pid = r.anchor
+    """)
+    return f"{p}_top"
 
 
 def drop_candidates(con, prefix: str = "_rec") -> None:
     """Drop the temp tables `build_candidates` made."""
-    for t in ("lines", "excluded", "customers", "popular", "strength", "top"):
+    for t in (*_TABLES, "targets"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{t}")
 
 
