@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     if dbt.returncode:
         print(dbt.stdout[-3000:], dbt.stderr[-3000:], file=sys.stderr)
         raise SystemExit("dbt run of the product models failed")
-    elapsed = re.findall(r"in ([0-9.]+) seconds", dbt.stdout)
+    elapsed = re.findall(r"\(([0-9.]+)s\)", dbt.stdout)  # "Finished running 5 table models in ... (12.34s)."
     result["dbt_product_models_seconds"] = float(elapsed[-1]) if elapsed else None
     with connect() as con:
         result["order_lines"] = con.execute("SELECT count(*) FROM marts.fct_order_lines").fetchone()[0]

@@ -8,9 +8,10 @@ DuckDB over the marts (`marts.fct_order_lines`, `marts.dim_products`):
    counts purchases of B in the purchase right after one holding A, `together` counts
    purchases holding both, and `buyers` counts A's buyers. Each product keeps its
    `NEIGHBOURS` strongest successors.
-2. **A customer's candidates**: the successors of the products in their last
-   `ANCHOR_PURCHASES` purchases, weighted `0.5 ** (purchases ago)`, summed per candidate.
-   The anchor that contributed most is the reason ("bought X; buyers of X often buy Y next").
+2. **A customer's candidates**: the successors of the products in their last purchase,
+   summed per candidate (customers whose last purchase held the same products share one
+   list). The product that contributed most is the reason ("bought X; buyers of X often buy
+   Y next").
 3. **Never** a product the customer returned (every line of an order with a return counts as
    returned: returns name orders, not lines), and never one they bought before unless it is
    a consumable (`marts.dim_products.is_consumable`, the rule in `macros/product_journey.sql`).
@@ -37,7 +38,6 @@ log = logging.getLogger("retain.ml.recommend")
 
 TOP_K = 3
 NEIGHBOURS = 10
-ANCHOR_PURCHASES = 3
 CO_WEIGHT = 0.5
 SMOOTHING = 10
 POPULAR_DAYS = 90
@@ -87,143 +87,185 @@ def _ts(value: datetime | date) -> str:
 
 #: Reason kinds as stored while computing (small integers keep the big group-bys cheap).
 _KIND_SQL = "CASE {k} WHEN 0 THEN 'next' WHEN 1 THEN 'together' WHEN 2 THEN 'rebuy' ELSE 'popular' END"
-_TABLES = ("products", "customers", "lines", "excluded", "popular", "strength", "scored", "fill", "top")
+#: Temp tables of `prepare` and of `build_candidates`, by suffix.
+_PREPARED = ("products", "customers", "lines", "pairs", "first_buys")
+_PER_CUTOFF = ("targets", "excluded", "popular", "strength", "last", "baskets", "basket_top", "scored", "fill")
 
 
-def build_candidates(con, cutoff: datetime | date, customers: str | None = None, prefix: str = "_rec",
-                     model: bool = True) -> str:
-    """Temp table `<prefix>_top` (customer_id, rank, product_id, score, reason_product_id, reason_kind).
+def prepare(con, prefix: str = "_rec") -> None:
+    """Temp tables every cut-off reads: integer codes of products and customers, the distinct
+    purchase lines, the product pairs (one after the other, or together) with the time each
+    became known, and each customer's first purchase of each product.
 
-    Uses only order lines placed before `cutoff`. `customers`: a table or subquery with a
-    `customer_id` column limiting who gets recommendations (default: every customer with a
-    line before the cut-off). `model=False` gives the popularity baseline alone.
-    Returns the table's name. The heavy steps work on integer codes of customers and products
-    (joins and group-bys over tens of millions of rows are several times faster than on text).
+    The heavy joins and group-bys work on these integer codes (several times faster than on
+    text); a backtest prepares once and computes its cut-offs from the same tables.
     """
-    cut = _ts(cutoff)
     p = prefix
-    who = f"SEMI JOIN ({customers}) w ON w.customer_id = c.customer_id" if customers else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_products AS
-        SELECT product_id, CAST(row_number() OVER (ORDER BY product_id) AS INTEGER) AS pid,
-               coalesce(bool_or(is_consumable), false) AS is_consumable
-        FROM (SELECT DISTINCT l.product_id, d.is_consumable FROM {LINES} l
-              LEFT JOIN {PRODUCTS} d ON d.product_id = l.product_id WHERE l.ordered_at < {cut})
-        GROUP BY product_id
+        SELECT l.product_id, CAST(row_number() OVER (ORDER BY l.product_id) AS INTEGER) AS pid,
+               coalesce(any_value(d.is_consumable), false) AS is_consumable
+        FROM (SELECT DISTINCT product_id FROM {LINES}) l
+        LEFT JOIN {PRODUCTS} d ON d.product_id = l.product_id
+        GROUP BY l.product_id
     """)
-    # everyone with a purchase before the cut-off: their lines feed the model
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_customers AS
-        SELECT customer_id, CAST(row_number() OVER (ORDER BY customer_id) AS INTEGER) AS cid,
-               max(purchase_number) AS last_purchase
-        FROM {LINES} WHERE ordered_at < {cut} GROUP BY customer_id
+        SELECT customer_id, CAST(row_number() OVER () AS INTEGER) AS cid  -- any order: ties break on products
+        FROM (SELECT DISTINCT customer_id FROM {LINES})
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_lines AS
-        SELECT DISTINCT c.cid, CAST(l.purchase_number AS INTEGER) AS purchase_number, pr.pid, l.is_returned
+        SELECT c.cid, CAST(l.purchase_number AS INTEGER) AS purchase_number, pr.pid, l.ordered_at,
+               bool_or(l.is_returned) AS is_returned
         FROM {LINES} l
         JOIN {p}_customers c ON c.customer_id = l.customer_id
         JOIN {p}_products pr ON pr.product_id = l.product_id
-        WHERE l.ordered_at < {cut}
+        GROUP BY ALL
     """)
-    # the customers to recommend to, and what each may not get: returned products, and bought
-    # ones that are no consumable
+    # a pair is known from the time of its later purchase (together: of the purchase)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_pairs AS
+        SELECT a.pid AS anchor, b.pid AS candidate, 1 AS next_n, 0 AS co_n, b.ordered_at AS known_at
+        FROM {p}_lines a JOIN {p}_lines b ON a.cid = b.cid AND b.purchase_number = a.purchase_number + 1
+        UNION ALL
+        SELECT a.pid, b.pid, 0, 1, a.ordered_at
+        FROM {p}_lines a JOIN {p}_lines b
+          ON a.cid = b.cid AND a.purchase_number = b.purchase_number AND a.pid <> b.pid
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_first_buys AS
+        SELECT pid, cid, min(ordered_at) AS first_at FROM {p}_lines GROUP BY pid, cid
+    """)
+
+
+def build_candidates(con, cutoff: datetime | date, customers: str | None = None, prefix: str = "_rec",
+                     model: bool = True, prepared: bool = False, out: str | None = None) -> str:
+    """Temp table `out` (default `<prefix>_top`): customer_id, rank, product_id, score,
+    reason_product_id, reason_kind.
+
+    Uses only order lines placed before `cutoff`. `customers`: a table or subquery with a
+    `customer_id` column limiting who gets recommendations (default: every customer with a
+    line before the cut-off). `model=False` gives the popularity baseline alone. `prepared`:
+    `prepare(con, prefix)` already ran (a backtest computes several cut-offs from it).
+    Returns the table's name.
+    """
+    if not prepared:
+        prepare(con, prefix)
+    cut = _ts(cutoff)
+    p = prefix
+    out = out or f"{p}_top"
+    who = (f"SEMI JOIN (SELECT c.cid FROM ({customers}) w JOIN {p}_customers c ON c.customer_id = w.customer_id) "
+           "w ON w.cid = l.cid") if customers else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_targets AS
-        SELECT c.cid, c.last_purchase FROM {p}_customers c {who}
+        SELECT l.cid, max(l.purchase_number) AS last_purchase
+        FROM {p}_lines l {who} WHERE l.ordered_at < {cut} GROUP BY l.cid
     """)
+    # what each target may not get: returned products, and bought ones that are no consumable
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_excluded AS
         SELECT l.cid, l.pid
         FROM {p}_lines l SEMI JOIN {p}_targets t ON t.cid = l.cid
         JOIN {p}_products pr ON pr.pid = l.pid
+        WHERE l.ordered_at < {cut}
         GROUP BY l.cid, l.pid
         HAVING bool_or(l.is_returned) OR NOT bool_or(pr.is_consumable)
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_popular AS
-        SELECT pr.pid, row_number() OVER (ORDER BY count(DISTINCT l.customer_id) DESC, pr.pid) AS pop_rank
-        FROM {LINES} l JOIN {p}_products pr ON pr.product_id = l.product_id
-        WHERE l.ordered_at < {cut} AND l.ordered_at >= {cut} - INTERVAL {POPULAR_DAYS} DAY
-        GROUP BY pr.pid
+        SELECT pid, row_number() OVER (ORDER BY count(DISTINCT cid) DESC, pid) AS pop_rank
+        FROM {p}_lines
+        WHERE ordered_at < {cut} AND ordered_at >= {cut} - INTERVAL {POPULAR_DAYS} DAY
+        GROUP BY pid
         QUALIFY pop_rank <= {POPULAR_CANDIDATES}
     """)
     if model:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {p}_strength AS
-            WITH pairs AS (
-                SELECT a.pid AS anchor, b.pid AS candidate, 1 AS next_n, 0 AS co_n
-                FROM {p}_lines a JOIN {p}_lines b
-                  ON a.cid = b.cid AND b.purchase_number = a.purchase_number + 1
-                UNION ALL
-                SELECT a.pid, b.pid, 0, 1
-                FROM {p}_lines a JOIN {p}_lines b
-                  ON a.cid = b.cid AND a.purchase_number = b.purchase_number AND a.pid <> b.pid
-            ),
-            buyers AS (SELECT pid, count(DISTINCT cid) AS n FROM {p}_lines GROUP BY pid)
+            WITH buyers AS (SELECT pid, count(*) AS n FROM {p}_first_buys WHERE first_at < {cut} GROUP BY pid)
             SELECT pairs.anchor, pairs.candidate,
                    (sum(next_n) + {CO_WEIGHT} * sum(co_n)) / (any_value(buyers.n) + {SMOOTHING}) AS strength,
                    CASE WHEN pairs.anchor = pairs.candidate THEN 2
                         WHEN sum(next_n) >= {CO_WEIGHT} * sum(co_n) THEN 0 ELSE 1 END AS kind
-            FROM pairs JOIN buyers ON buyers.pid = pairs.anchor
+            FROM {p}_pairs pairs JOIN buyers ON buyers.pid = pairs.anchor
+            WHERE pairs.known_at < {cut}
             GROUP BY pairs.anchor, pairs.candidate
             QUALIFY row_number() OVER (PARTITION BY pairs.anchor ORDER BY strength DESC, pairs.candidate)
                     <= {NEIGHBOURS}
         """)
-        # each target's recent products, weighted by how recent, times their successors' strength
+        # customers whose last purchase held the same products share one candidate list
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_last AS
+            SELECT l.cid, list(DISTINCT l.pid ORDER BY l.pid) AS basket
+            FROM {p}_lines l JOIN {p}_targets t ON t.cid = l.cid AND l.purchase_number = t.last_purchase
+            GROUP BY l.cid
+        """)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_baskets AS
+            SELECT basket, row_number() OVER (ORDER BY basket) AS bid FROM (SELECT DISTINCT basket FROM {p}_last)
+        """)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_basket_top AS
+            WITH anchors AS (SELECT bid, unnest(basket) AS anchor FROM {p}_baskets),
+            scored AS (
+                SELECT a.bid, s.candidate AS pid, sum(s.strength) AS score,
+                       arg_max(s.anchor * 4 + s.kind, s.strength) AS ak
+                FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
+                GROUP BY a.bid, s.candidate
+            )
+            SELECT bid, list({{'pid': pid, 'score': score, 'ak': ak}} ORDER BY score DESC, pid) AS cands
+            FROM scored GROUP BY bid
+        """)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {p}_scored AS
-            WITH anchors AS (
-                SELECT l.cid, l.pid AS anchor, sum(pow(0.5, t.last_purchase - l.purchase_number)) AS weight
-                FROM {p}_lines l JOIN {p}_targets t ON t.cid = l.cid
-                WHERE l.purchase_number > t.last_purchase - {ANCHOR_PURCHASES}
-                GROUP BY l.cid, l.pid
-            ),
-            contributions AS (
-                SELECT a.cid, s.candidate AS pid, a.anchor, s.kind, a.weight * s.strength AS contribution
-                FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
-            ),
-            summed AS (
-                SELECT cid, pid, sum(contribution) AS score, arg_max(anchor, contribution) AS anchor,
-                       arg_max(kind, contribution) AS kind
-                FROM contributions GROUP BY cid, pid
+            WITH ex AS (SELECT cid, list(pid) AS ex FROM {p}_excluded GROUP BY cid),
+            picks AS (
+                SELECT l.cid,
+                       list_filter(bt.cands, lambda x: NOT list_contains(coalesce(ex.ex, []), x.pid))[1:{TOP_K}]
+                       AS picks
+                FROM {p}_last l
+                JOIN {p}_baskets b ON b.basket = l.basket
+                JOIN {p}_basket_top bt ON bt.bid = b.bid
+                LEFT JOIN ex ON ex.cid = l.cid
             )
-            SELECT * FROM summed ANTI JOIN {p}_excluded x USING (cid, pid)
-            QUALIFY row_number() OVER (PARTITION BY cid ORDER BY score DESC, pid) <= {TOP_K}
+            SELECT cid, x.pid, x.score, x.ak // 4 AS anchor, x.ak % 4 AS kind
+            FROM picks, unnest(picks) AS u(x)
         """)
         scored = f"SELECT cid, pid, score, anchor, kind FROM {p}_scored"
     else:
-        scored = "SELECT NULL::INTEGER AS cid, NULL::INTEGER AS pid, NULL::DOUBLE AS score, " \
-                 "NULL::INTEGER AS anchor, NULL::INTEGER AS kind WHERE false"
+        scored = ("SELECT NULL::INTEGER AS cid, NULL::INTEGER AS pid, NULL::DOUBLE AS score, "
+                  "NULL::INTEGER AS anchor, NULL::INTEGER AS kind WHERE false")
     # customers with fewer than 3 left get the best-sellers they may have, after their own
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_fill AS
         WITH have AS (SELECT cid, count(*) AS n FROM ({scored}) GROUP BY cid),
              short AS (SELECT t.cid, coalesce(h.n, 0) AS n FROM {p}_targets t LEFT JOIN have h USING (cid)
                        WHERE coalesce(h.n, 0) < {TOP_K})
-        SELECT s.cid, pop.pid, (1 + {POPULAR_CANDIDATES} - pop.pop_rank) * 1e-9 AS score, NULL::INTEGER AS anchor,
-               3 AS kind
+        SELECT s.cid, pop.pid, (1 + {POPULAR_CANDIDATES} - pop.pop_rank) * 1e-9 AS score,
+               NULL::INTEGER AS anchor, 3 AS kind
         FROM short s CROSS JOIN {p}_popular pop
         ANTI JOIN {p}_excluded x ON x.cid = s.cid AND x.pid = pop.pid
         ANTI JOIN ({scored}) m ON m.cid = s.cid AND m.pid = pop.pid
         QUALIFY row_number() OVER (PARTITION BY s.cid ORDER BY pop.pop_rank) <= {TOP_K} - s.n
     """)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {p}_top AS
+        CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT c.customer_id,
                CAST(row_number() OVER (PARTITION BY r.cid ORDER BY r.score DESC, r.pid) AS INTEGER) AS rank,
-               pr.product_id, r.score, ap.product_id AS reason_product_id, {_KIND_SQL.format(k='r.kind')} AS reason_kind
+               pr.product_id, r.score, ap.product_id AS reason_product_id,
+               {_KIND_SQL.format(k='r.kind')} AS reason_kind
         FROM (SELECT * FROM ({scored}) UNION ALL SELECT * FROM {p}_fill) r
         JOIN {p}_customers c ON c.cid = r.cid
         JOIN {p}_products pr ON pr.pid = r.pid
         LEFT JOIN {p}_products ap ON ap.pid = r.anchor
     """)
-    return f"{p}_top"
+    return out
 
 
 def drop_candidates(con, prefix: str = "_rec") -> None:
-    """Drop the temp tables `build_candidates` made."""
-    for t in (*_TABLES, "targets"):
+    """Drop the temp tables `prepare` and `build_candidates` made (not the `out` tables of other names)."""
+    for t in (*_PREPARED, *_PER_CUTOFF, "top"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{t}")
 
 

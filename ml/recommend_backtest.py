@@ -26,7 +26,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from ml.recommend import LINES, TOP_K, build_candidates, drop_candidates, has_product_data, latest_line_date
+from ml.recommend import (
+    LINES,
+    TOP_K,
+    build_candidates,
+    drop_candidates,
+    has_product_data,
+    latest_line_date,
+    prepare,
+)
 
 log = logging.getLogger("retain.ml.recommend")
 
@@ -118,6 +126,7 @@ def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoff
         result.skipped_reason = (f"{(end - first).days} days of order lines; a backtest needs {MIN_HISTORY_DAYS} "
                                  f"days before a cut-off plus {horizon_days} after it")
         return result
+    prepare(con, "_bt")  # codes, lines and pairs once; each cut-off filters them by time
     for cutoff in dates:
         started = time.perf_counter()
         window_end = cutoff + timedelta(days=horizon_days)
@@ -129,20 +138,21 @@ def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoff
               AND customer_id IN (SELECT customer_id FROM {LINES} WHERE ordered_at < TIMESTAMP '{cutoff}')
         """)
         who = "SELECT DISTINCT customer_id FROM _bt_truth"
-        model_top = build_candidates(con, cutoff, customers=who, prefix="_bt_model")
-        baseline_top = build_candidates(con, cutoff, customers=who, prefix="_bt_base", model=False)
+        model_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, out="_bt_model_top")
+        baseline_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, model=False,
+                                        out="_bt_base_top")
         customers = con.execute("SELECT count(DISTINCT customer_id) FROM _bt_truth").fetchone()[0]
         hit, ndcg = _metrics(con, f"SELECT * FROM {model_top}", "_bt_truth")
         base_hit, base_ndcg = _metrics(con, f"SELECT * FROM {baseline_top}", "_bt_truth")
-        drop_candidates(con, "_bt_model")
-        drop_candidates(con, "_bt_base")
-        con.execute("DROP TABLE IF EXISTS _bt_truth")
+        for table in ("_bt_truth", model_top, baseline_top):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         result.cutoffs.append({
             "cutoff_date": cutoff.isoformat(), "customers": int(customers), "hit_rate_at_3": hit, "ndcg_at_3": ndcg,
             "baseline_hit_rate_at_3": base_hit, "baseline_ndcg_at_3": base_ndcg,
             "seconds": round(time.perf_counter() - started, 2),
         })
         log.info("backtest cut-off %s: %d customers, hit@3 %.3f (popularity %.3f)", cutoff, customers, hit, base_hit)
+    drop_candidates(con, "_bt")
     if store:
         created_at = datetime.now(UTC).replace(tzinfo=None)
         con.execute("CREATE SCHEMA IF NOT EXISTS ml")
