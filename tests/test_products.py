@@ -272,7 +272,7 @@ def test_the_model_card_shows_the_backtest(journey_shop):
 
 def test_the_dashboard_reads_the_journey_from_the_published_snapshot(journey_shop):
     _, s = journey_shop
-    from dashboards.products_data import customer_recommendations, products
+    from dashboards.data.products import customer_recommendations, products
     from pipelines.core.warehouse import open_snapshot
     from pipelines.publish import current_snapshot
 

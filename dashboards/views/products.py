@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards import charts, filters, ui
-from dashboards.products_data import NO_PRODUCTS_NOTE, load_products
+from dashboards.data.products import NO_PRODUCTS_NOTE, load_products
 
 
 def _rgba(hex_color: str, alpha: float = 0.35) -> str:

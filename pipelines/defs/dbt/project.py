@@ -21,7 +21,7 @@ from dagster_dbt import DbtProject
 from pipelines.core.config import PROJECT_ROOT, duckdb_memory_limit, export_environment
 
 #: Folders and files whose change makes the manifest stale.
-DBT_SOURCES = ("models", "macros", "tests/dbt", "dbt_project.yml", "profiles.yml")
+DBT_SOURCES = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profiles.yml")
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
 

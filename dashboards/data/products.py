@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from dashboards.data import TTL_SECONDS, _cursor, _has, query
+from dashboards.data.connection import TTL_SECONDS, has, query, snapshot_cursor
 
 NO_PRODUCTS_NOTE = (
     "No product journey yet: the published snapshot has no order lines with products "
@@ -23,7 +23,7 @@ NO_PRODUCTS_NOTE = (
 
 def products(con: duckdb.DuckDBPyConnection) -> dict:
     """Everything the Products page draws, as small frames."""
-    if not _has(con, "marts.product_retention", "marts.product_transitions"):
+    if not has(con, "marts.product_retention", "marts.product_transitions"):
         return {"available": False}
     retention = query(con, """
         select journey_level, journey_key, journey_name, category, first_buyers, observable_90d, repeat_rate_90d,
@@ -34,7 +34,7 @@ def products(con: duckdb.DuckDBPyConnection) -> dict:
     """)
     if retention.empty:
         return {"available": False}
-    rules = query(con, "select * from marts.product_journey_rules") if _has(
+    rules = query(con, "select * from marts.product_journey_rules") if has(
         con, "marts.product_journey_rules") else pd.DataFrame()
     categories = query(con, """
         select from_key, to_key, customers, share, lift, meets_min_support
@@ -58,14 +58,14 @@ def products(con: duckdb.DuckDBPyConnection) -> dict:
         "backtest": None,
         "recommended": None,
     }
-    if _has(con, "ml.recommendation_backtests"):
+    if has(con, "ml.recommendation_backtests"):
         out["backtest"] = query(con, """
             select cutoff_date, customers, hit_rate_at_3, baseline_hit_rate_at_3, ndcg_at_3, baseline_ndcg_at_3
             from ml.recommendation_backtests
             where run_id = (select arg_max(run_id, created_at) from ml.recommendation_backtests)
             order by cutoff_date
         """)
-    if _has(con, "ml.product_recommendations"):
+    if has(con, "ml.product_recommendations"):
         out["recommended"] = query(con, """
             select product_name, category, count(*) as customers,
                    count(*) filter (where reason_kind = 'next') as from_journeys,
@@ -79,7 +79,7 @@ def products(con: duckdb.DuckDBPyConnection) -> dict:
 
 def customer_recommendations(con: duckdb.DuckDBPyConnection, customer_id: str) -> pd.DataFrame | None:
     """One customer's next products with the reason (None when the snapshot has no recommendations)."""
-    if not _has(con, "ml.product_recommendations"):
+    if not has(con, "ml.product_recommendations"):
         return None
     return query(con, """
         select rank, product_name, category, reason
@@ -90,12 +90,12 @@ def customer_recommendations(con: duckdb.DuckDBPyConnection, customer_id: str) -
 @st.cache_data(ttl=TTL_SECONDS, show_spinner="Loading…")
 def load_products(snapshot: str) -> dict:
     """`products` on the snapshot, cached per snapshot."""
-    with _cursor(snapshot) as cur:
+    with snapshot_cursor(snapshot) as cur:
         return products(cur)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def load_customer_recommendations(snapshot: str, customer_id: str) -> pd.DataFrame | None:
     """`customer_recommendations`, cached per customer."""
-    with _cursor(snapshot) as cur:
+    with snapshot_cursor(snapshot) as cur:
         return customer_recommendations(cur, customer_id)
