@@ -8,7 +8,7 @@ pinned down by a customer made for it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -501,7 +501,9 @@ def test_cross_sell_rows_carry_the_recommended_products_and_other_plays_none(con
     con.execute("""INSERT INTO ml.product_recommendations VALUES
         ('win_recent', 2, 'P2', 'Leather Belt'), ('win_recent', 1, 'P1', 'Night Cleanser'),
         ('win_recent', 3, 'P3', 'Portable Charger'), ('win', 1, 'P9', 'Linen Shirt')""")
-    build_outreach_lists(con, run_id="r1")
+    pb = load_playbook(DEFAULT_PLAYBOOK)  # no holdout: who is listed must not depend on the arm draw
+    build_outreach_lists(con, run_id="r1", playbook=replace(pb, plays=tuple(replace(p, holdout=0.0)
+                                                                          for p in pb.plays)))
     rows = {r[0]: r[1:] for r in con.execute(
         "SELECT customer_id, play, next_product_1_id, next_product_1_name, next_product_2_name, "
         "next_product_3_name FROM exports.outreach_lists WHERE run_id = 'r1'").fetchall()}
