@@ -44,11 +44,13 @@ def _churn_scores_key() -> dg.AssetKey:
 CHURN_SCORES_KEY = _churn_scores_key()
 #: The marts the outreach candidates read, as `pipelines/outreach/candidates.py` declares them.
 MART_INPUTS = [dg.AssetKey(table.split(".")) for table in INPUT_TABLES if table.startswith("marts.")]
+#: The next products that plays with `recommend_products` put on their lists.
+PRODUCT_RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "product_recommendations"])
 
 
 @dg.asset(
     key=OUTREACH_LISTS_KEY,
-    deps=[CHURN_SCORES_KEY, *MART_INPUTS],
+    deps=[CHURN_SCORES_KEY, PRODUCT_RECOMMENDATIONS_KEY, *MART_INPUTS],
     group_name=GROUP,
     pool="duckdb_writer",
     kinds={"duckdb"},
