@@ -30,7 +30,13 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
+from pipelines.defs.dbt.project import (
+    AFTER_SCORING_TAG,
+    dbt_environment,
+    dbt_executable,
+    dbt_project,
+    ensure_manifest,
+)
 from pipelines.defs.resources import WarehouseResource
 from pipelines.progress import Countdown, say
 from pipelines.runs import StopGuard, dbt_launcher
@@ -45,9 +51,9 @@ DBT_OP_NAME = "retain_dbt_models"
 #: run after the outreach lists (`pipelines/defs/lift/`), not in this step.
 AFTER_OUTREACH_TAG = "after_outreach"
 
-#: dbt tag of the models that read the churn scores (the action tiers): they run after scoring
-#: and before the outreach lists, which read them (`pipelines/defs/lift/`), not in this step.
-AFTER_SCORING_TAG = "after_scoring"
+#: dbt tag of the models that read the churn scores (the action tiers, `AFTER_SCORING_TAG` from
+#: project.py): they run after scoring and before the outreach lists, which read them
+#: (`pipelines/defs/lift/`), not in this step.
 
 #: Jobs whose dbt step tests only what the run can break (see `DbtBuildConfig.test_scope`).
 RUN_SCOPED_TEST_JOBS = frozenset({"daily_job"})

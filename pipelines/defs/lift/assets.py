@@ -71,7 +71,7 @@ UPLIFT_TRAINING_KEY = dg.AssetKey(["marts", "outreach_first_listing_outcomes"])
 @dg.asset(
     key=UPLIFT_SCORES_KEY,
     deps=[UPLIFT_TRAINING_KEY, dg.AssetKey(["ml", "churn_scores"])],
-    group_name="score",
+    group_name="uplift",
     pool="duckdb_writer",
     kinds={"scikitlearn", "duckdb"},
     description=(
