@@ -127,7 +127,8 @@ st.caption(" · ".join(str(x) for x in [
 ] if x))
 
 score = c.get("score")
-cols = st.columns(6)
+action = c.get("action") or {}
+cols = st.columns(7)
 with cols[0]:
     ui.tile("Orders", ui.count(p.get("orders_count")))
 with cols[1]:
@@ -140,9 +141,16 @@ with cols[3]:
             f"{score['risk_tier']} risk" if score else None, None,
             "Probability of no valid order in the model's horizon, from the latest scoring.", neutral=True)
 with cols[4]:
+    rank = action.get("action_rank")
+    ui.tile("Action tier", str(action.get("action_tier") or "–"),
+            f"#{int(rank):,} by value at risk" if rank is not None and not pd.isna(rank) else None, None,
+            "Whom to contact first: the 5% of customers who ordered in the last 365 days with the most "
+            "expected value at risk (churn probability × 12-month value) are high, the next 15% medium, "
+            "the rest low; customers without an order for longer are dormant.", neutral=True)
+with cols[5]:
     ui.tile("12-month value", ui.money(score.get("clv_12m"), currency) if score else "–", None, None,
             "Expected customer value over the next 12 months (BG/NBD and Gamma-Gamma).")
-with cols[5]:
+with cols[6]:
     ui.tile("P(alive)", ui.pct(score.get("p_alive"), 0) if score else "–", None, None,
             "BG/NBD probability that the customer is still active.")
 
@@ -151,6 +159,13 @@ if score:
     reasons = [r for r in reasons if r and not pd.isna(r)]
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
+    uplift = c.get("uplift")
+    if uplift is not None and not uplift.empty:
+        st.markdown("**Uplift of outreach** (how much contacting them changes their chance to order within "
+                    "60 days, learned from the plays' holdouts): " + " · ".join(
+                        f"{r.play} {r.uplift * 100:+.1f} points ({ui.pct(r.p_order_if_contacted, 0)} if contacted, "
+                        f"{ui.pct(r.p_order_if_held_out, 0)} if not; #{int(r.uplift_rank):,} of {int(r.ranked):,})"
+                        for r in uplift.itertuples()))
 else:
     missing = scores_missing_note(load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
