@@ -37,11 +37,9 @@ action = d.get("action_tiers")
 if action is None or action.empty:
     ui.note("Action tiers appear after a `retain run` that scores customers (marts.customer_action_tiers).")
 else:
-    st.caption("Risk tiers say how likely a customer is to leave; most one-time buyers are high risk, so they "
-               "name no list a team can work. Action tiers rank the customers who ordered in the last 365 days "
-               "by expected value at risk (churn probability × 12-month value): the top 5% are high, the next "
-               "15% medium, the rest low; customers without an order for longer are dormant. Playbook rules "
-               "can use `action_tier`.")
+    st.caption("Risk tiers say how likely a customer is to leave (most one-time buyers are high); action tiers "
+               "say whom to contact first: the 5% of customers who ordered in the last 365 days with the most "
+               "value at risk (churn probability × 12-month value) are high, the next 15% medium.")
     by_tier = action.set_index("action_tier")
     cols = st.columns(4)
     for col, tier in zip(cols, ("high", "medium", "low", "dormant"), strict=True):

@@ -128,7 +128,7 @@ st.caption(" · ".join(str(x) for x in [
 
 score = c.get("score")
 action = c.get("action") or {}
-cols = st.columns(7)
+cols = st.columns(6)
 with cols[0]:
     ui.tile("Orders", ui.count(p.get("orders_count")))
 with cols[1]:
@@ -141,16 +141,9 @@ with cols[3]:
             f"{score['risk_tier']} risk" if score else None, None,
             "Probability of no valid order in the model's horizon, from the latest scoring.", neutral=True)
 with cols[4]:
-    rank = action.get("action_rank")
-    ui.tile("Action tier", str(action.get("action_tier") or "–"),
-            f"#{int(rank):,} by value at risk" if rank is not None and not pd.isna(rank) else None, None,
-            "Whom to contact first: the 5% of customers who ordered in the last 365 days with the most "
-            "expected value at risk (churn probability × 12-month value) are high, the next 15% medium, "
-            "the rest low; customers without an order for longer are dormant.", neutral=True)
-with cols[5]:
     ui.tile("12-month value", ui.money(score.get("clv_12m"), currency) if score else "–", None, None,
             "Expected customer value over the next 12 months (BG/NBD and Gamma-Gamma).")
-with cols[6]:
+with cols[5]:
     ui.tile("P(alive)", ui.pct(score.get("p_alive"), 0) if score else "–", None, None,
             "BG/NBD probability that the customer is still active.")
 
@@ -159,6 +152,15 @@ if score:
     reasons = [r for r in reasons if r and not pd.isna(r)]
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
+    if action.get("action_tier"):
+        rank = action.get("action_rank")
+        where = (f"#{int(rank):,} of the active customers by value at risk "
+                 f"({ui.money(action.get('value_at_risk'), currency)} = churn probability × 12-month value)"
+                 if rank is not None and not pd.isna(rank) else "no order in the last 365 days")
+        st.markdown(f"**Action tier: {action['action_tier']}** · {where}",
+                    help="Whom to contact first: the 5% of customers who ordered in the last 365 days with the "
+                         "most value at risk are high, the next 15% medium, the rest low; customers without an "
+                         "order for longer are dormant.")
     uplift = c.get("uplift")
     if uplift is not None and not uplift.empty:
         st.markdown("**Uplift of outreach** (how much contacting them changes their chance to order within "
