@@ -55,6 +55,7 @@ PAGES = {
     "retention": ("Retention", 4, 4),
     "post_purchase": ("Post-purchase experience", 4, 6),
     "support": ("Support & complaints", 5, 4),
+    "products": ("Products", 4, 3),
     "churn": ("Churn risk", 4, 2),
     "outreach": ("Outreach", 4, 2),
     "customer_360": ("Customer 360", 6, 1),

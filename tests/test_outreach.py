@@ -8,7 +8,7 @@ pinned down by a customer made for it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -351,11 +351,13 @@ def suppressed(con, run_id: str) -> dict[str, set[str]]:
 # --------------------------------------------------------------------------- playbook
 
 
-def test_default_playbook_has_the_seven_plays_in_priority_order():
+def test_default_playbook_has_the_eight_plays_in_priority_order():
     pb = load_playbook(DEFAULT_PLAYBOOK)
     assert pb.names == ["service_recovery", "vip_winback", "winback", "at_risk_nurture", "onboarding",
-                        "review_request", "advocate_referral"]
-    assert [p.priority for p in pb.plays] == list(range(1, 8))
+                        "review_request", "advocate_referral", "cross_sell"]
+    assert [p.priority for p in pb.plays] == list(range(1, 9))
+    # only the cross-sell play carries the recommended next products
+    assert [p.name for p in pb.plays if p.recommend_products] == ["cross_sell"]
     assert pb.play("service_recovery").channel == "support_queue"
     assert not pb.play("service_recovery").is_marketing
     assert all(p.channel == "email" for p in pb.plays[1:])
@@ -482,8 +484,9 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert got["onb_late"] == "review_request"
     assert got["adv"] == "advocate_referral"
     assert got["ok_freq_old"] == "winback" and got["ok_freq_tx"] == "winback"
-    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet", "win_recent", "win_gone",
-                "nurture_gone"):
+    # not lapsed yet (last order 30 days ago, delivered 25 days ago): the cross-sell play's window
+    assert got["win_recent"] == "cross_sell"
+    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet", "win_gone", "nurture_gone"):
         assert cid not in got, cid
     # One play per customer per run, and the counts add up.
     n, distinct = con.execute(
@@ -491,6 +494,38 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert n == distinct == summary.listed
     assert summary.eligible == summary.listed + summary.suppressed
     assert summary.by_play["vip_winback"]["listed"] == 2
+
+
+def test_cross_sell_rows_carry_the_recommended_products_and_other_plays_none(con):
+    con.execute("CREATE TABLE ml.product_recommendations (customer_id VARCHAR, rank INTEGER, product_id VARCHAR, "
+                "product_name VARCHAR)")
+    con.execute("""INSERT INTO ml.product_recommendations VALUES
+        ('win_recent', 2, 'P2', 'Leather Belt'), ('win_recent', 1, 'P1', 'Night Cleanser'),
+        ('win_recent', 3, 'P3', 'Portable Charger'), ('win', 1, 'P9', 'Linen Shirt')""")
+    pb = load_playbook(DEFAULT_PLAYBOOK)  # no holdout: who is listed must not depend on the arm draw
+    build_outreach_lists(con, run_id="r1", playbook=replace(pb, plays=tuple(replace(p, holdout=0.0)
+                                                                          for p in pb.plays)))
+    rows = {r[0]: r[1:] for r in con.execute(
+        "SELECT customer_id, play, next_product_1_id, next_product_1_name, next_product_2_name, "
+        "next_product_3_name FROM exports.outreach_lists WHERE run_id = 'r1'").fetchall()}
+    assert rows["win_recent"] == ("cross_sell", "P1", "Night Cleanser", "Leather Belt", "Portable Charger")
+    # a win-back play does not ask for recommendations: none on its rows even though there are some
+    assert rows["win"][0] == "winback" and rows["win"][1:] == (None, None, None, None)
+
+
+def test_outreach_lists_from_before_the_recommendations_gain_the_columns(tmp_path):
+    c = make_warehouse(tmp_path / "old.duckdb")
+    c.execute("CREATE SCHEMA exports")
+    c.execute("CREATE TABLE exports.outreach_lists (run_id VARCHAR NOT NULL, play VARCHAR NOT NULL, "
+              "customer_id VARCHAR NOT NULL, channel VARCHAR NOT NULL, action VARCHAR, template VARCHAR, "
+              "priority INTEGER, rank BIGINT, risk_tier VARCHAR, churn_probability DOUBLE, clv_12m DOUBLE, "
+              "reasons VARCHAR, as_of_date DATE, created_at TIMESTAMP)")
+    build_outreach_lists(c, run_id="r1")  # no ml.product_recommendations: the columns stay empty
+    cols = {r[0] for r in c.execute("DESCRIBE exports.outreach_lists").fetchall()}
+    assert {"next_product_1_id", "next_product_3_name"} <= cols
+    assert c.execute("SELECT count(*) FROM exports.outreach_lists WHERE next_product_1_id IS NOT NULL "
+                     "OR play = 'cross_sell' AND run_id <> 'r1'").fetchone()[0] == 0
+    c.close()
 
 
 def test_winback_window_is_last_order_90_to_365_days_ago(tmp_path):

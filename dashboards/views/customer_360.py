@@ -10,6 +10,7 @@ from dashboards.data.connection import WarehouseUnavailable
 from dashboards.data.customer_360 import contact_details, search_emails
 from dashboards.data.loaders import load_churn_status, load_customer, load_search
 from dashboards.data.model import scores_missing_note
+from dashboards.data.products import load_customer_recommendations
 
 ctx = filters.context()
 who = signin.identity()
@@ -172,6 +173,11 @@ else:
     missing = scores_missing_note(load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
             else "No churn score for this customer (no scoring run yet, or no valid order).")
+
+recommended = load_customer_recommendations(ctx.snapshot, customer_id)
+if recommended is not None and not recommended.empty:
+    st.markdown("**Likely to buy next**\n\n" + "\n".join(
+        f"{r.rank}. **{r.product_name}**: {r.reason}" for r in recommended.itertuples()))
 
 timeline = c.get("timeline")
 st.subheader("Timeline")

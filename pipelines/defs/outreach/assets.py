@@ -46,11 +46,13 @@ CHURN_SCORES_KEY = _churn_scores_key()
 MART_INPUTS = [dg.AssetKey(table.split(".")) for table in INPUT_TABLES if table.startswith("marts.")]
 #: The action tiers, built by the dbt step after scoring (`pipelines/defs/lift/`): the lists read them.
 ACTION_TIERS_KEY = dg.AssetKey(ACTION_TIERS_TABLE.split("."))
+#: The next products that plays with `recommend_products` put on their lists.
+PRODUCT_RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "product_recommendations"])
 
 
 @dg.asset(
     key=OUTREACH_LISTS_KEY,
-    deps=[CHURN_SCORES_KEY, ACTION_TIERS_KEY, *MART_INPUTS],
+    deps=[CHURN_SCORES_KEY, ACTION_TIERS_KEY, PRODUCT_RECOMMENDATIONS_KEY, *MART_INPUTS],
     group_name=GROUP,
     pool="duckdb_writer",
     kinds={"duckdb"},
