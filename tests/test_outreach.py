@@ -32,6 +32,7 @@ from pipelines.outreach import (
     to_e164,
 )
 from pipelines.outreach.candidates import empty_candidates_table
+from pipelines.outreach.lists import plays_needing_scores
 from pipelines.outreach.playbook import DEFAULT_PLAYBOOK, rule_problems
 
 AS_OF = date(2025, 3, 31)
@@ -833,3 +834,35 @@ def test_email_validation_and_masking():
     assert mask_email("jane.doe@example.com") == "j***@e***.com"
     assert "jane" not in mask_email("jane.doe@example.com")
     assert mask_phone("+4915112345678") == "+49********678"
+
+
+def test_candidates_carry_the_action_tiers_dbt_built_for_the_scores_batch(tmp_path):
+    """The tier rule lives in the dbt model alone: build it on the world's scores, read it in a rule."""
+    from tests.dbt_fixture import run_dbt
+
+    w = World()
+    # an active base of 20 (1 high at 5%, 3 more medium up to 20%) and one gone for 400 days
+    for i in range(20):
+        w.customer(f"c{i:02d}", risk="high", clv=100.0 + 10 * i, prob=0.7, last_order_days_ago=100)
+    w.customer("gone", risk="high", clv=9999.0, prob=0.99, last_order_days_ago=400)
+    path = tmp_path / "w.duckdb"
+    make_warehouse(path, w).close()
+    result = run_dbt(["run", "--select", "stg_ml__churn_scores", "customer_action_tiers"], path, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    pb_path = tmp_path / "tiers.yaml"
+    pb_path.write_text("plays:\n  - {name: top_value_at_risk, channel: email, action: call, template: t1, "
+                       "rule: \"action_tier = 'high'\", holdout: 0}\n")
+    with duckdb.connect(str(path)) as c:
+        create_candidates_view(c)
+        rows = dict(c.execute("SELECT customer_id, action_tier FROM outreach_candidates").fetchall())
+        assert rows["c19"] == "high" and rows["gone"] == "dormant"
+        assert sorted(k for k, v in rows.items() if v == "medium") == ["c16", "c17", "c18"]
+        assert c.execute("SELECT value_at_risk, action_rank FROM outreach_candidates WHERE customer_id = 'c19'"
+                         ).fetchone() == (pytest.approx(0.7 * 290.0), 1)
+        assert plays_needing_scores(parse_playbook(pb_path.read_text())) == ["top_value_at_risk"]
+        build_outreach_lists(c, run_id="t", playbook_path=pb_path)
+        assert set(listed(c, "t")) == {"c19"}
+        # a score from another batch than the tiers' (a backfill reading the history) has no tier
+        c.execute("UPDATE marts.customer_action_tiers SET scores_as_of_date = scores_as_of_date - 1")
+        create_candidates_view(c)
+        assert c.execute("SELECT count(action_tier) FROM outreach_candidates").fetchone()[0] == 0

@@ -128,6 +128,7 @@ st.caption(" · ".join(str(x) for x in [
 ] if x))
 
 score = c.get("score")
+action = c.get("action") or {}
 cols = st.columns(6)
 with cols[0]:
     ui.tile("Orders", ui.count(p.get("orders_count")))
@@ -152,6 +153,22 @@ if score:
     reasons = [r for r in reasons if r and not pd.isna(r)]
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
+    if action.get("action_tier"):
+        rank = action.get("action_rank")
+        where = (f"#{int(rank):,} of the active customers by value at risk "
+                 f"({ui.money(action.get('value_at_risk'), currency)} = churn probability × 12-month value)"
+                 if rank is not None and not pd.isna(rank) else "no order in the last 365 days")
+        st.markdown(f"**Action tier: {action['action_tier']}** · {where}",
+                    help="Whom to contact first: the 5% of customers who ordered in the last 365 days with the "
+                         "most value at risk are high, the next 15% medium, the rest low; customers without an "
+                         "order for longer are dormant.")
+    uplift = c.get("uplift")
+    if uplift is not None and not uplift.empty:
+        st.markdown("**Uplift of outreach** (how much contacting them changes their chance to order within "
+                    "60 days, learned from the plays' holdouts): " + " · ".join(
+                        f"{r.play} {r.uplift * 100:+.1f} points ({ui.pct(r.p_order_if_contacted, 0)} if contacted, "
+                        f"{ui.pct(r.p_order_if_held_out, 0)} if not; #{int(r.uplift_rank):,} of {int(r.ranked):,})"
+                        for r in uplift.itertuples()))
 else:
     missing = scores_missing_note(load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
