@@ -32,34 +32,28 @@ TIERS_OP_NAME = "retain_dbt_after_scoring"
 ACTION_TIERS_KEY = dg.AssetKey(["marts", "customer_action_tiers"])
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name=TIERS_OP_NAME,
-    pool="duckdb_writer",
-    select=f"tag:{AFTER_SCORING_TAG}",
-)
-def action_tiers(
-    context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """`dbt build` of the models tagged `after_scoring`: the action tiers of the latest scores."""
-    yield from dbt_build(context, config, warehouse)
+def _dbt_step(name: str, tag: str, doc: str) -> dg.AssetsDefinition:
+    """A `dbt build` step of the models tagged `tag`, run like the warehouse models' step."""
+
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+        name=name,
+        pool="duckdb_writer",
+        select=f"tag:{tag}",
+    )
+    def _step(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource) -> Iterator[Any]:
+        yield from dbt_build(context, config, warehouse)
+
+    _step.__doc__ = doc
+    return _step
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name=LIFT_OP_NAME,
-    pool="duckdb_writer",
-    select=f"tag:{AFTER_OUTREACH_TAG}",
-)
-def outreach_lift(
-    context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """`dbt build` of the models tagged `after_outreach`: the lift of each play."""
-    yield from dbt_build(context, config, warehouse)
+#: The action tiers of the latest scores.
+action_tiers = _dbt_step(TIERS_OP_NAME, AFTER_SCORING_TAG, "`dbt build` of the models tagged `after_scoring`.")
+#: The lift of each play.
+outreach_lift = _dbt_step(LIFT_OP_NAME, AFTER_OUTREACH_TAG, "`dbt build` of the models tagged `after_outreach`.")
 
 
 #: Per-customer uplift of each play with enough holdout data (ml/uplift.py).
