@@ -212,6 +212,9 @@ def test_build_ran_models_unit_tests_and_data_tests(built):
     unit_tests = [r for r in built.first_build if r["unique_id"].startswith("unit_test.")]
     assert {r["status"] for r in unit_tests} == {"pass"}
     assert set(REQUIRED_MARTS) <= {r["unique_id"].split(".")[2] for r in unit_tests}
+    # runs leave the unit tests to CI: here, every one of the project's unit tests ran
+    manifest = json.loads((built.work / "target" / "manifest.json").read_text())
+    assert {r["unique_id"] for r in unit_tests} == set(manifest["unit_tests"])
 
 
 def test_required_marts_have_required_columns(built):

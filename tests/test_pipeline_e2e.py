@@ -41,6 +41,13 @@ def test_the_run_goes_through_every_stage(pipeline):
     assert _stage(summary, "score").rows_out > 0
 
 
+def test_the_run_leaves_dbts_unit_tests_to_ci(pipeline):
+    log = pipeline.data_dir / "logs" / f"dbt-{pipeline.summary.run_id[:8]}.log"
+    finished = [line for line in log.read_text().splitlines() if line.startswith("Finished running")]
+    assert len(finished) == 3, "the three dbt steps of the full job"
+    assert all("data tests" in line and "unit test" not in line for line in finished), finished
+
+
 def test_the_snapshot_has_every_mart_scores_and_lists_but_no_raw_data(pipeline):
     snap = current_snapshot(pipeline.settings.published)
     assert snap is not None

@@ -10,10 +10,12 @@
 - The step runs in the `duckdb_writer` pool: one writer on the warehouse at a time.
 - dbt runs in its own process group and dies with the process that runs the step, even on
   `kill -9` (`pipelines.runs.dbt_launcher`); SIGTERM/SIGINT of `retain` kill it too.
-- The daily job (`daily_job`: schedule and landing sensor) leaves the unit tests out (they
-  check model logic on fixed rows, not the data; CI and every other job run them) and scopes
-  the data tests of incremental models to the rows the run wrote (`macros/test_scope.sql`).
-  Every other job, and a full refresh, tests everything.
+- Runs leave dbt's unit tests out: they check model logic on fixed rows, not the data, so
+  they belong to CI (`make test` runs every one of them on every change), as dbt advises for
+  production builds. Run config `unit_tests: true` runs them too.
+- The daily job (`daily_job`: schedule and landing sensor) scopes the data tests of
+  incremental models to the rows the run wrote (`macros/test_scope.sql`). Every other job,
+  and a full refresh, tests every row.
 """
 
 
@@ -98,11 +100,13 @@ class DbtBuildConfig(dg.Config):
     # ends included), leave other periods alone (dbt vars, see macros/backfill.sql).
     backfill_start: str | None = None
     backfill_end: str | None = None
-    # What the data tests read. `all`: every row, plus the unit tests. `run`: on incremental
-    # models only the rows this run wrote (a full refresh writes them all), no unit tests.
-    # `auto`: `run` in the daily job (RUN_SCOPED_TEST_JOBS) unless it is a full refresh or a
-    # backfill, else `all`.
+    # What the data tests read. `all`: every row. `run`: on incremental models only the rows
+    # this run wrote (a full refresh writes them all). `auto`: `run` in the daily job
+    # (RUN_SCOPED_TEST_JOBS) unless it is a full refresh or a backfill, else `all`.
     test_scope: Literal["auto", "run", "all"] = "auto"
+    # Run dbt's unit tests too (model logic on fixed rows; CI runs them on every change). Never
+    # in a backfill: its vars would apply to the unit tests' rows.
+    unit_tests: bool = False
 
     def resolved_test_scope(self, job_name: str | None) -> str:
         """`run` or `all` for a run of `job_name` (see `test_scope`)."""
@@ -128,7 +132,7 @@ class DbtBuildConfig(dg.Config):
 def retain_dbt_models(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
+    """`dbt build` (models and data tests) of the selected models on the warehouse."""
     yield from dbt_build(context, config, warehouse)
 
 
@@ -160,9 +164,7 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
     scope = config.resolved_test_scope(context.job_name)
     # read by macros/test_scope.sql when dbt executes (set every time: the process may run other jobs)
     os.environ[TEST_SCOPE_ENV] = scope
-    if config.backfill_start or config.backfill_end or scope == "run":
-        # unit tests check model logic on fixed rows: CI and full runs run them; in a backfill
-        # the backfill vars would apply to their rows too
+    if not config.unit_tests or config.backfill_start or config.backfill_end:
         args += ["--exclude-resource-type", "unit_test"]
     rows = "rows written by this run" if scope == "run" else "all rows"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
