@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 7
+# make test runs the test files in this many processes (pytest-xdist)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench clean
 
@@ -24,7 +26,7 @@ demo: setup
 	$(BIN)/retain dashboard
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(BIN)/ruff check .

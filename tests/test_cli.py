@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import pytest
@@ -10,6 +11,19 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _own_environment():
+    """The CLI runs in this process: no retain setting comes in from another test, none goes out."""
+    saved = dict(os.environ)
+    for var in [v for v in os.environ if v.startswith("RETAIN_") or v == "DAGSTER_HOME"]:
+        del os.environ[var]
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
 
 

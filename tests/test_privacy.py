@@ -1,7 +1,7 @@
 """Personal data at rest and in the published snapshot, after a real `retain run`.
 
-A small shop of its own (a few hundred customers) goes through `retain generate` and
-`retain run` in subprocesses started with the usual umask 022, so the test sees what the
+A small shop (a few hundred customers, the session's `cli_shop`) went through `retain generate`
+and `retain run` in subprocesses started with the usual umask 022, so the test sees what the
 CLI itself makes of file modes. Then: every file under the data folder is owner-only, and
 the newest snapshot holds no plain email or phone of any customer.
 """
@@ -12,40 +12,24 @@ import hashlib
 import os
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipelines.core.config import PROJECT_ROOT
 from pipelines.core.privacy import mask_email, mask_phone, published_select
 from pipelines.core.warehouse import open_snapshot
 from pipelines.publish import current_snapshot, publish
+from tests.conftest import CLI_SHOP_CUSTOMERS, retain_cli
 
-CUSTOMERS = 300
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MASKED_EMAIL = re.compile(r"^.•••@")
 
 
-def _retain(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args, "--data-dir", str(data_dir)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
-        preexec_fn=lambda: os.umask(0o022),  # what a shell usually has: files 0644, folders 0755
-    )
-
-
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("retain-private") / "data"
-    generated = _retain(data_dir, "generate", "--customers", str(CUSTOMERS), "--seed", "5")
-    assert generated.returncode == 0, generated.stderr
-    ran = _retain(data_dir, "run")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    return data_dir
+def shop(cli_shop) -> Path:
+    """The shop `retain generate` and `retain run` built in subprocesses (tests/conftest.py)."""
+    return cli_shop
 
 
 def _loose(data_dir: Path) -> list[str]:
@@ -78,12 +62,12 @@ def test_files_left_readable_by_an_older_version_are_tightened_once(shop):
     exports = shop / "exports"
     os.chmod(warehouse, 0o644)
     os.chmod(exports, 0o755)
-    first = _retain(shop, "status")
+    first = retain_cli(shop, "status")
     assert first.returncode == 0, first.stderr
     assert "made 2 files and folders" in first.stderr and "owner-only" in first.stderr
     assert stat.S_IMODE(warehouse.stat().st_mode) == 0o600
     assert stat.S_IMODE(exports.stat().st_mode) == 0o700
-    second = _retain(shop, "status")
+    second = retain_cli(shop, "status")
     assert "owner-only" not in second.stderr
     assert _loose(shop) == []
 
@@ -118,7 +102,7 @@ def _plain_contact_data(snapshot: Path, phones: set[str]) -> list[str]:
 
 def test_the_published_snapshot_holds_no_plain_email_or_phone(shop):
     emails, phones = _customers(shop)
-    assert len(emails) > CUSTOMERS / 2 and len(phones) > CUSTOMERS / 3
+    assert len(emails) > CLI_SHOP_CUSTOMERS / 2 and len(phones) > CLI_SHOP_CUSTOMERS / 3
     snapshot = current_snapshot(shop / "published")
     assert _plain_contact_data(snapshot, phones) == []
     with open_snapshot(snapshot) as con:
