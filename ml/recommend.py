@@ -91,7 +91,7 @@ def _ts(value: datetime | date) -> str:
 _KIND_SQL = "CASE {k} WHEN 0 THEN 'next' WHEN 1 THEN 'together' WHEN 2 THEN 'rebuy' ELSE 'popular' END"
 #: Temp tables of `prepare` and of `build_candidates`, by suffix.
 _PREPARED = ("products", "customers", "lines", "pairs", "first_buys")
-_PER_CUTOFF = ("targets", "excluded", "popular", "strength", "last", "basket_top", "scored", "fill")
+_PER_CUTOFF = ("targets", "excluded", "popular", "strength", "last", "baskets", "basket_top", "scored", "fill")
 
 
 def prepare(con, prefix: str = "_rec") -> None:
@@ -220,16 +220,20 @@ def build_candidates(con, cutoff: datetime | date, customers: str | None = None,
         GROUP BY l.cid
     """)
     con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_baskets AS
+        SELECT basket, row_number() OVER (ORDER BY basket) AS bid FROM (SELECT DISTINCT basket FROM {p}_last)
+    """)
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_basket_top AS
-        WITH anchors AS (SELECT basket, unnest(basket) AS anchor FROM (SELECT DISTINCT basket FROM {p}_last)),
+        WITH anchors AS (SELECT bid, unnest(basket) AS anchor FROM {p}_baskets),
         scored AS (
-            SELECT a.basket, s.candidate AS pid, sum(s.strength) AS score,
+            SELECT a.bid, s.candidate AS pid, sum(s.strength) AS score,
                    arg_max(s.anchor * 4 + s.kind, s.strength) AS ak
             FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
-            GROUP BY a.basket, s.candidate
+            GROUP BY a.bid, s.candidate
         )
-        SELECT basket, list({{'pid': pid, 'score': score, 'ak': ak}} ORDER BY score DESC, pid) AS cands
-        FROM scored GROUP BY basket
+        SELECT bid, list({{'pid': pid, 'score': score, 'ak': ak}} ORDER BY score DESC, pid) AS cands
+        FROM scored GROUP BY bid
     """)
     # the first TOP_K candidates not excluded are among the first TOP_K + (number excluded)
     con.execute(f"""
@@ -241,7 +245,8 @@ def build_candidates(con, cutoff: datetime | date, customers: str | None = None,
                         ELSE list_filter(bt.cands[1:{TOP_K} + len(ex.ex)],
                                          lambda x: NOT list_contains(ex.ex, x.pid))[1:{TOP_K}] END AS picks
             FROM {p}_last l
-            JOIN {p}_basket_top bt ON bt.basket = l.basket
+            JOIN {p}_baskets b ON b.basket = l.basket
+            JOIN {p}_basket_top bt ON bt.bid = b.bid
             LEFT JOIN ex ON ex.cid = l.cid
         )
         SELECT cid, x.pid, x.score, x.ak // 4 AS anchor, x.ak % 4 AS kind
