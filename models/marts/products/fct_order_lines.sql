@@ -58,21 +58,17 @@ orders as (
 
     ),
 
-    orders_in_scope as (
-
-        {{ rows_with_keys('orders', 'customer_id', 'changed_customers') }}
-
-    ),
-
-{% else %}
-
-    orders_in_scope as (
-
-        select * from orders
-
-    ),
-
 {% endif %}
+
+orders_in_scope as (
+
+    {% if scoped -%}
+        {{ rows_with_keys('orders', 'customer_id', 'changed_customers') }}
+    {%- else -%}
+        select * from orders
+    {%- endif %}
+
+),
 
 valid_orders as (
 
