@@ -111,12 +111,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 def record(result: dict, code: str) -> Path:
     """Keep one measurement in bench/results/recommend/ (docs/benchmarks.md lists them all); return the file."""
-    from bench.run import RESULTS, write_docs
+    from bench.run import RESULTS, portable_json, write_docs
 
     folder = RESULTS / "recommend"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{result['measured_at'].replace(':', '')}.json"
-    path.write_text(json.dumps({**result, "code": code}, indent=2) + "\n")
+    data_dir = Path(result["data_dir"])
+    path.write_text(portable_json({**result, "code": code}, data_dir.parent))  # no path of this machine
     print(f"wrote {path} and {write_docs()}")
     return path
 
