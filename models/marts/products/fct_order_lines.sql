@@ -10,6 +10,14 @@
                 delete from {{ this }}
                 where order_id in (select order_id from {{ ref('fct_orders') }} where not is_valid)
             {% endif %}""",
+            """{% if is_incremental() %}
+                delete from {{ this }}
+                where
+                    _built_at < {{ invocation_timestamp() }}
+                    and order_id in (
+                        select order_id from {{ this }} where _built_at = {{ invocation_timestamp() }}
+                    )
+            {% endif %}""",
         ],
     )
 }}
@@ -23,9 +31,10 @@
     Incremental by customer, like fct_orders: a run rebuilds, from their whole order history,
     the lines of customers with an order (or a return, which fct_orders stamps on the order)
     or an order line loaded since the last run; every other customer's rows are left as they
-    are. A customer whose only valid orders were cancelled since has no line left to replace
-    theirs: the post-hook drops the lines of cancelled orders. A backfill (vars
-    backfill_start/backfill_end) rebuilds the whole table.
+    are. Two post-hooks drop what replacing customers leaves behind: the lines of orders
+    cancelled since (a customer whose only valid orders were cancelled has no line left to
+    replace theirs), and older rows of an order rewritten by this run (an order re-sent under
+    another customer). A backfill (vars backfill_start/backfill_end) rebuilds the whole table.
 #}
 
 {#- a table built before this model became incremental has no watermark: rebuild every customer -#}
