@@ -61,6 +61,8 @@ TARGET_PANDAS_VS_DBT = 10.0
 TARGET_INCREMENTAL_SECONDS = 30
 #: Importing a Shopify orders export (1M line items at L) ≤ this × loading the same rows as contract CSVs.
 TARGET_IMPORT_VS_CONTRACT = 2.0
+#: Seconds the product marts, recommendations and their backtest may add to the full run at L.
+TARGET_RECOMMEND_SECONDS = 20
 
 
 def retain_command() -> list[str]:
@@ -564,7 +566,46 @@ def import_section(results: list[dict], imports: list[dict]) -> list[str]:
     return lines
 
 
-def render_markdown(results: list[dict], imports: list[dict] | None = None) -> str:
+def recommend_section(records: list[dict]) -> list[str]:
+    """What the next-product recommendations add to a run at each kept measurement (`bench_recommend --record`)."""
+    if not records:
+        return []
+    lines = [
+        "",
+        "## Next-product recommendations",
+        "",
+        "What the product marts, the recommendations and their backtest add to a run, on the warehouse",
+        "of a finished full run (`bench/bench_recommend.py`; target: at most "
+        f"{TARGET_RECOMMEND_SECONDS:g} s added to the full run at 1,000,000",
+        "customers). *product marts*: `dbt run` of the five product models, dbt's elapsed time (a full",
+        "refresh where the code has an incremental `fct_order_lines`: what a first full run pays);",
+        "*incremental*: the same without `--full-refresh` and no new data; *added to the full run* =",
+        "product marts + recommendations + backtest (the full run trains, so it backtests);",
+        "*added to the daily run* = incremental + recommendations (the daily run never backtests; a",
+        "new day's customers add their share to the incremental marts). The machine is shared: compare",
+        "rows by the speed reference and the load, and before/after pairs measured back to back.",
+        "[churn-model.md](churn-model.md#speed-at-1m-customers) says what changed.",
+        "",
+        "| code | customers | order lines | load avg before / after | speed ref s | product marts s (wall) "
+        "| incremental s | recommendations s | backtest s | added to the full run s | added to the daily run s "
+        "| measured |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for rec in sorted(records, key=lambda r: r["measured_at"]):
+        incremental = rec.get("dbt_product_models_incremental_seconds")
+        daily = rec.get("daily_added_seconds")
+        lines.append(
+            f"| {rec['code']} | {rec['customers']:,} | {rec['order_lines']:,} "
+            f"| {rec['load_average_1m']:.1f} / {rec['load_average_1m_after']:.1f} | {rec['speed_reference_s']:.2f} "
+            f"| {rec['dbt_product_models_seconds']:.1f} ({rec['dbt_product_models_wall_seconds']:.1f}) "
+            f"| {_fmt(incremental, 1)} | {rec['recommend_seconds']:.1f} | {rec['backtest_seconds']:.1f} "
+            f"| {rec['added_seconds']:.1f} | {_fmt(daily, 1)} | {rec['measured_at']} |"
+        )
+    return lines
+
+
+def render_markdown(results: list[dict], imports: list[dict] | None = None,
+                    recommends: list[dict] | None = None) -> str:
     """docs/benchmarks.md from the results of every size present (and the kept import comparisons)."""
     order = {k: i for i, k in enumerate(SIZES)}
     results = sorted(results, key=lambda r: (order.get(r["size"], len(order)), r["customers"]))
@@ -638,6 +679,7 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None) -> s
         "  customer, and Dagster and dbt start-up are fixed costs.",
     ]
     lines += import_section(results, imports or [])
+    lines += recommend_section(recommends or [])
     for r in results:
         lines += ["", f"## {r['size']}: {r['customers']:,} customers", ""]
         load = r.get("load_average_at_start")
@@ -833,8 +875,9 @@ def write_docs(results_dir: Path = RESULTS, docs: Path = DOCS) -> Path:
     """Rewrite the report from every size's results and every kept import comparison (`import/*.json`)."""
     results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
     imports = [json.loads(p.read_text()) for p in sorted((results_dir / "import").glob("*.json"))]
+    recommends = [json.loads(p.read_text()) for p in sorted((results_dir / "recommend").glob("*.json"))]
     docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(render_markdown(results, imports))
+    docs.write_text(render_markdown(results, imports, recommends))
     return docs
 
 

@@ -3,9 +3,10 @@
     orders, months...) with a row loaded since the last run. One definition for every model
     that rebuilds "whole keys".
 
-    changed_keys(relation, key, where): the distinct `key` values of `relation` with a row
-    newer (`_loaded_at`) than this model's `_source_loaded_at`, optionally only rows matching
-    `where` (a condition on the alias `loaded`). Pass the ref again, not a CTE of it: DuckDB
+    changed_keys(relation, key, where, loaded_at): the distinct `key` values of `relation` with
+    a row newer (`loaded_at`, default `_loaded_at`; `_source_loaded_at` for another incremental
+    model) than this model's `_source_loaded_at`, optionally only rows matching `where` (a
+    condition on the alias `loaded`). Pass the ref again, not a CTE of it: DuckDB
     materialises a CTE used twice, which would copy every row of a large table.
 
     rows_with_keys(rows, key, keys): the rows of `rows` (a CTE) whose `key` is in `keys` (a CTE
@@ -16,12 +17,12 @@
     `changed_keys`), else every row of `rows`.
 #}
 
-{% macro changed_keys(relation, key, where=none) -%}
+{% macro changed_keys(relation, key, where=none, loaded_at='_loaded_at') -%}
     select distinct loaded.{{ key }}
     from {{ relation }} as loaded
     where
         {% if where %}{{ where }} and {% endif -%}
-        {{ is_newer_than_this('loaded._loaded_at', '_source_loaded_at') }}
+        {{ is_newer_than_this('loaded.' ~ loaded_at, '_source_loaded_at') }}
 {%- endmacro %}
 
 {% macro rows_with_keys(rows, key, keys) -%}
@@ -44,4 +45,17 @@
             select * from {{ rows }}
         ),
     {% endif %}
+{%- endmacro %}
+
+{#
+    True when this incremental model already holds its `_source_loaded_at` watermark. A table
+    built before the model became incremental has none: its first incremental run then takes
+    every key in scope (delete+insert rewrites them all), later runs only the changed keys.
+#}
+{% macro has_watermark() -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {{ return('_source_loaded_at' in columns) }}
 {%- endmacro %}

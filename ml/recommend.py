@@ -46,6 +46,8 @@ POPULAR_CANDIDATES = 10
 TABLE = "ml.product_recommendations"
 LINES = "marts.fct_order_lines"
 PRODUCTS = "marts.dim_products"
+#: Prefix of the temp tables `write_recommendations` computes in.
+PREFIX = "_rec"
 
 #: Reason kinds of a recommendation, and how the sentence for it reads.
 REASON_KINDS = ("next", "together", "rebuy", "popular")
@@ -98,7 +100,9 @@ def prepare(con, prefix: str = "_rec") -> None:
     became known, and each customer's first purchase of each product.
 
     The heavy joins and group-bys work on these integer codes (several times faster than on
-    text); a backtest prepares once and computes its cut-offs from the same tables.
+    text); a backtest prepares once and computes its cut-offs from the same tables. Codes
+    follow the ids' order (`pid` breaks ties between equal scores; sorting on `cid` sorts by
+    customer id).
     """
     p = prefix
     con.execute(f"""
@@ -111,7 +115,7 @@ def prepare(con, prefix: str = "_rec") -> None:
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_customers AS
-        SELECT customer_id, CAST(row_number() OVER () AS INTEGER) AS cid  -- any order: ties break on products
+        SELECT customer_id, CAST(row_number() OVER (ORDER BY customer_id) AS INTEGER) AS cid
         FROM (SELECT DISTINCT customer_id FROM {LINES})
     """)
     con.execute(f"""
@@ -140,23 +144,32 @@ def prepare(con, prefix: str = "_rec") -> None:
 
 
 def build_candidates(con, cutoff: datetime | date, customers: str | None = None, prefix: str = "_rec",
-                     model: bool = True, prepared: bool = False, out: str | None = None) -> str:
+                     model: bool = True, prepared: bool = False, out: str | None = None,
+                     baseline_out: str | None = None, coded: bool = False) -> str:
     """Temp table `out` (default `<prefix>_top`): customer_id, rank, product_id, score,
-    reason_product_id, reason_kind.
+    reason_product_id, reason_kind, and the codes cid, pid, anchor, kind.
 
     Uses only order lines placed before `cutoff`. `customers`: a table or subquery with a
     `customer_id` column limiting who gets recommendations (default: every customer with a
     line before the cut-off). `model=False` gives the popularity baseline alone. `prepared`:
     `prepare(con, prefix)` already ran (a backtest computes several cut-offs from it).
-    Returns the table's name.
+    `baseline_out`: also the popularity baseline for the same customers into this table (it
+    shares the customers, exclusions and best-sellers with the model). `coded`: `customers`
+    holds codes (a `cid` column) and the tables only the codes cid, rank, pid, score, anchor,
+    kind (the backtest compares codes and never needs the ids). Returns `out`'s name.
     """
     if not prepared:
         prepare(con, prefix)
     cut = _ts(cutoff)
     p = prefix
     out = out or f"{p}_top"
-    who = (f"SEMI JOIN (SELECT c.cid FROM ({customers}) w JOIN {p}_customers c ON c.customer_id = w.customer_id) "
-           "w ON w.cid = l.cid") if customers else ""
+    if customers and coded:
+        who = f"SEMI JOIN ({customers}) w ON w.cid = l.cid"
+    elif customers:
+        who = (f"SEMI JOIN (SELECT c.cid FROM ({customers}) w JOIN {p}_customers c "
+               "ON c.customer_id = w.customer_id) w ON w.cid = l.cid")
+    else:
+        who = ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_targets AS
         SELECT l.cid, max(l.purchase_number) AS last_purchase
@@ -180,62 +193,76 @@ def build_candidates(con, cutoff: datetime | date, customers: str | None = None,
         GROUP BY pid
         QUALIFY pop_rank <= {POPULAR_CANDIDATES}
     """)
-    if model:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p}_strength AS
-            WITH buyers AS (SELECT pid, count(*) AS n FROM {p}_first_buys WHERE first_at < {cut} GROUP BY pid)
-            SELECT pairs.anchor, pairs.candidate,
-                   (sum(next_n) + {CO_WEIGHT} * sum(co_n)) / (any_value(buyers.n) + {SMOOTHING}) AS strength,
-                   CASE WHEN pairs.anchor = pairs.candidate THEN 2
-                        WHEN sum(next_n) >= {CO_WEIGHT} * sum(co_n) THEN 0 ELSE 1 END AS kind
-            FROM {p}_pairs pairs JOIN buyers ON buyers.pid = pairs.anchor
-            WHERE pairs.known_at < {cut}
-            GROUP BY pairs.anchor, pairs.candidate
-            QUALIFY row_number() OVER (PARTITION BY pairs.anchor ORDER BY strength DESC, pairs.candidate)
-                    <= {NEIGHBOURS}
-        """)
-        # customers whose last purchase held the same products share one candidate list
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p}_last AS
-            SELECT l.cid, list(DISTINCT l.pid ORDER BY l.pid) AS basket
-            FROM {p}_lines l JOIN {p}_targets t ON t.cid = l.cid AND l.purchase_number = t.last_purchase
-            GROUP BY l.cid
-        """)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p}_baskets AS
-            SELECT basket, row_number() OVER (ORDER BY basket) AS bid FROM (SELECT DISTINCT basket FROM {p}_last)
-        """)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p}_basket_top AS
-            WITH anchors AS (SELECT bid, unnest(basket) AS anchor FROM {p}_baskets),
-            scored AS (
-                SELECT a.bid, s.candidate AS pid, sum(s.strength) AS score,
-                       arg_max(s.anchor * 4 + s.kind, s.strength) AS ak
-                FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
-                GROUP BY a.bid, s.candidate
-            )
-            SELECT bid, list({{'pid': pid, 'score': score, 'ak': ak}} ORDER BY score DESC, pid) AS cands
-            FROM scored GROUP BY bid
-        """)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p}_scored AS
-            WITH ex AS (SELECT cid, list(pid) AS ex FROM {p}_excluded GROUP BY cid),
-            picks AS (
-                SELECT l.cid,
-                       list_filter(bt.cands, lambda x: NOT list_contains(coalesce(ex.ex, []), x.pid))[1:{TOP_K}]
-                       AS picks
-                FROM {p}_last l
-                JOIN {p}_baskets b ON b.basket = l.basket
-                JOIN {p}_basket_top bt ON bt.bid = b.bid
-                LEFT JOIN ex ON ex.cid = l.cid
-            )
-            SELECT cid, x.pid, x.score, x.ak // 4 AS anchor, x.ak % 4 AS kind
-            FROM picks, unnest(picks) AS u(x)
-        """)
-        scored = f"SELECT cid, pid, score, anchor, kind FROM {p}_scored"
-    else:
-        scored = ("SELECT NULL::INTEGER AS cid, NULL::INTEGER AS pid, NULL::DOUBLE AS score, "
-                  "NULL::INTEGER AS anchor, NULL::INTEGER AS kind WHERE false")
+    if baseline_out:
+        _rank(con, p, _NONE, baseline_out, coded)
+    if not model:
+        return _rank(con, p, _NONE, out, coded)
+    # pairs are summed before the buyers join: one row per pair, not per purchase
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_strength AS
+        WITH buyers AS (SELECT pid, count(*) AS n FROM {p}_first_buys WHERE first_at < {cut} GROUP BY pid),
+        counted AS (
+            SELECT anchor, candidate, sum(next_n) AS next_n, sum(co_n) AS co_n
+            FROM {p}_pairs WHERE known_at < {cut} GROUP BY anchor, candidate
+        )
+        SELECT c.anchor, c.candidate,
+               (c.next_n + {CO_WEIGHT} * c.co_n) / (buyers.n + {SMOOTHING}) AS strength,
+               CASE WHEN c.anchor = c.candidate THEN 2
+                    WHEN c.next_n >= {CO_WEIGHT} * c.co_n THEN 0 ELSE 1 END AS kind
+        FROM counted c JOIN buyers ON buyers.pid = c.anchor
+        QUALIFY row_number() OVER (PARTITION BY c.anchor ORDER BY strength DESC, c.candidate) <= {NEIGHBOURS}
+    """)
+    # customers whose last purchase held the same products share one candidate list
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_last AS
+        SELECT l.cid, list(DISTINCT l.pid ORDER BY l.pid) AS basket
+        FROM {p}_lines l JOIN {p}_targets t ON t.cid = l.cid AND l.purchase_number = t.last_purchase
+        GROUP BY l.cid
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_baskets AS
+        SELECT basket, row_number() OVER (ORDER BY basket) AS bid FROM (SELECT DISTINCT basket FROM {p}_last)
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_basket_top AS
+        WITH anchors AS (SELECT bid, unnest(basket) AS anchor FROM {p}_baskets),
+        scored AS (
+            SELECT a.bid, s.candidate AS pid, sum(s.strength) AS score,
+                   arg_max(s.anchor * 4 + s.kind, s.strength) AS ak
+            FROM anchors a JOIN {p}_strength s ON s.anchor = a.anchor
+            GROUP BY a.bid, s.candidate
+        )
+        SELECT bid, list({{'pid': pid, 'score': score, 'ak': ak}} ORDER BY score DESC, pid) AS cands
+        FROM scored GROUP BY bid
+    """)
+    # the first TOP_K candidates not excluded are among the first TOP_K + (number excluded)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_scored AS
+        WITH ex AS (SELECT cid, list(pid) AS ex FROM {p}_excluded GROUP BY cid),
+        picks AS (
+            SELECT l.cid,
+                   CASE WHEN ex.ex IS NULL THEN bt.cands[1:{TOP_K}]
+                        ELSE list_filter(bt.cands[1:{TOP_K} + len(ex.ex)],
+                                         lambda x: NOT list_contains(ex.ex, x.pid))[1:{TOP_K}] END AS picks
+            FROM {p}_last l
+            JOIN {p}_baskets b ON b.basket = l.basket
+            JOIN {p}_basket_top bt ON bt.bid = b.bid
+            LEFT JOIN ex ON ex.cid = l.cid
+        )
+        SELECT cid, x.pid, x.score, x.ak // 4 AS anchor, x.ak % 4 AS kind
+        FROM picks, unnest(picks) AS u(x)
+    """)
+    return _rank(con, p, f"SELECT cid, pid, score, anchor, kind FROM {p}_scored", out, coded)
+
+
+#: No model candidates (the popularity baseline alone).
+_NONE = ("SELECT NULL::INTEGER AS cid, NULL::INTEGER AS pid, NULL::DOUBLE AS score, "
+         "NULL::INTEGER AS anchor, NULL::INTEGER AS kind WHERE false")
+
+
+def _rank(con, p: str, scored: str, out: str, coded: bool) -> str:
+    """Top up `scored` (cid, pid, score, anchor, kind) with the best-sellers each target may have,
+    rank each customer's products into `out` (with the ids unless `coded`); return `out`."""
     # customers with fewer than 3 left get the best-sellers they may have, after their own
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_fill AS
@@ -249,13 +276,18 @@ def build_candidates(con, cutoff: datetime | date, customers: str | None = None,
         ANTI JOIN ({scored}) m ON m.cid = s.cid AND m.pid = pop.pid
         QUALIFY row_number() OVER (PARTITION BY s.cid ORDER BY pop.pop_rank) <= {TOP_K} - s.n
     """)
+    ranked = f"""
+        SELECT r.cid, CAST(row_number() OVER (PARTITION BY r.cid ORDER BY r.score DESC, r.pid) AS INTEGER) AS rank,
+               r.pid, r.score, r.anchor, r.kind
+        FROM (SELECT * FROM ({scored}) UNION ALL SELECT * FROM {p}_fill) r"""
+    if coded:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {ranked}")
+        return out
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {out} AS
-        SELECT c.customer_id,
-               CAST(row_number() OVER (PARTITION BY r.cid ORDER BY r.score DESC, r.pid) AS INTEGER) AS rank,
-               pr.product_id, r.score, ap.product_id AS reason_product_id,
-               {_KIND_SQL.format(k='r.kind')} AS reason_kind
-        FROM (SELECT * FROM ({scored}) UNION ALL SELECT * FROM {p}_fill) r
+        SELECT c.customer_id, r.rank, pr.product_id, r.score, ap.product_id AS reason_product_id,
+               {_KIND_SQL.format(k='r.kind')} AS reason_kind, r.cid, r.pid, r.anchor, r.kind
+        FROM ({ranked}) r
         JOIN {p}_customers c ON c.cid = r.cid
         JOIN {p}_products pr ON pr.pid = r.pid
         LEFT JOIN {p}_products ap ON ap.pid = r.anchor
@@ -269,7 +301,7 @@ def drop_candidates(con, prefix: str = "_rec") -> None:
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{t}")
 
 
-#: The sentence a marketer reads for each reason kind (product names filled in by SQL).
+#: The sentence a marketer reads for each reason kind (product names `p`, reason product `a`).
 REASON_SQL = f"""CASE r.reason_kind
     WHEN 'next' THEN 'bought ' || a.product_name || '; buyers of ' || a.product_name || ' often buy '
                      || p.product_name || ' next'
@@ -310,28 +342,43 @@ def write_recommendations(con, as_of: date | None = None) -> RecommendationSumma
                             "CDNOW has none): no recommendations")
     started = time.perf_counter()
     as_of = as_of or latest_line_date(con)
-    top = build_candidates(con, as_of + timedelta(days=1))
+    top = build_candidates(con, as_of + timedelta(days=1), prefix=PREFIX, coded=True)
     generated_at = datetime.now(UTC).replace(tzinfo=None)
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DROP TABLE IF EXISTS {TABLE}")
         con.execute(DDL)
+        # names and the reason sentence once per distinct (product, reason, kind), not per row
         con.execute(f"""
             INSERT INTO {TABLE}
-            SELECT r.customer_id, r.rank, r.product_id, p.product_name, p.category, r.score, r.reason_kind,
-                   r.reason_product_id, a.product_name, {REASON_SQL}, ?::DATE, ?::TIMESTAMP
-            FROM {top} r
-            LEFT JOIN {PRODUCTS} p ON p.product_id = r.product_id
-            LEFT JOIN {PRODUCTS} a ON a.product_id = r.reason_product_id
-            ORDER BY r.customer_id, r.rank
+            WITH labels AS (
+                SELECT DISTINCT pid, coalesce(anchor, 0) AS anchor, kind, {_KIND_SQL.format(k='kind')} AS reason_kind
+                FROM {top}
+            ),
+            named AS (
+                SELECT r.pid, r.anchor, r.kind, pr.product_id, p.product_name, p.category, r.reason_kind,
+                       ap.product_id AS reason_product_id, a.product_name AS reason_product_name,
+                       {REASON_SQL} AS reason
+                FROM labels r
+                JOIN {PREFIX}_products pr ON pr.pid = r.pid
+                LEFT JOIN {PREFIX}_products ap ON ap.pid = r.anchor
+                LEFT JOIN {PRODUCTS} p ON p.product_id = pr.product_id
+                LEFT JOIN {PRODUCTS} a ON a.product_id = ap.product_id
+            )
+            SELECT c.customer_id, t.rank, n.product_id, n.product_name, n.category, t.score, n.reason_kind,
+                   n.reason_product_id, n.reason_product_name, n.reason, ?::DATE, ?::TIMESTAMP
+            FROM {top} t
+            JOIN {PREFIX}_customers c ON c.cid = t.cid
+            JOIN named n ON n.pid = t.pid AND n.anchor = coalesce(t.anchor, 0) AND n.kind = t.kind
+            ORDER BY t.cid, t.rank  -- codes follow the customer ids' order
         """, [as_of, generated_at])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
-        drop_candidates(con)
+        drop_candidates(con, PREFIX)
     customers, rows = con.execute(f"SELECT count(DISTINCT customer_id), count(*) FROM {TABLE}").fetchone()
     by_reason = dict(con.execute(f"SELECT reason_kind, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall())
     summary = RecommendationSummary(as_of, customers, rows, time.perf_counter() - started,

@@ -90,13 +90,16 @@ def cutoff_dates(end: date, first: date, cutoffs: int = CUTOFFS, horizon_days: i
 def _metrics(con, top: str, truth: str) -> tuple[float, float]:
     """(hit rate at 3, NDCG at 3) of the recommendations in `top` against the products in `truth`."""
     hit, ndcg = con.execute(f"""
-        WITH gains AS (
+        WITH hits AS (
+            SELECT r.customer_id, r.rank FROM ({top}) r
+            SEMI JOIN {truth} x ON x.customer_id = r.customer_id AND x.product_id = r.product_id
+        ),
+        gains AS (
             SELECT t.customer_id,
-                   max(CASE WHEN r.product_id IS NOT NULL THEN 1 ELSE 0 END) AS hit,
-                   sum(CASE WHEN r.product_id IS NOT NULL THEN 1 / log2(r.rank + 1) ELSE 0 END) AS dcg
+                   max(CASE WHEN r.rank IS NOT NULL THEN 1 ELSE 0 END) AS hit,
+                   sum(CASE WHEN r.rank IS NOT NULL THEN 1 / log2(r.rank + 1) ELSE 0 END) AS dcg
             FROM (SELECT DISTINCT customer_id FROM {truth}) t
-            LEFT JOIN ({top}) r ON r.customer_id = t.customer_id
-                 AND r.product_id IN (SELECT x.product_id FROM {truth} x WHERE x.customer_id = t.customer_id)
+            LEFT JOIN hits r ON r.customer_id = t.customer_id
             GROUP BY t.customer_id
         ),
         ideal AS (
@@ -130,20 +133,21 @@ def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoff
     for cutoff in dates:
         started = time.perf_counter()
         window_end = cutoff + timedelta(days=horizon_days)
-        # who bought before the cut-off and again in the window, and what they bought then
+        # who bought before the cut-off and again in the window, and what they bought then (as codes)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _bt_truth AS
-            SELECT DISTINCT customer_id, product_id FROM {LINES}
+            SELECT DISTINCT cid AS customer_id, pid AS product_id FROM _bt_lines
             WHERE ordered_at >= TIMESTAMP '{cutoff}' AND ordered_at < TIMESTAMP '{window_end}'
-              AND customer_id IN (SELECT customer_id FROM {LINES} WHERE ordered_at < TIMESTAMP '{cutoff}')
+              AND cid IN (SELECT cid FROM _bt_lines WHERE ordered_at < TIMESTAMP '{cutoff}')
         """)
-        who = "SELECT DISTINCT customer_id FROM _bt_truth"
-        model_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, out="_bt_model_top")
-        baseline_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, model=False,
-                                        out="_bt_base_top")
+        who = "SELECT DISTINCT customer_id AS cid FROM _bt_truth"
+        model_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, out="_bt_model_top",
+                                     baseline_out="_bt_base_top", coded=True)
+        baseline_top = "_bt_base_top"
         customers = con.execute("SELECT count(DISTINCT customer_id) FROM _bt_truth").fetchone()[0]
-        hit, ndcg = _metrics(con, f"SELECT * FROM {model_top}", "_bt_truth")
-        base_hit, base_ndcg = _metrics(con, f"SELECT * FROM {baseline_top}", "_bt_truth")
+        coded = "SELECT cid AS customer_id, rank, pid AS product_id FROM {}"
+        hit, ndcg = _metrics(con, coded.format(model_top), "_bt_truth")
+        base_hit, base_ndcg = _metrics(con, coded.format(baseline_top), "_bt_truth")
         for table in ("_bt_truth", model_top, baseline_top):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         result.cutoffs.append({

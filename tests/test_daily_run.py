@@ -81,3 +81,30 @@ def test_daily_job_publishes_incrementally_and_exactly(daily):
     ):
         history = con.execute(batches.format("snap")).fetchall()
         assert len(history) == 2 and history == con.execute(batches.format("wh")).fetchall()
+
+
+def test_daily_job_rebuilds_the_order_lines_of_changed_customers_only_and_exactly(daily):
+    """marts.fct_order_lines after the incremental run equals a full rebuild from staging and fct_orders."""
+    assert daily["summary"].success, daily["summary"].error
+    con = duckdb.connect(str(daily["settings"].warehouse), read_only=True)
+    columns = ("order_id, line_number, customer_id, ordered_at, purchase_number, product_id, product_name, "
+               "category, quantity, line_amount, is_returned, _source_loaded_at")
+    con.execute("""create temp table rebuilt as
+        select i.order_id, i.line_number, o.customer_id, o.ordered_at,
+               dense_rank() over (partition by o.customer_id order by o.ordered_at) as purchase_number,
+               i.product_id, coalesce(i.product_name, i.product_id) as product_name,
+               coalesce(i.category, 'unknown') as category, i.quantity, i.line_amount, o.has_return as is_returned,
+               greatest(o._source_loaded_at, i._loaded_at) as _source_loaded_at
+        from staging.stg_shop__order_items i
+        join (select * from marts.fct_orders where is_valid) o on o.order_id = i.order_id""")
+    for a, b in (("marts.fct_order_lines", "rebuilt"), ("rebuilt", "marts.fct_order_lines")):
+        extra = con.execute(f"select count(*) from (select {columns} from {a} except all "
+                            f"select {columns} from {b})").fetchone()[0]
+        assert extra == 0, f"{extra} order lines in {a} but not in {b}"
+    # only the customers of the new day were rewritten; every other row kept its build time
+    rewritten, total, new_day = con.execute("""
+        select count(*) filter (where _built_at = (select max(_built_at) from marts.fct_order_lines)), count(*),
+               count(*) filter (where cast(ordered_at as date) = ?)
+        from marts.fct_order_lines""", [daily["increment"]["day"]]).fetchone()
+    con.close()
+    assert new_day > 0 and new_day <= rewritten < total / 10

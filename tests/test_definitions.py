@@ -42,6 +42,12 @@ def test_jobs_select_the_right_stages(defs):
     for key in retrain_keys:
         assert graph.get(key).group_name == "train"
         assert key not in daily_keys
+    # recommendations every run; their backtest only with training (weekly retrain, full run)
+    from pipelines.defs.ml.recommendations import PRODUCT_RECOMMENDATIONS_KEY, RECOMMENDATION_BACKTEST_KEY
+
+    assert PRODUCT_RECOMMENDATIONS_KEY in daily_keys and PRODUCT_RECOMMENDATIONS_KEY in full_keys
+    assert RECOMMENDATION_BACKTEST_KEY not in daily_keys
+    assert RECOMMENDATION_BACKTEST_KEY in retrain_keys and RECOMMENDATION_BACKTEST_KEY in full_keys
 
 
 def test_schedules(defs):

@@ -42,7 +42,8 @@ customer_products as (
         customer_id,
         product_id,
         min(purchase_number) as first_purchase_number,
-        count(distinct purchase_number) as purchases,
+        -- bought in two or more purchases: one aggregate, where counting distinct numbers took two
+        max(purchase_number) > min(purchase_number) as is_rebought,
         max(case when is_returned then 1 else 0 end) = 1 as has_returned
     from order_lines
     group by customer_id, product_id
@@ -61,7 +62,7 @@ buyers as (
                     then 1
             end
         ) as buyers_with_later_purchase,
-        count(case when customer_products.purchases > 1 then 1 end) as rebuyers,
+        count(case when customer_products.is_rebought then 1 end) as rebuyers,
         count(case when customer_products.has_returned then 1 end) as returning_buyers
     from customer_products
     inner join customer_purchases
