@@ -414,22 +414,30 @@ def test_a_writer_outside_dagster_is_waited_for_and_recovered_when_killed(tmp_pa
         "from pipelines.runs import writer_slot\n"
         "with writer_slot('test holder'):\n"
         "    print('held', flush=True)\n"
-        "    time.sleep(float(sys.argv[1]))\n"
+        "    sys.stdin.readline()  # until the test says so (or forever, for the one killed)\n"
     )
 
-    def holder(seconds: float) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", hold, str(seconds)], env=_env(data_dir),
-                                stdout=subprocess.PIPE, text=True)
+    def holder() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", hold], env=_env(data_dir),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "held"
         return proc
 
-    polite = holder(6)
-    code, out, err = _retain(data_dir, "ingest", timeout=120)
-    assert polite.wait(timeout=30) == 0
+    # the holder lets go only once `retain ingest` said it waits, however slow the machine
+    polite = holder()
+    ingest = _start(data_dir, "ingest")
+    said = ""
+    while "waiting" not in said and (line := ingest.stderr.readline()):
+        said += line
+    polite.communicate("release\n", timeout=30)
+    assert polite.returncode == 0
+    code, out, err = _finish(ingest, timeout=120)
+    err = said + err
     assert code == 0, err
-    assert "waiting" in err and "`test holder`" in err and "got the warehouse writer slot" in err, err
+    assert "waiting" in said and "`test holder`" in said, err
+    assert "got the warehouse writer slot" in err, err
 
-    dead = holder(600)
+    dead = holder()
     os.kill(dead.pid, signal.SIGKILL)
     dead.wait()
     started = time.monotonic()
