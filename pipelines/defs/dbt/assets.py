@@ -30,8 +30,10 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from pipelines.core.spark import is_spark
 from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
 from pipelines.defs.resources import WarehouseResource
+from pipelines.engines import copy_models_to_warehouse
 from pipelines.runs import StopGuard, dbt_launcher
 
 #: dbt layers, which are also the warehouse schemas and the Dagster group names.
@@ -153,6 +155,11 @@ def retain_dbt_models(
                 os.killpg(invocation.process.pid, signal.SIGKILL)
             invocation.process.wait()
     _keep_partial_parse(invocation.target_path)
+    if is_spark():
+        # training, outreach and publishing read the warehouse file: give them Spark's tables
+        with warehouse.connect() as con:
+            copied = copy_models_to_warehouse(con)
+        context.log.info(f"copied {len(copied)} Spark tables ({sum(copied.values()):,} rows) into {warehouse.location}")
 
 
 def _rekeyed_models(warehouse: WarehouseResource) -> list[str]:
