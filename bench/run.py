@@ -94,6 +94,19 @@ def measured_step(name: str, cmd: list[str], data_dir: Path, logs: Path, timeout
     return m
 
 
+def portable_json(result: dict, out: Path) -> str:
+    """The results as JSON without the running machine's absolute paths.
+
+    Log files and data folders are written relative to the benchmark's data root
+    (`<bench data>/l/bench-logs/full_run.log`) or the repository (`./...`), so a committed
+    results file says nothing about where it ran.
+    """
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    for root, name in ((Path(out).resolve(), "<bench data>"), (ROOT, ".")):
+        text = text.replace(json.dumps(str(root))[1:-1], name)
+    return text
+
+
 def last_json_line(log: str | None) -> dict:
     """The JSON line a KPI script printed (its in-process seconds and row counts)."""
     for line in reversed(tail(log, 50).splitlines()):
@@ -804,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             label, customers, args.out, args.keep, args.skip_pandas, args.pandas_timeout, args.skip_dbt_vs_sql,
             args.skip_import,
         )
-        (args.results / f"{label}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        (args.results / f"{label}.json").write_text(portable_json(result, args.out))
         failed |= bool(result["problems"])
         say(f"== size {label} done; results in {args.results / f'{label}.json'}")
         for target, measured, ok in target_rows(result):

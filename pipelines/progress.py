@@ -102,6 +102,10 @@ class _ProgressHandler(logging.Handler):
             print(line, file=_stream, flush=True)
         elif record.levelno >= logging.WARNING or self.verbose:
             message = meta.get("orig_message") or record.getMessage()
+            if message.startswith("Dependencies for step") and not self.verbose:
+                # Dagster names the failed upstream step once per input: say it once
+                print(f"  skipped: {step} (a step it needs failed)", file=_stream, flush=True)
+                return
             print(f"  {record.levelname.lower()}: {step} {message}", file=_stream, flush=True)
 
 
@@ -117,3 +121,33 @@ def progress_logger(init_context) -> logging.Logger:
     log.addHandler(_ProgressHandler(init_context.logger_config["verbose"]))
     log.propagate = False
     return log
+
+
+def say(line: str) -> None:
+    """One line of progress from inside a step (e.g. where a step's full output went)."""
+    print(line, file=_stream, flush=True)
+
+
+class Countdown:
+    """`dbt 120/247` while dbt builds: one line rewritten in place on a terminal, quarters elsewhere.
+
+    dbt's own output (one line per model and test) goes to a log file instead of the console;
+    this keeps the one number a person watches: how far the longest step has come.
+    """
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, max(total, 1), 0
+        self._tty = hasattr(_stream, "isatty") and _stream.isatty()
+        self._next_quarter = 1
+
+    def tick(self, n: int = 1) -> None:
+        self.done = min(self.done + n, self.total)
+        if self._tty:
+            print(f"\r  {self.label} {self.done}/{self.total}", end="", file=_stream, flush=True)
+        elif self.done * 4 >= self._next_quarter * self.total:
+            print(f"  {self.label} {self.done}/{self.total}", file=_stream, flush=True)
+            self._next_quarter = self.done * 4 // self.total + 1
+
+    def close(self) -> None:
+        if self._tty:
+            print(file=_stream, flush=True)

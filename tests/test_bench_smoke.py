@@ -188,3 +188,16 @@ def test_report_judges_dbt_against_hand_sql_of_the_same_marts():
     machine = {"cpu": "x", "cores": 2, "memory_gb": 24, "os": "x", "python": "3.11", "versions": {}}
     report = render_markdown([{**result, "machine": machine, "started_at": "2026-11-23T19:00:00+00:00"}])
     assert "Rows that differ, per mart: {'fct_orders': 3}." in report
+
+
+def test_committed_results_hold_no_path_of_the_machine_that_ran_them(tmp_path):
+    from bench.run import ROOT, portable_json
+
+    out = tmp_path / "bench"
+    result = {"steps": {"full_run": {"log": str(out / "l" / "bench-logs" / "full_run.log")}},
+              "script": str(ROOT / "bench" / "run.py")}
+    text = portable_json(result, out)
+    assert str(tmp_path) not in text and str(ROOT) not in text
+    assert "<bench data>/l/bench-logs/full_run.log" in text and "./bench/run.py" in text
+    for committed in (ROOT / "bench" / "results").rglob("*.json"):
+        assert "/work/" not in committed.read_text() and str(ROOT) not in committed.read_text(), committed

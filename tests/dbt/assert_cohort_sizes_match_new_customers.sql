@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'retention_cohorts'}}}) }}
 -- Every cohort's size equals that month's new_customers in kpi_monthly, and every customer
 -- with a valid order is in exactly one cohort.
 with

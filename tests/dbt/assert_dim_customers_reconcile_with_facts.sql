@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'dim_customers'}}}) }}
 -- dim_customers adds up to the facts: valid orders, revenue and complaints.
 with
 

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'kpi_monthly'}}}) }}
 -- Orders and revenue summed over kpi_monthly equal the valid orders in fct_orders: no month
 -- lost from the calendar and no order counted twice.
 with

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'stg_shop__orders'}}}) }}
 -- Deduplication and incremental runs lose no order: every order_id in raw is in staging.
 select
     'orders' as source_table,

@@ -34,6 +34,7 @@ from pipelines.core.spark import is_spark
 from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
 from pipelines.defs.resources import WarehouseResource
 from pipelines.engines import copy_models_to_warehouse
+from pipelines.progress import Countdown, say
 from pipelines.runs import StopGuard, dbt_launcher
 
 #: dbt layers, which are also the warehouse schemas and the Dagster group names.
@@ -145,9 +146,17 @@ def retain_dbt_models(
     guard = StopGuard.current()
     if guard is not None:  # SIGTERM / SIGINT of retain kill dbt's process group
         guard.child_groups.add(invocation.process.pid)
+    log_path = dbt_log_path(context.run_id)
+    say(f"  dbt's output: {log_path}")
+    countdown = Countdown("dbt", len(context.selected_asset_keys) + len(context.selected_asset_check_keys))
     try:
-        yield from invocation.stream()
+        # dagster-dbt echoes every dbt line to stdout: to the log file, not the console
+        with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            for event in invocation.stream():
+                countdown.tick()
+                yield event
     finally:
+        countdown.close()
         if guard is not None:
             guard.child_groups.discard(invocation.process.pid)
         if invocation.process.poll() is None:  # the step failed or was interrupted mid-stream
@@ -160,6 +169,22 @@ def retain_dbt_models(
         with warehouse.connect() as con:
             copied = copy_models_to_warehouse(con)
         context.log.info(f"copied {len(copied)} Spark tables ({sum(copied.values()):,} rows) into {warehouse.location}")
+
+
+#: dbt output files kept per data folder (the newest; older ones are deleted at the next run).
+KEEP_DBT_LOGS = 20
+
+
+def dbt_log_path(run_id: str) -> Path:
+    """`<data dir>/logs/dbt-<run>.log` for this run's dbt output; keeps the newest KEEP_DBT_LOGS."""
+    from pipelines.core.config import settings
+
+    folder = settings().data_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    old = sorted(folder.glob("dbt-*.log"), key=lambda p: p.stat().st_mtime)
+    for stale in old[: max(len(old) - KEEP_DBT_LOGS + 1, 0)]:
+        stale.unlink(missing_ok=True)
+    return folder / f"dbt-{run_id[:8]}.log"
 
 
 def _rekeyed_models(warehouse: WarehouseResource) -> list[str]:
