@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -74,12 +75,14 @@ def bench_size(label: str, customers: int, out: Path, keep: bool) -> dict:
                 folders["duckdb"], "duckdb", logs)
     shutil.copytree(folders["duckdb"] / "landing", folders["spark"] / "landing")
     record: dict = {"size": label, "customers": customers, "generate": gen, "machine": machine_info(),
+                    "load_average": [round(os.getloadavg()[0], 1)],
                     "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "engines": {}}
     for engine, folder in folders.items():
         runs = {"full": _step("full", [*_retain(), "run"], folder, engine, logs)}
         _step("next-day", [*_retain(), "generate", "--next-day"], folder, engine, logs)
         runs["daily"] = _step("daily", [*_retain(), "run", "--job", "daily_job"], folder, engine, logs)
         record["engines"][engine] = runs
+    record["load_average"].append(round(os.getloadavg()[0], 1))
     if all(r["ok"] for e in record["engines"].values() for r in e.values()):
         duck = folders["duckdb"] / "warehouse.duckdb"
         lake = str(folders["spark"] / "lake" / "warehouse")
@@ -107,7 +110,7 @@ def section(records: list[dict]) -> list[str]:
         "with `RETAIN_ENGINE=duckdb` and with `RETAIN_ENGINE=spark` (dbt-spark's local session, `local[2]`,",
         "4 shuffle partitions; `python -m bench.bench_engines`). Seconds per stage from each run's status;",
         "peak memory of the whole process tree (Spark's JVM included). Where Spark's time goes:",
-        "[scale-out.md](scale-out.md#measured).",
+        "[scale-out.md](scale-out.md#measured). Load average: of the machine before / after (other jobs ran too).",
         "",
         "| size | engine | full run s | ingest | dbt | train | score | daily run s | daily dbt | peak MB "
         "| tables equal | load avg | measured |",
@@ -116,7 +119,7 @@ def section(records: list[dict]) -> list[str]:
     for rec in records:
         equal = ("not compared" if "tables_compared" not in rec else
                  f"{rec['tables_compared'] - len(rec['tables_differing'])}/{rec['tables_compared']}")
-        load = rec.get("machine", {}).get("load_average")
+        load = " / ".join(str(x) for x in rec.get("load_average", []))
         for engine, runs in rec["engines"].items():
             full, daily = runs["full"], runs["daily"]
             st, ds = full["stages"], daily["stages"]
@@ -124,7 +127,7 @@ def section(records: list[dict]) -> list[str]:
                 f"| {rec['size']} ({rec['customers']:,}) | {engine} | {full['seconds']:,.0f} "
                 f"| {st.get('ingest', '')} | {st.get('dbt', '')} | {st.get('train', '')} | {st.get('score', '')} "
                 f"| {daily['seconds']:,.0f} | {ds.get('dbt', '')} | {max(full['peak_mb'], daily['peak_mb']):,} "
-                f"| {equal} | {load if load is not None else ''} | {rec['measured_at']} |"
+                f"| {equal} | {load} | {rec['measured_at']} |"
             )
     return lines
 
