@@ -20,3 +20,35 @@
 {% macro view_or_spark_table() -%}
     {{ return('table' if target.type == 'spark' else 'view') }}
 {%- endmacro %}
+
+{#
+    Seeds on Spark: the column types in dbt_project.yml are written for DuckDB (`varchar`),
+    which Spark only accepts with a length. dbt-spark's own macro with each type passed
+    through `spark_type` (varchar -> string, integer -> int; Spark's names unchanged).
+#}
+{% macro spark__create_csv_table(model, agate_table) %}
+  {%- set column_override = model['config'].get('column_types', {}) -%}
+  {%- set quote_seed_column = model['config'].get('quote_columns', None) -%}
+
+  {% set sql %}
+    create table {{ this.render() }} (
+        {%- for col_name in agate_table.column_names -%}
+            {%- set inferred_type = adapter.convert_type(agate_table, loop.index0) -%}
+            {%- set type = spark_type(column_override.get(col_name, inferred_type)) -%}
+            {%- set column_name = (col_name | string) -%}
+            {{ adapter.quote_seed_column(column_name, quote_seed_column) }} {{ type }} {%- if not loop.last -%}, {%- endif -%}
+        {%- endfor -%}
+    )
+    {{ file_format_clause() }}
+    {{ partition_cols(label="partitioned by") }}
+    {{ clustered_cols(label="clustered by") }}
+    {{ location_clause() }}
+    {{ comment_clause() }}
+  {% endset %}
+
+  {% call statement('_') -%}
+    {{ sql }}
+  {%- endcall %}
+
+  {{ return(sql) }}
+{% endmacro %}
