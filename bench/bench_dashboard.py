@@ -48,36 +48,39 @@ def main(argv: list[str] | None = None) -> int:
 
     # Streamlit warns that there is no runtime on import of the cached helpers; not relevant here.
     logging.getLogger("streamlit").setLevel(logging.ERROR)
-    from dashboards import data
+    from dashboards.data.connection import connect, query, tables
+    from dashboards.data.customer_360 import customer_360, find_customers
+    from dashboards.data.filters import Filters, filter_options
+    from dashboards.data.loaders import PAGES
     from pipelines.publish import current_snapshot
 
     path = args.snapshot or current_snapshot(args.data_dir / "published")
     if path is None or not Path(path).exists():
         print(f"no snapshot found ({args.snapshot or args.data_dir})", file=sys.stderr)
         return 2
-    con = data.connect(path)
-    customers = int(data.query(con, "select count(*) as n from marts.dim_customers").iloc[0]["n"])
-    orders = int(data.query(con, "select count(*) as n from marts.fct_orders").iloc[0]["n"])
+    con = connect(path)
+    customers = int(query(con, "select count(*) as n from marts.dim_customers").iloc[0]["n"])
+    orders = int(query(con, "select count(*) as n from marts.fct_orders").iloc[0]["n"])
     events = (
-        int(data.query(con, "select count(*) as n from marts.fct_customer_events").iloc[0]["n"])
-        if "marts.fct_customer_events" in data.tables(con) else 0
+        int(query(con, "select count(*) as n from marts.fct_customer_events").iloc[0]["n"])
+        if "marts.fct_customer_events" in tables(con) else 0
     )
-    options = data.filter_options(con)
+    options = filter_options(con)
     con.close()
 
     months = options["months"]
-    everything = data.Filters(start=months[max(0, len(months) - 12)], end=months[-1])
+    everything = Filters(start=months[max(0, len(months) - 12)], end=months[-1])
     segment = "risk:high" if "risk:high" in options["segments"] else (options["segments"] + [""])[1]
     narrow = replace(everything, countries=tuple(options["countries"][:1]), channels=tuple(options["channels"][:1]),
                      segment=segment)
-    probe = data.connect(path)
-    sample = data.query(
+    probe = connect(path)
+    sample = query(
         probe, "select customer_id, email from marts.dim_customers where email is not null "
         "order by orders_count desc limit 1",
     ).iloc[0]
     probe.close()
 
-    jobs = [(page, label, f) for page in data.PAGES for label, f in (("all", everything), ("narrow", narrow))]
+    jobs = [(page, label, f) for page in PAGES for label, f in (("all", everything), ("narrow", narrow))]
     print(f"snapshot {path}")
     print(f"{customers:,} customers, {orders:,} orders, {events:,} timeline events; "
           f"period {everything.start:%Y-%m} – {everything.end:%Y-%m}; narrow = {narrow.describe()}")
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
 
     def timed(fn) -> tuple[float, float, float, float]:
-        con = data.connect(path)
+        con = connect(path)
 
         def once() -> tuple[float, float]:
             # A new cursor per run, as the dashboard gives every page load: warm buffers, but no
@@ -106,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         walls = [w for w, _ in warm]
         return cold, statistics.median(walls), max(walls), statistics.median(c for _, c in warm)
 
-    rows = [(page, label, lambda c, page=page, f=f: data.PAGES[page](c, f)) for page, label, f in jobs]
-    rows.append(("customer_360", "search", lambda c: data.find_customers(c, sample["customer_id"])))
-    rows.append(("customer_360", "profile", lambda c: data.customer_360(c, sample["customer_id"])))
+    rows = [(page, label, lambda c, page=page, f=f: PAGES[page](c, f)) for page, label, f in jobs]
+    rows.append(("customer_360", "search", lambda c: find_customers(c, sample["customer_id"])))
+    rows.append(("customer_360", "profile", lambda c: customer_360(c, sample["customer_id"])))
     for page, label, fn in rows:
         cold, warm, worst_warm, cpu = timed(fn)
         worst = max(worst, warm)

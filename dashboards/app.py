@@ -2,7 +2,7 @@
 
 This script runs on every interaction: it finds the published snapshot, shows the freshness
 banner, draws the sidebar filters (kept in the URL) and hands over to the selected page in
-`dashboards/views/`. Pages draw only; their queries live in `dashboards/data.py`.
+`dashboards/views/`. Pages draw only; their queries live in `dashboards/py`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dashboards import data, filters, signin, ui  # noqa: E402
+from dashboards import filters, signin, ui  # noqa: E402
+from dashboards.data.connection import run_status, snapshot_path  # noqa: E402
+from dashboards.data.loaders import load_options, load_snapshot_info  # noqa: E402
 
 st.set_page_config(page_title="retain · customer retention", page_icon=":material/loyalty:", layout="wide")
 # Readers, not developers: no "Deploy" button or developer menu.
@@ -53,7 +55,7 @@ pages = {
 page = st.navigation(pages)
 signin.sidebar(who)
 
-snapshot = data.snapshot_path()
+snapshot = snapshot_path()
 if snapshot is None:
     st.title("retain")
     st.warning("Nothing has been published yet, so there is nothing to show.", icon=":material/hourglass_empty:")
@@ -65,14 +67,14 @@ if snapshot is None:
         "```\n\n"
         "Then reload this page. `retain status` shows how the last run went."
     )
-    status = data.run_status()
+    status = run_status()
     if status.get("last_run") and not status["last_run"].get("success"):
         st.error(f"The last run failed: {status['last_run'].get('error') or 'see `retain status`'}")
     st.stop()
 
 snapshot_key = str(snapshot)
-options = data.load_options(snapshot_key)
-ui.freshness_banner(data.run_status(), data.load_snapshot_info(snapshot_key))
+options = load_options(snapshot_key)
+ui.freshness_banner(run_status(), load_snapshot_info(snapshot_key))
 if not options["months"]:
     st.warning("The published snapshot holds no valid orders yet. Load orders and run `retain run`.")
     st.stop()

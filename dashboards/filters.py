@@ -14,7 +14,7 @@ from datetime import date
 
 import streamlit as st
 
-from dashboards.data import Filters, segment_label
+from dashboards.data.filters import Filters, segment_label
 
 #: Months selected when the URL names no period.
 DEFAULT_MONTHS = 12

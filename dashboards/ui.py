@@ -184,10 +184,11 @@ def freshness_banner(status: dict, snapshot_info: dict) -> None:
 def start_page(title: str, page: str, missing: str, caption: str | None = "filters"):
     """Title, caption and the page's data; a note and stop when the snapshot lacks what it needs.
 
-    Returns (context, data) where data is `dashboards.data.load(page, ...)`. `caption`:
+    Returns (context, data) where data is `dashboards.data.loaders.load(page, ...)`. `caption`:
     "filters" describes the selected filters, None shows none, any other text is shown.
     """
-    from dashboards import data, filters
+    from dashboards import filters
+    from dashboards.data.loaders import load
 
     ctx = filters.context()
     st.title(title)
@@ -195,7 +196,7 @@ def start_page(title: str, page: str, missing: str, caption: str | None = "filte
         st.caption(ctx.filters.describe())
     elif caption:
         st.caption(caption)
-    loaded = data.load(page, ctx.snapshot, ctx.filters)
+    loaded = load(page, ctx.snapshot, ctx.filters)
     if not loaded["available"]:
         note(loaded.get("missing") or missing)  # the page's data can say why (e.g. too little history)
         st.stop()

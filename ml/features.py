@@ -4,9 +4,13 @@
 or before the cut-off day `as_of`, using only events at or before the end of that day:
 every table is filtered by its own event timestamp (orders by `ordered_at`, deliveries by
 `delivered_at`, tickets by `created_at` and their resolution by `resolved_at`, returns by
-`requested_at`, surveys by `responded_at`, reviews by `created_at`, email opens, clicks and
+`requested_at`, survey answers and reviews by `submitted_at`, email opens, clicks and
 unsubscribes by their own timestamps). The same function builds training rows for past
 cut-offs and today's scoring rows, so the two cannot drift apart.
+
+It reads the marts only (`ml.inputs.INPUT_TABLES`) and takes every business rule from their
+columns (what a complaint, a WISMO ticket, a resolved ticket, a marketing message is), so a
+rule changed in dbt changes the features with it.
 
 Each domain (orders, returns, support, surveys, reviews, messages, customer record) is one
 aggregate query; they are joined on customer_id in one statement. A missing or empty
@@ -33,20 +37,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-ORDERS_TABLE = "marts.fct_orders"
+from ml.inputs import INPUT_TABLES, ORDERS_TABLE, TABLES
+
+__all__ = ["INPUT_TABLES", "ORDERS_TABLE", "TABLES", "build_features", "build_labels", "latest_order_date"]
+
 #: BG/NBD parameters describe the population: fitting them on this many customers gives the
 #: same estimates (to about 3 decimals) as all of a very large shop, at a fraction of the time.
 BG_NBD_SAMPLE = 200_000
-#: Message types that only go to customers with marketing consent.
-MARKETING_TYPES = "('newsletter', 'promotion', 'winback_offer', 'cross_sell', 'loyalty')"
-TABLES = {
-    "customers": "staging.stg_shop__customers",
-    "returns": "staging.stg_shop__returns",
-    "messages": "staging.stg_messaging__messages",
-    "surveys": "staging.stg_surveys__survey_responses",
-    "reviews": "staging.stg_reviews__reviews",
-    "tickets": "staging.stg_helpdesk__support_tickets",
-}
 
 
 @dataclass(frozen=True)
@@ -296,22 +293,23 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
 
     cols = present("tickets")
     if {"customer_id", "created_at"} <= cols:
-        ttype = _col(cols, "ticket_type", "varchar")
-        cat = _col(cols, "category", "varchar")
+        complaint = _col(cols, "is_complaint", "boolean")
+        wismo = _col(cols, "is_wismo", "boolean")
         resolved = _col(cols, "resolved_at", "timestamp")
+        # unresolved at the cut-off: no resolution time yet (the mart's is_resolved), or one later
+        is_resolved = "is_resolved" if "is_resolved" in cols else f"{resolved} is not null"
+        unresolved = f"(not {is_resolved} or {resolved} >= {end})"
         order_ref = "order_id" if "order_id" in cols else "null"
         ctes.append(f"""
     tickets_f as (
         select customer_id,
             count(*) as ticket_count,
-            count(*) filter (where {cat} = 'wismo') as wismo_tickets,
-            count(*) filter (where {ttype} = 'complaint') as complaint_count,
-            count(*) filter (where {ttype} = 'complaint' and created_at >= {end} - interval 90 day)
+            count(*) filter (where {wismo}) as wismo_tickets,
+            count(*) filter (where {complaint}) as complaint_count,
+            count(*) filter (where {complaint} and created_at >= {end} - interval 90 day)
                 as complaints_last_90d,
-            count(*) filter (where {ttype} = 'complaint' and ({resolved} is null or {resolved} >= {end}))
-                as unresolved_complaints,
-            max({day} - cast(created_at as date))
-                filter (where {ttype} = 'complaint' and ({resolved} is null or {resolved} >= {end}))
+            count(*) filter (where {complaint} and {unresolved}) as unresolved_complaints,
+            max({day} - cast(created_at as date)) filter (where {complaint} and {unresolved})
                 as days_unresolved,
             -- whole microseconds summed exactly, then hours (a mean of doubles depends on row order)
             avg(epoch_us({resolved}) - epoch_us(created_at)) filter (where {resolved} < {end}) / 3600000000.0
@@ -324,13 +322,12 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
         -- the complaint about the customer's last order, as it stood at the cut-off
         select t.customer_id,
             1.0 as last_order_complaint,
-            max(case when {resolved} is null or {resolved} >= {end} then 1.0 else 0.0 end)
-                as last_order_complaint_open,
+            max(case when {unresolved} then 1.0 else 0.0 end) as last_order_complaint_open,
             max(epoch(case when {resolved} < {end} then {resolved} else {end} end - t.created_at) / 3600.0)
                 as last_order_complaint_hours
         from {TABLES["tickets"]} t join orders_f l
             on l.customer_id = t.customer_id and cast(t.{order_ref} as varchar) = l.last_order_id
-        where t.created_at < {end} and {ttype} = 'complaint'
+        where t.created_at < {end} and {complaint}
         group by t.customer_id
     )""")
         joins.append("left join last_complaint_f using (customer_id)")
@@ -349,32 +346,33 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
                                                "last_order_complaint", "last_order_complaint_open",
                                                "last_order_complaint_hours")]
 
-    cols = present("surveys")
-    if {"customer_id", "responded_at", "survey_type", "score"} <= cols:
+    cols = present("feedback")
+    has_feedback = {"customer_id", "submitted_at", "feedback_type", "score"} <= cols
+    if has_feedback:
         order_ref = "cast(s.order_id as varchar)" if "order_id" in cols else "null"
         ctes.append(f"""
     surveys_f as (
         select customer_id,
-            arg_max(score, responded_at) filter (where survey_type = 'nps') as last_nps,
-            arg_max(score, responded_at) filter (where survey_type = 'csat') as last_csat,
-            arg_max(score, responded_at) filter (where survey_type = 'nps' and {order_ref} = l.last_order_id)
+            arg_max(score, submitted_at) filter (where feedback_type = 'nps') as last_nps,
+            arg_max(score, submitted_at) filter (where feedback_type = 'csat') as last_csat,
+            arg_max(score, submitted_at) filter (where feedback_type = 'nps' and {order_ref} = l.last_order_id)
                 as last_order_nps
-        from {TABLES["surveys"]} s join orders_f l using (customer_id)
-        where responded_at < {end} group by customer_id
+        from {TABLES["feedback"]} s join orders_f l using (customer_id)
+        where submitted_at < {end} and feedback_type in ('nps', 'csat') group by customer_id
     )""")
         joins.append("left join surveys_f using (customer_id)")
         selects += ["surveys_f.last_nps", "surveys_f.last_csat", "surveys_f.last_order_nps"]
     else:
         selects += ["null as last_nps", "null as last_csat", "null as last_order_nps"]
 
-    cols = present("reviews")
-    if {"customer_id", "created_at", "rating"} <= cols:
+    if has_feedback:
         ctes.append(f"""
     reviews_f as (
-        select customer_id, count(*) as review_count, avg(rating) as avg_rating,
-               arg_max(rating, created_at) as last_rating
-        from {TABLES["reviews"]}
-        where created_at < {end} and customer_id in (select customer_id from orders_f)
+        select customer_id, count(*) as review_count, avg(score) as avg_rating,
+               arg_max(score, submitted_at) as last_rating
+        from {TABLES["feedback"]}
+        where feedback_type = 'review' and submitted_at < {end}
+            and customer_id in (select customer_id from orders_f)
         group by customer_id
     )""")
         joins.append("left join reviews_f using (customer_id)")
@@ -385,12 +383,13 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
 
     cols = present("messages")
     if {"customer_id", "sent_at"} <= cols:
-        outbound = "coalesce(direction, 'outbound') = 'outbound'" if "direction" in cols else "true"
+        outbound = "coalesce(is_outbound, true)" if "is_outbound" in cols else "true"
         opened = _col(cols, "opened_at", "timestamp")
         clicked = _col(cols, "clicked_at", "timestamp")
         unsub = _col(cols, "unsubscribed_at", "timestamp")
         since = f"{end} - interval 90 day"
         mtype = _col(cols, "message_type", "varchar")
+        consent = _col(cols, "needs_marketing_consent", "boolean")
         order_ref = "cast(m.order_id as varchar)" if "order_id" in cols else "null"
         ctes.append(f"""
     messages_f as (
@@ -400,7 +399,7 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
             count(*) filter (where {clicked} >= {since} and {clicked} < {end}) as clicks_90d,
             {day} - max(cast({opened} as date)) filter (where {opened} < {end}) as days_since_last_open,
             max(case when {unsub} < {end} then 1.0 else 0.0 end) as has_unsubscribed,
-            count(*) filter (where sent_at >= {since} and {mtype} in {MARKETING_TYPES}) as marketing_90d
+            count(*) filter (where sent_at >= {since} and {consent}) as marketing_90d
         from {TABLES["messages"]} m
         -- only messages that count for a feature: sent in the 90 days, or opened / clicked /
         -- unsubscribed by the cut-off (about a third of a large log; a customer without any

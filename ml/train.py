@@ -51,9 +51,9 @@ from ml.features import (
     BG_NBD_SAMPLE,
     CATEGORICAL,
     GROUPS,
+    INPUT_TABLES,
     NUMERIC,
     ORDERS_TABLE,
-    TABLES,
     labelled_features,
     latest_order_date,
     table_columns,
@@ -263,7 +263,7 @@ def _sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
 def data_fingerprint(con) -> str:
     """A short hash of the warehouse tables the model reads: changes when their data change."""
     parts = []
-    for table in (ORDERS_TABLE, *TABLES.values()):
+    for table in INPUT_TABLES:
         cols = table_columns(con, table)
         if not cols:
             parts.append(f"{table}:absent")

@@ -64,6 +64,11 @@ log = logging.getLogger(__name__)
 
 #: Schemas copied into each snapshot (all their tables and views, as tables).
 PUBLISHED_SCHEMAS = ("marts", "ml", "exports")
+#: Objects of those schemas the dashboard never reads, left out of the snapshot:
+#: `marts.fct_messages` is one row per message (about 24M at 1M customers), a view the churn
+#: features and the outreach rules read in the warehouse; the dashboard reads the message marts
+#: built from it (`message_engagement_monthly`, the funnel, the repurchase drivers).
+NOT_PUBLISHED = frozenset({("marts", "fct_messages")})
 CURRENT_FILE = "CURRENT"
 STATUS_FILE = "status.json"
 KEEP_SNAPSHOTS = 3
@@ -173,6 +178,7 @@ def publish(
             """,
             [schemas],
         ).fetchall()
+        tables = [t for t in tables if tuple(t) not in NOT_PUBLISHED]
         state = _warehouse_state(con, tables)
         previous = current_snapshot(published_dir)
         result: PublishResult | None = None

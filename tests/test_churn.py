@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from churn_warehouse import create_tables, generated_warehouse, insert
+from churn_warehouse import create_mart_views, create_tables, generated_warehouse, insert
 
 from ml.card import model_card
 from ml.drift import drift_from_warehouse, drift_report, psi
@@ -87,6 +87,7 @@ def test_features_ignore_every_event_after_the_cutoff(warehouse, tmp_path):
         con.register("src", warehouse.sql(f"select * from {table}").to_arrow_table())
         con.execute(f"create table {table} as select * from src")
         con.unregister("src")
+    create_mart_views(con)  # the marts the features read, over these tables
     # cut every table back to what was known at the cut-off end; then replay the later history
     end = f"timestamp '{cutoff + timedelta(days=1)}'"
     con.execute(f"create table later_orders as select * from marts.fct_orders where ordered_at >= {end}")
@@ -137,7 +138,8 @@ def _reference_features(con, cutoff: date) -> pd.DataFrame:
     """A plain pandas computation of the order, spend, gap, BG/NBD, message, post-purchase and
     resolution-time features, row by row from the tables: what `build_features` must equal."""
     from ml import clv
-    from ml.features import BG_NBD_SAMPLE, MARKETING_TYPES
+    from ml.features import BG_NBD_SAMPLE
+    from pipelines.core.rules import consent_marketing_types
 
     day = pd.Timestamp(cutoff)
     end = day + pd.Timedelta(days=1)
@@ -179,7 +181,7 @@ def _reference_features(con, cutoff: date) -> pd.DataFrame:
     out = msgs[msgs["direction"].fillna("outbound") == "outbound"]
     since = end - pd.Timedelta(days=90)
     opened, clicked = out["opened_at"], out["clicked_at"]
-    marketing = set(re.findall(r"'(\w+)'", MARKETING_TYPES))
+    marketing = set(consent_marketing_types())  # seeds/message_types.csv, needs_marketing_consent
     per = pd.DataFrame({
         "customer_id": out["customer_id"],
         "email": out["sent_at"] >= since,

@@ -261,30 +261,35 @@ def test_retain_dashboard_with_the_force_flag_starts_and_warns(tmp_path):
 def test_contact_details_come_from_the_warehouse_or_say_why_not(env, monkeypatch, tmp_path):
     import duckdb
 
-    from dashboards import data
+    from dashboards.data.connection import WarehouseUnavailable
+    from dashboards.data.customer_360 import contact_details
+    from dashboards.data.downloads import warehouse_export_support
+
 
     warehouse = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("RETAIN_WAREHOUSE", str(warehouse))
-    with pytest.raises(data.WarehouseUnavailable, match="no warehouse"):
-        data.contact_details("C1")
+    with pytest.raises(WarehouseUnavailable, match="no warehouse"):
+        contact_details("C1")
     writer = duckdb.connect(str(warehouse))
     writer.execute("create schema marts")
     writer.execute("create table marts.dim_customers as select 'C1' as customer_id, 'ana@shop.example' as email, "
                    "'+4930123456' as phone, 'Ana' as first_name, 'Lopez' as last_name, 'DE' as country")
     # While a writer holds the file (a pipeline run), the dashboard cannot read it: it says so.
-    with pytest.raises(data.WarehouseUnavailable, match="busy"):
-        data.contact_details("C1")
+    with pytest.raises(WarehouseUnavailable, match="busy"):
+        contact_details("C1")
     writer.close()
-    assert data.contact_details("C1") == {"email": "ana@shop.example", "phone": "+4930123456",
+    assert contact_details("C1") == {"email": "ana@shop.example", "phone": "+4930123456",
                                           "first_name": "Ana", "last_name": "Lopez"}
-    assert data.contact_details("C2") is None
-    assert "busy" not in str(data.warehouse_export_support().get("problem") or "")
+    assert contact_details("C2") is None
+    assert "busy" not in str(warehouse_export_support().get("problem") or "")
 
 
 def test_an_email_prefix_search_reads_the_warehouse_masked_and_literal(env, monkeypatch, tmp_path):
     import duckdb
 
-    from dashboards import data
+    from dashboards.data.connection import WarehouseUnavailable
+    from dashboards.data.customer_360 import search_emails
+
 
     warehouse = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("RETAIN_WAREHOUSE", str(warehouse))
@@ -293,26 +298,27 @@ def test_an_email_prefix_search_reads_the_warehouse_masked_and_literal(env, monk
     writer.execute("create table marts.dim_customers as select * from (values "
                    "('C1', 'Ana_L@shop.example', 'DE', 3), ('C2', 'anaxl@shop.example', 'FR', 1), "
                    "('C3', 'ben@shop.example', 'DE', 2)) t(customer_id, email, country, orders_count)")
-    with pytest.raises(data.WarehouseUnavailable, match="busy"):
-        data.search_emails("ana")
+    with pytest.raises(WarehouseUnavailable, match="busy"):
+        search_emails("ana")
     writer.close()
-    found = data.search_emails("  ANA ")
+    found = search_emails("  ANA ")
     assert found["customer_id"].tolist() == ["C1", "C2"]
     assert found["email"].tolist() == ["A•••@shop.example", "a•••@shop.example"]
-    assert data.search_emails("ana_")["customer_id"].tolist() == ["C1"], "_ is a character, not a wildcard"
-    assert data.search_emails("%").empty and data.search_emails("").empty
+    assert search_emails("ana_")["customer_id"].tolist() == ["C1"], "_ is a character, not a wildcard"
+    assert search_emails("%").empty and search_emails("").empty
 
 
 def test_count_rows_counts_customers_in_csv_and_zip_downloads():
     import io
     import zipfile
 
-    from dashboards import data
+    from dashboards.data.downloads import count_rows
+
 
     csv_bytes = '\ufeffemail,note\na@x.test,"two\nlines"\nb@x.test,\n'.encode()
-    assert data.count_rows(csv_bytes, "p-csv.csv") == 2
+    assert count_rows(csv_bytes, "p-csv.csv") == 2
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("p-part001.csv", csv_bytes)
         z.writestr("p-part002.csv", b"email\nc@x.test\n")
-    assert data.count_rows(buf.getvalue(), "p-meta.zip") == 3
+    assert count_rows(buf.getvalue(), "p-meta.zip") == 3

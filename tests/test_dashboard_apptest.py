@@ -25,7 +25,24 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards import data, filters
+from dashboards import filters
+from dashboards.data import loaders
+from dashboards.data.connection import connect, mask_email_value, query, warehouse_connection
+from dashboards.data.downloads import (
+    audited_export,
+    count_rows,
+    export_support,
+    render_download,
+    warehouse_export_support,
+)
+from dashboards.data.filters import Filters, customer_scope, filter_options, order_scope, segment_label
+from dashboards.data.kpis import monthly_sums
+from dashboards.data.outreach import outreach
+from dashboards.data.overview import overview
+from dashboards.data.per_customer import cohort_retention, returning_monthly, returning_periods
+from dashboards.data.post_purchase import post_purchase
+from dashboards.data.support import support
+from pipelines.core.privacy import mask_email, mask_phone, mask_text
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +99,7 @@ def snapshot(data_dir) -> Path:
 @pytest.fixture(scope="module")
 def con(snapshot):
     """A read-only connection to the snapshot, as the dashboard opens it."""
-    c = data.connect(snapshot)
+    c = connect(snapshot)
     yield c
     c.close()
 
@@ -94,7 +111,7 @@ def customer(con, data_dir) -> dict:
     `email` and `phone` are the real ones, from the warehouse; `masked_email` and
     `masked_phone` are what the snapshot holds instead.
     """
-    row = data.query(
+    row = query(
         con,
         """
         select d.customer_id, d.email as masked_email, d.phone as masked_phone from marts.dim_customers d
@@ -184,7 +201,7 @@ def test_overview_tiles_show_every_kpi_with_its_change(use_data):
 def test_country_filter_changes_the_numbers(page, use_data, con):
     at = run_page(page)
     before = shown(at)
-    country = data.filter_options(con)["countries"][0]
+    country = filter_options(con)["countries"][0]
     at.sidebar.multiselect(key="country").set_value([country]).run()
     assert_clean(at)
     after = shown(at)
@@ -193,7 +210,7 @@ def test_country_filter_changes_the_numbers(page, use_data, con):
 
 
 def test_filters_come_from_the_url_and_bad_values_are_dropped(use_data, con):
-    options = data.filter_options(con)
+    options = filter_options(con)
     country, channel = options["countries"][0], options["channels"][0]
     clicked = run_page("overview")
     clicked.sidebar.multiselect(key="country").set_value([country]).run()
@@ -212,7 +229,7 @@ def test_filters_come_from_the_url_and_bad_values_are_dropped(use_data, con):
 
 
 def test_segment_filter_narrows_the_churn_page_to_one_tier(use_data):
-    at = run_page("churn", {"segment": data.segment_label("risk:high")})
+    at = run_page("churn", {"segment": segment_label("risk:high")})
     assert_clean(at)
     tiles = {m.label: m.value for m in at.metric}
     assert tiles["Customers scored"] == tiles["High risk"]
@@ -254,7 +271,7 @@ def test_customer_360_reveals_contact_details_from_the_warehouse_and_audits_it(c
     text = page_text(at)
     assert customer["email"] not in text and customer["phone"] not in text
     assert customer["masked_email"] in text and customer["masked_phone"] in text
-    assert data.mask_email_value(customer["email"]) == customer["masked_email"]
+    assert mask_email_value(customer["email"]) == customer["masked_email"]
     assert at.get("plotly_chart"), "the timeline chart is missing"
     at.toggle(key="reveal_contact").set_value(True).run()
     assert_clean(at)
@@ -273,16 +290,16 @@ def test_customer_360_reveals_contact_details_from_the_warehouse_and_audits_it(c
 
 
 def test_the_download_renders_from_the_warehouse_and_is_audited(use_data, con, tmp_path, monkeypatch):
-    plays = data.outreach(con, _everything(con))["plays"]
+    plays = outreach(con, _everything(con))["plays"]
     play = plays[(plays["customers"] > 0) & (plays["channel"] == "email")].iloc[0]["play"]
-    listed = data.outreach(con, _everything(con))["preview"]
+    listed = outreach(con, _everything(con))["preview"]
     first = listed[listed["play"] == play].iloc[0]["customer_id"]
     changed = warehouse_copy(use_data, tmp_path, monkeypatch, first)
     entries = []
-    render = data.audited_export(play, "csv", None, f"{play}-csv.csv", entries.append)
+    render = audited_export(play, "csv", None, f"{play}-csv.csv", entries.append)
     content = render()
     assert entries == [{"play": play, "format": "csv", "run_id": None, "file_name": f"{play}-csv.csv",
-                        "rows": data.count_rows(content, f"{play}-csv.csv")}]
+                        "rows": count_rows(content, f"{play}-csv.csv")}]
     text = content.decode("utf-8-sig")
     assert entries[0]["rows"] > 0 and "•" not in text
     assert changed["email"] in text, "the file must hold the warehouse's addresses as they are now"
@@ -357,7 +374,7 @@ def test_an_email_prefix_search_needs_the_warehouse_a_whole_email_does_not(use_d
 def test_outreach_page_offers_the_crm_formats_of_the_play(use_data, con):
     at = run_page("outreach")
     assert_clean(at)
-    support = data.warehouse_export_support()  # downloads are rendered from the warehouse
+    support = warehouse_export_support()  # downloads are rendered from the warehouse
     buttons = at.get("download_button")
     if support["problem"]:
         # The export code cannot run on the warehouse now: the page says so.
@@ -371,18 +388,18 @@ def test_outreach_download_is_what_retain_export_writes(use_data, con):
     from pipelines.core.config import settings
     from pipelines.outreach.exporter import read_latest
 
-    plays = data.outreach(con, _everything(con))["plays"]
+    plays = outreach(con, _everything(con))["plays"]
     play = plays[(plays["customers"] > 0) & (plays["channel"] == "email")].iloc[0]["play"]
     base = settings().exports / play / "klaviyo"
     run = read_latest(base)
     if run is None:
         pytest.skip(f"the pipeline wrote no klaviyo export for {play}")
     on_disk = (base / run / f"{play}-klaviyo.csv").read_bytes()
-    with data.warehouse_connection() as warehouse:  # where the page renders files from
-        assert data.export_support(warehouse)["problem"] is None
-        assert data.render_download(warehouse, play, "klaviyo") == on_disk
+    with warehouse_connection() as warehouse:  # where the page renders files from
+        assert export_support(warehouse)["problem"] is None
+        assert render_download(warehouse, play, "klaviyo") == on_disk
     # The snapshot's contact data is masked: a file rendered from it would not be the export.
-    assert data.render_download(con, play, "klaviyo") != on_disk
+    assert render_download(con, play, "klaviyo") != on_disk
 
 
 def test_local_mode_turns_away_visitors_from_other_machines(use_data, monkeypatch):
@@ -457,7 +474,7 @@ def test_missing_stages_show_a_note_and_a_failed_run_a_warning(page, marts_only_
     if page == "overview":
         assert len(at.metric) >= 9
         segment = next(s for s in at.sidebar.selectbox if s.label == "Segment")
-        assert data.segment_label("risk:high") not in segment.options  # no scores, no risk tiers
+        assert segment_label("risk:high") not in segment.options  # no scores, no risk tiers
     else:
         assert any("not in the published snapshot yet" in i.value for i in at.info)
 
@@ -471,17 +488,17 @@ def test_freshness_banner_names_the_last_successful_run(use_data):
 # Data layer
 
 
-def _everything(con) -> data.Filters:
-    months = data.filter_options(con)["months"]
-    return data.Filters(start=months[0], end=months[-1])
+def _everything(con) -> Filters:
+    months = filter_options(con)["months"]
+    return Filters(start=months[0], end=months[-1])
 
 
 def test_monthly_kpis_match_the_kpi_mart(con):
     """The dashboard's per-month SQL reproduces marts.kpi_monthly exactly (one definition, in dbt)."""
     f = _everything(con)
-    kpi = data.query(con, "select * from marts.kpi_monthly order by month")
+    kpi = query(con, "select * from marts.kpi_monthly order by month")
     kpi["month"] = pd.to_datetime(kpi["month"])
-    d = data.overview(con, f)["trend"]
+    d = overview(con, f)["trend"]
     both = kpi.merge(d, on="month", suffixes=("_mart", "_dashboard"))
     assert len(both) == len(kpi)
     for col in ("orders", "revenue", "avg_order_value", "on_time_delivery_rate", "nps", "csat",
@@ -491,37 +508,37 @@ def test_monthly_kpis_match_the_kpi_mart(con):
         ok = np.isclose(mart, mine, rtol=1e-9, atol=1e-9, equal_nan=True)
         assert ok.all(), both.loc[~ok, ["month", f"{col}_mart", f"{col}_dashboard"]]
     # the returning rate is read from the mart when nobody is filtered out: check the computed path too
-    computed = data.returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False).merge(kpi, on="month")
+    computed = returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False).merge(kpi, on="month")
     assert np.allclose(computed["returning_customer_rate_x"].astype(float),
                        computed["returning_customer_rate_y"].astype(float), equal_nan=True)
-    support = data.support(con, f)["monthly"]
-    both = kpi.merge(support, on="month", suffixes=("", "_dashboard"))
+    monthly = support(con, f)["monthly"]
+    both = kpi.merge(monthly, on="month", suffixes=("", "_dashboard"))
     for col, mine in (("median_hours_to_first_response", "median_hours_first_response"),
                       ("median_hours_to_resolution", "median_hours_resolution"),
                       ("first_contact_resolution_rate", "first_contact_resolution_rate_dashboard")):
         assert np.allclose(both[col].astype(float), both[mine].astype(float), equal_nan=True), col
-    wismo = data.post_purchase(con, f)["wismo"].merge(kpi, on="month", suffixes=("", "_mart"))
+    wismo = post_purchase(con, f)["wismo"].merge(kpi, on="month", suffixes=("", "_mart"))
     assert np.allclose(wismo["wismo_per_100_orders"], wismo["wismo_per_100_orders_mart"], equal_nan=True)
 
 
 def test_returning_rate_paths_agree(con):
     """With every channel selected the channel-aware pairing gives the one-pass numbers."""
     f = _everything(con)
-    channels = tuple(data.query(con, "select distinct sales_channel from marts.fct_orders")["sales_channel"])
+    channels = tuple(query(con, "select distinct sales_channel from marts.fct_orders")["sales_channel"])
     if any(c is None for c in channels):
         pytest.skip("some orders have no sales channel: selecting every channel is not everything")
-    every = data.Filters(f.start, f.end, channels=channels)
-    fast = data.returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False)
-    paired = data.returning_monthly(con, every, f.start, f.end_exclusive)
+    every = Filters(f.start, f.end, channels=channels)
+    fast = returning_monthly(con, f, f.start, f.end_exclusive, use_mart=False)
+    paired = returning_monthly(con, every, f.start, f.end_exclusive)
     assert fast["returning_customers"].tolist() == paired["returning_customers"].tolist()
     assert fast["previous_customers"].tolist() == paired["previous_customers"].tolist()
-    assert data.returning_periods(con, f) == data.returning_periods(con, every)
+    assert returning_periods(con, f) == returning_periods(con, every)
 
 
 def test_cohorts_computed_from_orders_match_the_cohort_mart(con):
     f = _everything(con)
-    mart = data.cohort_retention(con, f, use_mart=True)
-    computed = data.cohort_retention(con, f, use_mart=False)
+    mart = cohort_retention(con, f, use_mart=True)
+    computed = cohort_retention(con, f, use_mart=False)
     key = ["cohort_month", "months_since_first_order"]
     merged = mart.merge(computed, on=key, how="outer", suffixes=("_mart", "_orders"), indicator=True)
     # the mart also lists months with no active customer (0); the dashboard leaves them out
@@ -535,9 +552,9 @@ def test_cohorts_computed_from_orders_match_the_cohort_mart(con):
 
 def test_a_country_filter_counts_exactly_that_countrys_orders(con):
     f = _everything(con)
-    country = data.filter_options(con)["countries"][0]
-    mine = data.monthly_orders(con, data.Filters(f.start, f.end, countries=(country,)), f.start, f.end_exclusive)
-    direct = data.query(
+    country = filter_options(con)["countries"][0]
+    mine = monthly_sums(con, Filters(f.start, f.end, countries=(country,)))
+    direct = query(
         con,
         """
         select count(*) as orders, sum(o.total)::double as revenue from marts.fct_orders o
@@ -552,27 +569,27 @@ def test_a_country_filter_counts_exactly_that_countrys_orders(con):
 def test_filter_values_are_bound_never_spliced_into_sql(con):
     hostile = "DE') or (1=1"
     f = replace_countries(_everything(con), (hostile,))
-    assert hostile not in data.customer_scope(con, f) + data.order_scope(con, f)
-    out = data.overview(con, f)
+    assert hostile not in customer_scope(con, f) + order_scope(con, f)
+    out = overview(con, f)
     assert out["current"]["orders"] == 0  # no customer lives in that "country"
 
 
-def replace_countries(f: data.Filters, countries: tuple[str, ...]) -> data.Filters:
+def replace_countries(f: Filters, countries: tuple[str, ...]) -> Filters:
     """`f` with other countries."""
-    return data.Filters(f.start, f.end, countries=countries, channels=f.channels, segment=f.segment)
+    return Filters(f.start, f.end, countries=countries, channels=f.channels, segment=f.segment)
 
 
 def test_snapshot_connection_is_read_only_and_cannot_reach_files(con):
     with pytest.raises(duckdb.Error, match="(?i)disabled|permission"):
-        data.query(con, "select * from read_csv('/etc/hostname')")
+        query(con, "select * from read_csv('/etc/hostname')")
     with pytest.raises(duckdb.Error, match="(?i)read-only|read only"):
-        data.query(con, "create table marts.nope as select 1 as x")
+        query(con, "create table marts.nope as select 1 as x")
 
 
 def test_every_page_function_returns_small_frames(con):
     """Pages get aggregates, never a table of customers (except the 50-row outreach previews)."""
     f = _everything(con)
-    for name, fn in data.PAGES.items():
+    for name, fn in loaders.PAGES.items():
         out = fn(con, f)
         assert out["available"], name
         for key, value in out.items():
@@ -583,17 +600,17 @@ def test_every_page_function_returns_small_frames(con):
 def test_masking_hides_emails_and_phones():
     with duckdb.connect() as c:
         row = c.execute(
-            f"select {data.mask_email('$e')}, {data.mask_phone('$p')}, {data.mask_text('$t')}",
+            f"select {mask_email('$e')}, {mask_phone('$p')}, {mask_text('$t')}",
             {"e": "jane.doe@example.com", "p": "+4915112345678", "t": "call me on +49 151 1234567 or jane@x.de!"},
         ).fetchone()
     assert row[0] == "j•••@example.com"
     assert row[1].startswith("+49") and row[1].endswith("78") and "151123456" not in row[1]
     assert row[2] == "call me on [phone hidden] or [email hidden]!"
-    assert data.mask_email_value("jane.doe@example.com") == "j•••@example.com"
+    assert mask_email_value("jane.doe@example.com") == "j•••@example.com"
 
 
 def test_filters_previous_period_and_months():
-    f = data.Filters(start=date(2025, 1, 1), end=date(2025, 3, 1))
+    f = Filters(start=date(2025, 1, 1), end=date(2025, 3, 1))
     assert f.months == 3 and f.end_exclusive == date(2025, 4, 1)
     prev = f.previous()
     assert (prev.start, prev.end) == (date(2024, 10, 1), date(2024, 12, 1))

@@ -27,12 +27,12 @@ def data_dir(request) -> Path:
 @pytest.fixture(scope="module")
 def customer_id(data_dir) -> str:
     """A customer with several orders, for the Customer 360 page."""
-    from dashboards import data
+    from dashboards.data.connection import connect, query
     from pipelines.publish import current_snapshot
 
-    con = data.connect(current_snapshot(data_dir / "published"))
+    con = connect(current_snapshot(data_dir / "published"))
     try:
-        return data.query(
+        return query(
             con, "select customer_id from marts.dim_customers order by orders_count desc, customer_id limit 1"
         ).iloc[0]["customer_id"]
     finally:

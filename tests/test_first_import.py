@@ -194,7 +194,8 @@ def test_outreach_page_says_which_plays_could_not_run(app_on):
 def test_data_sources_are_hidden_without_platform_files():
     import duckdb
 
-    from dashboards import data
+    from dashboards.data.overview import data_sources, data_sources_table
+
 
     def with_rates(*rows):
         con = duckdb.connect()  # a new connection each time: the dashboard caches a connection's catalog
@@ -205,11 +206,11 @@ def test_data_sources_are_hidden_without_platform_files():
             con.executemany("insert into marts.identity_match_rates values (?, ?, ?, ?, ?, ?)", list(rows))
         return con
 
-    assert data.data_sources(with_rates()) is None  # no mart at all
+    assert data_sources(with_rates()) is None  # no mart at all
     retain_only = ("orders", "retain", 10, 10, 0, 1.0)
-    assert data.data_sources(with_rates(retain_only)) is None  # only retain's own contract files
+    assert data_sources(with_rates(retain_only)) is None  # only retain's own contract files
     tickets = ("support_tickets", "zendesk", 4, 3, 1, 0.75)
-    shown = data.data_sources_table(data.data_sources(with_rates(retain_only, tickets)))
+    shown = data_sources_table(data_sources(with_rates(retain_only, tickets)))
     assert shown["Platform"].tolist() == ["Zendesk", "Your own files (retain format)"]
     assert shown.iloc[0].tolist() == ["Zendesk", "Support tickets", 4, 3, 1, 0.75]
 

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from pipelines.core.contract import source
+from pipelines.core.rules import consent_marketing_types, marketing_contact_types, seed_rows
 from pipelines.outreach import (
     CANDIDATE_COLUMNS,
     SUPPRESSION_REASONS,
@@ -48,7 +49,7 @@ DIM_COLUMNS = {
     "customer_id": "VARCHAR", "email": "VARCHAR", "phone": "VARCHAR", "first_name": "VARCHAR",
     "last_name": "VARCHAR", "country": "VARCHAR", "postal_code": "VARCHAR", "email_marketing_consent": "VARCHAR",
     "sms_marketing_consent": "VARCHAR", "is_test_account": "BOOLEAN", "erasure_requested_at": "TIMESTAMP",
-    "first_order_at": "TIMESTAMP", "last_order_at": "TIMESTAMP",
+    "consent_updated_at": "TIMESTAMP", "first_order_at": "TIMESTAMP", "last_order_at": "TIMESTAMP",
     "orders_count": "BIGINT", "lifetime_revenue": "DECIMAL(18,2)", "lifetime_refunds": "DECIMAL(18,2)",
     "net_revenue": "DECIMAL(18,2)", "avg_order_value": "DOUBLE", "avg_days_between_orders": "DOUBLE",
     "days_since_last_order": "BIGINT", "complaints_count": "BIGINT", "open_tickets_count": "BIGINT",
@@ -63,9 +64,23 @@ ORDER_COLUMNS = {
     "delivery_delay_days": "BIGINT", "has_return": "BOOLEAN",
 }
 TICKET_EXTRA = {
-    "is_complaint": "BOOLEAN", "hours_to_first_response": "DOUBLE", "hours_to_resolution": "DOUBLE",
-    "is_first_contact_resolution": "BOOLEAN",
+    "is_complaint": "BOOLEAN", "is_wismo": "BOOLEAN", "is_resolved": "BOOLEAN", "is_open": "BOOLEAN",
+    "hours_to_first_response": "DOUBLE", "hours_to_resolution": "DOUBLE", "is_first_contact_resolution": "BOOLEAN",
 }
+MESSAGE_EXTRA = {"is_outbound": "BOOLEAN", "needs_marketing_consent": "BOOLEAN", "is_marketing_contact": "BOOLEAN"}
+FEEDBACK_COLUMNS = {
+    "feedback_key": "VARCHAR", "source_id": "VARCHAR", "feedback_type": "VARCHAR", "customer_id": "VARCHAR",
+    "order_id": "VARCHAR", "product_id": "VARCHAR", "score": "INTEGER", "nps_band": "VARCHAR", "sentiment": "VARCHAR",
+    "submitted_at": "TIMESTAMP", "is_detractor": "BOOLEAN", "is_promoter": "BOOLEAN", "is_dissatisfied": "BOOLEAN",
+}
+
+
+def _band(feedback_type: str, score: int) -> dict:
+    """The row of seeds/feedback_bands.csv a score falls in (what the dbt models join)."""
+    for row in seed_rows("feedback_bands"):
+        if row["feedback_type"] == feedback_type and int(row["score_min"]) <= score <= int(row["score_max"]):
+            return row
+    raise AssertionError(f"no band for {feedback_type} {score}")
 SCORE_COLUMNS = {
     "customer_id": "VARCHAR", "scored_at": "TIMESTAMP", "as_of_date": "DATE", "churn_probability": "DOUBLE",
     "risk_tier": "VARCHAR", "p_alive": "DOUBLE", "expected_purchases_90d": "DOUBLE", "clv_12m": "DOUBLE",
@@ -136,8 +151,11 @@ class World:
             "ticket_id": f"t-{len(self.tickets)}", "customer_id": cid,
             "ticket_type": "complaint" if complaint else "question",
             "category": "damaged_item" if complaint else "product_question", "status": status,
-            "created_at": at(created_days_ago), "is_complaint": complaint,
+            "created_at": at(created_days_ago), "is_complaint": complaint, "is_wismo": False,
             "resolved_at": at(resolved_days_ago) if resolved_days_ago is not None else None,
+            # like marts.fct_support_tickets (tested there on real dbt output)
+            "is_resolved": resolved_days_ago is not None,
+            "is_open": resolved_days_ago is None and status not in ("solved", "closed"),
         })
 
     def message(self, cid: str, sent_days_ago: float, message_type: str = "promotion", channel: str = "email",
@@ -146,6 +164,10 @@ class World:
             "message_id": f"m-{len(self.messages)}", "customer_id": cid, "channel": channel,
             "direction": direction, "message_type": message_type, "sent_at": at(sent_days_ago, 8),
             "unsubscribed_at": at(unsubscribed_days_ago, 20) if unsubscribed_days_ago is not None else None,
+            # like marts.fct_messages: the flags of seeds/message_types.csv
+            "is_outbound": direction == "outbound",
+            "needs_marketing_consent": message_type in consent_marketing_types(),
+            "is_marketing_contact": message_type in marketing_contact_types(),
         })
 
     def survey(self, cid: str, days_ago: float, survey_type: str, score: int) -> None:
@@ -176,10 +198,30 @@ class World:
                 "email_marketing_consent": c["email_marketing_consent"],
                 "sms_marketing_consent": c["sms_marketing_consent"],
                 "is_test_account": bool(c.get("is_test_account")), "erasure_requested_at": c["erasure_requested_at"],
+                "consent_updated_at": c.get("updated_at"),
                 "first_order_at": min((o["ordered_at"] for o in mine), default=None),
                 "last_order_at": max((o["ordered_at"] for o in mine), default=None),
                 "orders_count": len(mine), "lifetime_revenue": 80.0 * len(mine), "is_repeat_customer": len(mine) > 1,
             })
+        return rows
+
+    def _feedback_rows(self) -> list[dict]:
+        """Survey answers and reviews as marts.fct_feedback has them (bands from the seed)."""
+        rows = []
+        for kind, items in (("survey", self.surveys), ("review", self.reviews)):
+            for r in items:
+                ftype = r["survey_type"] if kind == "survey" else "review"
+                score = r["score"] if kind == "survey" else r["rating"]
+                band = _band(ftype, score)
+                rows.append({
+                    "feedback_key": f"{kind}:{r.get('response_id') or r.get('review_id')}",
+                    "source_id": r.get("response_id") or r.get("review_id"), "feedback_type": ftype,
+                    "customer_id": r["customer_id"], "order_id": r.get("order_id"), "product_id": r.get("product_id"),
+                    "score": score, "nps_band": band["nps_band"] or None, "sentiment": band["sentiment"],
+                    "submitted_at": r.get("responded_at") or r.get("created_at"),
+                    "is_detractor": band["nps_band"] == "detractor", "is_promoter": band["nps_band"] == "promoter",
+                    "is_dissatisfied": ftype in ("nps", "csat") and band["sentiment"] == "negative",
+                })
         return rows
 
     def write(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -189,13 +231,11 @@ class World:
             "marts.fct_orders": (ORDER_COLUMNS, self.orders),
             "marts.fct_support_tickets": (
                 {**_contract_columns("support_tickets"), **TICKET_EXTRA}, self.tickets),
-            "staging.stg_shop__customers": (_contract_columns("customers"), list(self.customers.values())),
-            "staging.stg_messaging__messages": (_contract_columns("messages"), self.messages),
-            "staging.stg_surveys__survey_responses": (_contract_columns("survey_responses"), self.surveys),
-            "staging.stg_reviews__reviews": (_contract_columns("reviews"), self.reviews),
+            "marts.fct_messages": ({**_contract_columns("messages"), **MESSAGE_EXTRA}, self.messages),
+            "marts.fct_feedback": (FEEDBACK_COLUMNS, self._feedback_rows()),
             "ml.churn_scores": (SCORE_COLUMNS, list(self.scores.values())),
         }
-        for schema in ("marts", "staging", "ml"):
+        for schema in ("marts", "ml"):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for name, (columns, rows) in tables.items():
             con.execute(f"CREATE OR REPLACE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")

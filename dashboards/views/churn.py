@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, ui
+from dashboards.data.filters import segment_label
+from dashboards.data.model import calibration_table, driver_importance, metrics_table
 
 ctx, d = ui.start_page("Churn risk", "churn",
                        "Churn scores are not in the published snapshot yet (ml.churn_scores): they appear after a "
@@ -15,15 +17,14 @@ currency = ui.currency(ctx)
 
 s = d["summary"]
 st.caption(f"Scores as of {ui.as_date(s.get('as_of_date'))} · model {s.get('model_version') or '–'} · "
-           f"{data.segment_label(f.segment)}{' · ' + ', '.join(f.countries) if f.countries else ''} "
+           f"{segment_label(f.segment)}{' · ' + ', '.join(f.countries) if f.countries else ''} "
            "(the period filter doesn't apply: scores are for today)")
 cols = st.columns(4)
 with cols[0]:
     ui.tile("Customers scored", ui.count(s.get("customers")))
 with cols[1]:
-    share = (s.get("high_risk") or 0) / s["customers"] if s.get("customers") else None
     ui.tile("High risk", ui.count(s.get("high_risk")), None, None,
-            f"{ui.pct(share)} of scored customers are in the high-risk tier.")
+            f"{ui.pct(s.get('high_risk_share'))} of scored customers are in the high-risk tier.")
 with cols[2]:
     ui.tile("Average churn probability", ui.pct(s.get("avg_churn_probability")), None, None,
             "Mean probability of no valid order in the coming horizon.")
@@ -84,7 +85,7 @@ else:
         "Brier score, log loss and calibration error."
         + (f" Promotion: {run['reason']}." if run.get("reason") else "")
     )
-    table = data.metrics_table(metrics)
+    table = metrics_table(metrics)
     if table.empty:
         ui.note("The model run records no metrics.")
     else:
@@ -96,10 +97,10 @@ else:
         })
     left, right = st.columns(2)
     with left:
-        charts.show(charts.calibration(data.calibration_table(metrics), title="Calibration on held-out customers"),
+        charts.show(charts.calibration(calibration_table(metrics), title="Calibration on held-out customers"),
                     "The model run records no calibration table.")
     with right:
-        imp = data.driver_importance(metrics)
+        imp = driver_importance(metrics)
         charts.show(charts.bars(imp, "driver", {"auc_drop": "ROC AUC lost without it"}, horizontal=True,
                                 y_format=".3f", y_title="ROC AUC lost when the driver is shuffled", height=320,
                                 colors=[charts.BLUE], title="What the model relies on"),

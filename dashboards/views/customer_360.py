@@ -5,7 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, filters, signin, ui
+from dashboards import charts, filters, signin, ui
+from dashboards.data.connection import WarehouseUnavailable
+from dashboards.data.customer_360 import contact_details, search_emails
+from dashboards.data.loaders import load_churn_status, load_customer, load_search
+from dashboards.data.model import scores_missing_note
 
 ctx = filters.context()
 who = signin.identity()
@@ -42,7 +46,7 @@ def email_prefix_search(prefix: str) -> pd.DataFrame:
     held = st.session_state.get("_retain_email_search")
     if held and held[0] == prefix:
         return held[1]
-    found = data.search_emails(prefix)
+    found = search_emails(prefix)
     signin.record("contact_search", search="email_prefix", customer_ids=found["customer_id"].tolist(),
                   rows=len(found))
     st.session_state["_retain_email_search"] = (prefix, found)
@@ -54,11 +58,11 @@ def email_prefix_search(prefix: str) -> pd.DataFrame:
 linked = st.query_params.get("customer")
 if text.strip():
     # An exact id or a whole email address: the snapshot answers (emails through email_sha256).
-    matches = data.load_search(ctx.snapshot, text)
+    matches = load_search(ctx.snapshot, text)
     if matches.empty and who.can_see_contacts:
         try:
             matches = email_prefix_search(text.strip())
-        except data.WarehouseUnavailable as exc:
+        except WarehouseUnavailable as exc:
             st.warning(f"No customer with id or email {text.strip()!r}. The beginning of an email cannot be "
                        f"searched right now: {exc}.")
             st.stop()
@@ -83,7 +87,7 @@ else:
     ui.note("Search for a customer by id or email address to see their history.")
     st.stop()
 
-c = data.load_customer(ctx.snapshot, customer_id)
+c = load_customer(ctx.snapshot, customer_id)
 if not c.get("available"):
     ui.note("Customers are not in the published snapshot yet (marts.dim_customers).")
     st.stop()
@@ -101,8 +105,8 @@ if reveal:
         contacts = held[1]
     else:
         try:
-            contacts = data.contact_details(customer_id)
-        except data.WarehouseUnavailable as exc:
+            contacts = contact_details(customer_id)
+        except WarehouseUnavailable as exc:
             contacts = None
             st.warning(f"Contact details cannot be shown right now: {exc}.")
         if contacts is not None:
@@ -148,7 +152,7 @@ if score:
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
 else:
-    missing = data.scores_missing_note(data.load_churn_status(ctx.snapshot))
+    missing = scores_missing_note(load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
             else "No churn score for this customer (no scoring run yet, or no valid order).")
 

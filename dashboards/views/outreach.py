@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, signin, ui
+from dashboards import charts, signin, ui
+from dashboards.data.downloads import audited_export, download_file_name, warehouse_export_support
 
 
 def words(value) -> str:
@@ -90,7 +91,7 @@ if not who.can_download:
 if rows == 0:
     st.stop()
 # Files are rendered from the warehouse (unmasked contacts), for the run this page shows.
-support = data.warehouse_export_support(ctx.snapshot)
+support = warehouse_export_support(ctx.snapshot)
 usable = {name: spec for name, spec in support["formats"].items() if row.get("channel") in spec[1]}
 if not support["formats"]:
     ui.note("CRM downloads need the outreach export code (pipelines/outreach).")
@@ -104,10 +105,10 @@ else:
     cols = st.columns(4)
     for i, (fmt, (title, _channels, max_rows)) in enumerate(usable.items()):
         with cols[i % 4]:
-            name = data.download_file_name(play, fmt, rows, max_rows)
+            name = download_file_name(play, fmt, rows, max_rows)
             st.download_button(
                 title,
-                data=data.audited_export(play, fmt, d["run_id"], name, signin.recorder("download")),
+                data=audited_export(play, fmt, d["run_id"], name, signin.recorder("download")),
                 file_name=name,
                 mime="application/zip" if name.endswith(".zip") else "text/csv",
                 key=f"download_{play}_{fmt}",

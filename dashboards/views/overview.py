@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, filters, ui
+from dashboards import charts, filters, ui
+from dashboards.data.connection import NO_ORDERS_NOTE
+from dashboards.data.overview import data_sources_table
 
 ctx = filters.context()
 f = ctx.filters
 currency = ui.currency(ctx)
 ctx, d = ui.start_page(
-    "Overview", "overview", data.NO_ORDERS_NOTE,
+    "Overview", "overview", NO_ORDERS_NOTE,
     caption=f"{f.describe()} · changes against {f.previous().start:%b %Y} – {f.previous().end:%b %Y}",
 )
 
@@ -76,7 +78,7 @@ if sources is not None:
     st.caption("The platform files this data comes from, and how many of their rows belong to a customer your "
                "shop knows (same email, phone or customer id). Unmatched rows are kept and counted under their "
                "own customer, never dropped. Not filtered.")
-    st.dataframe(data.data_sources_table(sources), hide_index=True, column_config={
+    st.dataframe(data_sources_table(sources), hide_index=True, column_config={
         # a neutral colour: red would read as "bad" even at 100 %
         "Match rate": st.column_config.ProgressColumn(
             format="percent", min_value=0.0, max_value=1.0, color=charts.BLUE,

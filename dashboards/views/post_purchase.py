@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, ui
+from dashboards.data.connection import NO_ORDERS_NOTE
+from dashboards.data.post_purchase import message_funnel
 
-ctx, d = ui.start_page("Post-purchase experience", "post_purchase", data.NO_ORDERS_NOTE)
+ctx, d = ui.start_page("Post-purchase experience", "post_purchase", NO_ORDERS_NOTE)
 f = ctx.filters
 
-delivery, wismo, sat = d["delivery"], d["wismo"], d["satisfaction"]
+delivery, wismo, sat, period = d["delivery"], d["wismo"], d["satisfaction"], d["period"]
 cols = st.columns(4)
 with cols[0]:
-    on_time = delivery["on_time"].sum() / delivery["delivered"].sum() if delivery["delivered"].sum() else None
-    ui.tile("On-time delivery", ui.pct(on_time), None, delivery["on_time_delivery_rate"],
+    ui.tile("On-time delivery", ui.pct(period["on_time_delivery_rate"]), None, delivery["on_time_delivery_rate"],
             "Orders delivered on or before the promised date ÷ orders delivered with a promised date.")
 with cols[1]:
-    w = wismo["wismo_per_100_orders"]
-    ui.tile("WISMO per 100 orders", ui.number(w.mean() if w.notna().any() else None, 2), None, w,
+    ui.tile("WISMO per 100 orders", ui.number(period["wismo_per_100_orders"], 2), None, wismo["wismo_per_100_orders"],
             "'Where is my order?' tickets per 100 valid orders (monthly average).", lower_is_better=True)
 with cols[2]:
-    nps = sat["nps"] if "nps" in sat else pd.Series(dtype=float)
-    total = sat["nps_responses"].sum() if "nps_responses" in sat else 0
-    value = 100 * (sat["promoters"].sum() - sat["detractors"].sum()) / total if total else None
-    ui.tile("NPS", ui.number(value, 1), None, nps, "% promoters (9–10) − % detractors (0–6).")
+    ui.tile("NPS", ui.number(period["nps"], 1), None, sat["nps"], "% promoters (9–10) − % detractors (0–6).")
 with cols[3]:
-    rev = sat["reviews"].sum() if "reviews" in sat else 0
-    ui.tile("Average review rating", ui.number(sat["rating_sum"].sum() / rev if rev else None, 2, " ★"), None,
-            sat.get("avg_review_rating"), "Mean star rating of reviews written.")
+    ui.tile("Average review rating", ui.number(period["avg_review_rating"], 2, " ★"), None,
+            sat["avg_review_rating"], "Mean star rating of reviews written.")
 
 st.subheader("Delivery")
 left, right = st.columns(2)
@@ -61,16 +56,9 @@ else:
     with left:
         pick = st.segmented_control("Channel", ["all", *channels], default="all", key="funnel_channel",
                                     format_func=lambda c: "All channels" if c == "all" else c.capitalize())
-        part = funnel if pick in (None, "all") else funnel[funnel["channel"] == pick]
-        stages = {s.capitalize(): float(part[s].sum()) for s in ("sent", "delivered", "opened", "clicked")}
+        stages, by_type = message_funnel(funnel, None if pick in (None, "all") else pick)
         charts.show(charts.funnel(stages), "No messages on this channel.")
     with right:
-        by_type = part.groupby("message_type", as_index=False)[["sent", "delivered", "opened", "clicked",
-                                                                  "unsubscribed"]].sum()
-        by_type["open_rate"] = by_type["opened"] / by_type["delivered"].where(by_type["delivered"] > 0)
-        by_type["click_rate"] = by_type["clicked"] / by_type["delivered"].where(by_type["delivered"] > 0)
-        by_type["unsubscribe_rate"] = by_type["unsubscribed"] / by_type["delivered"].where(by_type["delivered"] > 0)
-        by_type["message_type"] = by_type["message_type"].map(data.message_type_label)
         st.dataframe(
             by_type.sort_values("sent", ascending=False)[
                 ["message_type", "sent", "delivered", "open_rate", "click_rate", "unsubscribe_rate"]],
@@ -147,8 +135,6 @@ else:
             if table is None:
                 ui.note("Not available yet.")
             elif key == "message_exposure":
-                # The post-purchase journey only (marketing messages have their own story).
-                table = table[table["message_type"].isin(data.POST_PURCHASE_MESSAGES)]
                 wide = table.pivot_table(index="group", columns="series", values="repurchase_rate_90d").reset_index()
                 wide = wide.sort_values("Received", ascending=False) if "Received" in wide else wide
                 charts.show(charts.bars(wide, "group", {c: c for c in ("Received", "Not received") if c in wide},

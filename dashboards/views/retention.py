@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, ui
+from dashboards.data.connection import NO_ORDERS_NOTE
 
-ctx, d = ui.start_page("Retention", "retention", data.NO_ORDERS_NOTE)
+ctx, d = ui.start_page("Retention", "retention", NO_ORDERS_NOTE)
 currency = ui.currency(ctx)
 
 repeat = d["repeat"]
-split = d["revenue_split"]
-total_rev = split["new_revenue"].sum() + split["returning_revenue"].sum()
 cols = st.columns(4)
 with cols[0]:
-    last = repeat["repeat_purchase_rate"].dropna()
-    ui.tile("Repeat purchase rate", ui.pct(last.iloc[-1] if len(last) else None), None, last,
+    ui.tile("Repeat purchase rate", ui.pct(d["repeat_purchase_rate"]), None, repeat["repeat_purchase_rate"].dropna(),
             "Customers with at least two valid orders ÷ customers with at least one, at the end of the period.")
 with cols[1]:
-    m1 = d["cohorts"]
-    m1 = m1[m1["months_since_first_order"] == 1]
-    rate = m1["active_customers"].sum() / m1["cohort_size"].sum() if len(m1) and m1["cohort_size"].sum() else None
-    ui.tile("Ordered again next month", ui.pct(rate), None, None,
+    ui.tile("Ordered again next month", ui.pct(d["ordered_again_next_month"]), None, None,
             "Share of the period's new customers who ordered again in the month after their first order.")
 with cols[2]:
     ui.tile("Median days between orders", ui.number(d["median_days_between_orders"], 0, " days"), None, None,
             "Median gap between a customer's consecutive valid orders, for repeat orders placed in the period.")
 with cols[3]:
-    share = split["returning_revenue"].sum() / total_rev if total_rev else None
-    ui.tile("Repeat-order revenue", ui.pct(share), None, None,
+    ui.tile("Repeat-order revenue", ui.pct(d["returning_revenue_share"]), None, None,
             "Share of the period's revenue from customers' second and later orders.")
 
 st.subheader("Cohort retention")
@@ -52,7 +46,7 @@ with right:
 
 st.subheader("New vs returning revenue")
 charts.show(
-    charts.bars(split, "month", {"new_revenue": "First orders", "returning_revenue": "Repeat orders"},
+    charts.bars(d["revenue_split"], "month", {"new_revenue": "First orders", "returning_revenue": "Repeat orders"},
                 stacked=True, y_format="money", y_title=f"Revenue ({currency})" if currency else "Revenue",
                 colors=[charts.LIGHT_BLUE, charts.BLUE]),
     "No orders in this period.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, data, ui
+from dashboards import charts, ui
 
 ctx, d = ui.start_page("Support & complaints", "support",
                        "Support tickets are not in the published snapshot yet (marts.fct_support_tickets).")
@@ -34,7 +34,7 @@ with cols[4]:
 st.subheader("Ticket volume by category")
 charts.show(charts.stacked_by(d["by_category"].assign(month=lambda x: x["month"].astype("datetime64[ns]")),
                               "month", "category", "tickets", y_title="Tickets opened",
-                              order=list(data.TICKET_CATEGORIES.values()), title="Tickets opened per month"),
+                              order=d["category_order"], title="Tickets opened per month"),
             "No tickets in this period.")
 
 left, right = st.columns(2)

@@ -25,35 +25,7 @@ messages as (
 
 ),
 
-{% if is_incremental() %}
-
-    changed_customers as (
-
-        -- reads the view again rather than the CTE `messages`: DuckDB materialises a CTE
-        -- used twice, which would copy every message
-        select distinct new_messages.customer_id
-        from {{ ref('int_messages_funnel') }} as new_messages
-        where {{ is_newer_than_this('new_messages._loaded_at', '_source_loaded_at') }}
-
-    ),
-
-    messages_in_scope as (
-
-        select *
-        from messages
-        where customer_id in (select changed_customers.customer_id from changed_customers)
-
-    ),
-
-{% else %}
-
-    messages_in_scope as (
-
-        select * from messages
-
-    ),
-
-{% endif %}
+{{ rows_in_scope('messages_in_scope', 'messages', ref('int_messages_funnel'), 'customer_id') }}
 
 final as (
 

@@ -27,6 +27,10 @@ final as (
         campaign,
         sent_at,
         {{ month_start('sent_at') }} as sent_month,
+        delivered_at,
+        opened_at,
+        clicked_at,
+        unsubscribed_at,
         direction = 'outbound' as is_outbound,
         (
             delivered_at is not null

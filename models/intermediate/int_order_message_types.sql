@@ -27,35 +27,7 @@ messages as (
 
 ),
 
-{% if is_incremental() %}
-
-    changed_orders as (
-
-        -- reads the view again rather than the CTE `messages`: DuckDB materialises a CTE
-        -- used twice, which would copy every message
-        select distinct new_messages.order_id
-        from {{ ref('int_messages_funnel') }} as new_messages
-        where {{ is_newer_than_this('new_messages._loaded_at', '_source_loaded_at') }}
-
-    ),
-
-    messages_in_scope as (
-
-        select *
-        from messages
-        where order_id in (select changed_orders.order_id from changed_orders)
-
-    ),
-
-{% else %}
-
-    messages_in_scope as (
-
-        select * from messages
-
-    ),
-
-{% endif %}
+{{ rows_in_scope('messages_in_scope', 'messages', ref('int_messages_funnel'), 'order_id') }}
 
 final as (
 

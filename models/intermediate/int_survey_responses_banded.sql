@@ -6,29 +6,38 @@ responses as (
 
 ),
 
+-- the score bands of each kind of survey: seeds/feedback_bands.csv, the one definition of
+-- promoter / passive / detractor and of positive / neutral / negative
+bands as (
+
+    select * from {{ ref('feedback_bands') }}
+
+),
+
 final as (
 
     select
-        response_id,
-        customer_id,
-        order_id,
-        survey_type,
-        score,
-        responded_at,
-        {{ month_start('responded_at') }} as responded_month,
-        case
-            when survey_type <> 'nps' then null
-            when score >= 9 then 'promoter'
-            when score >= 7 then 'passive'
-            else 'detractor'
-        end as nps_band,
-        case when survey_type = 'csat' then score >= 4 end as is_csat_satisfied,
+        responses.response_id,
+        responses.customer_id,
+        responses.order_id,
+        responses.survey_type,
+        responses.score,
+        responses.responded_at,
+        {{ month_start('responses.responded_at') }} as responded_month,
+        -- NPS answers only (the seed's other rows leave it empty)
+        case when responses.survey_type = 'nps' then bands.nps_band end as nps_band,
+        bands.sentiment,
+        case when responses.survey_type = 'csat' then bands.sentiment = 'positive' end as is_csat_satisfied,
         -- the customer's latest answer to this kind of survey (ties: highest response_id)
         row_number() over (
-            partition by customer_id, survey_type
-            order by responded_at desc, response_id desc
+            partition by responses.customer_id, responses.survey_type
+            order by responses.responded_at desc, responses.response_id desc
         ) = 1 as is_latest_of_type
     from responses
+    left join bands
+        on
+            responses.survey_type = bands.feedback_type
+            and responses.score between bands.score_min and bands.score_max
 
 )
 

@@ -141,6 +141,7 @@ final as (
         customers.sms_marketing_consent,
         coalesce(customers.is_test_account, false) as is_test_account,
         customers.erasure_requested_at,
+        customers.updated_at as consent_updated_at,
         customers.created_at,
         order_summary.first_order_at,
         order_summary.last_order_at,

@@ -1,9 +1,10 @@
 {#
     One row per piece of customer feedback: survey answers (NPS, CSAT, CES) and product
     reviews, on one scale of sentiment so the dashboard can list detractor comments and low
-    reviews together. Sentiment: NPS 9-10 positive, 7-8 neutral, 0-6 negative (a detractor);
-    CSAT and review ratings 4-5 positive, 3 neutral, 1-2 negative; CES 5-7 positive,
-    4 neutral, 1-3 negative.
+    reviews together. The bands (sentiment, NPS band) come from seeds/feedback_bands.csv:
+    surveys through int_survey_responses_banded, reviews here. is_detractor / is_promoter are
+    the NPS bands as flags; is_dissatisfied is the outreach rule "an NPS detractor or a
+    negative CSAT answer" (docs/kpis.md, "Feedback rules").
 #}
 
 with
@@ -29,6 +30,13 @@ reviews as (
 
 ),
 
+review_bands as (
+
+    select * from {{ ref('feedback_bands') }}
+    where feedback_type = 'review'
+
+),
+
 surveys as (
 
     select
@@ -40,17 +48,7 @@ surveys as (
         cast(null as {{ dbt.type_string() }}) as product_id,
         survey_responses.score,
         survey_responses.nps_band,
-        case
-            when survey_responses.survey_type = 'nps' and survey_responses.score >= 9 then 'positive'
-            when survey_responses.survey_type = 'nps' and survey_responses.score >= 7 then 'neutral'
-            when survey_responses.survey_type = 'nps' then 'negative'
-            when survey_responses.survey_type = 'ces' and survey_responses.score >= 5 then 'positive'
-            when survey_responses.survey_type = 'ces' and survey_responses.score = 4 then 'neutral'
-            when survey_responses.survey_type = 'ces' then 'negative'
-            when survey_responses.score >= 4 then 'positive'
-            when survey_responses.score = 3 then 'neutral'
-            else 'negative'
-        end as sentiment,
+        survey_responses.sentiment,
         survey_comments.comment,
         survey_responses.responded_at as submitted_at
     from survey_responses
@@ -62,25 +60,24 @@ surveys as (
 product_reviews as (
 
     select
-        'review:' || review_id as feedback_key,
-        review_id as source_id,
+        'review:' || reviews.review_id as feedback_key,
+        reviews.review_id as source_id,
         'review' as feedback_type,
-        customer_id,
-        order_id,
-        product_id,
-        rating as score,
+        reviews.customer_id,
+        reviews.order_id,
+        reviews.product_id,
+        reviews.rating as score,
         cast(null as {{ dbt.type_string() }}) as nps_band,
+        review_bands.sentiment,
         case
-            when rating >= 4 then 'positive'
-            when rating = 3 then 'neutral'
-            else 'negative'
-        end as sentiment,
-        case
-            when title is not null and body is not null then title || ' — ' || body
-            else coalesce(title, body)
+            when reviews.title is not null and reviews.body is not null
+                then reviews.title || ' — ' || reviews.body
+            else coalesce(reviews.title, reviews.body)
         end as comment,
-        created_at as submitted_at
+        reviews.created_at as submitted_at
     from reviews
+    left join review_bands
+        on reviews.rating between review_bands.score_min and review_bands.score_max
 
 ),
 
@@ -106,7 +103,10 @@ final as (
         sentiment,
         comment,
         submitted_at,
-        {{ month_start('submitted_at') }} as submitted_month
+        {{ month_start('submitted_at') }} as submitted_month,
+        coalesce(nps_band = 'detractor', false) as is_detractor,
+        coalesce(nps_band = 'promoter', false) as is_promoter,
+        coalesce(feedback_type in ('nps', 'csat') and sentiment = 'negative', false) as is_dissatisfied
     from unioned
 
 )

@@ -84,9 +84,7 @@ order_returns as (
 
     orders_in_scope as (
 
-        select *
-        from orders
-        where customer_id in (select customers_in_scope.customer_id from customers_in_scope)
+        {{ rows_with_keys('orders', 'customer_id', 'customers_in_scope') }}
 
     ),
 
@@ -94,9 +92,7 @@ order_returns as (
 
     orders_in_scope as (
 
-        select *
-        from orders
-        where customer_id in (select changed_customers.customer_id from changed_customers)
+        {{ rows_with_keys('orders', 'customer_id', 'changed_customers') }}
 
     ),
 

@@ -75,15 +75,39 @@ months as (
 
 ),
 
+-- every additive count is defined once, per customer and month, in kpi_customer_monthly
+-- (the dashboard's filtered numbers sum the same rows): here they are summed per month
+measures as (
+
+    select
+        month,
+        cast(sum(orders) as bigint) as orders,
+        sum(revenue) as revenue,
+        cast(sum(new_customers) as bigint) as new_customers,
+        cast(sum(second_orders) as bigint) as second_orders,
+        cast(sum(delivered_orders) as bigint) as delivered_orders,
+        cast(sum(returned_orders) as bigint) as returned_orders,
+        cast(sum(promised_deliveries) as bigint) as promised_deliveries,
+        cast(sum(on_time_deliveries) as bigint) as on_time_deliveries,
+        cast(sum(nps_responses) as bigint) as nps_responses,
+        cast(sum(promoters) as bigint) as promoters,
+        cast(sum(detractors) as bigint) as detractors,
+        cast(sum(csat_responses) as bigint) as csat_responses,
+        cast(sum(satisfied_csat_responses) as bigint) as satisfied_csat_responses,
+        cast(sum(complaints) as bigint) as complaints,
+        cast(sum(resolved_complaints) as bigint) as resolved_complaints,
+        cast(sum(first_contact_resolutions) as bigint) as first_contact_resolutions,
+        cast(sum(wismo_tickets) as bigint) as wismo_tickets
+    from {{ ref('kpi_customer_monthly') }}
+    group by month
+
+),
+
 order_kpis as (
 
     select
         order_month as month,
-        count(*) as orders,
-        count(distinct customer_id) as customers_ordering,
-        sum(total) as revenue,
-        count(case when customer_order_number = 1 then 1 end) as new_customers,
-        count(case when customer_order_number = 2 then 1 end) as second_orders
+        count(distinct customer_id) as customers_ordering
     from valid_orders
     group by order_month
 
@@ -113,34 +137,6 @@ returning_customers as (
 
 ),
 
-delivery_kpis as (
-
-    select
-        delivered_month as month,
-        count(*) as delivered_orders,
-        count(case when has_return then 1 end) as returned_orders,
-        count(case when promised_delivery_date is not null then 1 end) as promised_deliveries,
-        count(case when is_delivered_on_time then 1 end) as on_time_deliveries
-    from valid_orders
-    where delivered_at is not null
-    group by delivered_month
-
-),
-
-survey_kpis as (
-
-    select
-        responded_month as month,
-        count(case when survey_type = 'nps' then 1 end) as nps_responses,
-        count(case when nps_band = 'promoter' then 1 end) as promoters,
-        count(case when nps_band = 'detractor' then 1 end) as detractors,
-        count(case when survey_type = 'csat' then 1 end) as csat_responses,
-        count(case when is_csat_satisfied then 1 end) as satisfied_csat_responses
-    from survey_responses
-    group by responded_month
-
-),
-
 review_kpis as (
 
     select
@@ -156,14 +152,10 @@ ticket_kpis as (
 
     select
         created_month as month,
-        count(case when is_complaint then 1 end) as complaints,
-        count(case when is_complaint and is_resolved then 1 end) as resolved_complaints,
-        count(case when is_complaint and is_first_contact_resolution then 1 end) as first_contact_resolutions,
         {{ median('case when is_complaint then hours_to_first_response end') }}
             as median_hours_to_first_response,
         {{ median('case when is_complaint then hours_to_resolution end') }}
-            as median_hours_to_resolution,
-        count(case when is_wismo then 1 end) as wismo_tickets
+            as median_hours_to_resolution
     from tickets
     group by created_month
 
@@ -173,42 +165,41 @@ joined as (
 
     select
         months.month,
-        coalesce(order_kpis.orders, 0) as orders,
+        coalesce(measures.orders, 0) as orders,
         coalesce(order_kpis.customers_ordering, 0) as customers_ordering,
-        coalesce(order_kpis.new_customers, 0) as new_customers,
-        coalesce(order_kpis.revenue, 0) as revenue,
+        coalesce(measures.new_customers, 0) as new_customers,
+        coalesce(measures.revenue, 0) as revenue,
         coalesce(returning_customers.returning_customers, 0) as returning_customers,
         lag(coalesce(order_kpis.customers_ordering, 0)) over (
             order by months.month
         ) as customers_ordering_previous_month,
-        sum(coalesce(order_kpis.new_customers, 0)) over (
+        sum(coalesce(measures.new_customers, 0)) over (
             order by months.month rows between unbounded preceding and current row
         ) as customers_to_date,
-        sum(coalesce(order_kpis.second_orders, 0)) over (
+        sum(coalesce(measures.second_orders, 0)) over (
             order by months.month rows between unbounded preceding and current row
         ) as repeat_customers_to_date,
-        coalesce(delivery_kpis.delivered_orders, 0) as delivered_orders,
-        coalesce(delivery_kpis.returned_orders, 0) as returned_orders,
-        coalesce(delivery_kpis.promised_deliveries, 0) as promised_deliveries,
-        coalesce(delivery_kpis.on_time_deliveries, 0) as on_time_deliveries,
-        coalesce(survey_kpis.nps_responses, 0) as nps_responses,
-        coalesce(survey_kpis.promoters, 0) as promoters,
-        coalesce(survey_kpis.detractors, 0) as detractors,
-        coalesce(survey_kpis.csat_responses, 0) as csat_responses,
-        coalesce(survey_kpis.satisfied_csat_responses, 0) as satisfied_csat_responses,
+        coalesce(measures.delivered_orders, 0) as delivered_orders,
+        coalesce(measures.returned_orders, 0) as returned_orders,
+        coalesce(measures.promised_deliveries, 0) as promised_deliveries,
+        coalesce(measures.on_time_deliveries, 0) as on_time_deliveries,
+        coalesce(measures.nps_responses, 0) as nps_responses,
+        coalesce(measures.promoters, 0) as promoters,
+        coalesce(measures.detractors, 0) as detractors,
+        coalesce(measures.csat_responses, 0) as csat_responses,
+        coalesce(measures.satisfied_csat_responses, 0) as satisfied_csat_responses,
         coalesce(review_kpis.reviews_count, 0) as reviews_count,
         review_kpis.avg_review_rating,
-        coalesce(ticket_kpis.complaints, 0) as complaints,
-        coalesce(ticket_kpis.resolved_complaints, 0) as resolved_complaints,
-        coalesce(ticket_kpis.first_contact_resolutions, 0) as first_contact_resolutions,
+        coalesce(measures.complaints, 0) as complaints,
+        coalesce(measures.resolved_complaints, 0) as resolved_complaints,
+        coalesce(measures.first_contact_resolutions, 0) as first_contact_resolutions,
         ticket_kpis.median_hours_to_first_response,
         ticket_kpis.median_hours_to_resolution,
-        coalesce(ticket_kpis.wismo_tickets, 0) as wismo_tickets
+        coalesce(measures.wismo_tickets, 0) as wismo_tickets
     from months
+    left join measures on months.month = measures.month
     left join order_kpis on months.month = order_kpis.month
     left join returning_customers on months.month = returning_customers.month
-    left join delivery_kpis on months.month = delivery_kpis.month
-    left join survey_kpis on months.month = survey_kpis.month
     left join review_kpis on months.month = review_kpis.month
     left join ticket_kpis on months.month = ticket_kpis.month
 

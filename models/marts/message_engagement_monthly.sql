@@ -29,14 +29,8 @@ messages as (
 
     changed_months as (
 
-        {#- reads the view again rather than the CTE `messages`: DuckDB materialises a CTE
-            used twice, which would copy every outbound message -#}
         {% if is_incremental() %}
-            select distinct new_messages.sent_month
-            from {{ ref('int_messages_funnel') }} as new_messages
-            where
-                new_messages.is_outbound
-                and {{ is_newer_than_this('new_messages._loaded_at', '_source_loaded_at') }}
+            {{ changed_keys(ref('int_messages_funnel'), 'sent_month', where='loaded.is_outbound') }}
         {% endif %}
         {% if is_incremental() and is_backfill() %}
             union
@@ -53,9 +47,7 @@ messages as (
 
     messages_in_scope as (
 
-        select *
-        from messages
-        where sent_month in (select changed_months.sent_month from changed_months)
+        {{ rows_with_keys('messages', 'sent_month', 'changed_months') }}
 
     ),
 

@@ -18,19 +18,14 @@ reporting_window as (
 
 ),
 
+-- the NPS bands of seeds/feedback_bands.csv, highest scores first
 bands as (
 
     select
-        'promoter' as nps_band,
-        1 as band_order
-    union all
-    select
-        'passive' as nps_band,
-        2 as band_order
-    union all
-    select
-        'detractor' as nps_band,
-        3 as band_order
+        nps_band,
+        cast(row_number() over (order by score_min desc) as integer) as band_order
+    from {{ ref('feedback_bands') }}
+    where feedback_type = 'nps'
 
 ),
 

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipelines.core import rules
+
 # --- countries -------------------------------------------------------------------------------
 # code, share of customers, currency, VAT/sales tax rate, calling code, days promised at
 # checkout (base; +0/+1 per order), carriers as (name, share, late-delivery rate).
@@ -110,9 +112,15 @@ WEB, APP, MARKETPLACE, POS, PHONE = range(5)
 
 TICKET_CHANNELS = ["email", "chat", "phone", "social", "web_form"]
 TICKET_CHANNEL_WEIGHTS = np.array([0.40, 0.25, 0.15, 0.05, 0.15])
-TICKET_TYPES = ["complaint", "question", "request"]
-TICKET_CATEGORIES = ["wismo", "late_delivery", "damaged_item", "wrong_item", "return_refund", "billing",
-                     "product_question", "other"]
+# Ticket types and categories, message types and which of them are marketing are business rules
+# kept in the dbt seeds (seeds/*.csv, pipelines/core/rules.py): the generator writes what they
+# list, and says clearly which seed lacks a value it simulates.
+TICKET_TYPES = list(rules.ticket_types())
+TICKET_CATEGORIES = list(rules.ticket_categories())
+rules.require_values("ticket_types", "ticket_type", ["complaint", "question", "request"], "the generator")
+rules.require_values("ticket_categories", "category",
+                     ["wismo", "late_delivery", "damaged_item", "wrong_item", "return_refund", "billing",
+                      "product_question", "other"], "the generator")
 PRIORITIES = ["low", "normal", "high", "urgent"]
 TICKET_STATUSES = ["open", "pending", "solved", "closed"]
 RETURN_REASONS = ["damaged", "wrong_item", "not_as_described", "too_late", "changed_mind", "size_fit", "other"]
@@ -122,11 +130,10 @@ ORDER_STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled", "return
 # --- messages ---------------------------------------------------------------------------------
 MSG_CHANNELS = ["email", "sms", "push", "whatsapp", "chat", "phone", "social"]
 EMAIL, SMS, PUSH, WHATSAPP, CHAT, PHONE_CH, SOCIAL = range(7)
-MSG_TYPES = ["order_confirmation", "shipping_update", "out_for_delivery", "delivered", "thank_you",
-             "how_to_guide", "product_care", "review_request", "survey_invite", "cross_sell",
-             "winback_offer", "loyalty", "newsletter", "promotion", "support_reply", "other"]
+MSG_TYPES = list(rules.message_types())
 MT = {name: i for i, name in enumerate(MSG_TYPES)}
-MARKETING_TYPES = ["cross_sell", "winback_offer", "loyalty", "newsletter", "promotion"]
+#: Types sent only to customers with marketing consent (`needs_marketing_consent`).
+MARKETING_TYPES = list(rules.consent_marketing_types())
 DIRECTIONS = ["outbound", "inbound"]
 
 # Engagement by (channel, message type): delivery, open and click-given-open rates. Emails to
@@ -140,6 +147,8 @@ _CLICK_EMAIL = {"order_confirmation": 0.08, "shipping_update": 0.35, "out_for_de
                 "review_request": 0.22, "survey_invite": 0.30, "cross_sell": 0.12, "winback_offer": 0.14,
                 "loyalty": 0.16, "newsletter": 0.11, "promotion": 0.13, "support_reply": 0.10, "other": 0.1}
 
+rules.require_values("message_types", "message_type", list(_OPEN_EMAIL), "the generator")
+
 
 def engagement_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrays [channel, type] of delivery, open and click-given-open probabilities."""
@@ -147,6 +156,13 @@ def engagement_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     deliver = np.zeros((nc, nt))
     open_ = np.zeros((nc, nt))
     click = np.zeros((nc, nt))
+    missing = [name for name in MSG_TYPES if name not in _OPEN_EMAIL or name not in _CLICK_EMAIL]
+    if missing:
+        raise rules.SeedError(
+            f"{rules.SEEDS_DIR / 'message_types.csv'} lists message type(s) {', '.join(missing)} that the "
+            "generator has no email open and click rates for (_OPEN_EMAIL, _CLICK_EMAIL in "
+            "pipelines/generate/catalog.py)"
+        )
     for t, name in enumerate(MSG_TYPES):
         deliver[EMAIL, t], open_[EMAIL, t], click[EMAIL, t] = 0.985, _OPEN_EMAIL[name], _CLICK_EMAIL[name]
         deliver[SMS, t], open_[SMS, t], click[SMS, t] = 0.97, 0.0, 0.09

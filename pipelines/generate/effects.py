@@ -127,18 +127,18 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
                    count(*)
             FROM ({msg_orders.format(t='thank_you', extra='''AND o.ordered_at = (SELECT min(ordered_at)
                   FROM vo WHERE vo.customer_id = o.customer_id)''')}) x GROUP BY 1""")
-        res["unsubscribe_rate_by_monthly_marketing"] = grouped("""
+        marketing = ", ".join(sql_string(t) for t in cat.MARKETING_TYPES)  # seeds/message_types.csv
+        res["unsubscribe_rate_by_monthly_marketing"] = grouped(f"""
             WITH cm AS (
                 SELECT customer_id, date_trunc('month', sent_at) m, count(*) n,
                        max(CASE WHEN unsubscribed_at IS NOT NULL THEN 1.0 ELSE 0.0 END) unsub
                 FROM messages
-                WHERE message_type IN ('newsletter', 'promotion', 'winback_offer', 'cross_sell', 'loyalty')
+                WHERE message_type IN ({marketing})
                 GROUP BY ALL)
             SELECT CASE WHEN n <= 3 THEN '1-3' WHEN n <= 5 THEN '4-5' ELSE '6+' END, avg(unsub), count(*)
             FROM cm GROUP BY 1""")
-        res["engagement"] = grouped("""
-            SELECT channel || ' ' || CASE WHEN message_type IN ('newsletter', 'promotion', 'winback_offer',
-                                          'cross_sell', 'loyalty') THEN 'marketing' ELSE 'service' END || ' '
+        res["engagement"] = grouped(f"""
+            SELECT channel || ' ' || CASE WHEN message_type IN ({marketing}) THEN 'marketing' ELSE 'service' END || ' '
                    || metric, avg(v), count(*)
             FROM messages,
                  (VALUES ('delivered'), ('opened'), ('clicked')) AS t(metric),

@@ -206,6 +206,8 @@ def build_tickets(rng: Rng, ctx: SimpleNamespace) -> Part:
     o, c, cal = ctx.o, ctx.c, ctx.cal
     t1 = cal.t1
     cats = {name: i for i, name in enumerate(cat.TICKET_CATEGORIES)}
+    types = {name: i for i, name in enumerate(cat.TICKET_TYPES)}
+    complaint_, question, request = types["complaint"], types["question"], types["request"]
     pieces = []  # (order rows or -1, customer, category, type, created, resolution class)
 
     def add(rows, cust, category, ttype, created, res):
@@ -219,24 +221,24 @@ def build_tickets(rng: Rng, ctx: SimpleNamespace) -> Part:
     on_time_created = o.shipped[r] + rng.uniform(0.2, 0.9, len(r)) * (o.delivered[r] - o.shipped[r])
     created = np.where(o.late[r], late_created, on_time_created)
     created = np.maximum(np.minimum(created, o.delivered[r] - 1800), o.t[r] + HOUR)
-    add(r, o.cust[r], cats["wismo"], 1, created, everyday(len(r)))
+    add(r, o.cust[r], cats["wismo"], question, created, everyday(len(r)))
     for flag, name, lo, hi in ((o.res_late, "late_delivery", 1, 48), (o.res_damaged, "damaged_item", 1, 72),
                                (o.res_wrong, "wrong_item", 1, 72)):
         r = np.flatnonzero(flag > 0)
-        add(r, o.cust[r], cats[name], 0, o.delivered[r] + HOUR * rng.uniform(lo, hi, len(r)), flag[r])
+        add(r, o.cust[r], cats[name], complaint_, o.delivered[r] + HOUR * rng.uniform(lo, hi, len(r)), flag[r])
     r = np.flatnonzero(o.res_refund > 0)
-    add(r, o.cust[r], cats["return_refund"], 0, o.return_requested[r] + DAY * rng.uniform(8, 20, len(r)),
+    add(r, o.cust[r], cats["return_refund"], complaint_, o.return_requested[r] + DAY * rng.uniform(8, 20, len(r)),
         o.res_refund[r])
     r = np.flatnonzero(~o.cancelled & (rng.random(o.n) < 0.03))
-    add(r, o.cust[r], cats["product_question"], 1, o.delivered[r] + DAY * rng.uniform(1, 30, len(r)),
+    add(r, o.cust[r], cats["product_question"], question, o.delivered[r] + DAY * rng.uniform(1, 30, len(r)),
         everyday(len(r)))
     r = np.flatnonzero(~o.cancelled & (rng.random(o.n) < 0.01))
-    add(r, o.cust[r], cats["billing"], 2, o.t[r] + DAY * rng.uniform(1, 20, len(r)), everyday(len(r)))
+    add(r, o.cust[r], cats["billing"], request, o.t[r] + DAY * rng.uniform(1, 20, len(r)), everyday(len(r)))
     r = np.flatnonzero(rng.random(o.n) < 0.007)
-    add(r, o.cust[r], cats["other"], 2, o.t[r] + DAY * rng.uniform(0, 10, len(r)), everyday(len(r)))
+    add(r, o.cust[r], cats["other"], request, o.t[r] + DAY * rng.uniform(0, 10, len(r)), everyday(len(r)))
     cu = np.flatnonzero(rng.random(c.n) < 0.02)  # pre-sales questions, no order
-    add(np.full(len(cu), -1), cu, cats["product_question"], 1, c.created[cu] + DAY * rng.uniform(0, 400, len(cu)),
-        everyday(len(cu)))
+    add(np.full(len(cu), -1), cu, cats["product_question"], question,
+        c.created[cu] + DAY * rng.uniform(0, 400, len(cu)), everyday(len(cu)))
 
     rows, cust, category, ttype, created, res = (np.concatenate(x) for x in zip(*pieces, strict=True))
     keep = created < _cutoff(ctx, cust)
@@ -246,7 +248,7 @@ def build_tickets(rng: Rng, ctx: SimpleNamespace) -> Part:
     n = len(cust)
 
     channel = rng.choice(len(cat.TICKET_CHANNELS), n, p=cat.TICKET_CHANNEL_WEIGHTS)
-    complaint = ttype == 0
+    complaint = ttype == complaint_
     priority = np.where(complaint, _choice_rows(rng, np.tile([0.05, 0.55, 0.30, 0.10], (n, 1))),
                         _choice_rows(rng, np.tile([0.35, 0.60, 0.05, 0.0], (n, 1))))
     fr_delay = HOUR * _FIRST_RESPONSE_H[channel] * rng.lognormal(0.0, 0.8, n)

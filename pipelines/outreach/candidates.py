@@ -13,6 +13,12 @@ have given then:
 `dim_customers` itself is built from all data; the columns recomputed as of the run date are
 `days_since_last_order`, `last_nps_score` and `last_csat_score` (the rest, such as
 `orders_count`, are the mart's values and can include later orders in a backfill).
+
+The view reads marts only (`INPUT_TABLES`), and every business rule it applies as of the run
+date is a mart column: a complaint is `fct_support_tickets.is_complaint` and an open ticket
+`is_open` (or resolved after the run date), a dissatisfied or promoter answer is
+`fct_feedback.is_dissatisfied` / `is_promoter`, a marketing message is
+`fct_messages.is_marketing_contact` (unless the playbook lists its own types).
 """
 
 from __future__ import annotations
@@ -29,10 +35,8 @@ INPUT_TABLES = (
     "marts.dim_customers",
     "marts.fct_orders",
     "marts.fct_support_tickets",
-    "staging.stg_shop__customers",
-    "staging.stg_messaging__messages",
-    "staging.stg_surveys__survey_responses",
-    "staging.stg_reviews__reviews",
+    "marts.fct_messages",
+    "marts.fct_feedback",
     "ml.churn_scores",
 )
 
@@ -42,12 +46,11 @@ SCORE_TABLE_COLUMNS = (
     "expected_purchases_90d", "clv_12m", "reason_1", "reason_2", "reason_3", "model_version",
 )
 
-#: Message types that count as marketing contact for the frequency cap (transactional order
-#: updates, support replies and survey invites do not). The playbook can override the list.
-DEFAULT_MARKETING_MESSAGE_TYPES = (
-    "how_to_guide", "product_care", "review_request", "cross_sell", "winback_offer",
-    "loyalty", "newsletter", "promotion",
-)
+#: Old names of candidate columns, with what replaced them (the playbook's validation says so).
+RENAMED_COLUMNS = {
+    "is_detractor": "is_dissatisfied (latest NPS 0-6 or latest CSAT 1-2; an NPS-only detractor is not a column)",
+    "is_detractor_30d": "is_dissatisfied_30d (NPS 0-6 or CSAT 1-2 answered in the last 30 days)",
+}
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,13 @@ DERIVED_COLUMNS: tuple[CandidateColumn, ...] = (
     _c("last_csat_at", "TIMESTAMP", "derived", "When the latest CSAT answer was given."),
     _c("last_csat_days_ago", "BIGINT", "derived", "Days from the latest CSAT answer to as_of_date."),
     _c("last_csat_within_30d", "BOOLEAN", "derived", "The latest CSAT answer is 0-30 days old."),
-    _c("is_detractor", "BOOLEAN", "derived", "Latest NPS <= 6 or latest CSAT <= 2 (any age)."),
-    _c("is_detractor_30d", "BOOLEAN", "derived", "NPS <= 6 or CSAT <= 2 answered in the last 30 days."),
-    _c("is_promoter_90d", "BOOLEAN", "derived", "NPS >= 9 answered in the last 90 days."),
+    _c("is_dissatisfied", "BOOLEAN", "derived",
+       "The latest NPS answer is a detractor (0-6) or the latest CSAT answer negative (1-2), any age "
+       "(fct_feedback.is_dissatisfied)."),
+    _c("is_dissatisfied_30d", "BOOLEAN", "derived",
+       "The latest NPS or CSAT answer is dissatisfied (as is_dissatisfied) and 0-30 days old."),
+    _c("is_promoter_90d", "BOOLEAN", "derived",
+       "The latest NPS answer is a promoter (9-10, fct_feedback.is_promoter) and 0-90 days old."),
     _c("first_order_delivered_at", "TIMESTAMP", "derived",
        "Delivery of the first valid order, if delivered by as_of_date."),
     _c("first_order_delivered_days_ago", "BIGINT", "derived", "Days from that delivery to as_of_date."),
@@ -137,7 +144,9 @@ DERIVED_COLUMNS: tuple[CandidateColumn, ...] = (
     _c("last_order_delivered_days_ago", "BIGINT", "derived", "Days from that delivery to as_of_date."),
     _c("has_review_for_last_order", "BOOLEAN", "derived",
        "A review names the latest order, or a review without order was written after it was placed."),
-    _c("last_marketing_message_at", "TIMESTAMP", "derived", "Latest outbound marketing message up to as_of_date."),
+    _c("last_marketing_message_at", "TIMESTAMP", "derived",
+       "Latest outbound marketing message up to as_of_date (fct_messages.is_marketing_contact, or the "
+       "playbook's marketing_message_types)."),
     _c("days_since_last_marketing_message", "BIGINT", "derived", "Days from it to as_of_date (frequency cap)."),
     _c("email_unsubscribed_via_message", "BOOLEAN", "derived",
        "Unsubscribed from an email after the consent record was last updated."),
@@ -234,8 +243,14 @@ def _scores_sql(con: duckdb.DuckDBPyConnection, as_of: date) -> str:
 """
 
 
-def candidates_sql(con: duckdb.DuckDBPyConnection, as_of: date, marketing_message_types: tuple[str, ...]) -> str:
-    """The SELECT behind `outreach_candidates` for `as_of` (dim columns the mart lacks become NULL)."""
+def candidates_sql(
+    con: duckdb.DuckDBPyConnection, as_of: date, marketing_message_types: tuple[str, ...] | None = None
+) -> str:
+    """The SELECT behind `outreach_candidates` for `as_of` (dim columns the mart lacks become NULL).
+
+    Marketing contact is `fct_messages.is_marketing_contact` (seeds/message_types.csv), or the
+    message types `marketing_message_types` when a playbook gives its own list.
+    """
     dim_cols = _table_columns(con, "marts.dim_customers")
     dim_select = []
     for col in DIM_COLUMNS:
@@ -246,14 +261,14 @@ def candidates_sql(con: duckdb.DuckDBPyConnection, as_of: date, marketing_messag
         else:
             dim_select.append(f"NULL::{col.type} AS {col.name}")
     valid_email, valid_phone = validity_sql(dim_cols)
-    mtypes = ", ".join("'" + t.replace("'", "''") + "'" for t in marketing_message_types) or "NULL"
-    ticket_cols = _table_columns(con, "marts.fct_support_tickets")
-    complaint = (
-        "coalesce(is_complaint, ticket_type = 'complaint')" if "is_complaint" in ticket_cols
-        else "ticket_type = 'complaint'"
-    )
-    acct_cols = _table_columns(con, "staging.stg_shop__customers")
-    acct_updated = "updated_at" if "updated_at" in acct_cols else "NULL::TIMESTAMP"
+    if marketing_message_types is None:
+        marketing = "is_marketing_contact"
+    else:
+        marketing = "message_type IN (" + (
+            ", ".join("'" + t.replace("'", "''") + "'" for t in marketing_message_types) or "NULL") + ")"
+    acct_updated = "d.consent_updated_at" if "consent_updated_at" in dim_cols else "NULL::TIMESTAMP"
+    test_account = "d.is_test_account" if "is_test_account" in dim_cols else "NULL::BOOLEAN"
+    erasure = "d.erasure_requested_at" if "erasure_requested_at" in dim_cols else "NULL::TIMESTAMP"
     d = f"DATE '{as_of.isoformat()}'"
     end = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
     return f"""
@@ -263,13 +278,6 @@ clv AS (
            rank() OVER (ORDER BY clv_12m DESC) AS clv_rank,
            (rank() OVER (ORDER BY clv_12m DESC) - 1) / count(*) OVER () AS clv_top_share
     FROM scores WHERE clv_12m IS NOT NULL
-),
-acct AS (
-    SELECT customer_id,
-           bool_or(coalesce(is_test_account, false)) AS is_test_account,
-           bool_or(erasure_requested_at IS NOT NULL) AS erasure_requested,
-           max({acct_updated}) AS consent_updated_at
-    FROM staging.stg_shop__customers GROUP BY customer_id
 ),
 orders AS (
     SELECT customer_id, order_id, ordered_at,
@@ -294,19 +302,23 @@ order_stats AS (
 reviews AS (
     SELECT o.customer_id, bool_or(true) AS has_review_for_last_order
     FROM order_stats o
-    JOIN staging.stg_reviews__reviews r
-      ON r.customer_id = o.customer_id AND r.created_at < {end}
-     AND (r.order_id = o.last_order_id OR (r.order_id IS NULL AND r.created_at >= o.last_ordered_at))
+    JOIN marts.fct_feedback r
+      ON r.customer_id = o.customer_id AND r.feedback_type = 'review' AND r.submitted_at < {end}
+     AND (r.order_id = o.last_order_id OR (r.order_id IS NULL AND r.submitted_at >= o.last_ordered_at))
     GROUP BY o.customer_id
 ),
 surveys AS (
+    -- each customer's latest NPS and CSAT answer up to the run date, with the mart's flags
+    -- (score and flags from the same answer)
     SELECT customer_id,
-           arg_max(score, responded_at) FILTER (WHERE survey_type = 'nps') AS last_nps_score,
-           max(responded_at) FILTER (WHERE survey_type = 'nps') AS last_nps_at,
-           arg_max(score, responded_at) FILTER (WHERE survey_type = 'csat') AS last_csat_score,
-           max(responded_at) FILTER (WHERE survey_type = 'csat') AS last_csat_at
-    FROM staging.stg_surveys__survey_responses
-    WHERE responded_at < {end}
+           arg_max({{'score': score, 'dissatisfied': is_dissatisfied, 'promoter': is_promoter}}, submitted_at)
+               FILTER (WHERE feedback_type = 'nps') AS last_nps,
+           max(submitted_at) FILTER (WHERE feedback_type = 'nps') AS last_nps_at,
+           arg_max({{'score': score, 'dissatisfied': is_dissatisfied}}, submitted_at)
+               FILTER (WHERE feedback_type = 'csat') AS last_csat,
+           max(submitted_at) FILTER (WHERE feedback_type = 'csat') AS last_csat_at
+    FROM marts.fct_feedback
+    WHERE submitted_at < {end} AND feedback_type IN ('nps', 'csat')
     GROUP BY customer_id
 ),
 tickets AS (
@@ -315,10 +327,9 @@ tickets AS (
            bool_or(is_open AND is_complaint) AS has_unresolved_complaint,
            max(created_at) FILTER (WHERE is_complaint) AS last_complaint_at
     FROM (
-        SELECT customer_id, created_at, coalesce({complaint}, false) AS is_complaint,
-               -- open as of the run date: not resolved by then, and not closed without a date
-               (resolved_at >= {end}
-                OR (resolved_at IS NULL AND coalesce(status, 'open') NOT IN ('solved', 'closed'))) AS is_open
+        SELECT customer_id, created_at, coalesce(is_complaint, false) AS is_complaint,
+               -- open as of the run date: open in the mart, or resolved only after the run date
+               (is_open OR resolved_at >= {end}) AS is_open
         FROM marts.fct_support_tickets
         WHERE created_at < {end}
     ) GROUP BY customer_id
@@ -332,9 +343,8 @@ messages AS (
            max(unsubscribed_at) FILTER (WHERE channel = 'sms') AS sms_unsubscribed_at
     FROM (
         SELECT customer_id, sent_at, unsubscribed_at, channel,
-               coalesce(coalesce(direction, 'outbound') = 'outbound' AND message_type IN ({mtypes}), false)
-                   AS is_marketing
-        FROM staging.stg_messaging__messages
+               coalesce(is_outbound AND {marketing}, false) AS is_marketing
+        FROM marts.fct_messages
         WHERE sent_at < {end}
     )
     WHERE is_marketing OR unsubscribed_at IS NOT NULL
@@ -343,8 +353,8 @@ messages AS (
 SELECT
     {", ".join(dim_select)},
     date_diff('day', o.last_ordered_at::DATE, {d})::BIGINT AS days_since_last_order,
-    sv.last_nps_score::BIGINT AS last_nps_score,
-    sv.last_csat_score::BIGINT AS last_csat_score,
+    sv.last_nps.score::BIGINT AS last_nps_score,
+    sv.last_csat.score::BIGINT AS last_csat_score,
     s.customer_id IS NOT NULL AS is_scored,
     s.churn_probability::DOUBLE AS churn_probability,
     s.risk_tier::VARCHAR AS risk_tier,
@@ -361,8 +371,8 @@ SELECT
     clv.clv_top_share::DOUBLE AS clv_top_share,
     {valid_email} AS has_valid_email,
     {valid_phone} AS has_valid_phone,
-    coalesce(a.is_test_account, false) AS is_test_account,
-    coalesce(a.erasure_requested, false) AS erasure_requested,
+    coalesce({test_account}, false) AS is_test_account,
+    {erasure} IS NOT NULL AS erasure_requested,
     coalesce(t.has_open_ticket, false) AS has_open_ticket,
     coalesce(t.has_unresolved_complaint, false) AS has_unresolved_complaint,
     t.last_complaint_at::TIMESTAMP AS last_complaint_at,
@@ -373,11 +383,11 @@ SELECT
     sv.last_csat_at::TIMESTAMP AS last_csat_at,
     date_diff('day', sv.last_csat_at::DATE, {d})::BIGINT AS last_csat_days_ago,
     coalesce(date_diff('day', sv.last_csat_at::DATE, {d}) BETWEEN 0 AND 30, false) AS last_csat_within_30d,
-    coalesce(sv.last_nps_score <= 6, false) OR coalesce(sv.last_csat_score <= 2, false) AS is_detractor,
-    coalesce(date_diff('day', sv.last_nps_at::DATE, {d}) BETWEEN 0 AND 30 AND sv.last_nps_score <= 6, false)
-      OR coalesce(date_diff('day', sv.last_csat_at::DATE, {d}) BETWEEN 0 AND 30 AND sv.last_csat_score <= 2, false)
-      AS is_detractor_30d,
-    coalesce(date_diff('day', sv.last_nps_at::DATE, {d}) BETWEEN 0 AND 90 AND sv.last_nps_score >= 9, false)
+    coalesce(sv.last_nps.dissatisfied, false) OR coalesce(sv.last_csat.dissatisfied, false) AS is_dissatisfied,
+    coalesce(date_diff('day', sv.last_nps_at::DATE, {d}) BETWEEN 0 AND 30 AND sv.last_nps.dissatisfied, false)
+      OR coalesce(date_diff('day', sv.last_csat_at::DATE, {d}) BETWEEN 0 AND 30 AND sv.last_csat.dissatisfied, false)
+      AS is_dissatisfied_30d,
+    coalesce(date_diff('day', sv.last_nps_at::DATE, {d}) BETWEEN 0 AND 90 AND sv.last_nps.promoter, false)
       AS is_promoter_90d,
     o.first_order_delivered_at::TIMESTAMP AS first_order_delivered_at,
     date_diff('day', o.first_order_delivered_at::DATE, {d})::BIGINT AS first_order_delivered_days_ago,
@@ -387,14 +397,13 @@ SELECT
     coalesce(r.has_review_for_last_order, false) AS has_review_for_last_order,
     m.last_marketing_message_at::TIMESTAMP AS last_marketing_message_at,
     date_diff('day', m.last_marketing_message_at::DATE, {d})::BIGINT AS days_since_last_marketing_message,
-    coalesce(m.email_unsubscribed_at > coalesce(a.consent_updated_at, TIMESTAMP '1900-01-01'), false)
+    coalesce(m.email_unsubscribed_at > coalesce({acct_updated}, TIMESTAMP '1900-01-01'), false)
       AS email_unsubscribed_via_message,
-    coalesce(m.sms_unsubscribed_at > coalesce(a.consent_updated_at, TIMESTAMP '1900-01-01'), false)
+    coalesce(m.sms_unsubscribed_at > coalesce({acct_updated}, TIMESTAMP '1900-01-01'), false)
       AS sms_unsubscribed_via_message
 FROM marts.dim_customers d
 LEFT JOIN scores s ON s.customer_id = d.customer_id
 LEFT JOIN clv ON clv.customer_id = d.customer_id
-LEFT JOIN acct a ON a.customer_id = d.customer_id
 LEFT JOIN order_stats o ON o.customer_id = d.customer_id
 LEFT JOIN reviews r ON r.customer_id = d.customer_id
 LEFT JOIN surveys sv ON sv.customer_id = d.customer_id
@@ -406,9 +415,12 @@ LEFT JOIN messages m ON m.customer_id = d.customer_id
 def create_candidates_view(
     con: duckdb.DuckDBPyConnection,
     as_of: date | None = None,
-    marketing_message_types: tuple[str, ...] = DEFAULT_MARKETING_MESSAGE_TYPES,
+    marketing_message_types: tuple[str, ...] | None = None,
 ) -> date:
-    """Create the temporary view `outreach_candidates` on `con` for `as_of`; returns the date used."""
+    """Create the temporary view `outreach_candidates` on `con` for `as_of`; returns the date used.
+
+    `marketing_message_types`: a playbook's own list of marketing message types; None (the
+    default) reads `fct_messages.is_marketing_contact` (seeds/message_types.csv)."""
     missing = missing_inputs(con)
     if missing:
         raise OutreachInputError(

@@ -355,7 +355,7 @@ def build_outreach_lists(
             SELECT (SELECT max(scored_at) FROM {CANDIDATES}),
                    (SELECT mode(model_version) FROM {CANDIDATES} WHERE model_version IS NOT NULL),
                    (SELECT max(ordered_at) FROM marts.fct_orders WHERE ordered_at < DATE '{as_of}' + INTERVAL 1 DAY),
-                   (SELECT max(sent_at) FROM staging.stg_messaging__messages
+                   (SELECT max(sent_at) FROM marts.fct_messages
                      WHERE sent_at < DATE '{as_of}' + INTERVAL 1 DAY),
                    (SELECT max(created_at) FROM marts.fct_support_tickets
                      WHERE created_at < DATE '{as_of}' + INTERVAL 1 DAY),

@@ -25,11 +25,11 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from pipelines.core.contract import source
+from pipelines.core import rules
 from pipelines.core.warehouse import scratch
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
-    DEFAULT_MARKETING_MESSAGE_TYPES,
+    RENAMED_COLUMNS,
     VIEW_NAME,
     empty_candidates_table,
 )
@@ -110,7 +110,9 @@ class Playbook:
     path: Path
     plays: tuple[Play, ...]
     frequency_cap_days: int = DEFAULT_FREQUENCY_CAP_DAYS
-    marketing_message_types: tuple[str, ...] = DEFAULT_MARKETING_MESSAGE_TYPES
+    #: The playbook's own list of marketing message types; None: the seed's
+    #: (`is_marketing_contact` in seeds/message_types.csv, read as `fct_messages.is_marketing_contact`).
+    marketing_message_types: tuple[str, ...] | None = None
     sha256: str = ""
     disabled: tuple[str, ...] = field(default_factory=tuple)
 
@@ -185,6 +187,8 @@ def rule_problems(rule: str, con: duckdb.DuckDBPyConnection | None = None) -> li
                 if names[:-1] not in ([], [VIEW_NAME]) or col not in columns:
                     wall_clock = col.startswith(("current_", "now", "today"))
                     hint = " (use as_of_date, not the wall clock)" if wall_clock else ""
+                    if col in RENAMED_COLUMNS:
+                        hint = f" (renamed: use {RENAMED_COLUMNS[col]})"
                     problems.append(f"unknown column {'.'.join(names)!r}{hint}; see docs/outreach-and-exports.md")
             elif cls == "FUNCTION":
                 fname = str(item.get("function_name", "")).lower()
@@ -229,7 +233,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
         problems.append(f"field 'version': expected 1, got {raw.get('version')!r}")
 
     settings = raw.get("settings") or {}
-    cap_days, mtypes = DEFAULT_FREQUENCY_CAP_DAYS, DEFAULT_MARKETING_MESSAGE_TYPES
+    cap_days, mtypes = DEFAULT_FREQUENCY_CAP_DAYS, None
     if not isinstance(settings, dict):
         problems.append("field 'settings': expected a mapping")
         settings = {}
@@ -239,7 +243,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
         cap_days = _int_field(settings["frequency_cap_days"], "settings: field 'frequency_cap_days'", problems)
         cap_days = DEFAULT_FREQUENCY_CAP_DAYS if cap_days is None else cap_days
     if "marketing_message_types" in settings:
-        allowed = set(source("messages").column("message_type").allowed or ())
+        allowed = set(rules.message_types())
         value = settings["marketing_message_types"]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append("settings: field 'marketing_message_types': expected a list of message types")
@@ -248,7 +252,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
             if bad:
                 problems.append(
                     f"settings: field 'marketing_message_types': unknown message type(s) {', '.join(bad)}; "
-                    f"expected values from the data contract: {', '.join(sorted(allowed))}"
+                    f"expected message types of {rules.SEEDS_DIR / 'message_types.csv'}: {', '.join(sorted(allowed))}"
                 )
             mtypes = tuple(value)
 

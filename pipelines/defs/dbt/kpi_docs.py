@@ -18,6 +18,7 @@ DOC_PATH = PROJECT_ROOT / "docs" / "kpis.md"
 #: Document sections: title and the models they describe, in reading order.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Monthly KPIs", ("kpi_monthly",)),
+    ("Filtered KPIs: the additive cells behind the dashboard's filters", ("kpi_monthly_cells", "kpi_customer_monthly")),
     ("Retention cohorts", ("retention_cohorts",)),
     ("Post-purchase messages", ("message_engagement_monthly",)),
     ("Complaint recovery", ("complaint_recovery",)),

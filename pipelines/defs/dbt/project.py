@@ -22,7 +22,7 @@ from pipelines.core.config import PROJECT_ROOT, duckdb_memory_limit, export_envi
 from pipelines.core.spark import export_spark_environment, is_spark, require_java
 
 #: Folders and files whose change makes the manifest stale.
-DBT_SOURCES = ("models", "macros", "tests/dbt", "dbt_project.yml", "profiles.yml")
+DBT_SOURCES = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profiles.yml")
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
 

@@ -9,23 +9,15 @@ lists and exports.
 import dagster as dg
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
+from ml.inputs import INPUT_TABLES
 from pipelines.core.config import settings
 from pipelines.defs.resources import WarehouseResource
 
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
 CHURN_SCORES_KEY = dg.AssetKey(["ml", "churn_scores"])
 
-#: What the features read (ml/features.py): the order fact and the staging tables.
-FEATURE_INPUTS = [
-    dg.AssetKey(["marts", "fct_orders"]),
-    dg.AssetKey(["marts", "dim_customers"]),
-    dg.AssetKey(["staging", "stg_shop__customers"]),
-    dg.AssetKey(["staging", "stg_shop__returns"]),
-    dg.AssetKey(["staging", "stg_messaging__messages"]),
-    dg.AssetKey(["staging", "stg_surveys__survey_responses"]),
-    dg.AssetKey(["staging", "stg_reviews__reviews"]),
-    dg.AssetKey(["staging", "stg_helpdesk__support_tickets"]),
-]
+#: What the features read, as `ml.inputs.INPUT_TABLES` declares it (the marts only).
+FEATURE_INPUTS = [dg.AssetKey(table.split(".")) for table in INPUT_TABLES]
 
 @dg.asset(
     key=CHURN_MODEL_KEY,

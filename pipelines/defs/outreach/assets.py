@@ -19,6 +19,7 @@ from dagster import AssetExecutionContext
 from pipelines.core.config import settings
 from pipelines.defs.resources import WarehouseResource
 from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
+from pipelines.outreach.candidates import INPUT_TABLES
 from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
 
 OUTREACH_LISTS_KEY = dg.AssetKey(["exports", "outreach_lists"])
@@ -41,11 +42,13 @@ def _churn_scores_key() -> dg.AssetKey:
 
 
 CHURN_SCORES_KEY = _churn_scores_key()
+#: The marts the outreach candidates read, as `pipelines/outreach/candidates.py` declares them.
+MART_INPUTS = [dg.AssetKey(table.split(".")) for table in INPUT_TABLES if table.startswith("marts.")]
 
 
 @dg.asset(
     key=OUTREACH_LISTS_KEY,
-    deps=[CHURN_SCORES_KEY],
+    deps=[CHURN_SCORES_KEY, *MART_INPUTS],
     group_name=GROUP,
     pool="duckdb_writer",
     kinds={"duckdb"},
