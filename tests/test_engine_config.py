@@ -83,6 +83,9 @@ def test_raw_layer_follows_the_ledger_through_a_crash(clean_env, monkeypatch):
     con = connect()
     assert con.execute(f"SELECT count(*) FROM {parquet_relation(folder)}").fetchone()[0] == orders[0].rows_loaded
     assert (raw / "_loads").is_dir() and (raw / "_customer_identity").is_dir()
+    # personal data (emails, phones): owner-only like everything else retain writes
+    assert (folder / "data.parquet").stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
 
     # a crash after the commit, before the folder was renamed into place: half-written temp left
     shutil.rmtree(folder)
