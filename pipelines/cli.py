@@ -676,11 +676,58 @@ def plays(
     except PlaybookError as exc:
         _fail(str(exc))
     table = Table(title="Outreach plays (first match wins)")
-    for col in ("priority", "play", "channel", "action", "rule"):
+    for col in ("priority", "play", "channel", "action", "holdout", "rule"):
         table.add_column(col, overflow="fold")
     for p in described:
-        table.add_row(str(p["priority"]), p["name"], p["channel"], p["action"], " ".join(str(p["rule"]).split()))
+        table.add_row(str(p["priority"]), p["name"], p["channel"], p["action"], f"{p['holdout']:.0%}",
+                      " ".join(str(p["rule"]).split()))
     console.print(table)
+
+
+@app.command("simulate-lift")
+def simulate_lift(
+    weeks: Annotated[int, typer.Option(min=1, max=52, help="Weekly list runs to simulate.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same customers and orders.")] = 7,
+    observe_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Days of orders after the first run (default: until every window has passed)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Simulate weekly outreach runs with a known lift per play in a NEW data folder, measure it, publish.
+
+    Win-back gets +5 points of 60-day conversion, at-risk nurture +3 and advocate referral none
+    (pipelines/generate/experiments.py); then dbt measures the lift and the snapshot is published,
+    so `retain dashboard` shows the Outreach page's "Did it work?" section. The folder must not hold
+    a warehouse yet: simulated orders are not mixed into a real shop.
+    """
+    _use_data_dir(data_dir)
+    from pipelines.core.warehouse import connect
+    from pipelines.defs.dbt.project import dbt_cli
+    from pipelines.generate.experiments import simulate_outreach
+    from pipelines.publish import publish
+
+    s = settings()
+    if s.warehouse.exists():
+        _fail(f"{s.warehouse} already exists: simulate into a new folder, e.g. --data-dir data-lift")
+    s.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = connect(s.warehouse)
+    try:
+        (sim,) = simulate_outreach(con, seeds=(seed,), weeks=weeks, observe_days=observe_days)
+    finally:
+        con.close()
+    console.print(f"simulated {weeks} weekly runs from {sim.run_dates[0]}: {sim.customers:,} customers, "
+                  f"{sim.orders:,} orders up to {sim.data_end:%Y-%m-%d}")
+    if dbt_cli(["run", "--quiet"]) != 0:
+        _fail("dbt run failed (output above)")
+    publish(s.warehouse, s.data_dir / "published")
+    table = Table(title="Planted lift (true) per play")
+    for col in ("play", "30 days", "60 days", "90 days"):
+        table.add_column(col)
+    for play, lifts in sim.truth().items():
+        table.add_row(play, *(f"{lifts[w]['conversion'] * 100:+.1f} pts" for w in (30, 60, 90)))
+    console.print(table)
+    console.print(f"measured in marts.outreach_lift; see it with: retain dashboard --data-dir {s.data_dir}")
 
 
 @app.command()

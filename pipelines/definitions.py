@@ -26,7 +26,7 @@ from pipelines.defs.resources import RESOURCES
 export_environment()
 
 #: Stages in run order; each is a package under pipelines/defs.
-DOMAINS = ("ingest", "dbt", "ml", "outreach")
+DOMAINS = ("ingest", "dbt", "ml", "outreach", "lift")
 
 #: Marts, scores and outreach lists older than this are stale (freshness checks warn).
 FRESHNESS_HOURS = 26

@@ -14,6 +14,10 @@ can be tested.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +25,9 @@ import duckdb
 
 from pipelines.core.contract import load_contract
 from pipelines.ingest.schema import ensure_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+DBT = str(Path(sys.executable).with_name("dbt"))
 
 #: Last day of the synthetic shop's history.
 END_DATE = "2025-06-30"
@@ -449,3 +456,29 @@ if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "data/warehouse.duckdb")
     target.parent.mkdir(parents=True, exist_ok=True)
     print(build_raw(target, customers=int(sys.argv[2]) if len(sys.argv) > 2 else 1000))
+
+
+def _dbt_env(warehouse: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
+    env.update(
+        RETAIN_WAREHOUSE=str(warehouse),
+        DBT_PROFILES_DIR=str(ROOT),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return env
+
+
+def run_dbt(args: list[str], warehouse: Path, work: Path) -> subprocess.CompletedProcess:
+    """Run dbt on the project against `warehouse`, with target/ and logs/ under `work`."""
+    return subprocess.run(
+        [DBT, *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
+        cwd=ROOT,
+        env=_dbt_env(warehouse),
+        capture_output=True,
+        text=True,
+    )
+
+
+def dbt_results(work: Path) -> list[dict]:
+    """The results of the last dbt command whose target/ is under `work`."""
+    return json.loads((work / "target" / "run_results.json").read_text())["results"]

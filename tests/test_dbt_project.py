@@ -25,7 +25,14 @@ from pipelines.defs.dbt.sources import SOURCE_SYSTEMS, render_sources_yaml, sour
 from pipelines.defs.resources import RESOURCES
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dbt_fixture import build_raw, build_transaction_log, load_held_back  # noqa: E402
+from dbt_fixture import (  # noqa: E402
+    _dbt_env,  # noqa: E402
+    build_raw,
+    build_transaction_log,
+    load_held_back,
+    run_dbt,
+)
+from dbt_fixture import dbt_results as _results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).with_name("dbt"))
@@ -82,31 +89,6 @@ STAGING_MODELS = {
     "reviews": "stg_reviews__reviews",
     "support_tickets": "stg_helpdesk__support_tickets",
 }
-
-
-def _dbt_env(warehouse: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
-    env.update(
-        RETAIN_WAREHOUSE=str(warehouse),
-        DBT_PROFILES_DIR=str(ROOT),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
-    return env
-
-
-def run_dbt(args: list[str], warehouse: Path, work: Path) -> subprocess.CompletedProcess:
-    """Run dbt on the project against `warehouse`, with target/ and logs/ under `work`."""
-    return subprocess.run(
-        [DBT, *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=ROOT,
-        env=_dbt_env(warehouse),
-        capture_output=True,
-        text=True,
-    )
-
-
-def _results(work: Path) -> list[dict]:
-    return json.loads((work / "target" / "run_results.json").read_text())["results"]
 
 
 @dataclass

@@ -672,13 +672,13 @@ def test_frequency_cap_is_configurable(tmp_path):
     rule = "rule: \"risk_tier = 'high'\""
     for cap, expect in ((0, {"a", "b"}), (7, {"b"}), (14, set())):
         p = tmp_path / f"cap{cap}.yaml"
-        p.write_text(f"settings: {{frequency_cap_days: {cap}}}\n"
+        p.write_text(f"settings: {{frequency_cap_days: {cap}, holdout: 0}}\n"
                      f"plays:\n  - {{name: w, channel: email, action: x, template: t, {rule}}}\n")
         build_outreach_lists(c, run_id=f"cap{cap}", playbook_path=p)
         assert set(listed(c, f"cap{cap}")) == expect, cap
     # A play can override the playbook's cap.
     p = tmp_path / "override.yaml"
-    p.write_text("settings: {frequency_cap_days: 14}\n"
+    p.write_text("settings: {frequency_cap_days: 14, holdout: 0}\n"
                  f"plays:\n  - {{name: w, channel: email, action: x, template: t, frequency_cap_days: 2, {rule}}}\n")
     build_outreach_lists(c, run_id="override", playbook_path=p)
     assert set(listed(c, "override")) == {"a", "b"}

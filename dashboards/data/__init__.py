@@ -11,6 +11,7 @@
   marts' per-order, per-ticket and per-customer rows.
 - `overview`, `retention`, `post_purchase`, `support`, `churn`, `outreach`, `customer_360`:
   one module per page, `<page>(con, filters) -> dict`.
+- `lift`: the Outreach page's "Did it work?" section, from `marts.outreach_lift`.
 - `model`: churn model status, metrics, calibration, driver importance.
 - `downloads`: CRM files rendered from the warehouse when clicked (`retain export`'s code).
 - `loaders`: `load(page, snapshot, filters)` and the other Streamlit-cached entry points, `PAGES`.

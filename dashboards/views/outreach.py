@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboards import charts, signin, ui
 from dashboards.data.downloads import audited_export, download_file_name, warehouse_export_support
+from dashboards.lift_section import did_it_work
 
 
 def words(value) -> str:
@@ -60,6 +61,8 @@ with right:
                                 y_title="Customers", colors=[charts.GREY], text_format="count", height=320,
                                 title="Held back, by reason"),
                     "Nobody was suppressed in this run.")
+
+did_it_work(ctx.snapshot)
 
 st.subheader("Preview and download")
 play = st.selectbox("Play", plays["play"].tolist(), format_func=ui.play_label, key="play", bind="query-params")

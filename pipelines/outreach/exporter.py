@@ -481,6 +481,8 @@ def _write_export(
             "action": ctx["play"]["action"],
             "template": ctx["play"]["template"],
             "priority": ctx["play"]["priority"],
+            # share of the play's list held out to measure its lift: those customers are not in this file
+            "holdout_share": ctx["play"].get("holdout", 0.0),
             "generated_at": _iso(datetime.now(UTC).replace(tzinfo=None)),
             "rows": table.num_rows,
             "dropped_at_export": ctx["dropped"],

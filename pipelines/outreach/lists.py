@@ -7,9 +7,13 @@ transaction, keeping earlier runs as history (thinned with age, see `pipelines.c
   JSON), the scores used, counts, and the freshness of the source data;
 * `exports.outreach_lists` — who is contacted: one row per customer and run, in at most one
   play (the first whose rule matches, by priority), with the churn model's reasons;
-* `exports.suppressions` — who matched a play but must not be contacted, one row per reason.
+* `exports.suppressions` — who matched a play but must not be contacted, one row per reason;
+* `exports.holdouts` — who would be listed but is held out to measure the play's lift, and
+  `exports.experiments` — each play's holdout share and outcome windows of the run
+  (`pipelines.outreach.holdout`).
 
-Suppression always wins and never moves a customer to a later play.
+Suppression always wins and never moves a customer to a later play. The holdout is drawn
+from the customers left after suppression; a play with `holdout: 0` lists exactly them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.core.history import HistoryPolicy
+from pipelines.outreach import holdout as ho
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
     VIEW_NAME,
@@ -108,6 +113,8 @@ class RunSummary:
     eligible: int = 0
     listed: int = 0
     suppressed: int = 0
+    #: Customers left after suppression but held out to measure the lift (not listed, not exported).
+    held_out: int = 0
     by_play: dict[str, dict[str, int]] = field(default_factory=dict)
     by_reason: dict[str, int] = field(default_factory=dict)
     #: Plays not run because their rule needs churn scores and none could be computed: play -> why.
@@ -128,7 +135,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the `exports` schema and tables if they are missing."""
-    for stmt in DDL:
+    for stmt in (*DDL, *ho.DDL):
         con.execute(stmt)
 
 
@@ -138,12 +145,13 @@ def _plays_values(pb: Playbook) -> str:
 
     rows = [
         f"({p.priority}, {q(p.name)}, {q(p.channel)}, {q(p.action)}, {q(p.template)}, "
-        f"{'true' if p.is_marketing else 'false'}, {int(p.frequency_cap_days)})"
+        f"{'true' if p.is_marketing else 'false'}, {int(p.frequency_cap_days)}, "
+        f"{float(p.holdout)!r}, {q(p.experiment)}, {list(map(int, p.outcome_windows))}::INTEGER[])"
         for p in pb.plays
     ]
     return (
         "(VALUES " + ", ".join(rows) + ") AS p(priority, play, channel, action, template, "
-        "is_marketing, frequency_cap_days)"
+        "is_marketing, frequency_cap_days, holdout_share, experiment, outcome_windows)"
     )
 
 
@@ -321,17 +329,26 @@ def build_outreach_lists(
         JOIN {CANDIDATES} c USING (customer_id)
         JOIN _retain_validity v USING (customer_id)
     """)
+    # The arm of every customer left after suppression: held out of the play's list or contacted.
+    held_out = ho.bucket_sql("f.customer_id", "p.play", "p.experiment")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _retain_held_out AS
+        SELECT f.customer_id, f.play, p.experiment
+        FROM _retain_flags f JOIN {_plays_values(pb)} USING (priority)
+        WHERE p.holdout_share > 0 AND {held_out} < p.holdout_share
+    """)
     reasons_union = " UNION ALL ".join(
         f"SELECT customer_id, play, channel, '{r}' AS reason, {i} AS reason_order FROM _retain_flags WHERE {r}"
         for i, r in enumerate(SUPPRESSION_REASONS)
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _retain_suppressed AS {reasons_union}")
+    con.execute("DELETE FROM _retain_held_out h WHERE h.customer_id IN (SELECT customer_id FROM _retain_suppressed)")
     _log_invalid_address_examples(con)
 
     con.execute("BEGIN TRANSACTION")
     try:
         ensure_tables(con)
-        for table in ("runs", "outreach_lists", "suppressions"):
+        for table in ("runs", "outreach_lists", "suppressions", "holdouts", "experiments"):
             con.execute(f"DELETE FROM exports.{table} WHERE run_id = ?", [run_id])
         con.execute(
             """INSERT INTO exports.suppressions (run_id, play, customer_id, channel, reason, created_at)
@@ -348,8 +365,29 @@ def build_outreach_lists(
                           churn_probability DESC NULLS LAST, clv_12m DESC NULLS LAST, customer_id),
                       risk_tier, churn_probability, clv_12m, reasons, ?::DATE, ?::TIMESTAMP
                FROM _retain_flags f
-               WHERE NOT EXISTS (SELECT 1 FROM _retain_suppressed s WHERE s.customer_id = f.customer_id)""",
+               WHERE NOT EXISTS (SELECT 1 FROM _retain_suppressed s WHERE s.customer_id = f.customer_id)
+                 AND NOT EXISTS (SELECT 1 FROM _retain_held_out h WHERE h.customer_id = f.customer_id)""",
             [run_id, as_of, created_at],
+        )
+        con.execute(
+            """INSERT INTO exports.holdouts (run_id, play, customer_id, experiment, risk_tier, churn_probability,
+                   clv_12m, as_of_date, created_at)
+               SELECT ?, f.play, f.customer_id, h.experiment, f.risk_tier, f.churn_probability, f.clv_12m,
+                      ?::DATE, ?::TIMESTAMP
+               FROM _retain_flags f JOIN _retain_held_out h USING (customer_id)
+               ORDER BY f.play, f.customer_id""",
+            [run_id, as_of, created_at],
+        )
+        con.execute(
+            f"""INSERT INTO exports.experiments (run_id, play, experiment, template, holdout_share, outcome_windows,
+                    contacted, held_out, as_of_date, created_at)
+                SELECT ?, p.play, p.experiment, p.template, p.holdout_share, p.outcome_windows,
+                       (SELECT count(*) FROM exports.outreach_lists l WHERE l.run_id = ? AND l.play = p.play),
+                       (SELECT count(*) FROM _retain_held_out h WHERE h.play = p.play),
+                       ?::DATE, ?::TIMESTAMP
+                FROM {_plays_values(pb)}
+                ORDER BY p.priority""",
+            [run_id, run_id, as_of, created_at],
         )
         fresh = con.execute(f"""
             SELECT (SELECT max(scored_at) FROM {CANDIDATES}),
@@ -373,7 +411,8 @@ def build_outreach_lists(
         # thin older runs' lists and suppressions (pipelines.core.history); the run log itself is kept whole
         history.prune(
             con, "exports.runs", "as_of_date",
-            also={"exports.outreach_lists": "run_id", "exports.suppressions": "run_id"}, keep_table=True,
+            also={"exports.outreach_lists": "run_id", "exports.suppressions": "run_id",
+                  "exports.holdouts": "run_id", "exports.experiments": "run_id"}, keep_table=True,
             protect=as_of,
         )
         con.execute("COMMIT")
@@ -388,19 +427,25 @@ def build_outreach_lists(
     per_play = con.execute("""
         SELECT f.play,
                count(*) AS eligible,
-               count(*) FILTER (WHERE s.customer_id IS NULL) AS listed,
-               count(*) FILTER (WHERE s.customer_id IS NOT NULL) AS suppressed
+               count(*) FILTER (WHERE s.customer_id IS NULL AND h.customer_id IS NULL) AS listed,
+               count(*) FILTER (WHERE s.customer_id IS NOT NULL) AS suppressed,
+               count(h.customer_id) AS held_out
         FROM _retain_flags f
         LEFT JOIN (SELECT DISTINCT customer_id FROM _retain_suppressed) s USING (customer_id)
+        LEFT JOIN _retain_held_out h USING (customer_id)
         GROUP BY f.play
     """).fetchall()
-    found = {row[0]: {"eligible": row[1], "listed": row[2], "suppressed": row[3]} for row in per_play}
-    summary.by_play = {p.name: found.get(p.name, {"eligible": 0, "listed": 0, "suppressed": 0}) for p in pb.plays}
+    found = {row[0]: {"eligible": row[1], "listed": row[2], "suppressed": row[3], "held_out": row[4]}
+             for row in per_play}
+    empty = {"eligible": 0, "listed": 0, "suppressed": 0, "held_out": 0}
+    summary.by_play = {p.name: found.get(p.name, dict(empty)) for p in pb.plays}
+    summary.held_out = sum(c["held_out"] for c in summary.by_play.values())
     reason_counts = dict(con.execute(
         "SELECT reason, count(*) FROM _retain_suppressed GROUP BY reason"
     ).fetchall())
     summary.by_reason = {r: int(reason_counts.get(r, 0)) for r in SUPPRESSION_REASONS}
-    for t in (CANDIDATES, "_retain_assigned", "_retain_validity", "_retain_flags", "_retain_suppressed"):
+    for t in (CANDIDATES, "_retain_assigned", "_retain_validity", "_retain_flags", "_retain_suppressed",
+              "_retain_held_out"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     log.info(
         "outreach run %s for %s: %d candidates, %d eligible, %d suppressed, %d listed",

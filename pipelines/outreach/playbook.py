@@ -27,6 +27,7 @@ import yaml
 
 from pipelines.core import rules
 from pipelines.core.warehouse import scratch
+from pipelines.outreach import holdout as ho
 from pipelines.outreach.candidates import (
     CANDIDATE_COLUMNS,
     RENAMED_COLUMNS,
@@ -43,8 +44,11 @@ MARKETING_CHANNELS = ("email", "sms")
 DEFAULT_FREQUENCY_CAP_DAYS = 7
 
 TOP_KEYS = {"version", "settings", "plays"}
-SETTINGS_KEYS = {"frequency_cap_days", "marketing_message_types"}
-PLAY_KEYS = {"name", "description", "channel", "action", "template", "rule", "enabled", "frequency_cap_days"}
+SETTINGS_KEYS = {"frequency_cap_days", "marketing_message_types", "holdout", "outcome_windows"}
+PLAY_KEYS = {
+    "name", "description", "channel", "action", "template", "rule", "enabled", "frequency_cap_days",
+    "holdout", "outcome_windows", "experiment",
+}
 REQUIRED_PLAY_KEYS = ("name", "channel", "action", "template", "rule")
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -88,6 +92,12 @@ class Play:
     rule: str
     description: str = ""
     frequency_cap_days: int = DEFAULT_FREQUENCY_CAP_DAYS
+    #: Share of the list kept uncontacted to measure the play's lift (0: no holdout).
+    holdout: float = ho.DEFAULT_HOLDOUT
+    #: Days after the list date in which an order counts as the play's outcome.
+    outcome_windows: tuple[int, ...] = ho.DEFAULT_OUTCOME_WINDOWS
+    #: Experiment id: part of the arm hash, a new id draws new arms (pipelines.outreach.holdout).
+    experiment: str = ho.DEFAULT_EXPERIMENT
 
     @property
     def is_marketing(self) -> bool:
@@ -100,6 +110,7 @@ class Play:
             "name": self.name, "priority": self.priority, "channel": self.channel,
             "action": self.action, "template": self.template, "rule": self.rule,
             "description": self.description, "frequency_cap_days": self.frequency_cap_days,
+            "holdout": self.holdout, "outcome_windows": list(self.outcome_windows), "experiment": self.experiment,
         }
 
 
@@ -217,6 +228,26 @@ def _int_field(value: object, where: str, problems: list[str], lo: int = 0, hi: 
     return value
 
 
+def _holdout_field(value: object, where: str, problems: list[str]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= ho.MAX_HOLDOUT:
+        problems.append(
+            f"{where}: expected a share of the list from 0 to {ho.MAX_HOLDOUT} (0.1 = 10%, 0 = no holdout), "
+            f"got {value!r}"
+        )
+        return None
+    return float(value)
+
+
+def _windows_field(value: object, where: str, problems: list[str]) -> tuple[int, ...] | None:
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 365 for v in value
+    )
+    if not ok or len(set(value)) != len(value):
+        problems.append(f"{where}: expected a list of distinct whole numbers of days from 1 to 365, got {value!r}")
+        return None
+    return tuple(sorted(value))
+
+
 def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
     """Validate playbook YAML text and return the `Playbook` (raises `PlaybookError`)."""
     path = Path(path)
@@ -234,6 +265,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
 
     settings = raw.get("settings") or {}
     cap_days, mtypes = DEFAULT_FREQUENCY_CAP_DAYS, None
+    holdout, windows = ho.DEFAULT_HOLDOUT, ho.DEFAULT_OUTCOME_WINDOWS
     if not isinstance(settings, dict):
         problems.append("field 'settings': expected a mapping")
         settings = {}
@@ -255,6 +287,12 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
                     f"expected message types of {rules.SEEDS_DIR / 'message_types.csv'}: {', '.join(sorted(allowed))}"
                 )
             mtypes = tuple(value)
+    if "holdout" in settings:
+        value = _holdout_field(settings["holdout"], "settings: field 'holdout'", problems)
+        holdout = holdout if value is None else value
+    if "outcome_windows" in settings:
+        value = _windows_field(settings["outcome_windows"], "settings: field 'outcome_windows'", problems)
+        windows = windows if value is None else value
 
     plays_raw = raw.get("plays")
     if not isinstance(plays_raw, list) or not plays_raw:
@@ -315,6 +353,23 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
             if "frequency_cap_days" in item:
                 play_cap = _int_field(item["frequency_cap_days"], f"{label}: field 'frequency_cap_days'", problems)
                 ok = ok and play_cap is not None
+            play_holdout, play_windows, experiment = holdout, windows, ho.DEFAULT_EXPERIMENT
+            if "holdout" in item:
+                play_holdout = _holdout_field(item["holdout"], f"{label}: field 'holdout'", problems)
+                ok = ok and play_holdout is not None
+            if "outcome_windows" in item:
+                play_windows = _windows_field(item["outcome_windows"], f"{label}: field 'outcome_windows'", problems)
+                ok = ok and play_windows is not None
+            if "experiment" in item:
+                experiment = item["experiment"]
+                if isinstance(experiment, int) and not isinstance(experiment, bool):
+                    experiment = str(experiment)
+                if not isinstance(experiment, str) or not TEMPLATE_RE.fullmatch(experiment):
+                    problems.append(
+                        f"{label}: field 'experiment': expected an id of letters, digits, '_', '.', '-', "
+                        f"got {item['experiment']!r}"
+                    )
+                    ok = False
             rule = item.get("rule")
             if rule not in (None, ""):
                 for problem in rule_problems(rule if isinstance(rule, str) else "", con):
@@ -330,7 +385,8 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
                     name=name, priority=len(plays) + 1, channel=channel, action=action.strip(),
                     template=template, rule=" ".join(rule.split()),
                     description=" ".join(str(item.get("description", "")).split()),
-                    frequency_cap_days=play_cap,
+                    frequency_cap_days=play_cap, holdout=play_holdout, outcome_windows=play_windows,
+                    experiment=experiment,
                 )
             )
     finally:

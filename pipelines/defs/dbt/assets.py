@@ -43,6 +43,11 @@ LAYERS = ("staging", "intermediate", "marts")
 #: Name of the op that runs `dbt build`.
 DBT_OP_NAME = "retain_dbt_models"
 
+#: dbt tag of the models that read what the scoring and outreach steps write (the lift of each
+#: play, the action tiers): they run after the outreach lists (`pipelines/defs/lift/`),
+#: not in this step.
+AFTER_OUTREACH_TAG = "after_outreach"
+
 #: Jobs whose dbt step tests only what the run can break (see `DbtBuildConfig.test_scope`).
 RUN_SCOPED_TEST_JOBS = frozenset({"daily_job"})
 
@@ -55,9 +60,15 @@ class RetainDbtTranslator(DagsterDbtTranslator):
     """Asset keys and groups for retain's dbt nodes (see the module docstring)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        """`raw/<table>` for sources (the ingestion assets), `<schema>/<model>` for models."""
+        """`raw/<table>` for sources (the ingestion assets), `<schema>/<model>` for models.
+
+        The `exports` and `ml` sources' tables are `exports/<table>` and `ml/<table>`, written by
+        the outreach lists and scoring steps.
+        """
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+            source = dbt_resource_props.get("source_name")
+            schema = source if source in ("exports", "ml") else "raw"
+            return dg.AssetKey([schema, dbt_resource_props["name"]])
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -105,11 +116,17 @@ class DbtBuildConfig(dg.Config):
     dagster_dbt_translator=translator,
     name=DBT_OP_NAME,
     pool="duckdb_writer",
+    exclude=f"tag:{AFTER_OUTREACH_TAG}",
 )
 def retain_dbt_models(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource
 ) -> Iterator[Any]:
     """`dbt build` (models, unit tests, data tests) of the selected models on the warehouse."""
+    yield from dbt_build(context, config, warehouse)
+
+
+def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource) -> Iterator[Any]:
+    """Run `dbt build` of the step's selected models on the warehouse, streaming Dagster events."""
     dbt_environment()  # RETAIN_WAREHOUSE must be absolute before dbt reads profiles.yml
     # profiles.yml reads the file and the memory cap from the environment: the resource's own
     os.environ["RETAIN_WAREHOUSE"] = str(warehouse.location)

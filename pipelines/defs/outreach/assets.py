@@ -74,7 +74,8 @@ def outreach_lists(context: AssetExecutionContext, warehouse: WarehouseResource)
         f"{summary.suppressed} suppressed of {summary.eligible} eligible"
     )
     plays = "\n".join(
-        f"| {name} | {c['eligible']} | {c['suppressed']} | {c['listed']} |" for name, c in summary.by_play.items()
+        f"| {name} | {c['eligible']} | {c['suppressed']} | {c['held_out']} | {c['listed']} |"
+        for name, c in summary.by_play.items()
     )
     return dg.MaterializeResult(
         metadata={
@@ -83,9 +84,10 @@ def outreach_lists(context: AssetExecutionContext, warehouse: WarehouseResource)
             "candidates": summary.candidates,
             "eligible": summary.eligible,
             "suppressed": summary.suppressed,
+            "held_out": summary.held_out,
             "listed": summary.listed,
             "plays": dg.MetadataValue.md(
-                "| play | eligible | suppressed | listed |\n| --- | --- | --- | --- |\n" + plays
+                "| play | eligible | suppressed | held out | listed |\n| --- | --- | --- | --- | --- |\n" + plays
             ),
             "suppressions_by_reason": dg.MetadataValue.json(summary.by_reason),
             **({"skipped_reason": f"{len(summary.skipped_plays)} plays need churn scores and were skipped "
@@ -137,7 +139,9 @@ def crm_exports(context: AssetExecutionContext, warehouse: WarehouseResource) ->
     name="one_play_and_no_suppressed_customer",
     blocking=True,
     pool="duckdb_writer",
-    description="In this run's outreach batch no customer is in two plays, and no suppressed customer is listed.",
+    description=(
+        "In this run's outreach batch no customer is in two plays, and no suppressed or held-out customer is listed."
+    ),
 )
 def outreach_lists_check(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
@@ -148,18 +152,20 @@ def outreach_lists_check(
         run_id = batch or latest_run_id(con)
         if run_id is None:
             return dg.AssetCheckResult(passed=False, metadata={"problem": "no outreach run"})
-        dupes, suppressed_listed = con.execute(
+        dupes, suppressed_listed, held_out_listed = con.execute(
             """SELECT
                  (SELECT count(*) FROM (SELECT customer_id FROM exports.outreach_lists WHERE run_id = $1
                                         GROUP BY customer_id HAVING count(*) > 1)),
                  (SELECT count(DISTINCT l.customer_id) FROM exports.outreach_lists l
-                  JOIN exports.suppressions s USING (run_id, customer_id) WHERE l.run_id = $1)""",
+                  JOIN exports.suppressions s USING (run_id, customer_id) WHERE l.run_id = $1),
+                 (SELECT count(DISTINCT l.customer_id) FROM exports.outreach_lists l
+                  JOIN exports.holdouts h USING (run_id, customer_id) WHERE l.run_id = $1)""",
             [run_id],
         ).fetchall()[0]
     return dg.AssetCheckResult(
-        passed=dupes == 0 and suppressed_listed == 0,
+        passed=dupes == 0 and suppressed_listed == 0 and held_out_listed == 0,
         metadata={"outreach_run_id": run_id, "customers_in_two_plays": dupes,
-                  "suppressed_but_listed": suppressed_listed},
+                  "suppressed_but_listed": suppressed_listed, "held_out_but_listed": held_out_listed},
     )
 
 
@@ -234,3 +240,16 @@ def crm_exports_check() -> dg.AssetCheckResult:
         passed=checked > 0 and not problems,
         metadata={"exports_checked": checked, "problems": dg.MetadataValue.json(problems[:20])},
     )
+
+
+#: The holdout tables, written by the lists step with the lists (`exports/outreach_lists`).
+HOLDOUT_TABLES = [
+    dg.AssetSpec(
+        ["exports", table], deps=[OUTREACH_LISTS_KEY], group_name=GROUP, kinds={"duckdb"},
+        description=f"exports.{table}: {what}, written by exports/outreach_lists with the lists.",
+    )
+    for table, what in (
+        ("holdouts", "the customers each play held out to measure its lift (never exported)"),
+        ("experiments", "each play's holdout share, experiment id and outcome windows per run"),
+    )
+]
