@@ -36,7 +36,42 @@
                 ~ " location '" ~ root ~ '/' ~ source.identifier ~ "'"
             ) -%}
         {%- endfor -%}
+        {#- sources outside raw (what scoring and outreach wrote): registered when retain put them
+            in the lake (RETAIN_SPARK_SOURCES), else absent, so `source_or_empty` reads nothing -#}
+        {%- set present = (env_var('RETAIN_SPARK_SOURCES', '') | trim).split(',') -%}
+        {%- set lake = env_var('RETAIN_LAKE', '') | trim -%}
+        {%- for source in graph.sources.values() if source.schema != 'raw' -%}
+            {%- set name = source.schema ~ '.`' ~ source.identifier ~ '`' -%}
+            {%- do run_query('create database if not exists ' ~ source.schema) -%}
+            {%- do run_query('drop table if exists ' ~ name) -%}
+            {%- if (source.schema ~ '.' ~ source.identifier) in present -%}
+                {%- do run_query(
+                    'create table ' ~ name ~ " using parquet options (recursiveFileLookup 'true') location '"
+                    ~ lake ~ '/sources/' ~ source.schema ~ '/' ~ source.identifier ~ "'"
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    A column type written for DuckDB, as the engine reads it: unchanged on DuckDB, Spark's
+    name on Spark (`varchar` -> string, `integer[]` -> array<int>).
+#}
+{% macro sql_type(data_type) -%}
+    {{ return(adapter.dispatch('sql_type', 'retain')(data_type)) }}
+{%- endmacro %}
+
+{% macro default__sql_type(data_type) -%}
+    {{ return(data_type) }}
+{%- endmacro %}
+
+{% macro spark__sql_type(data_type) -%}
+    {%- set name = data_type | lower | trim -%}
+    {%- if name.endswith('[]') -%}
+        {{ return('array<' ~ spark__sql_type(name[:-2]) ~ '>') }}
+    {%- endif -%}
+    {{ return(spark_type(name)) }}
 {%- endmacro %}
 
 {# The Spark type of a contract (DuckDB) column type: text and JSON are strings. #}

@@ -53,32 +53,36 @@ def raw_folder() -> Path:
     return Path(lake)
 
 
-def _columns_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SELECT list of `raw.<table>` with JSON and list columns as text (Parquet Spark reads)."""
+def _columns_sql(con: duckdb.DuckDBPyConnection, table: str, schema: str = "raw", lists_as_text: bool = True) -> str:
+    """SELECT list of `<schema>.<table>` with JSON (and list) columns as text (Parquet Spark reads)."""
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'raw' AND table_name = ? ORDER BY ordinal_position",
-        [table],
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
     ).fetchall()
     parts = []
     for name, data_type in rows:
         quoted = '"' + name.replace('"', '""') + '"'
-        if data_type.upper() == "JSON" or data_type.endswith("[]"):
+        if data_type.upper() == "JSON" or (lists_as_text and data_type.endswith("[]")):
             parts.append(f"CAST({quoted} AS VARCHAR) AS {quoted}")
         else:
             parts.append(quoted)
     return ", ".join(parts)
 
 
-def _write(con: duckdb.DuckDBPyConnection, table: str, where: str, folder: Path) -> None:
-    """Write `raw.<table>` rows matching `where` to `folder`/data.parquet, atomically."""
+def _write(
+    con: duckdb.DuckDBPyConnection, table: str, where: str, folder: Path,
+    schema: str = "raw", lists_as_text: bool = True,
+) -> None:
+    """Write `<schema>.<table>` rows matching `where` to `folder`/data.parquet, atomically."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{TMP_PREFIX}{folder.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     target = str(tmp / "data.parquet").replace("'", "''")
+    columns = _columns_sql(con, table, schema, lists_as_text)
     con.execute(
-        f"COPY (SELECT {_columns_sql(con, table)} FROM raw.\"{table}\" WHERE {where}) "
+        f"COPY (SELECT {columns} FROM \"{schema}\".\"{table}\" WHERE {where}) "
         f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
     )
     os.replace(tmp, folder)
@@ -123,13 +127,35 @@ def sync(con: duckdb.DuckDBPyConnection, tables: list[str] | None = None) -> dic
     return written
 
 
-def _write_snapshot(con: duckdb.DuckDBPyConnection, folder: Path, name: str) -> None:
-    """Replace the snapshot of `raw.<name>`: the new one is renamed in, then older ones removed."""
+def _write_snapshot(
+    con: duckdb.DuckDBPyConnection, folder: Path, name: str, schema: str = "raw", lists_as_text: bool = True
+) -> None:
+    """Replace the snapshot of `<schema>.<name>`: the new one is renamed in, then older ones removed."""
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)
     old = sorted(folder.glob(f"{SNAPSHOT_PREFIX}*"))
     number = int(old[-1].name[len(SNAPSHOT_PREFIX):]) + 1 if old else 1
-    _write(con, name, "true", folder / f"{SNAPSHOT_PREFIX}{number:09d}")
+    _write(con, name, "true", folder / f"{SNAPSHOT_PREFIX}{number:09d}", schema, lists_as_text)
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def sync_sources(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]) -> list[str]:
+    """Snapshot the dbt sources outside `raw` that the warehouse holds (`ml.churn_scores`,
+    `exports.holdouts`, ...: what the scoring and outreach steps wrote) into
+    `<RETAIN_LAKE>/sources/<schema>/<table>/`, for the dbt models that read them on Spark.
+
+    Returns `<schema>.<table>` of each table written; a source the warehouse does not hold
+    yet is left out (its models read an empty relation, `source_or_empty`).
+    """
+    root = raw_folder().parent / "sources"
+    written = []
+    for schema, name in tables:
+        if not con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        ).fetchone():
+            continue
+        _write_snapshot(con, root / schema / name, name, schema, lists_as_text=False)
+        written.append(f"{schema}.{name}")
+    return written

@@ -157,6 +157,9 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
         # unit tests check model logic on fixed rows: CI and full runs run them; in a backfill
         # the backfill vars would apply to their rows too
         args += ["--exclude-resource-type", "unit_test"]
+    if is_spark():
+        # the models reading what scoring and outreach wrote in the warehouse find it in the lake
+        os.environ[SPARK_SOURCES_ENV] = ",".join(_sync_warehouse_sources(warehouse))
     rows = "rows written by this run" if scope == "run" else "all rows"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
     invocation = dbt.cli(args, context=context)
@@ -186,6 +189,22 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
         with warehouse.connect() as con:
             copied = copy_models_to_warehouse(con)
         context.log.info(f"copied {len(copied)} Spark tables ({sum(copied.values()):,} rows) into {warehouse.location}")
+
+
+#: Environment variable listing the sources outside `raw` that the lake holds (macros/spark_sources.sql).
+SPARK_SOURCES_ENV = "RETAIN_SPARK_SOURCES"
+
+
+def _sync_warehouse_sources(warehouse: WarehouseResource) -> list[str]:
+    """Write the warehouse's tables that dbt reads as sources outside `raw` to the lake (Spark engine)."""
+    from pipelines.ingest import lake
+
+    nodes = json.loads(ensure_manifest().read_text())["sources"].values()
+    wanted = sorted({(n["schema"], n["identifier"]) for n in nodes if n["schema"] != "raw"})
+    if not wanted or not warehouse.location.exists():
+        return []
+    with warehouse.connect(read_only=True) as con:
+        return lake.sync_sources(con, wanted)
 
 
 #: dbt output files kept per data folder (the newest; older ones are deleted at the next run).
