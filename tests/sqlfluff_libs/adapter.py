@@ -7,6 +7,7 @@ _DUCKDB = {
     "load_version": lambda load_id, source_row: f"{{ 'load_id': {load_id}, 'source_row': {source_row} }}",
     "register_raw_sources": lambda: "",
     "sql_type": lambda data_type: data_type,
+    "unnest_list": lambda expression: f"unnest({expression})",
 }
 
 
