@@ -27,7 +27,8 @@ PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 #: The columns each KPI source contributes (messages and order items feed no KPI here).
 NEEDED: dict[str, list[str]] = {
-    "customers": ["customer_id"],
+    # email and phone: the identity rule groups customers by them
+    "customers": ["customer_id", "email", "phone"],
     "orders": ["order_id", "customer_id", "ordered_at", "status", "total", "promised_delivery_date", "delivered_at"],
     "returns": ["order_id", "status"],
     "survey_responses": ["survey_type", "score", "responded_at"],

@@ -642,7 +642,7 @@ class Dumper:
             current = published / (published / "CURRENT").read_text().strip()
             self.ids.collect(current.name)
         self.collect_ids(files)
-        warehouse = Path(os.environ.get("RETAIN_WAREHOUSE", dd / "warehouse.duckdb"))
+        warehouse = dd / "warehouse.duckdb"  # the data folder given, whatever RETAIN_WAREHOUSE says
         if warehouse.is_file():
             self.dump_database(warehouse, "wh", "warehouse", schemas)
         else:

@@ -6,6 +6,10 @@ source's CSV files with `pd.read_csv`, parse timestamps to UTC, then groupby and
 Vectorised throughout (no per-row Python); months are handled as integer month numbers
 (year * 12 + month - 1) because Period arithmetic goes through Python objects.
 
+Customers are counted per person, as the marts count them: `resolve_identity` re-implements
+retain's identity rule (docs/importing.md, "The marts count one customer per identity group")
+for the contract files read here, and every `customer_id` is read through it.
+
 Like the SQL version it reads every row once: generated data holds each key once, so this
 equals staging's "latest version per key".
 
@@ -17,6 +21,7 @@ Prints one JSON line: {"seconds": compute time without interpreter start-up, "ro
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -26,6 +31,7 @@ import pandas as pd
 
 from bench.common import NEEDED, NORMALISED, RESULTS, source_files
 from pipelines.core.contract import source
+from pipelines.ingest.rules import EMAIL_RE, PHONE_DIGITS, PHONE_RE
 
 
 def read_source(landing: Path, name: str) -> pd.DataFrame:
@@ -56,6 +62,72 @@ def read_source(landing: Path, name: str) -> pd.DataFrame:
     return out
 
 
+def resolve_identity(customers: pd.DataFrame) -> pd.Series:
+    """The customer id each customer key counts under: retain's identity rule, for contract files.
+
+    The documented rule (docs/importing.md, "The marts count one customer per identity group"):
+    a key with a usable email (trimmed, lower-cased, `x@y.z`-shaped, no space) belongs to its
+    email's group; a key without one joins the email group of the same E.164 phone (`+` and 8-15
+    digits, or `00` and 10-17 digits, the `00` dropped; else digits and ` ()./-` only), the
+    smallest email key (`em_` + md5) when several share the phone, else the phone's own group,
+    else stays alone; a group holding a contract customer takes its smallest contract id. Every
+    key read here comes from the contract's `customers/` files, so every group takes its
+    smallest customer id. (Platform ids join groups only in the warehouse's raw layer, which
+    `bench/kpi_sql.py --warehouse` reads.) Returns a Series indexed by key.
+    """
+    # Arrow strings: their str methods run in C++ (RE2 regexes, as DuckDB's), not per value in Python
+    keys = customers[["customer_id", "email", "phone"]].dropna(subset=["customer_id"]).astype("string[pyarrow]")
+    # an email or phone failing the contract's `format:` is nulled, as ingestion nulls an invalid
+    # optional value (docs/ingestion.md): it joins no group in raw either
+    valid_email = keys["email"].str.fullmatch(EMAIL_RE).fillna(False).astype(bool)
+    lo, hi = PHONE_DIGITS
+    valid_phone = keys["phone"].str.fullmatch(PHONE_RE).fillna(False).astype(bool) & keys["phone"].str.count(
+        r"[0-9]"
+    ).between(lo, hi)
+    keys = keys.assign(email=keys["email"].where(valid_email), phone=keys["phone"].where(valid_phone))
+    email = keys["email"].str.strip(" ").str.lower()
+    shaped_email = email.str.fullmatch(r"(?s).+@.+\..+").fillna(False).astype(bool)
+    email = email.where(shaped_email & ~email.str.contains(" ", regex=False).fillna(True).astype(bool))
+    phone = keys["phone"].str.strip(" ")
+    digits = phone.str.replace(r"[^0-9]", "", regex=True)
+    n = digits.str.len()
+    shaped = phone.str.fullmatch(r"\+?[0-9][0-9 ()./-]+[0-9]").fillna(False).astype(bool)
+    plus = shaped & phone.str.startswith("+").fillna(False).astype(bool) & n.between(8, 15)
+    zeros = shaped & phone.str.startswith("00").fillna(False).astype(bool) & n.between(10, 17)
+    e164 = ("+" + digits).where(plus, ("+" + digits.str[2:]).where(zeros))
+    # per key its largest email and phone (a key may have several rows); sorting, not
+    # groupby().max(), which runs Python per group on text
+    rows = pd.DataFrame({"key": keys["customer_id"], "email": email, "phone": e164})
+    per_key = pd.DataFrame(index=pd.Index(rows["key"].unique(), name="key"))
+    for col in ("email", "phone"):
+        last = rows.sort_values(["key", col], na_position="first").drop_duplicates("key", keep="last")
+        per_key[col] = last.set_index("key")[col]
+    per_key = per_key.astype("string[pyarrow]")  # text even when a column holds no value at all
+
+    no_email = per_key["email"].isna()
+    # the email of each phone, for keys without one; when several emails hold a phone that such
+    # a key has, the smallest email key wins: only those few emails are hashed, to break the tie
+    shared = per_key[~no_email].dropna(subset=["phone"]).drop_duplicates(["phone", "email"])
+    tied = shared[shared["phone"].duplicated(keep=False) & shared["phone"].isin(per_key.loc[no_email, "phone"])]
+    md5 = tied["email"].map(lambda e: hashlib.md5(e.encode()).hexdigest()[:20])
+    first_email = pd.concat(
+        [
+            shared.drop_duplicates("phone", keep=False).set_index("phone")["email"],
+            tied.assign(md5=md5).sort_values("md5").drop_duplicates("phone").set_index("phone")["email"],
+        ]
+    )
+    via_phone = per_key["phone"].where(no_email).map(first_email).astype("string[pyarrow]")
+    own = pd.Series("id:" + per_key.index, index=per_key.index)
+    group = ("em:" + per_key["email"]).where(
+        ~no_email,
+        ("em:" + via_phone).where(via_phone.notna(), ("ph:" + per_key["phone"]).where(per_key["phone"].notna(), own)),
+    )
+    # the smallest key of each group (all are contract keys here)
+    members = pd.DataFrame({"group": group.to_numpy(), "key": per_key.index.to_numpy()}).sort_values(["group", "key"])
+    smallest = members.drop_duplicates("group").set_index("group")["key"]
+    return group.map(smallest).rename("customer_id")
+
+
 def month_index(ts: pd.Series) -> pd.Series:
     """Calendar month of each timestamp as an integer (year * 12 + month - 1); NaN for NaT."""
     return ts.dt.year * 12 + ts.dt.month - 1
@@ -80,6 +152,12 @@ def compute(landing: Path) -> dict[str, pd.DataFrame]:
     surveys = read_source(landing, "survey_responses")
     reviews = read_source(landing, "reviews")
     tickets = read_source(landing, "support_tickets")
+
+    # one customer per person, as the marts count them; keys no customer row names stay
+    identity = resolve_identity(customers)
+    orders["customer_id"] = orders["customer_id"].map(identity).fillna(orders["customer_id"])
+    tickets["customer_id"] = tickets["customer_id"].map(identity).fillna(tickets["customer_id"])
+    customers = pd.DataFrame({"customer_id": customers["customer_id"].map(identity).dropna().unique()})
 
     valid = orders[orders["status"].fillna("placed") != "cancelled"].copy()
     valid["order_month"] = month_index(valid["ordered_at"])

@@ -7,6 +7,10 @@ the landing CSV files (`--landing`) or from the warehouse's `raw` tables (`--war
 Each source is read once, keeping only the columns the KPIs need, into an in-memory DuckDB
 database; the three results are written as Parquet into `--out`.
 
+Customers are counted per person, as the marts count them: every `customer_id` is first read
+through an independent re-implementation of retain's identity rule (`IDENTITY_SQL` below;
+docs/importing.md, "The marts count one customer per identity group").
+
 Staging keeps the latest version of each key. Generated data holds every key once, so a plain
 read gives the same rows; over data that re-sends changed records this script would count
 each version, like an analyst reading the files would.
@@ -26,7 +30,8 @@ from pathlib import Path
 import duckdb
 
 from bench.common import NEEDED, NORMALISED, RESULTS, read_header, source_files
-from pipelines.core.contract import source
+from pipelines.core.contract import SOURCE_NAMES, source
+from pipelines.ingest.rules import EMAIL_RE, PHONE_DIGITS, PHONE_RE
 
 
 def _csv_type(source_name: str, column: str) -> str:
@@ -84,6 +89,27 @@ def load_landing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
         )
 
 
+def _landing_identity(con: duckdb.DuckDBPyConnection) -> None:
+    """The identity rule's input from the contract's `customers/` files: every key a contract key.
+
+    An email or phone that fails the contract's `format:` is nulled first, as ingestion nulls
+    an invalid optional value (docs/ingestion.md), so it joins no group in raw either.
+    """
+    lo, hi = PHONE_DIGITS
+    con.execute(
+        f"""
+        create table identity_customers as
+        select customer_id as customer_key, 'retain' as platform,
+               case when regexp_full_match(email, '{EMAIL_RE}') then email end as email,
+               case when regexp_full_match(phone, '{PHONE_RE}')
+                    and length(regexp_replace(phone, '[^0-9]', '', 'g')) between {lo} and {hi} then phone end as phone,
+               cast(null as varchar) as platform_customer_id
+        from src_customers
+        where customer_id is not null
+        """
+    )
+
+
 def load_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     """Read each source's `raw` table (typed by ingestion) into `src_<source>`."""
     con.execute(f"attach '{warehouse}' as wh (read_only)")
@@ -100,7 +126,150 @@ def load_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
             con.execute(f"create table src_{name} as select {_select_list(name, set(), True)} where false")
         else:
             con.execute(f"create table src_{name} as select {_select_list(name, present, True)} from wh.raw.{name}")
+    _warehouse_identity(con)
     con.execute("detach wh")
+
+
+def _warehouse_identity(con: duckdb.DuckDBPyConnection) -> None:
+    """The identity rule's input from `raw.customers`: each key with its platform (its landing
+    folder; `retain` for the contract's folders), email, phone and platform customer id."""
+    columns = {
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_catalog = 'wh' and table_schema = 'raw' and table_name = 'customers'"
+        ).fetchall()
+    }
+    if not columns:
+        con.execute(
+            "create table identity_customers (customer_key varchar, platform varchar, email varchar, "
+            "phone varchar, platform_customer_id varchar)"
+        )
+        return
+    contract_folders = ", ".join(f"'{n}'" for n in SOURCE_NAMES)
+    folder = "split_part(_source_file, '/', 1)" if "_source_file" in columns else "'customers'"
+    platform_id = "_extra->>'$.platform_customer_id'" if "_extra" in columns else "cast(null as varchar)"
+    email = "email" if "email" in columns else "cast(null as varchar)"
+    phone = "phone" if "phone" in columns else "cast(null as varchar)"
+    con.execute(
+        f"""
+        create table identity_customers as
+        select customer_id as customer_key,
+               case when {folder} in ({contract_folders}) then 'retain' else {folder} end as platform,
+               {email} as email, {phone} as phone, {platform_id} as platform_customer_id
+        from wh.raw.customers
+        where customer_id is not null
+        """
+    )
+
+
+# retain's identity rule (docs/importing.md, "The marts count one customer per identity group",
+# and the `raw._customer_identity` bullet above it), written again from the documentation (the
+# exact email and phone shapes from the docstrings of `pipelines/importers/identity.py`), not
+# calling the loader's code:
+# - an email is usable when, trimmed and lower-cased, it is `x@y.z`-shaped without a space; its
+#   key is `em_` + the first 20 hex digits of its md5; a phone is E.164 when it starts with `+`
+#   (8-15 digits) or `00` (10-17 digits, the `00` dropped) and is otherwise only digits and
+#   ` ()./-`; its key is `ph_` + md5 likewise;
+# - the keys are every customer_id of the customers, and the platform id of a person keyed by email;
+# - a key with an email resolves to its email's key; one without joins the (smallest) email key
+#   carrying the same platform id, else the same E.164 phone, else the phone's own key, else
+#   stays itself;
+# - a group (keys resolving alike) holding a contract customer takes the smallest contract id.
+# Every customer_id of orders, tickets and customers then reads through it (unknown keys stay).
+IDENTITY_SQL = r"""
+create table identity_input as
+with normalised as (
+    select
+        customer_key,
+        platform,
+        platform_customer_id,
+        lower(trim(email)) as e,
+        trim(phone) as p,
+        regexp_replace(trim(phone), '[^0-9]', '', 'g') as digits
+    from identity_customers
+),
+parsed as (
+    select
+        customer_key,
+        platform,
+        platform_customer_id,
+        case when e like '%_@_%._%' and not contains(e, ' ') then e end as email,
+        case
+            when not regexp_full_match(p, '\+?[0-9][0-9 ()./-]+[0-9]') then null
+            when starts_with(p, '+') and length(digits) between 8 and 15 then '+' || digits
+            when starts_with(p, '00') and length(digits) between 10 and 17 then '+' || substr(digits, 3)
+        end as phone
+    from normalised
+)
+select customer_key, platform, platform_customer_id, email, phone from parsed
+union all
+-- a person keyed by email is found by their platform id too
+select platform_customer_id, platform, platform_customer_id, email, phone from parsed
+where platform_customer_id is not null and platform_customer_id <> customer_key;
+
+create table identity as
+with keyed as (
+    select
+        customer_key,
+        bool_or(platform = 'retain') as is_contract,
+        max(email) as email,
+        max(phone) as phone,
+        max(platform_customer_id) as platform_customer_id
+    from identity_input
+    group by customer_key
+),
+email_keys as (
+    select *, 'em_' || left(md5(email), 20) as email_key from keyed
+),
+first_by_platform_id as (
+    select platform_customer_id, min(email_key) as email_key
+    from email_keys where email is not null and platform_customer_id is not null
+    group by 1
+),
+first_by_phone as (
+    select phone, min(email_key) as email_key
+    from email_keys where email is not null and phone is not null
+    group by 1
+),
+grouped as (
+    select
+        k.customer_key,
+        k.is_contract,
+        case
+            when k.email is not null then k.email_key
+            when by_id.email_key is not null then by_id.email_key
+            when by_phone.email_key is not null then by_phone.email_key
+            when k.phone is not null then 'ph_' || left(md5(k.phone), 20)
+            else k.customer_key
+        end as group_id
+    from email_keys as k
+    left join first_by_platform_id as by_id on by_id.platform_customer_id = k.customer_key
+    left join first_by_phone as by_phone on by_phone.phone = k.phone
+),
+contract_ids as (
+    select group_id, min(customer_key) as contract_id from grouped where is_contract group by 1
+)
+select g.customer_key, coalesce(c.contract_id, g.group_id) as customer_id
+from grouped as g
+left join contract_ids as c on c.group_id = g.group_id;
+"""
+
+#: Every customer_id read through `identity` (customer_key -> customer_id), as staging reads
+#: them; a key no customer row names stays. One customers row per person.
+APPLY_IDENTITY_SQL = """
+-- every customer_id as the marts count it, and one customers row per person
+create or replace table src_orders as
+select s.* replace (coalesce(i.customer_id, s.customer_id) as customer_id)
+from src_orders as s left join identity as i on i.customer_key = s.customer_id;
+create or replace table src_support_tickets as
+select s.* replace (coalesce(i.customer_id, s.customer_id) as customer_id)
+from src_support_tickets as s left join identity as i on i.customer_key = s.customer_id;
+create or replace table src_customers as
+select distinct coalesce(i.customer_id, c.customer_id) as customer_id
+from src_customers as c
+left join identity as i on i.customer_key = c.customer_id;
+"""
 
 
 KPI_SQL = """
@@ -367,10 +536,13 @@ def run(out: Path, landing: Path | None = None, warehouse: Path | None = None) -
     con = connect()
     if landing is not None:
         load_landing(con, landing)
+        _landing_identity(con)
     elif warehouse is not None:
         load_warehouse(con, warehouse)
     else:
         raise ValueError("give landing or warehouse")
+    con.execute(IDENTITY_SQL)
+    con.execute(APPLY_IDENTITY_SQL)
     loaded = time.perf_counter()
     rows = compute(con)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ who = signin.require_identity()
 # page directly from its URL, bypassing this script (st.navigation, filters, banner).
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 #: Pages whose numbers do not depend on the sidebar filters.
-UNFILTERED_PAGES = {"outreach", "customer_360"}
+UNFILTERED_PAGES = {"outreach", "customer_360", "products"}
 
 pages = {
     "Performance": [
@@ -44,6 +44,7 @@ pages = {
                 url_path="post_purchase"),
         st.Page(PAGES_DIR / "support.py", title="Support & complaints", icon=":material/support_agent:",
                 url_path="support"),
+        st.Page(PAGES_DIR / "products.py", title="Products", icon=":material/category:", url_path="products"),
     ],
     "Act": [
         st.Page(PAGES_DIR / "churn.py", title="Churn risk", icon=":material/trending_down:", url_path="churn"),

@@ -44,6 +44,7 @@ PAGES = (
     ("retention", "Retention"),
     ("post_purchase", "Post-purchase experience"),
     ("support", "Support & complaints"),
+    ("products", "Products"),
     ("churn", "Churn risk"),
     ("outreach", "Outreach"),
     ("customer_360", "Customer 360"),

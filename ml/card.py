@@ -42,10 +42,17 @@ _DRIVER_WORDS = {
 
 
 def model_card(con, models_dir: Path | str, run_id: str | None = None) -> str:
-    """Markdown model card of the current promoted model (or `run_id`), with the latest runs' decisions.
+    """Markdown model card of the current promoted model (or `run_id`), with the latest runs' decisions,
+    followed by the next-product recommendations' backtest.
 
     `con` is only read (the run log in `ml.model_runs`, if present).
     """
+    from ml.recommend_backtest import backtest_card
+
+    return _churn_card(con, models_dir, run_id) + "\n" + backtest_card(con)
+
+
+def _churn_card(con, models_dir: Path | str, run_id: str | None = None) -> str:
     run_id = run_id or current_run_id(models_dir)
     if run_id is None:
         from ml.status import read_status

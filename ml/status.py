@@ -24,6 +24,8 @@ COLUMNS = {
     "history_days": "INTEGER",
     "history_days_needed": "INTEGER",
     "customers": "INTEGER",
+    "uplift": "VARCHAR",  # scored | skipped (ml/uplift.py, after the lift models)
+    "uplift_reason": "VARCHAR",
 }
 
 
@@ -31,6 +33,12 @@ def _ensure(con) -> None:
     con.execute("create schema if not exists ml")
     cols = ", ".join(f"{name} {typ}" for name, typ in COLUMNS.items())
     con.execute(f"create table if not exists {TABLE} ({cols})")
+    have = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = 'ml' and table_name = 'churn_status'"
+    ).fetchall()}
+    for name, typ in COLUMNS.items():  # a warehouse from before a column was added
+        if name not in have:
+            con.execute(f"alter table {TABLE} add column {name} {typ}")
 
 
 def read_status(con) -> dict:
@@ -51,7 +59,7 @@ def write_status(con, **fields) -> dict:
     unknown = set(fields) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown churn status fields: {sorted(unknown)}")
-    row = {name: None for name in COLUMNS} | read_status(con) | fields
+    row = {name: None for name in COLUMNS} | {k: v for k, v in read_status(con).items() if k in COLUMNS} | fields
     row["updated_at"] = datetime.now(UTC).replace(tzinfo=None)
     _ensure(con)
     con.execute("begin transaction")
@@ -83,3 +91,13 @@ def training_done(con, as_of: date, model_version: str | None, reason: str) -> d
         con, as_of_date=as_of, training="trained", training_reason=reason, scoring=None, scoring_reason=None,
         model_version=model_version, history_days=None, history_days_needed=None, customers=None,
     )
+
+
+def uplift_done(con, reason: str) -> dict:
+    """Record an uplift step that scored customers (`reason` says for which plays)."""
+    return write_status(con, uplift="scored", uplift_reason=reason)
+
+
+def uplift_skipped(con, reason: str) -> dict:
+    """Record a skipped uplift step ("not enough holdout data yet: ...")."""
+    return write_status(con, uplift="skipped", uplift_reason=reason)

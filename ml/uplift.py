@@ -137,3 +137,156 @@ def backtest(frame: pd.DataFrame, train_share: float = 0.6, top_share: float = 0
         uplift_top=observed_lift(top), uplift_all=observed_lift(test),
         qini=float(np.nanmean(curve["gain"] - curve["random"]) / len(test)),
     )
+
+
+# --- the pipeline step: fit per play when the holdout is big enough, score today's customers ---
+
+#: The outcome window the pipeline's uplift models predict (days after the list date).
+WINDOW_DAYS = 60
+#: First listings (window passed) each arm of a play needs before its uplift is modelled: with
+#: fewer, the two arm models and the backtest's later lists are mostly noise.
+MIN_PER_ARM = 1000
+#: List dates a play needs: the backtest fits on earlier ones and checks on later ones.
+MIN_LIST_DATES = 2
+#: Per customer and play: the predicted uplift for today's scores (replaced every run).
+SCORES_TABLE = "ml.uplift_scores"
+#: Per play: the backtest against random targeting, and what it was fitted on.
+BACKTEST_TABLE = "ml.uplift_backtest"
+
+SCORES_COLUMNS = {
+    "play": "VARCHAR", "customer_id": "VARCHAR", "as_of_date": "DATE", "window_days": "INTEGER",
+    "uplift": "DOUBLE", "p_order_if_contacted": "DOUBLE", "p_order_if_held_out": "DOUBLE",
+    "uplift_rank": "BIGINT", "trained_at": "TIMESTAMP",
+}
+BACKTEST_COLUMNS = {
+    "play": "VARCHAR", "window_days": "INTEGER", "treated": "BIGINT", "held_out": "BIGINT",
+    "list_dates": "BIGINT", "train_customers": "BIGINT", "test_customers": "BIGINT", "top_share": "DOUBLE",
+    "uplift_top": "DOUBLE", "uplift_all": "DOUBLE", "qini": "DOUBLE", "trained_at": "TIMESTAMP",
+}
+
+
+class UpliftSkipped(Exception):
+    """No play has enough holdout data (or no churn scores exist) to fit and score an uplift model."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class UpliftRun:
+    """What `run_uplift` did: the plays scored, their backtests, the plays skipped and why."""
+
+    backtests: pd.DataFrame
+    customers: int
+    skipped_plays: dict[str, str]
+
+    def describe(self) -> str:
+        parts = [f"{r.play}: top {r.top_share:.0%} by uplift {r.uplift_top:+.1%} vs {r.uplift_all:+.1%} random, "
+                 f"Qini {r.qini:+.4f}" for r in self.backtests.itertuples()]
+        skipped = [f"{play} skipped ({why})" for play, why in self.skipped_plays.items()]
+        return "; ".join(parts + skipped)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, table = qualified.split(".")
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                       [schema, table]).fetchone()[0] > 0
+
+
+def holdout_counts(con: duckdb.DuckDBPyConnection, window_days: int = WINDOW_DAYS) -> pd.DataFrame:
+    """Per play: first listings with a passed window in each arm, and list dates (most held out first)."""
+    if not _table_exists(con, TRAINING_TABLE):
+        return pd.DataFrame(columns=["play", "treated", "held_out", "list_dates"])
+    return con.execute(
+        f"""SELECT play, count(*) FILTER (WHERE arm = 'contacted') AS treated,
+                   count(*) FILTER (WHERE arm <> 'contacted') AS held_out, count(DISTINCT list_date) AS list_dates
+            FROM {TRAINING_TABLE} WHERE window_days = ? GROUP BY play ORDER BY held_out DESC, treated DESC, play""",
+        [window_days],
+    ).df()
+
+
+def not_enough_reason(counts: pd.DataFrame, min_per_arm: int = MIN_PER_ARM) -> str:
+    """The "not enough holdout data yet" sentence for the play closest to enough."""
+    need = f"need {min_per_arm:,} / {min_per_arm:,} over {MIN_LIST_DATES} list dates"
+    if counts.empty:
+        return f"not enough holdout data yet: no outreach list has a passed {WINDOW_DAYS}-day window, {need}"
+    best = counts.iloc[0]
+    return (f"not enough holdout data yet: {int(best.treated):,} treated / {int(best.held_out):,} held out "
+            f"({best.play}, {int(best.list_dates)} list dates with a passed {WINDOW_DAYS}-day window), {need}")
+
+
+def _empty(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    cols = ", ".join(f"{name} {typ}" for name, typ in columns.items())
+    con.execute(f"CREATE OR REPLACE TABLE {table} ({cols})")
+
+
+def run_uplift(con: duckdb.DuckDBPyConnection, window_days: int = WINDOW_DAYS, min_per_arm: int = MIN_PER_ARM,
+               random_state: int = 0) -> UpliftRun:
+    """Backtest and fit the uplift model of every play with enough holdout data; score today's customers.
+
+    Replaces `ml.uplift_scores` (every customer of `ml.churn_scores` × each modelled play) and
+    `ml.uplift_backtest`; both are emptied and `UpliftSkipped` raised when no play qualifies.
+    """
+    from datetime import UTC, datetime
+
+    con.execute("CREATE SCHEMA IF NOT EXISTS ml")
+    counts = holdout_counts(con, window_days)
+    ready = counts[(counts["treated"] >= min_per_arm) & (counts["held_out"] >= min_per_arm)
+                   & (counts["list_dates"] >= MIN_LIST_DATES)]
+    has_scores = _table_exists(con, "ml.churn_scores") and con.execute(
+        "SELECT count(*) FROM ml.churn_scores").fetchone()[0] > 0
+
+    def skip(reason: str) -> UpliftSkipped:
+        _empty(con, SCORES_TABLE, SCORES_COLUMNS)
+        _empty(con, BACKTEST_TABLE, BACKTEST_COLUMNS)
+        return UpliftSkipped(reason)
+
+    if ready.empty:
+        raise skip(not_enough_reason(counts, min_per_arm))
+    if not has_scores:
+        raise skip("no churn scores to rank by uplift (scoring was skipped)")
+    today = con.execute(f"SELECT customer_id, as_of_date, {', '.join(FEATURES)} FROM ml.churn_scores").df()
+    trained_at = datetime.now(UTC).replace(tzinfo=None)
+    backtests, scores, skipped = [], [], {}
+    for row in ready.itertuples():
+        frame = training_frame(con, row.play, window_days)
+        try:
+            result = backtest(frame, random_state=random_state)
+            model = fit_two_model(frame, random_state)  # all the data for today's scores
+        except ValueError as exc:
+            skipped[row.play] = str(exc)
+            continue
+        backtests.append({"play": row.play, "window_days": window_days, "treated": int(row.treated),
+                          "held_out": int(row.held_out), "list_dates": int(row.list_dates),
+                          "train_customers": result.train_customers, "test_customers": result.test_customers,
+                          "top_share": result.top_share, "uplift_top": result.uplift_top,
+                          "uplift_all": result.uplift_all, "qini": result.qini, "trained_at": trained_at})
+        x = today[list(FEATURES)]
+        p_t, p_c = model.contacted.predict_proba(x)[:, 1], model.held_out.predict_proba(x)[:, 1]
+        scores.append(pd.DataFrame({
+            "play": row.play, "customer_id": today["customer_id"], "as_of_date": today["as_of_date"],
+            "window_days": window_days, "uplift": p_t - p_c, "p_order_if_contacted": p_t, "p_order_if_held_out": p_c,
+            "trained_at": trained_at,
+        }))
+    if not backtests:
+        raise skip("no play's holdout can be modelled yet: " + "; ".join(f"{p}: {w}" for p, w in skipped.items()))
+    backtest_frame = pd.DataFrame(backtests)
+    con.register("uplift_score_frame", pd.concat(scores, ignore_index=True))
+    con.register("uplift_backtest_frame", backtest_frame)
+    rank = "row_number() OVER (PARTITION BY play ORDER BY uplift DESC, customer_id)"
+    score_cols = ", ".join(f"CAST({rank if c == 'uplift_rank' else c} AS {t}) AS {c}"
+                           for c, t in SCORES_COLUMNS.items())
+    bt_cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in BACKTEST_COLUMNS.items())
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {SCORES_TABLE} AS SELECT {score_cols} FROM uplift_score_frame")
+        con.execute(f"CREATE OR REPLACE TABLE {BACKTEST_TABLE} AS SELECT {bt_cols} FROM uplift_backtest_frame")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("uplift_score_frame")
+        con.unregister("uplift_backtest_frame")
+    return UpliftRun(backtests=backtest_frame, customers=len(today), skipped_plays=skipped)

@@ -634,13 +634,22 @@ def score(
     _use_data_dir(data_dir)
     from ml.score import ScoringSkipped
     from ml.score import score as run_score
+    from pipelines.defs.dbt.project import AFTER_SCORING_TAG, dbt_cli
 
-    with _warehouse_turn("retain score"), _warehouse_connection() as con:
-        try:
-            scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
-        except ScoringSkipped as exc:
-            console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
-            return
+    with _warehouse_turn("retain score"):
+        with _warehouse_connection() as con:
+            try:
+                scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
+            except ScoringSkipped as exc:
+                console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
+                return
+        # the action tiers of these scores (dbt model customer_action_tiers: the rule lives there)
+        built = dbt_cli(["build", "--quiet", "--select", f"tag:{AFTER_SCORING_TAG}"]) == 0
+        action = None
+        if built:
+            with _warehouse_connection(read_only=True) as con:
+                action = dict(con.execute(
+                    "SELECT action_tier, count(*) FROM marts.customer_action_tiers GROUP BY 1").fetchall())
     tiers = scores["risk_tier"].value_counts()
     scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
     table = Table(title=f"Scored {len(scores):,} customers as of {scored_as_of}")
@@ -648,6 +657,16 @@ def score(
         table.add_column(col)
     for tier in ("high", "medium", "low"):
         n = int(tiers.get(tier, 0))
+        table.add_row(tier, f"{n:,}", f"{n / max(len(scores), 1):.1%}")
+    console.print(table)
+    if action is None:
+        console.print("action tiers not rebuilt: dbt build of marts.customer_action_tiers failed (output above)")
+        return
+    table = Table(title="Action tiers: the active base (ordered in the last 365 days) by value at risk")
+    for col in ("action tier", "customers", "share"):
+        table.add_column(col)
+    for tier in ("high", "medium", "low", "dormant"):
+        n = int(action.get(tier, 0))
         table.add_row(tier, f"{n:,}", f"{n / max(len(scores), 1):.1%}")
     console.print(table)
 

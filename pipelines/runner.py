@@ -71,7 +71,7 @@ class RunSummary:
 #: The dbt build materialises all three layers in one step: one stage, "dbt".
 DBT_LAYERS = {"staging", "intermediate", "marts"}
 DBT_STAGE = "dbt"
-STAGE_ORDER = ["ingest", "dbt", "train", "score", "outreach", "exports", "publish"]
+STAGE_ORDER = ["ingest", "dbt", "train", "score", "outreach", "exports", "uplift", "publish"]
 
 
 def _int(value) -> int:

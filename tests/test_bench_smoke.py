@@ -201,3 +201,108 @@ def test_committed_results_hold_no_path_of_the_machine_that_ran_them(tmp_path):
     assert "<bench data>/l/bench-logs/full_run.log" in text and "./bench/run.py" in text
     for committed in (ROOT / "bench" / "results").rglob("*.json"):
         assert "/work/" not in committed.read_text() and str(ROOT) not in committed.read_text(), committed
+
+
+def test_references_count_one_customer_per_person_like_the_marts(tmp_path):
+    """Customers sharing a normalised email (or, without an email, an E.164 phone) are one
+    customer in the marts (raw._customer_identity, read by staging); the references agree."""
+    import duckdb
+
+    from pipelines.generate import generate
+    from pipelines.ingest import ingest
+
+    landing = tmp_path / "landing"
+    generate(landing, customers=300, seed=7)
+    con = duckdb.connect()
+    people = con.execute(
+        f"""select customer_id, email, phone from read_csv('{landing}/customers/*.csv', all_varchar = true)
+        where email like '%@%.%' and phone like '+%' order by customer_id limit 3"""
+    ).fetchall()
+    (a, a_email, _), (b, _, b_phone), (c, c_email, _) = people
+    # DUP-1: A's email in other case and spacing; DUP-2: no email, B's phone written as 00...;
+    # DUP-3 and DUP-4: C's email twice more; DUP-5: an invalid email and no phone, alone
+    _write(landing / "customers" / "dupes.csv", f"""
+        customer_id,email,phone
+        DUP-1,"  {a_email.upper()} ",
+        DUP-2,,00{b_phone[1:]}
+        DUP-3,{c_email},
+        DUP-4,{c_email.upper()},+1 613-555-0127
+        DUP-5,not-an-email,
+    """)
+    _write(landing / "orders" / "dupes.csv", """
+        order_id,customer_id,ordered_at,status,total,promised_delivery_date,delivered_at
+        DUP-O1,DUP-1,2020-01-10T10:00:00Z,delivered,10.00,2020-01-12,2020-01-11T10:00:00Z
+        DUP-O2,DUP-2,2020-01-11T10:00:00Z,paid,20.00,,
+        DUP-O3,DUP-3,2020-02-11T10:00:00Z,paid,30.00,,
+        DUP-O4,DUP-4,2020-02-12T10:00:00Z,paid,40.00,,
+        DUP-O5,DUP-5,2020-02-13T10:00:00Z,paid,50.00,,
+    """)
+    _write(landing / "support_tickets" / "dupes.csv", """
+        ticket_id,customer_id,ticket_type,category,created_at,first_response_at,resolved_at,agent_replies,reopen_count
+        DUP-T1,DUP-1,complaint,other,2020-01-12T10:00:00Z,2020-01-12T11:00:00Z,,1,0
+    """)
+    warehouse = tmp_path / "warehouse.duckdb"
+    ingest(landing=landing, warehouse=warehouse)
+
+    # what the marts count: the loader's identity table, as staging reads every customer_id
+    wh = duckdb.connect(str(warehouse), read_only=True)
+    loader = dict(wh.execute("select customer_key, customer_id from raw._customer_identity").fetchall())
+    wh.close()
+    assert {k: loader[k] for k in ("DUP-1", "DUP-2", "DUP-3", "DUP-4", "DUP-5")} == {
+        "DUP-1": min(a, "DUP-1"), "DUP-2": min(b, "DUP-2"), "DUP-3": min(c, "DUP-3"), "DUP-4": min(c, "DUP-3"),
+        "DUP-5": "DUP-5",
+    }
+    marts_like = tmp_path / "marts-like"
+    mcon = kpi_sql.connect()
+    kpi_sql.load_warehouse(mcon, warehouse)
+    mcon.execute(f"attach '{warehouse}' as wh (read_only)")
+    mcon.execute("create table identity as select customer_key, customer_id from wh.raw._customer_identity")
+    mcon.execute("detach wh")
+    mcon.execute(kpi_sql.APPLY_IDENTITY_SQL)
+    kpi_sql.compute(mcon)
+    marts_like.mkdir()
+    for name in ("kpi_monthly", "retention_cohorts", "customers"):
+        mcon.execute(f"copy {name} to '{marts_like / name}.parquet' (format parquet)")
+    mcon.close()
+
+    # the references re-implement the rule: over the CSV files, over the raw tables, in pandas
+    ours = _run_both(landing, tmp_path / "out")
+    raw = kpi_sql.run(tmp_path / "out" / "raw", warehouse=warehouse)
+    assert compare_results(tmp_path / "out" / "sql", tmp_path / "out" / "raw") == []
+    assert compare_results(tmp_path / "out" / "sql", marts_like) == []
+    assert len(ours["customers"]) == raw["rows"]["customers"] == len(set(loader.values())) == 300 + 5 - 4
+    merged = ours["customers"].set_index("customer_id")
+    assert "DUP-1" not in merged.index and "DUP-4" not in merged.index
+    assert merged.loc[min(c, "DUP-3"), "orders_count"] >= 2 and merged.loc[min(a, "DUP-1"), "complaints_count"] >= 1
+    jan = ours["kpi_monthly"].assign(month=lambda d: d["month"].astype(str)).set_index("month").loc["2020-01-01"]
+    assert jan["customers_ordering"] == 2 and jan["new_customers"] == 2
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).strip() + "\n")
+
+
+def test_reference_identity_over_raw_platform_tables_matches_the_loaders(tmp_path):
+    """Over the raw tables the SQL reference applies the platform part of the rule too (platform
+    ids, Shopify, Klaviyo and helpdesk keys): same resolved id per key as raw._customer_identity."""
+    import duckdb
+
+    from pipelines.generate.platforms import generate_platforms
+    from pipelines.ingest import ingest
+
+    generate_platforms(tmp_path / "landing", customers=200, seed=7)
+    warehouse = tmp_path / "warehouse.duckdb"
+    ingest(landing=tmp_path / "landing", warehouse=warehouse)
+    con = kpi_sql.connect()
+    kpi_sql.load_warehouse(con, warehouse)
+    con.execute(kpi_sql.IDENTITY_SQL)
+    ours = dict(con.execute("select customer_key, customer_id from identity").fetchall())
+    con.close()
+    wh = duckdb.connect(str(warehouse), read_only=True)
+    loader = dict(wh.execute("select customer_key, customer_id from raw._customer_identity").fetchall())
+    platforms = {r[0] for r in wh.execute("select split_part(_source_file, '/', 1) from raw.customers").fetchall()}
+    wh.close()
+    assert {"shopify", "klaviyo"} <= platforms
+    assert len(set(loader.values())) < len(loader)  # some keys do merge
+    assert ours == loader

@@ -54,30 +54,34 @@ def test_status_before_any_run(tmp_path):
 
 
 def test_generate_next_day_adds_one_day_and_then_another(tmp_path):
+    from datetime import timedelta
+
     import duckdb
 
     landing = tmp_path / "landing"
     assert runner.invoke(app, ["generate", "--customers", "300", "--out", str(landing)]).exit_code == 0
     before = sorted(p.relative_to(landing) for p in landing.rglob("*") if p.is_file())
-    result = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "Added 2026-11-01" in result.output
-    new = landing / "orders" / "increment-2026-11-01.csv"
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
+    orders = f"read_csv('{landing}/orders/*.csv', union_by_name = true)"
+    last = con.execute(f"select max(ordered_at::timestamptz::date) from {orders}").fetchone()[0]
+    on_last_day = con.execute(f"select count(*) from {orders} where ordered_at::timestamptz::date = ?",
+                              [last]).fetchone()[0]
+    new_day = last + timedelta(days=1)
+    result = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"Added {new_day}" in result.output
+    new = landing / "orders" / f"increment-{new_day}.csv"
     rows = con.execute(
         "select count(*), min(ordered_at::timestamptz)::date, max(ordered_at::timestamptz)::date "
         f"from read_csv('{new}')"
     ).fetchone()
-    last_day = con.execute(
-        f"select count(*) from read_csv('{landing}/orders/*.csv', union_by_name = true) "
-        "where ordered_at::timestamptz::date = date '2026-10-31'"
-    ).fetchone()[0]
-    assert rows == (last_day, date(2026, 11, 1), date(2026, 11, 1)) and last_day > 0
+    # the last day's orders, copied a day later
+    assert rows == (on_last_day, new_day, new_day) and on_last_day > 0
     # earlier files are untouched and the next call continues from the new last day
     assert all((landing / p).exists() for p in before)
     again = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
-    assert again.exit_code == 0 and "Added 2026-11-02" in again.output
+    assert again.exit_code == 0 and f"Added {new_day + timedelta(days=1)}" in again.output
 
 
 def test_generate_next_day_without_orders_is_a_clear_error(tmp_path):

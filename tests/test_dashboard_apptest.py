@@ -55,6 +55,7 @@ PAGES = {
     "retention": ("Retention", 4, 4),
     "post_purchase": ("Post-purchase experience", 4, 6),
     "support": ("Support & complaints", 5, 4),
+    "products": ("Products", 4, 3),
     "churn": ("Churn risk", 4, 2),
     "outreach": ("Outreach", 4, 2),
     "customer_360": ("Customer 360", 6, 1),
@@ -233,6 +234,24 @@ def test_segment_filter_narrows_the_churn_page_to_one_tier(use_data):
     assert_clean(at)
     tiles = {m.label: m.value for m in at.metric}
     assert tiles["Customers scored"] == tiles["High risk"]
+
+
+def test_churn_page_counts_customers_per_action_tier_and_says_why_no_uplift_yet(use_data, con, customer):
+    at = run_page("churn")
+    assert_clean(at)
+    tiles = {m.label: m.value for m in at.metric}
+    counts = dict(query(con, "select action_tier, count(*) as n from marts.customer_action_tiers group by 1")
+                  .itertuples(index=False))
+    assert set(counts) <= {"high", "medium", "low", "dormant"} and counts.get("high", 0) > 0
+    for tier in ("high", "medium", "low", "dormant"):
+        assert tiles[f"Action tier {tier}"] == f"{counts.get(tier, 0):,}", tier
+    # one day of lists has no passed outcome window: the uplift section says why it is empty
+    assert "No uplift scores yet: not enough holdout data yet:" in page_text(at)
+    at = run_page("customer_360", {"customer": customer["customer_id"]})
+    assert_clean(at)
+    tier = query(con, "select action_tier from marts.customer_action_tiers where customer_id = $c",
+                 {"c": customer["customer_id"]}).iloc[0, 0]
+    assert f"Action tier: {tier}" in page_text(at)
 
 
 def warehouse_copy(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_id: str) -> dict:

@@ -25,18 +25,22 @@ from pipelines.outreach import (
 from pipelines.outreach import exporter as exporter_module
 from tests.test_outreach import World, make_warehouse, standard_world
 
+#: The recommended next products, in the formats whose tools take custom fields (name, then id).
+NEXT = ["next_product_1", "next_product_1_id", "next_product_2", "next_product_2_id", "next_product_3",
+        "next_product_3_id"]
 EXPECTED_HEADERS = {
     "csv": ["run_id", "play", "priority", "rank", "customer_id", "channel", "action", "template", "risk_tier",
-            "churn_probability", "clv_12m", "reasons", "first_name", "last_name", "email", "phone", "country",
-            "as_of_date", "created_at"],
+            "churn_probability", "clv_12m", "reasons", *NEXT, "first_name", "last_name", "email", "phone",
+            "country", "as_of_date", "created_at"],
     "hubspot": ["Email", "First Name", "Last Name", "Phone Number", "retain_customer_id", "retain_play",
-                "retain_churn_risk", "retain_clv_12m", "retain_reason"],
+                "retain_churn_risk", "retain_clv_12m", "retain_reason", *(f"retain_{h}" for h in NEXT)],
     "klaviyo": ["Email", "Phone Number", "First Name", "Last Name", "Email Marketing Consent",
                 "SMS Marketing Consent", "retain_customer_id", "retain_play", "retain_churn_risk", "retain_clv_12m",
-                "retain_reason"],
+                "retain_reason", *(f"retain_{h}" for h in NEXT)],
     "salesforce": ["FirstName", "LastName", "Email", "Phone", "HasOptedOutOfEmail", "Retain_Customer_Id__c",
                    "Retain_Play__c", "Retain_Churn_Risk__c", "Retain_CLV_12m__c", "Retain_Reason__c"],
-    "mailchimp": ["Email Address", "First Name", "Last Name", "Country", "Tags"],
+    "mailchimp": ["Email Address", "First Name", "Last Name", "Country", "Tags", "Next Product 1",
+                  "Next Product 1 ID", "Next Product 2", "Next Product 2 ID", "Next Product 3", "Next Product 3 ID"],
     "google_customer_match": ["Email", "Phone", "First Name", "Last Name", "Country", "Zip"],
     "meta_custom_audience": ["email", "phone", "fn", "ln", "country", "zip"],
 }
@@ -451,7 +455,7 @@ def test_a_failed_export_leaves_the_previous_one_intact(con, tmp_path, monkeypat
 def test_export_all_writes_every_play_and_format_it_may(con, tmp_path):
     results = export(con, "all", "all", tmp_path / "out")
     plays = [r[0] for r in con.execute("SELECT DISTINCT play FROM exports.outreach_lists").fetchall()]
-    assert len(results) == 7 * len(FORMATS)
+    assert len(results) == 8 * len(FORMATS)  # the playbook's 8 plays
     skipped = {(r.play, r.format) for r in results if r.skipped}
     assert skipped == {("service_recovery", f) for f in FORMATS if f != "csv"}
     for play in plays:
@@ -460,6 +464,55 @@ def test_export_all_writes_every_play_and_format_it_may(con, tmp_path):
     empty = [r for r in results if not r.skipped and r.rows == 0]
     for r in empty:
         assert header((r.path / f"{r.play}-{r.format}.csv").read_bytes()) == EXPECTED_HEADERS[r.format]
+
+
+#: Formats whose tools take custom properties or merge fields: they carry the recommended products.
+RECOMMENDING_FORMATS = {"csv": "next_product_1", "hubspot": "retain_next_product_1",
+                        "klaviyo": "retain_next_product_1", "mailchimp": "Next Product 1"}
+
+
+def _without_holdouts():
+    """The default playbook with every play's holdout at 0, so who is listed does not depend on the arm draw."""
+    from dataclasses import replace
+
+    from pipelines.outreach.playbook import load_playbook
+
+    pb = load_playbook()
+    return replace(pb, plays=tuple(replace(p, holdout=0.0) for p in pb.plays))
+
+
+def test_recommended_products_only_in_the_formats_that_take_them(tmp_path):
+    w = export_world()
+    w.customer("xsell", risk="low", first_name="=cmd", last_order_days_ago=30)  # delivered 25 days ago
+    con = make_warehouse(tmp_path / "warehouse.duckdb", w)
+    con.execute("CREATE TABLE ml.product_recommendations (customer_id VARCHAR, rank INTEGER, product_id VARCHAR, "
+                "product_name VARCHAR)")
+    con.execute("""INSERT INTO ml.product_recommendations VALUES ('xsell', 1, 'P1210', 'Night Cleanser'),
+                   ('xsell', 2, 'P1081', '=Leather Belt'), ('xsell', 3, 'P1167', 'Portable Charger'),
+                   ('win', 1, 'P1001', 'Linen Shirt')""")
+    build_outreach_lists(con, run_id="r1", playbook=_without_holdouts())
+    for fmt in FORMATS:
+        rows = rows_of(con, "cross_sell", fmt)
+        assert len(rows) == 2, fmt  # xsell and the standard world's win_recent
+        if fmt in RECOMMENDING_FORMATS:
+            key = KEY_COLUMNS.get(fmt)
+            row = next(r for r in rows if (r[key] == "xsell" if key else r["Email Address"] == "xsell@example.com"))
+            other = next(r for r in rows if r is not row)
+            first = RECOMMENDING_FORMATS[fmt]
+            assert other[first] == ""  # win_recent has no recommendations: empty, not "None"
+            assert row[first] == "Night Cleanser"
+            assert row[first.replace("1", "3")] == "Portable Charger"
+            assert row[first + (" ID" if fmt == "mailchimp" else "_id")] == "P1210"
+            # a product name is text from the shop's data: neutralised like every other text column
+            assert row[first.replace("1", "2")] == "'=Leather Belt"
+        else:
+            for row in rows:
+                assert not any("product" in h.lower() for h in row), fmt
+                assert "Night Cleanser" not in row.values() and "P1210" not in row.values()
+        # win-back rows never carry recommendations, in any format
+        for win in rows_of(con, "winback", fmt):
+            assert "Linen Shirt" not in win.values()
+    con.close()
 
 
 def test_old_exports_are_pruned(con, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 import pipelines.generate as gen
 from pipelines.core.contract import SOURCE_NAMES, load_contract, source
-from pipelines.generate import convert_cdnow, generate
+from pipelines.generate import convert_cdnow, generate, journeys
 from pipelines.generate.effects import measure_effects, reader_sql, register_views, source_files
 
 END = date(2026, 10, 31)
@@ -287,6 +287,13 @@ def test_planted_effects_are_visible(shop):
     late_by_carrier = e["late_rate_by_carrier"]
     assert max(late_by_carrier.values()) > 2 * min(late_by_carrier.values())
     assert e["spend"]["corr_first_vs_later_order_value"] > 0.1
+    # planted product journeys (pipelines/generate/journeys.py)
+    nxt = e["next_product_share"]
+    for trigger, partner in journeys.AFFINITIES:
+        assert nxt[f"{trigger} -> {partner}"] > 0.3 > 5 * nxt[f"any -> {partner}"], nxt
+    by_first = e["repeat_90d_by_first_category"]
+    planted = by_first.pop(gen.Params().first_category)
+    assert planted > max(by_first.values()) + 0.02, (planted, by_first)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv.gz"])

@@ -8,7 +8,7 @@ pinned down by a customer made for it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from pipelines.outreach import (
     to_e164,
 )
 from pipelines.outreach.candidates import empty_candidates_table
+from pipelines.outreach.lists import plays_needing_scores
 from pipelines.outreach.playbook import DEFAULT_PLAYBOOK, rule_problems
 
 AS_OF = date(2025, 3, 31)
@@ -350,11 +351,13 @@ def suppressed(con, run_id: str) -> dict[str, set[str]]:
 # --------------------------------------------------------------------------- playbook
 
 
-def test_default_playbook_has_the_seven_plays_in_priority_order():
+def test_default_playbook_has_the_eight_plays_in_priority_order():
     pb = load_playbook(DEFAULT_PLAYBOOK)
     assert pb.names == ["service_recovery", "vip_winback", "winback", "at_risk_nurture", "onboarding",
-                        "review_request", "advocate_referral"]
-    assert [p.priority for p in pb.plays] == list(range(1, 8))
+                        "review_request", "advocate_referral", "cross_sell"]
+    assert [p.priority for p in pb.plays] == list(range(1, 9))
+    # only the cross-sell play carries the recommended next products
+    assert [p.name for p in pb.plays if p.recommend_products] == ["cross_sell"]
     assert pb.play("service_recovery").channel == "support_queue"
     assert not pb.play("service_recovery").is_marketing
     assert all(p.channel == "email" for p in pb.plays[1:])
@@ -481,8 +484,9 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert got["onb_late"] == "review_request"
     assert got["adv"] == "advocate_referral"
     assert got["ok_freq_old"] == "winback" and got["ok_freq_tx"] == "winback"
-    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet", "win_recent", "win_gone",
-                "nurture_gone"):
+    # not lapsed yet (last order 30 days ago, delivered 25 days ago): the cross-sell play's window
+    assert got["win_recent"] == "cross_sell"
+    for cid in ("svc_low", "rev_done", "rev_detractor", "adv_old", "quiet", "win_gone", "nurture_gone"):
         assert cid not in got, cid
     # One play per customer per run, and the counts add up.
     n, distinct = con.execute(
@@ -490,6 +494,38 @@ def test_each_customer_lands_in_the_first_matching_play(con):
     assert n == distinct == summary.listed
     assert summary.eligible == summary.listed + summary.suppressed
     assert summary.by_play["vip_winback"]["listed"] == 2
+
+
+def test_cross_sell_rows_carry_the_recommended_products_and_other_plays_none(con):
+    con.execute("CREATE TABLE ml.product_recommendations (customer_id VARCHAR, rank INTEGER, product_id VARCHAR, "
+                "product_name VARCHAR)")
+    con.execute("""INSERT INTO ml.product_recommendations VALUES
+        ('win_recent', 2, 'P2', 'Leather Belt'), ('win_recent', 1, 'P1', 'Night Cleanser'),
+        ('win_recent', 3, 'P3', 'Portable Charger'), ('win', 1, 'P9', 'Linen Shirt')""")
+    pb = load_playbook(DEFAULT_PLAYBOOK)  # no holdout: who is listed must not depend on the arm draw
+    build_outreach_lists(con, run_id="r1", playbook=replace(pb, plays=tuple(replace(p, holdout=0.0)
+                                                                          for p in pb.plays)))
+    rows = {r[0]: r[1:] for r in con.execute(
+        "SELECT customer_id, play, next_product_1_id, next_product_1_name, next_product_2_name, "
+        "next_product_3_name FROM exports.outreach_lists WHERE run_id = 'r1'").fetchall()}
+    assert rows["win_recent"] == ("cross_sell", "P1", "Night Cleanser", "Leather Belt", "Portable Charger")
+    # a win-back play does not ask for recommendations: none on its rows even though there are some
+    assert rows["win"][0] == "winback" and rows["win"][1:] == (None, None, None, None)
+
+
+def test_outreach_lists_from_before_the_recommendations_gain_the_columns(tmp_path):
+    c = make_warehouse(tmp_path / "old.duckdb")
+    c.execute("CREATE SCHEMA exports")
+    c.execute("CREATE TABLE exports.outreach_lists (run_id VARCHAR NOT NULL, play VARCHAR NOT NULL, "
+              "customer_id VARCHAR NOT NULL, channel VARCHAR NOT NULL, action VARCHAR, template VARCHAR, "
+              "priority INTEGER, rank BIGINT, risk_tier VARCHAR, churn_probability DOUBLE, clv_12m DOUBLE, "
+              "reasons VARCHAR, as_of_date DATE, created_at TIMESTAMP)")
+    build_outreach_lists(c, run_id="r1")  # no ml.product_recommendations: the columns stay empty
+    cols = {r[0] for r in c.execute("DESCRIBE exports.outreach_lists").fetchall()}
+    assert {"next_product_1_id", "next_product_3_name"} <= cols
+    assert c.execute("SELECT count(*) FROM exports.outreach_lists WHERE next_product_1_id IS NOT NULL "
+                     "OR play = 'cross_sell' AND run_id <> 'r1'").fetchone()[0] == 0
+    c.close()
 
 
 def test_winback_window_is_last_order_90_to_365_days_ago(tmp_path):
@@ -798,3 +834,35 @@ def test_email_validation_and_masking():
     assert mask_email("jane.doe@example.com") == "j***@e***.com"
     assert "jane" not in mask_email("jane.doe@example.com")
     assert mask_phone("+4915112345678") == "+49********678"
+
+
+def test_candidates_carry_the_action_tiers_dbt_built_for_the_scores_batch(tmp_path):
+    """The tier rule lives in the dbt model alone: build it on the world's scores, read it in a rule."""
+    from tests.dbt_fixture import run_dbt
+
+    w = World()
+    # an active base of 20 (1 high at 5%, 3 more medium up to 20%) and one gone for 400 days
+    for i in range(20):
+        w.customer(f"c{i:02d}", risk="high", clv=100.0 + 10 * i, prob=0.7, last_order_days_ago=100)
+    w.customer("gone", risk="high", clv=9999.0, prob=0.99, last_order_days_ago=400)
+    path = tmp_path / "w.duckdb"
+    make_warehouse(path, w).close()
+    result = run_dbt(["run", "--select", "stg_ml__churn_scores", "customer_action_tiers"], path, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    pb_path = tmp_path / "tiers.yaml"
+    pb_path.write_text("plays:\n  - {name: top_value_at_risk, channel: email, action: call, template: t1, "
+                       "rule: \"action_tier = 'high'\", holdout: 0}\n")
+    with duckdb.connect(str(path)) as c:
+        create_candidates_view(c)
+        rows = dict(c.execute("SELECT customer_id, action_tier FROM outreach_candidates").fetchall())
+        assert rows["c19"] == "high" and rows["gone"] == "dormant"
+        assert sorted(k for k, v in rows.items() if v == "medium") == ["c16", "c17", "c18"]
+        assert c.execute("SELECT value_at_risk, action_rank FROM outreach_candidates WHERE customer_id = 'c19'"
+                         ).fetchone() == (pytest.approx(0.7 * 290.0), 1)
+        assert plays_needing_scores(parse_playbook(pb_path.read_text())) == ["top_value_at_risk"]
+        build_outreach_lists(c, run_id="t", playbook_path=pb_path)
+        assert set(listed(c, "t")) == {"c19"}
+        # a score from another batch than the tiers' (a backfill reading the history) has no tier
+        c.execute("UPDATE marts.customer_action_tiers SET scores_as_of_date = scores_as_of_date - 1")
+        create_candidates_view(c)
+        assert c.execute("SELECT count(action_tier) FROM outreach_candidates").fetchone()[0] == 0

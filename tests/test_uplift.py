@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ml.uplift import backtest, fit_two_model, qini_curve, training_frame
+from ml.status import read_status, uplift_done, uplift_skipped
+from ml.uplift import UpliftSkipped, backtest, fit_two_model, qini_curve, run_uplift, training_frame
 from pipelines.generate.experiments import PlantedPlay, simulate_outreach
 from tests.dbt_fixture import run_dbt
 
@@ -21,7 +24,7 @@ def test_qini_curve_by_hand():
 
 
 @pytest.fixture(scope="module")
-def frame(tmp_path_factory):
+def simulated(tmp_path_factory):
     """One simulated play: 20,000 customers, 30% held out, the planted effect falls with churn risk."""
     work = tmp_path_factory.mktemp("uplift")
     warehouse = work / "warehouse.duckdb"
@@ -29,8 +32,60 @@ def frame(tmp_path_factory):
         simulate_outreach(con, seeds=(11,), plays=(PlantedPlay("winback", "winback_offer", 20000, 0.15, 0.05, 0.3),))
     result = run_dbt(["run", "--select", "+outreach_first_listing_outcomes"], warehouse, work)
     assert result.returncode == 0, result.stdout[-3000:]
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def frame(simulated):
+    with duckdb.connect(str(simulated), read_only=True) as con:
         return training_frame(con, "winback", 60)
+
+
+@pytest.fixture
+def scored_copy(simulated, tmp_path):
+    """A writable copy of the simulated warehouse with today's churn scores for three customers."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(simulated, path)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA IF NOT EXISTS ml")
+    con.execute("""CREATE TABLE ml.churn_scores AS SELECT * FROM (VALUES
+        ('loyal', DATE '2026-06-30', 0.1, 100.0), ('wavering', DATE '2026-06-30', 0.5, 100.0),
+        ('gone', DATE '2026-06-30', 0.9, 100.0)) t(customer_id, as_of_date, churn_probability, clv_12m)""")
+    yield con
+    con.close()
+
+
+def test_the_pipeline_step_backtests_and_scores_todays_customers(scored_copy):
+    con = scored_copy
+    run = run_uplift(con, min_per_arm=1000)
+    bt = con.execute("SELECT * FROM ml.uplift_backtest").df()
+    assert bt["play"].tolist() == ["winback"] and bt["qini"].iloc[0] > 0
+    assert bt["uplift_top"].iloc[0] > bt["uplift_all"].iloc[0]
+    assert int(bt["treated"].iloc[0]) + int(bt["held_out"].iloc[0]) == 20000
+    scores = con.execute("SELECT customer_id, uplift, p_order_if_contacted - p_order_if_held_out AS diff, uplift_rank "
+                         "FROM ml.uplift_scores WHERE play = 'winback' ORDER BY uplift_rank").df()
+    # the planted effect falls with churn risk: the loyal customer gains most from outreach
+    assert scores["customer_id"].tolist() == ["loyal", "wavering", "gone"]
+    assert np.allclose(scores["uplift"], scores["diff"])
+    assert run.customers == 3 and "winback" in run.describe()
+    uplift_done(con, run.describe())
+    assert read_status(con)["uplift"] == "scored"
+
+
+def test_too_little_holdout_is_a_clear_skip_that_empties_the_tables(scored_copy):
+    con = scored_copy
+    run_uplift(con, min_per_arm=1000)
+    with pytest.raises(UpliftSkipped) as caught:
+        run_uplift(con, min_per_arm=100_000)
+    reason = caught.value.reason
+    held_out = con.execute("SELECT count(*) FROM marts.outreach_first_listing_outcomes "
+                           "WHERE window_days = 60 AND arm <> 'contacted'").fetchone()[0]
+    assert reason.startswith("not enough holdout data yet: ") and f"/ {held_out:,} held out" in reason, reason
+    assert "need 100,000 / 100,000" in reason
+    assert con.execute("SELECT count(*) FROM ml.uplift_scores").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM ml.uplift_backtest").fetchone()[0] == 0
+    uplift_skipped(con, reason)
+    assert read_status(con)["uplift"] == "skipped" and read_status(con)["uplift_reason"] == reason
 
 
 def test_the_two_model_learner_finds_who_outreach_moves(frame):

@@ -1,4 +1,4 @@
-"""The Churn page: score distribution, risk tiers over time, top drivers, CLV × risk, model quality."""
+"""The Churn page: score distribution, risk and action tiers, top drivers, CLV × risk, uplift, model quality."""
 
 from __future__ import annotations
 
@@ -10,6 +10,30 @@ from dashboards.data.connection import has, query
 from dashboards.data.filters import Filters, customer_scope, filter_params
 from dashboards.data.frames import nan_to_none
 from dashboards.data.model import churn_status, model_quality, scores_missing_note
+
+
+def uplift_summary(con: duckdb.DuckDBPyConnection, scope: str = "true", params: dict | None = None) -> dict:
+    """The uplift step's state: skipped (and why), or per play its backtest and the top customers by uplift.
+
+    `scope` is a predicate on `s.customer_id` (`customer_scope(con, f, "s.customer_id")`)."""
+    status = churn_status(con)
+    if not has(con, "ml.uplift_backtest") or not has(con, "ml.uplift_scores"):
+        return {"state": "absent", "reason": status.get("uplift_reason")}
+    backtest = query(con, "select * from ml.uplift_backtest order by play")
+    if backtest.empty:
+        return {"state": "skipped", "reason": status.get("uplift_reason")}
+    top = query(
+        con,
+        f"""
+        select u.play, u.uplift_rank, u.customer_id, u.uplift, u.p_order_if_contacted, u.p_order_if_held_out,
+               s.churn_probability, s.risk_tier, s.clv_12m
+        from ml.uplift_scores u join ml.churn_scores s using (customer_id)
+        where u.uplift_rank <= 200 and {scope}
+        order by u.play, u.uplift desc, u.customer_id
+        """,
+        params or {},
+    )
+    return {"state": "scored", "reason": status.get("uplift_reason"), "backtest": backtest, "top": top}
 
 
 def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
@@ -96,8 +120,25 @@ def churn(con: duckdb.DuckDBPyConnection, f: Filters) -> dict:
         """,
         p,
     )
+    action = None
+    if has(con, "marts.customer_action_tiers"):
+        # the tiers of the latest scores batch (dbt model customer_action_tiers, built after scoring)
+        action = query(
+            con,
+            f"""
+            select action_tier, count(*) as customers, sum(value_at_risk) as value_at_risk,
+                   count(*) filter (where risk_tier = 'high') as high_risk
+            from marts.customer_action_tiers
+            where customer_id in (select customer_id from ml.churn_scores where {scope})
+            group by 1
+            order by list_position(['high', 'medium', 'low', 'dormant'], action_tier)
+            """,
+            p,
+        )
     return {
         "available": True,
+        "action_tiers": action,
+        "uplift": uplift_summary(con, customer_scope(con, f, "s.customer_id"), p),
         "summary": {k: (v if isinstance(v, str) else nan_to_none(v) if not isinstance(v, date) else v)
                     for k, v in summary.items()},
         "distribution": distribution,

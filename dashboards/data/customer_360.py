@@ -74,6 +74,23 @@ def customer_360(con: duckdb.DuckDBPyConnection, customer_id: str) -> dict:
             con, "select * from ml.churn_scores where customer_id = $customer_id", {"customer_id": customer_id}
         )
         out["score"] = None if score.empty else score.iloc[0].to_dict()
+    if out["score"] is not None and has(con, "marts.customer_action_tiers"):
+        tier = query(
+            con,
+            """select action_tier, action_rank, value_at_risk from marts.customer_action_tiers
+               where customer_id = $customer_id and scores_as_of_date = $as_of""",
+            {"customer_id": customer_id, "as_of": out["score"]["as_of_date"]},
+        )
+        out["action"] = None if tier.empty else tier.iloc[0].to_dict()
+    if out["score"] is not None and has(con, "ml.uplift_scores"):
+        out["uplift"] = query(
+            con,
+            """select u.play, u.uplift, u.p_order_if_contacted, u.p_order_if_held_out, u.uplift_rank, n.ranked
+               from ml.uplift_scores u
+               join (select play, count(*) as ranked from ml.uplift_scores group by play) n using (play)
+               where u.customer_id = $customer_id order by u.play""",
+            {"customer_id": customer_id},
+        )
     if has(con, "marts.customer_segments"):
         seg = query(
             con, "select * from marts.customer_segments where customer_id = $customer_id", {"customer_id": customer_id}

@@ -32,6 +32,24 @@ with cols[3]:
     ui.tile("12-month value at high risk", ui.money(s.get("clv_at_risk"), currency), None, None,
             "Expected 12-month customer value (CLV) of the high-risk customers.")
 
+st.subheader("Action tiers: whom to contact first")
+action = d.get("action_tiers")
+if action is None or action.empty:
+    ui.note("Action tiers appear after a `retain run` that scores customers (marts.customer_action_tiers).")
+else:
+    st.caption("Risk tiers say how likely a customer is to leave (most one-time buyers are high); action tiers "
+               "say whom to contact first: the 5% of customers who ordered in the last 365 days with the most "
+               "value at risk (churn probability × 12-month value) are high, the next 15% medium.")
+    by_tier = action.set_index("action_tier")
+    cols = st.columns(4)
+    for col, tier in zip(cols, ("high", "medium", "low", "dormant"), strict=True):
+        row = by_tier.loc[tier] if tier in by_tier.index else None
+        with col:
+            ui.tile(f"Action tier {tier}", ui.count(row["customers"]) if row is not None else "0",
+                    f"{ui.money(row['value_at_risk'], currency)} value at risk" if row is not None else None, None,
+                    (f"{ui.count(row['high_risk'])} of them are in the high churn-risk tier."
+                     if row is not None else None), neutral=True)
+
 left, right = st.columns(2)
 with left:
     st.subheader("Score distribution")
@@ -69,6 +87,50 @@ with right:
                               y_order=charts.RISK_ORDER, x_title=f"Expected 12-month value ({currency or ''})".strip(),
                               y_title="Churn risk"),
                 "No scored customers in this selection.")
+
+st.subheader("Who does outreach move? (uplift)")
+up = d.get("uplift") or {}
+if up.get("state") != "scored":
+    ui.note(f"No uplift scores yet: {up['reason']}." if up.get("reason") else
+            "No uplift scores yet: they appear once a play's holdout is big enough (see docs/outreach-and-exports.md).")
+else:
+    st.caption("Uplift is how much contacting a customer changes their chance to order within 60 days, learned "
+               "from each play's random holdout (contacted vs held-out customers alike in churn risk and value). "
+               "Checked on later lists than it learned from: the conversion lift among the 30% with the most "
+               "predicted uplift, against the lift of all of them (random targeting).")
+    bt = up["backtest"]
+    st.dataframe(pd.DataFrame({
+        "Play": bt["play"],
+        "Treated / held out": [f"{ui.count(t)} / {ui.count(h)}" for t, h in zip(bt["treated"], bt["held_out"],
+                                                                                  strict=True)],
+        "Lift, top 30% by uplift": bt["uplift_top"] * 100,
+        "Lift, random 30%": bt["uplift_all"] * 100,
+        "Qini vs random": bt["qini"],
+    }), hide_index=True, column_config={
+        "Lift, top 30% by uplift": st.column_config.NumberColumn(format="%+.1f pts"),
+        "Lift, random 30%": st.column_config.NumberColumn(format="%+.1f pts"),
+        "Qini vs random": st.column_config.NumberColumn(format="%+.4f", help=(
+            "Mean extra orders per customer of targeting by uplift over random targeting, along the Qini "
+            "curve; above 0 means the model ranks better than chance.")),
+    })
+    top = up["top"]
+    if ui.is_empty(top):
+        ui.note("No customer in this selection has an uplift score.")
+    else:
+        play = st.selectbox("Top customers by uplift for the play", sorted(top["play"].unique()), key="uplift_play")
+        rows = top[top["play"] == play].head(20)
+        st.dataframe(pd.DataFrame({
+            "Customer": rows["customer_id"], "Uplift": rows["uplift"] * 100,
+            "If contacted": rows["p_order_if_contacted"], "If not": rows["p_order_if_held_out"],
+            "Churn risk": rows["churn_probability"], "Risk tier": rows["risk_tier"],
+            "12-month value": rows["clv_12m"],
+        }), hide_index=True, column_config={
+            "Uplift": st.column_config.NumberColumn(format="%+.1f pts"),
+            "If contacted": st.column_config.NumberColumn(format="percent"),
+            "If not": st.column_config.NumberColumn(format="percent"),
+            "Churn risk": st.column_config.NumberColumn(format="percent"),
+            "12-month value": st.column_config.NumberColumn(format="%.0f"),
+        })
 
 st.subheader("Model quality")
 model = d["model"]

@@ -10,6 +10,7 @@ from dashboards.data.connection import WarehouseUnavailable
 from dashboards.data.customer_360 import contact_details, search_emails
 from dashboards.data.loaders import load_churn_status, load_customer, load_search
 from dashboards.data.model import scores_missing_note
+from dashboards.data.products import load_customer_recommendations
 
 ctx = filters.context()
 who = signin.identity()
@@ -127,6 +128,7 @@ st.caption(" · ".join(str(x) for x in [
 ] if x))
 
 score = c.get("score")
+action = c.get("action") or {}
 cols = st.columns(6)
 with cols[0]:
     ui.tile("Orders", ui.count(p.get("orders_count")))
@@ -151,10 +153,31 @@ if score:
     reasons = [r for r in reasons if r and not pd.isna(r)]
     if reasons:
         st.markdown("**Why this risk:** " + " · ".join(reasons))
+    if action.get("action_tier"):
+        rank = action.get("action_rank")
+        where = (f"#{int(rank):,} of the active customers by value at risk "
+                 f"({ui.money(action.get('value_at_risk'), currency)} = churn probability × 12-month value)"
+                 if rank is not None and not pd.isna(rank) else "no order in the last 365 days")
+        st.markdown(f"**Action tier: {action['action_tier']}** · {where}",
+                    help="Whom to contact first: the 5% of customers who ordered in the last 365 days with the "
+                         "most value at risk are high, the next 15% medium, the rest low; customers without an "
+                         "order for longer are dormant.")
+    uplift = c.get("uplift")
+    if uplift is not None and not uplift.empty:
+        st.markdown("**Uplift of outreach** (how much contacting them changes their chance to order within "
+                    "60 days, learned from the plays' holdouts): " + " · ".join(
+                        f"{r.play} {r.uplift * 100:+.1f} points ({ui.pct(r.p_order_if_contacted, 0)} if contacted, "
+                        f"{ui.pct(r.p_order_if_held_out, 0)} if not; #{int(r.uplift_rank):,} of {int(r.ranked):,})"
+                        for r in uplift.itertuples()))
 else:
     missing = scores_missing_note(load_churn_status(ctx.snapshot))
     ui.note(f"No churn score for this customer. {missing}." if missing
             else "No churn score for this customer (no scoring run yet, or no valid order).")
+
+recommended = load_customer_recommendations(ctx.snapshot, customer_id)
+if recommended is not None and not recommended.empty:
+    st.markdown("**Likely to buy next**\n\n" + "\n".join(
+        f"{r.rank}. **{r.product_name}**: {r.reason}" for r in recommended.itertuples()))
 
 timeline = c.get("timeline")
 st.subheader("Timeline")

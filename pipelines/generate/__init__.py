@@ -41,7 +41,7 @@ CHUNK_CUSTOMERS = 250_000
 # Independent random streams per chunk, one per stage, in this fixed order (never reorder:
 # appending a stream keeps every existing one unchanged).
 _STREAMS = ("customers", "orders", "erasure", "order_items", "returns", "orders_status", "support_tickets",
-            "messages", "survey_responses", "reviews", "customers_out")
+            "messages", "survey_responses", "reviews", "customers_out", "product_journeys")
 
 # Build order: later builders read what earlier ones decided (see sources.py).
 _BUILD_ORDER = (
@@ -136,7 +136,8 @@ def simulate(sink: ChunkSink, customers: int, seed: int, start: date, end: date,
         o.row_id = np.arange(o.n, dtype=np.int64) + base["order"]
         erasure = choose_erasures(rngs["erasure"], c, o, cal, params)
         ctx = SimpleNamespace(c=c, o=o, p=params, cal=cal, catalogue=catl, base=dict(base), erasure=erasure,
-                              cutoff=np.minimum(cal.t1, erasure))  # nothing of a customer after this
+                              cutoff=np.minimum(cal.t1, erasure),  # nothing of a customer after this
+                              journey_rng=rngs["product_journeys"])
         if progress:
             progress("simulate", i * CHUNK_CUSTOMERS + n)
         for name, builder in _BUILD_ORDER:

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from pipelines.generate import catalog as cat
+from pipelines.generate.journeys import first_order_hazard
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -92,6 +93,11 @@ class Params:
     unsub_slope: float = 0.5
     unsub_free: int = 3
     sunset_days: float = 365.0  # campaigns only go to customers who ordered in the last year
+    # planted product journeys (pipelines/generate/journeys.py)
+    affinity_share: float = 0.45  # P(next order starts with the planted partner of a product bought)
+    rebuy_share: float = 0.5  # P(next order starts with a consumable bought last time)
+    first_category: str = "beauty"  # first buyers of this category come back more often
+    first_category_hazard: float = 0.4  # dropout hazard multiplier after a first order in it
 
 
 def epoch_seconds(d: date) -> float:
@@ -312,7 +318,8 @@ def simulate_orders(rng: np.random.Generator, c: SimpleNamespace, cal: Calendar,
                   * np.where(nps <= 6, p.hazard_detractor, np.where(nps >= 9, p.hazard_promoter, 1.0))
                   * np.where(returned, p.hazard_returned, 1.0)
                   * np.where(how_to, p.hazard_how_to, 1.0)
-                  * np.where(thank_you, p.hazard_thank_you, 1.0))
+                  * np.where(thank_you, p.hazard_thank_you, 1.0)
+                  * first_order_hazard(category, k, p.first_category, p.first_category_hazard))
         # a cancelled order is no purchase: no experience, no dropout draw
         dies = ~cancelled & (rng.random(m) < np.minimum(c.dropout[idx] * hazard, 0.98))
         gap = rng.exponential(1.0, m) / c.rate[idx]

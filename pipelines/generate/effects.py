@@ -15,6 +15,7 @@ import duckdb
 from pipelines.core.contract import SOURCE_NAMES, source
 from pipelines.core.warehouse import scratch
 from pipelines.generate import catalog as cat
+from pipelines.generate import journeys
 from pipelines.generate.writers import FORMATS, sql_string
 
 
@@ -167,6 +168,7 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
                  c AS (SELECT customer_id, any_value(total) FILTER (WHERE k = 1) first_total,
                               avg(total) FILTER (WHERE k > 1) later_mean FROM r GROUP BY 1 HAVING count(*) > 1)
             SELECT 'corr_first_vs_later_order_value', corr(first_total, later_mean), count(*) FROM c""")
+        res.update(_journey_effects(con, grouped, cutoff_90=end + timedelta(days=1) - timedelta(days=90)))
         res["customers"] = grouped("""
             SELECT 'email_missing_or_invalid', avg(CASE WHEN email IS NULL OR NOT regexp_full_match(email,
                    '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') THEN 1.0 ELSE 0.0 END), count(*) FROM customers
@@ -177,4 +179,41 @@ def measure_effects(out: Path, end: date, horizon_days: int = 180) -> dict[str, 
             FROM customers
             UNION ALL SELECT 'email_unsubscribed', avg((email_marketing_consent = 'unsubscribed')::INT), count(*)
             FROM customers""")
+    return res
+
+
+def _journey_effects(con: duckdb.DuckDBPyConnection, grouped, cutoff_90: date) -> dict[str, dict[str, float]]:
+    """The planted product journeys (pipelines/generate/journeys.py), from the files alone.
+
+    `next_product_share`: for each planted pair, the share of orders right after an order with
+    the trigger that hold the partner (`<trigger> -> <partner>`) and the share of all repeat
+    orders that hold it (`any -> <partner>`). `repeat_90d_by_first_category`: repeat within 90
+    days by the category of the first order's first line (first orders 90+ days before the end).
+    """
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE seq AS
+        SELECT o.customer_id, o.ordered_at, i.product_name, i.category, i.line_number,
+               dense_rank() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS k
+        FROM orders o JOIN order_items i USING (order_id)
+        WHERE coalesce(o.status, 'placed') <> 'cancelled'""")
+    res: dict[str, dict[str, float]] = {}
+    shares = []
+    for trigger, partner in journeys.AFFINITIES:
+        t, p = sql_string(trigger), sql_string(partner)
+        shares.append(f"""
+            SELECT {sql_string(trigger + ' -> ' + partner)}, avg(has::INT), count(*) FROM (
+                SELECT bool_or(b.product_name = {p}) AS has
+                FROM (SELECT DISTINCT customer_id, k FROM seq WHERE product_name = {t}) a
+                JOIN seq b ON b.customer_id = a.customer_id AND b.k = a.k + 1
+                GROUP BY a.customer_id, a.k)
+            UNION ALL
+            SELECT {sql_string('any -> ' + partner)}, avg(has::INT), count(*) FROM (
+                SELECT bool_or(product_name = {p}) AS has FROM seq WHERE k > 1 GROUP BY customer_id, k)""")
+    res["next_product_share"] = grouped(" UNION ALL ".join(shares))
+    res["repeat_90d_by_first_category"] = grouped(f"""
+        SELECT f.category, avg(CASE WHEN EXISTS (SELECT 1 FROM seq s WHERE s.customer_id = f.customer_id
+                                    AND s.k = 2 AND s.ordered_at <= f.ordered_at + INTERVAL 90 DAY)
+                               THEN 1.0 ELSE 0.0 END), count(*)
+        FROM seq f WHERE f.k = 1 AND f.line_number = 1 AND f.ordered_at < DATE '{cutoff_90}'
+        GROUP BY f.category""")
     return res

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipelines.generate import catalog as cat
 from pipelines.generate.core import DAY, HOUR, NULL, black_friday, to_int_times
+from pipelines.generate.journeys import plant_next_products
 from pipelines.generate.writers import Part, date_col, dict_col, id_sql, int_col, ts_col
 
 Rng = np.random.Generator
@@ -66,6 +67,8 @@ def build_items(rng: Rng, ctx: SimpleNamespace) -> Part:
     pos = np.searchsorted(keys, category * 1e9 + target) - rng.integers(0, 2, nl)
     lo = catl.start[category]
     product = np.clip(pos, lo, lo + catl.count[category] - 1)
+    # planted product journeys (affinities, consumable re-buys): a separate step, own random stream
+    product = plant_next_products(ctx.journey_rng, o, row, line, product, p.affinity_share, p.rebuy_share)
     quantity = 1 + (rng.random(nl) < 0.12) + (rng.random(nl) < 0.04)
     unit = catl.price[product, currency[row]]
     starts = np.cumsum(nlines) - nlines

@@ -40,6 +40,11 @@ INPUT_TABLES = (
     "ml.churn_scores",
 )
 
+#: The action tiers of the latest scores batch (dbt model `customer_action_tiers`, built after
+#: scoring and before the lists: the tier rule lives there alone). Optional: without it, or
+#: for a score from another batch (a backfill reading the history), the tier columns are NULL.
+ACTION_TIERS_TABLE = "marts.customer_action_tiers"
+
 #: Columns read from ml.churn_scores (and ml.churn_scores_history, when it exists).
 SCORE_TABLE_COLUMNS = (
     "customer_id", "scored_at", "as_of_date", "churn_probability", "risk_tier", "p_alive",
@@ -107,6 +112,14 @@ SCORE_COLUMNS: tuple[CandidateColumn, ...] = (
     _c("reason_2", "VARCHAR", "churn_scores", "Second reason."),
     _c("reason_3", "VARCHAR", "churn_scores", "Third reason."),
     _c("model_version", "VARCHAR", "churn_scores", "Model that produced the score."),
+    _c("action_tier", "VARCHAR", "churn_scores",
+       "high, medium, low or dormant (marts.customer_action_tiers): the active base (last order within "
+       "365 days) ranked by value_at_risk, top 5% high, next 15% medium, the rest low; older customers "
+       "dormant. A list a team can work, unlike risk_tier. NULL without a score of the latest batch."),
+    _c("value_at_risk", "DOUBLE", "churn_scores",
+       "Expected value at risk, churn_probability × clv_12m (NULL CLV counts 0): the tiers' ranking."),
+    _c("action_rank", "BIGINT", "churn_scores", "Rank by value_at_risk in the active base, 1 = most at risk; "
+       "NULL for dormant customers."),
     _c("scored_at", "TIMESTAMP", "churn_scores", "When the score was computed."),
 )
 
@@ -271,8 +284,15 @@ def candidates_sql(
     erasure = "d.erasure_requested_at" if "erasure_requested_at" in dim_cols else "NULL::TIMESTAMP"
     d = f"DATE '{as_of.isoformat()}'"
     end = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
+    if _table_columns(con, ACTION_TIERS_TABLE) >= {"customer_id", "scores_as_of_date", "action_tier"}:
+        tiers = (f"SELECT customer_id, scores_as_of_date, action_tier, value_at_risk, action_rank "
+                 f"FROM {ACTION_TIERS_TABLE}")
+    else:
+        tiers = ("SELECT NULL::VARCHAR AS customer_id, NULL::DATE AS scores_as_of_date, NULL::VARCHAR AS action_tier, "
+                 "NULL::DOUBLE AS value_at_risk, NULL::BIGINT AS action_rank WHERE false")
     return f"""
 WITH scores AS ({_scores_sql(con, as_of)}),
+tiers AS ({tiers}),
 clv AS (
     SELECT customer_id,
            rank() OVER (ORDER BY clv_12m DESC) AS clv_rank,
@@ -365,6 +385,9 @@ SELECT
     s.reason_2::VARCHAR AS reason_2,
     s.reason_3::VARCHAR AS reason_3,
     s.model_version::VARCHAR AS model_version,
+    tr.action_tier::VARCHAR AS action_tier,
+    tr.value_at_risk::DOUBLE AS value_at_risk,
+    tr.action_rank::BIGINT AS action_rank,
     s.scored_at::TIMESTAMP AS scored_at,
     {d} AS as_of_date,
     clv.clv_rank::BIGINT AS clv_rank,
@@ -403,6 +426,7 @@ SELECT
       AS sms_unsubscribed_via_message
 FROM marts.dim_customers d
 LEFT JOIN scores s ON s.customer_id = d.customer_id
+LEFT JOIN tiers tr ON tr.customer_id = s.customer_id AND tr.scores_as_of_date = s.as_of_date::DATE
 LEFT JOIN clv ON clv.customer_id = d.customer_id
 LEFT JOIN order_stats o ON o.customer_id = d.customer_id
 LEFT JOIN reviews r ON r.customer_id = d.customer_id

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 EXPORT_SOURCE_SQL = """
 SELECT l.run_id, l.play, l.customer_id, l.channel, l.action, l.template, l.priority, l.rank,
        l.risk_tier, l.churn_probability, l.clv_12m, l.reasons, l.as_of_date, l.created_at,
+       l.next_product_1_id, l.next_product_1_name, l.next_product_2_id, l.next_product_2_name,
+       l.next_product_3_id, l.next_product_3_name,
        nullif(trim(d.first_name), '') AS first_name,
        nullif(trim(d.last_name), '') AS last_name,
        retain_email(d.email) AS email,
@@ -108,6 +110,17 @@ def _custom(prefix: str = "retain_", suffix: str = "", title_case: bool = False)
     )
 
 
+def _next_products(name) -> tuple[Column, ...]:
+    """The recommended next products (name and id, ranks 1-3) as custom columns named by `name(i, part)`.
+
+    Only the formats whose tools take custom properties carry them (csv, HubSpot, Klaviyo,
+    Mailchimp merge fields); they are empty for plays without `recommend_products`.
+    """
+    return tuple(
+        Column(name(i, part), f"next_product_{i}_{part}") for i in (1, 2, 3) for part in ("name", "id")
+    )
+
+
 CSV = ExportFormat(
     name="csv",
     title="CSV (every list column)",
@@ -128,6 +141,7 @@ CSV = ExportFormat(
         Column("churn_probability", "round(churn_probability, 4)", "number"),
         Column("clv_12m", "round(clv_12m, 2)", "number"),
         Column("reasons", "reasons"),
+        *_next_products(lambda i, part: f"next_product_{i}" + ("_id" if part == "id" else "")),
         Column("first_name", "first_name"),
         Column("last_name", "last_name"),
         Column("email", "email"),
@@ -149,6 +163,7 @@ HUBSPOT = ExportFormat(
         Column("Last Name", "last_name"),
         Column("Phone Number", MK_PHONE, "e164"),
         *_custom(),
+        *_next_products(lambda i, part: f"retain_next_product_{i}" + ("_id" if part == "id" else "")),
     ),
 )
 
@@ -166,6 +181,7 @@ KLAVIYO = ExportFormat(
         Column("Email Marketing Consent", f"CASE WHEN ({MK_EMAIL}) IS NOT NULL THEN 'SUBSCRIBED' END"),
         Column("SMS Marketing Consent", f"CASE WHEN ({MK_PHONE}) IS NOT NULL THEN 'SUBSCRIBED' END"),
         *_custom(),
+        *_next_products(lambda i, part: f"retain_next_product_{i}" + ("_id" if part == "id" else "")),
     ),
 )
 
@@ -195,6 +211,8 @@ MAILCHIMP = ExportFormat(
         Column("Last Name", "last_name"),
         Column("Country", "country"),
         Column("Tags", "'retain,retain_' || play || coalesce(',churn_risk_' || risk_tier, '')"),
+        # merge fields: create them in the audience first (docs/outreach-and-exports.md)
+        *_next_products(lambda i, part: f"Next Product {i}" + (" ID" if part == "id" else "")),
     ),
 )
 

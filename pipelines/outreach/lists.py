@@ -56,6 +56,9 @@ SUPPRESSION_REASONS = (
     "frequency_cap",
 )
 
+#: outreach_lists columns with the recommended next products (ids and names, ranks 1-3).
+NEXT_PRODUCT_COLUMNS = tuple(f"next_product_{i}_{part}" for i in (1, 2, 3) for part in ("id", "name"))
+
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS exports",
     """CREATE TABLE IF NOT EXISTS exports.runs (
@@ -91,6 +94,9 @@ DDL = (
         as_of_date DATE,
         created_at TIMESTAMP
     )""",
+    # the top 3 next products, filled for plays with `recommend_products: true` (added later:
+    # warehouses built before them get the columns here)
+    *(f"ALTER TABLE exports.outreach_lists ADD COLUMN IF NOT EXISTS {col} VARCHAR" for col in NEXT_PRODUCT_COLUMNS),
     """CREATE TABLE IF NOT EXISTS exports.suppressions (
         run_id VARCHAR NOT NULL,
         play VARCHAR NOT NULL,
@@ -146,13 +152,30 @@ def _plays_values(pb: Playbook) -> str:
     rows = [
         f"({p.priority}, {q(p.name)}, {q(p.channel)}, {q(p.action)}, {q(p.template)}, "
         f"{'true' if p.is_marketing else 'false'}, {int(p.frequency_cap_days)}, "
-        f"{float(p.holdout)!r}, {q(p.experiment)}, {list(map(int, p.outcome_windows))}::INTEGER[])"
+        f"{float(p.holdout)!r}, {q(p.experiment)}, {list(map(int, p.outcome_windows))}::INTEGER[], "
+        f"{'true' if p.recommend_products else 'false'})"
         for p in pb.plays
     ]
     return (
         "(VALUES " + ", ".join(rows) + ") AS p(priority, play, channel, action, template, "
-        "is_marketing, frequency_cap_days, holdout_share, experiment, outcome_windows)"
+        "is_marketing, frequency_cap_days, holdout_share, experiment, outcome_windows, recommend_products)"
     )
+
+
+def _next_products_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """A subquery: one row per customer with the recommended products' ids and names (none without the table)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ml' "
+        "AND table_name = 'product_recommendations'"
+    ).fetchone()[0]
+    if not exists:
+        cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in NEXT_PRODUCT_COLUMNS)
+        return f"(SELECT CAST(NULL AS VARCHAR) AS customer_id, {cols} WHERE false)"
+    cols = ", ".join(
+        f"any_value(product_{part}) FILTER (WHERE rank = {i}) AS next_product_{i}_{part}"
+        for i in (1, 2, 3) for part in ("id", "name")
+    )
+    return f"(SELECT customer_id, {cols} FROM ml.product_recommendations GROUP BY customer_id)"
 
 
 #: Candidate columns read by the suppression flags, the list rows and the run's statistics.
@@ -302,6 +325,7 @@ def build_outreach_lists(
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _retain_flags AS
         SELECT a.customer_id, a.priority, p.play, p.channel, p.action, p.template, p.is_marketing,
+               p.recommend_products,
                c.risk_tier, c.churn_probability, c.clv_12m,
                nullif(concat_ws('; ', c.reason_1, c.reason_2, c.reason_3), '') AS reasons,
                c.erasure_requested AS erasure_requested,
@@ -357,14 +381,17 @@ def build_outreach_lists(
             [run_id, created_at],
         )
         con.execute(
-            """INSERT INTO exports.outreach_lists (run_id, play, customer_id, channel, action, template, priority,
-                   rank, risk_tier, churn_probability, clv_12m, reasons, as_of_date, created_at)
-               SELECT ?, play, customer_id, channel, action, template, priority,
+            f"""INSERT INTO exports.outreach_lists (run_id, play, customer_id, channel, action, template, priority,
+                   rank, risk_tier, churn_probability, clv_12m, reasons, as_of_date, created_at,
+                   {', '.join(NEXT_PRODUCT_COLUMNS)})
+               SELECT ?, play, f.customer_id, channel, action, template, priority,
                       row_number() OVER (PARTITION BY play ORDER BY
                           coalesce(churn_probability, 0) * coalesce(clv_12m, 0) DESC,
-                          churn_probability DESC NULLS LAST, clv_12m DESC NULLS LAST, customer_id),
-                      risk_tier, churn_probability, clv_12m, reasons, ?::DATE, ?::TIMESTAMP
+                          churn_probability DESC NULLS LAST, clv_12m DESC NULLS LAST, f.customer_id),
+                      risk_tier, churn_probability, clv_12m, reasons, ?::DATE, ?::TIMESTAMP,
+                      {', '.join(f"CASE WHEN f.recommend_products THEN n.{c} END" for c in NEXT_PRODUCT_COLUMNS)}
                FROM _retain_flags f
+               LEFT JOIN {_next_products_sql(con)} n ON n.customer_id = f.customer_id
                WHERE NOT EXISTS (SELECT 1 FROM _retain_suppressed s WHERE s.customer_id = f.customer_id)
                  AND NOT EXISTS (SELECT 1 FROM _retain_held_out h WHERE h.customer_id = f.customer_id)""",
             [run_id, as_of, created_at],

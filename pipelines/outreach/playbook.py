@@ -47,7 +47,7 @@ TOP_KEYS = {"version", "settings", "plays"}
 SETTINGS_KEYS = {"frequency_cap_days", "marketing_message_types", "holdout", "outcome_windows"}
 PLAY_KEYS = {
     "name", "description", "channel", "action", "template", "rule", "enabled", "frequency_cap_days",
-    "holdout", "outcome_windows", "experiment",
+    "holdout", "outcome_windows", "experiment", "recommend_products",
 }
 REQUIRED_PLAY_KEYS = ("name", "channel", "action", "template", "rule")
 
@@ -98,6 +98,8 @@ class Play:
     outcome_windows: tuple[int, ...] = ho.DEFAULT_OUTCOME_WINDOWS
     #: Experiment id: part of the arm hash, a new id draws new arms (pipelines.outreach.holdout).
     experiment: str = ho.DEFAULT_EXPERIMENT
+    #: The list rows carry the customer's top 3 next products (ml.product_recommendations).
+    recommend_products: bool = False
 
     @property
     def is_marketing(self) -> bool:
@@ -111,6 +113,7 @@ class Play:
             "action": self.action, "template": self.template, "rule": self.rule,
             "description": self.description, "frequency_cap_days": self.frequency_cap_days,
             "holdout": self.holdout, "outcome_windows": list(self.outcome_windows), "experiment": self.experiment,
+            "recommend_products": self.recommend_products,
         }
 
 
@@ -349,6 +352,10 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
             if not isinstance(enabled, bool):
                 problems.append(f"{label}: field 'enabled': expected true or false, got {enabled!r}")
                 ok = False
+            recommend = item.get("recommend_products", False)
+            if not isinstance(recommend, bool):
+                problems.append(f"{label}: field 'recommend_products': expected true or false, got {recommend!r}")
+                ok = False
             play_cap = cap_days
             if "frequency_cap_days" in item:
                 play_cap = _int_field(item["frequency_cap_days"], f"{label}: field 'frequency_cap_days'", problems)
@@ -386,7 +393,7 @@ def parse_playbook(text: str, path: Path | str = "<playbook>") -> Playbook:
                     template=template, rule=" ".join(rule.split()),
                     description=" ".join(str(item.get("description", "")).split()),
                     frequency_cap_days=play_cap, holdout=play_holdout, outcome_windows=play_windows,
-                    experiment=experiment,
+                    experiment=experiment, recommend_products=recommend,
                 )
             )
     finally:

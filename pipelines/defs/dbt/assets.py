@@ -31,7 +31,13 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from pipelines.core.spark import is_spark
-from pipelines.defs.dbt.project import dbt_environment, dbt_executable, dbt_project, ensure_manifest
+from pipelines.defs.dbt.project import (
+    AFTER_SCORING_TAG,
+    dbt_environment,
+    dbt_executable,
+    dbt_project,
+    ensure_manifest,
+)
 from pipelines.defs.resources import WarehouseResource
 from pipelines.engines import copy_models_to_warehouse
 from pipelines.progress import Countdown, say
@@ -43,10 +49,13 @@ LAYERS = ("staging", "intermediate", "marts")
 #: Name of the op that runs `dbt build`.
 DBT_OP_NAME = "retain_dbt_models"
 
-#: dbt tag of the models that read what the scoring and outreach steps write (the lift of each
-#: play, the action tiers): they run after the outreach lists (`pipelines/defs/lift/`),
-#: not in this step.
+#: dbt tag of the models that read what the outreach step writes (the lift of each play): they
+#: run after the outreach lists (`pipelines/defs/lift/`), not in this step.
 AFTER_OUTREACH_TAG = "after_outreach"
+
+#: dbt tag of the models that read the churn scores (the action tiers, `AFTER_SCORING_TAG` from
+#: project.py): they run after scoring and before the outreach lists, which read them
+#: (`pipelines/defs/lift/`), not in this step.
 
 #: Jobs whose dbt step tests only what the run can break (see `DbtBuildConfig.test_scope`).
 RUN_SCOPED_TEST_JOBS = frozenset({"daily_job"})
@@ -116,7 +125,7 @@ class DbtBuildConfig(dg.Config):
     dagster_dbt_translator=translator,
     name=DBT_OP_NAME,
     pool="duckdb_writer",
-    exclude=f"tag:{AFTER_OUTREACH_TAG}",
+    exclude=f"tag:{AFTER_OUTREACH_TAG} tag:{AFTER_SCORING_TAG}",
 )
 def retain_dbt_models(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, warehouse: WarehouseResource

@@ -25,6 +25,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Cross-domain views: what brings customers back", (
         "repurchase_by_delivery", "repurchase_by_nps_band", "repurchase_by_message_exposure",
     )),
+    ("Products: the journey from the first purchase, and what brings customers back", (
+        "product_retention", "product_transitions", "dim_products", "fct_order_lines", "product_journey_rules",
+    )),
     ("Customer 360 and the facts behind the KPIs", ("dim_customers", "fct_orders", "fct_support_tickets")),
     ("Building blocks", (
         "int_reporting_window", "int_order_returns", "int_messages_funnel", "int_survey_responses_banded",

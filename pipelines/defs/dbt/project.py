@@ -101,6 +101,11 @@ def ensure_manifest() -> Path:
     return manifest
 
 
+#: dbt tag of the models that read the churn scores (the action tiers): `retain score` and the
+#: Dagster step `retain_dbt_after_scoring` build them right after scoring.
+AFTER_SCORING_TAG = "after_scoring"
+
+
 def dbt_cli(args: list[str], *, check: bool = False) -> int:
     """Run `dbt <args>` on the retain project with the resolved warehouse; return the exit code.
 

@@ -1,4 +1,5 @@
-"""Churn and customer-value assets: the weekly-trained model and the daily scores."""
+"""Churn, customer-value and next-product assets: the weekly-trained model, the daily scores and
+recommendations, and the recommendations' backtest."""
 
 from pipelines.defs.ml.assets import (
     CHURN_MODEL_KEY,
@@ -7,8 +8,13 @@ from pipelines.defs.ml.assets import (
     churn_scores,
     score_drift_check,
 )
+from pipelines.defs.ml.recommendations import (
+    PRODUCT_RECOMMENDATIONS_KEY,
+    product_recommendations,
+    recommendation_backtest,
+)
 
-assets = [churn_model, churn_scores]
+assets = [churn_model, churn_scores, product_recommendations, recommendation_backtest]
 asset_checks = [score_drift_check]
 
-__all__ = ["CHURN_MODEL_KEY", "CHURN_SCORES_KEY", "asset_checks", "assets"]
+__all__ = ["CHURN_MODEL_KEY", "CHURN_SCORES_KEY", "PRODUCT_RECOMMENDATIONS_KEY", "asset_checks", "assets"]

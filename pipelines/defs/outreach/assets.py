@@ -19,7 +19,7 @@ from dagster import AssetExecutionContext
 from pipelines.core.config import settings
 from pipelines.defs.resources import WarehouseResource
 from pipelines.outreach import FORMATS, build_outreach_lists, export, latest_run_id
-from pipelines.outreach.candidates import INPUT_TABLES
+from pipelines.outreach.candidates import ACTION_TIERS_TABLE, INPUT_TABLES
 from pipelines.outreach.exporter import LATEST, MANIFEST, read_latest
 
 OUTREACH_LISTS_KEY = dg.AssetKey(["exports", "outreach_lists"])
@@ -44,11 +44,15 @@ def _churn_scores_key() -> dg.AssetKey:
 CHURN_SCORES_KEY = _churn_scores_key()
 #: The marts the outreach candidates read, as `pipelines/outreach/candidates.py` declares them.
 MART_INPUTS = [dg.AssetKey(table.split(".")) for table in INPUT_TABLES if table.startswith("marts.")]
+#: The action tiers, built by the dbt step after scoring (`pipelines/defs/lift/`): the lists read them.
+ACTION_TIERS_KEY = dg.AssetKey(ACTION_TIERS_TABLE.split("."))
+#: The next products that plays with `recommend_products` put on their lists.
+PRODUCT_RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "product_recommendations"])
 
 
 @dg.asset(
     key=OUTREACH_LISTS_KEY,
-    deps=[CHURN_SCORES_KEY, *MART_INPUTS],
+    deps=[CHURN_SCORES_KEY, ACTION_TIERS_KEY, PRODUCT_RECOMMENDATIONS_KEY, *MART_INPUTS],
     group_name=GROUP,
     pool="duckdb_writer",
     kinds={"duckdb"},
