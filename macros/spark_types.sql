@@ -53,7 +53,7 @@
   {{ return(sql) }}
 {% endmacro %}
 
-{# dbt-spark's row loader for seeds, with the same type mapping as the table above. #}
+{# dbt-spark's row loader for seeds, with the same type mapping as the table above and NULLs kept. #}
 {% macro spark__load_csv_rows(model, agate_table) %}
 
   {% set batch_size = get_batch_size() %}
@@ -64,8 +64,11 @@
   {% for chunk in agate_table.rows | batch(batch_size) %}
       {% set bindings = [] %}
 
+      {# an empty cell is NULL: dbt-spark would bind it as the text 'None' #}
       {% for row in chunk %}
-          {% do bindings.extend(row) %}
+          {% for value in row if value is not none %}
+              {% do bindings.append(value) %}
+          {% endfor %}
       {% endfor %}
 
       {% set sql %}
@@ -74,7 +77,7 @@
               ({%- for col_name in agate_table.column_names -%}
                   {%- set inferred_type = adapter.convert_type(agate_table, loop.index0) -%}
                   {%- set type = spark_type(column_override.get(col_name, inferred_type)) -%}
-                    cast({{ get_binding_char() }} as {{type}})
+                    cast({{ 'null' if row[loop.index0] is none else get_binding_char() }} as {{type}})
                   {%- if not loop.last%},{%- endif %}
               {%- endfor -%})
               {%- if not loop.last%},{%- endif %}
