@@ -6,10 +6,12 @@ with DuckDB, so no JVM is needed to check a Spark build. Two tables are equal wh
 have the same columns and the same rows (as a multiset): integers, decimals, text, dates
 and timestamps exactly, floating point numbers within a relative 1e-9 (Spark's and
 DuckDB's medians and sums may differ in the last bit). Columns that record when a row was
-loaded or built (`_loaded_at`, `_built_at`, `scored_at`, ...) or the training run that scored
-it (`model_version`, a time-stamped id) are left out.
+loaded or built (`_loaded_at`, `_built_at`, `scored_at`, ...), the training run that scored
+it (`model_version`, a time-stamped id) or the run that listed it (`run_id`, and `cohort_id`,
+which is the run's id for cohorts of one run) are left out.
 
-Used by tests/test_spark.py and bench/bench_engines.py.
+Used by tests/test_spark.py and bench/bench_engines.py. `score_customers` runs churn scoring
+on the configured engine (on Spark's workers with RETAIN_ENGINE=spark, `ml.spark_score`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pipelines.core.warehouse import scratch
 #: holds: two runs of the same landing files differ there and nowhere else.
 BUILD_TIME_COLUMNS = frozenset({
     "_built_at", "_loaded_at", "_source_loaded_at", "resolved_at", "scored_at", "published_at", "model_version",
+    # the Dagster run that wrote an outreach list, and the outcome cohort named after that run
+    "run_id", "cohort_id",
 })
 FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
 RELATIVE_TOLERANCE = 1e-9
@@ -211,3 +215,23 @@ def copy_models_to_warehouse(con: duckdb.DuckDBPyConnection, schemas: tuple[str,
         con.execute("ROLLBACK")
         raise
     return rows
+
+
+def score_customers(con: duckdb.DuckDBPyConnection, as_of=None, models_dir: Path | None = None):
+    """Score every customer on the configured engine into the warehouse's `ml.churn_scores`.
+
+    DuckDB: `ml.score.score` on the warehouse. Spark: `ml.spark_score.score_on_spark`, the
+    feature rows and scores computed on Spark's workers from the lake's marts. Returns an
+    `ml.score.ScoreSummary`; raises `ml.score.ScoringSkipped` as both do.
+    """
+    from ml.inputs import INPUT_TABLES
+    from ml.score import ScoreSummary, score
+    from pipelines.core import spark as sp
+
+    if not sp.is_spark():
+        return ScoreSummary.of(score(con, as_of=as_of, models_dir=models_dir))
+    from ml.spark_score import score_on_spark
+
+    s = sp.spark_settings()
+    return score_on_spark(sp.session("retain-score"), con, sp.table_paths(INPUT_TABLES, s), s.scores,
+                          as_of=as_of, models_dir=models_dir, buckets=s.shuffle_partitions)
