@@ -57,6 +57,45 @@ def test_dbt_profile_sets_exactly_the_session_settings(clean_env, monkeypatch):
     assert Path(s.metastore).is_dir()
 
 
+def _render(output: str) -> tuple[str, dict[str, str]]:
+    """profiles.yml's target and the server_side_parameters of `output`, rendered with this environment."""
+    from jinja2 import Template
+
+    def env_var(name, default=None):
+        return os.environ.get(name, default)
+
+    profile = yaml.safe_load((Path(sp.__file__).parents[2] / "profiles.yml").read_text())["retain"]
+    params = profile["outputs"][output]["server_side_parameters"]
+    target = Template(profile["target"]).render(env_var=env_var)
+    return target, {key: Template(str(value)).render(env_var=env_var) for key, value in params.items()}
+
+
+def test_spark_connect_target_sets_the_runtime_settings_only(clean_env, monkeypatch):
+    """With RETAIN_SPARK_REMOTE dbt uses the `spark_connect` output: the SQL settings, no master."""
+    monkeypatch.setenv("SPARK_REMOTE", "")  # restored (unset) after the test, whatever it sets
+    monkeypatch.setenv("RETAIN_ENGINE", "spark")
+    monkeypatch.setenv("RETAIN_SPARK_CODEGEN", "false")
+    assert _render("spark")[0] == "spark"
+    monkeypatch.setenv("RETAIN_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    s = sp.export_spark_environment()
+    target, rendered = _render("spark_connect")
+    assert target == "spark_connect"
+    assert os.environ["SPARK_REMOTE"] == "sc://127.0.0.1:15002"  # pyspark's builder connects there
+    assert rendered == {key: sp.session_conf(s)[key] for key in sp.RUNTIME_CONF}
+    assert rendered["spark.sql.codegen.factoryMode"] == "NO_CODEGEN"
+    monkeypatch.setenv("RETAIN_ENGINE", "duckdb")
+    assert _render("spark_connect")[0] == "duckdb"
+    monkeypatch.setenv("RETAIN_SPARK_REMOTE", "localhost:15002")
+    with pytest.raises(ValueError, match="sc://host:port"):
+        sp.spark_settings()
+    monkeypatch.setenv("RETAIN_SPARK_REMOTE", "")
+    monkeypatch.setenv("RETAIN_SPARK_CODEGEN", "maybe")
+    with pytest.raises(ValueError, match="RETAIN_SPARK_CODEGEN='maybe' must be true or false"):
+        sp.spark_settings()
+    sp.export_spark_environment(sp.SparkSettings("/tmp/lake", "local[1]", 1, "1g"))
+    assert "SPARK_REMOTE" not in os.environ
+
+
 def test_missing_java_names_the_package_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
     monkeypatch.setenv("PATH", str(tmp_path))
