@@ -48,9 +48,11 @@ def _retain() -> list[str]:
 
 
 def _step(name: str, cmd: list[str], data_dir: Path, engine: str, logs: Path) -> dict:
+    load_before = round(os.getloadavg()[0], 1)
     m = run_measured(cmd, log=logs / f"{engine}-{name}.log", env=_env(data_dir, engine), cwd=ROOT)
-    print(f"  {engine:<7}{name:<10}{m.seconds:9.1f} s  peak {m.peak_mb:8.0f} MB  {'ok' if m.ok else 'FAILED'}",
-          flush=True)
+    load = [load_before, round(os.getloadavg()[0], 1)]
+    print(f"  {engine:<7}{name:<10}{m.seconds:9.1f} s  peak {m.peak_mb:8.0f} MB  load {load[0]} / {load[1]}  "
+          f"{'ok' if m.ok else 'FAILED'}", flush=True)
     if not m.ok:
         print("    " + tail(m.log, 20).replace("\n", "\n    "), flush=True)
     status = {}
@@ -58,7 +60,7 @@ def _step(name: str, cmd: list[str], data_dir: Path, engine: str, logs: Path) ->
     if path.exists():
         status = json.loads(path.read_text()).get("last_run", {}) or {}
     stages = {s["stage"]: round(s.get("seconds", 0.0), 1) for s in status.get("stages", []) if "stage" in s}
-    return {"seconds": round(m.seconds, 1), "peak_mb": round(m.peak_mb), "ok": m.ok, "stages": stages}
+    return {"seconds": round(m.seconds, 1), "peak_mb": round(m.peak_mb), "ok": m.ok, "stages": stages, "load": load}
 
 
 def bench_size(label: str, customers: int, out: Path, keep: bool) -> dict:
@@ -107,28 +109,36 @@ def section(records: list[dict]) -> list[str]:
         "## DuckDB and Spark",
         "",
         "The same generated shop through `retain run`, then one more day and `retain run --job daily_job`,",
-        "with `RETAIN_ENGINE=duckdb` and with `RETAIN_ENGINE=spark` (dbt-spark's local session, `local[2]`,",
-        "4 shuffle partitions; `python -m bench.bench_engines`). Seconds per stage from each run's status;",
-        "peak memory of the whole process tree (Spark's JVM included). Where Spark's time goes:",
-        "[scale-out.md](scale-out.md#measured). Load average: of the machine before / after (other jobs ran too).",
+        "with `RETAIN_ENGINE=duckdb` and with `RETAIN_ENGINE=spark` (dbt-spark through one local Spark",
+        "Connect server per job, `local[2]`, 4 shuffle partitions, scoring with `mapInPandas`;",
+        "`python -m bench.bench_engines`). Seconds per stage from each run's status; peak memory of the",
+        "whole process tree (Spark's JVM included). Where Spark's time goes:",
+        "[scale-out.md](scale-out.md#measured). Load average (1 minute) of the machine at the start / end",
+        "of the full and of the daily run (other engineers' jobs ran too: 2 means both cores busy).",
         "",
         "| size | engine | full run s | ingest | dbt | train | score | daily run s | daily dbt | peak MB "
-        "| tables equal | load avg | measured |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        "| tables equal | load full | load daily | measured |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for rec in records:
         equal = ("not compared" if "tables_compared" not in rec else
                  f"{rec['tables_compared'] - len(rec['tables_differing'])}/{rec['tables_compared']}")
-        load = " / ".join(str(x) for x in rec.get("load_average", []))
+        whole = " / ".join(str(x) for x in rec.get("load_average", []))
         for engine, runs in rec["engines"].items():
             full, daily = runs["full"], runs["daily"]
             st, ds = full["stages"], daily["stages"]
+            load = [" / ".join(str(x) for x in r.get("load", [])) or whole for r in (full, daily)]
             lines.append(
                 f"| {rec['size']} ({rec['customers']:,}) | {engine} | {full['seconds']:,.0f} "
                 f"| {st.get('ingest', '')} | {st.get('dbt', '')} | {st.get('train', '')} | {st.get('score', '')} "
                 f"| {daily['seconds']:,.0f} | {ds.get('dbt', '')} | {max(full['peak_mb'], daily['peak_mb']):,} "
-                f"| {equal} | {load} | {rec['measured_at']} |"
+                f"| {equal} | {load[0]} | {load[1]} | {rec['measured_at']} |"
             )
+    older = [rec["size"] for rec in records if "load" not in rec["engines"]["spark"]["full"]]
+    if older:
+        lines += ["", f"Measured before each job shared one Spark Connect server and before scoring ran on Spark's "
+                      f"workers (one JVM per dbt step, scores computed on the driver): {', '.join(older)}; "
+                      "load average of the whole comparison, before / after."]
     return lines
 
 

@@ -6,15 +6,20 @@ once with RETAIN_ENGINE=duckdb and once with RETAIN_ENGINE=spark (dbt-spark's lo
 Parquet raw layer in the lake, incremental models rewritten as Parquet). After each run every
 table dbt built on Spark must equal DuckDB's (`pipelines.engines.compare_schema`: integers,
 decimals, text and dates exactly, floats within 1e-9 relative), and so must the churn scores.
-Data tests run in both builds and a failing one fails the run.
+Data tests run in both builds and a failing one fails the run. On Spark the churn scores are
+computed on Spark's workers (`ml.spark_score`, mapInPandas) and must equal DuckDB's.
 
-Small on purpose (a few hundred customers, 2 shuffle partitions, no UI): Spark's fixed cost
-per query is what this test pays. Skipped, saying why, only when Java is missing.
+Small on purpose (200 customers, one shuffle partition, interpreted plans, no UI): Spark's
+fixed cost per query is what this test pays, and each job runs its dbt steps and scoring on
+one local Spark Connect server (`pipelines.runner`), so the JVM starts once per job rather
+than once per step. The seconds of each run and stage are printed (`-s`). Marked `spark`;
+skipped, saying why, only when Java is missing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,11 +27,13 @@ import pytest
 
 from pipelines.core.spark import JAVA_PACKAGE, java_available
 
-pytestmark = pytest.mark.skipif(
-    not java_available(), reason=f"Spark needs a Java 17 runtime: apt-get install {JAVA_PACKAGE}"
-)
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.skipif(not java_available(), reason=f"Spark needs a Java 17 runtime: apt-get install {JAVA_PACKAGE}"),
+]
 
-CUSTOMERS = 400
+#: The fewest customers whose history still trains a churn model and gives it positive scores.
+CUSTOMERS = 200
 SEED = 13
 ENGINES = ("duckdb", "spark")
 SCORE_TABLES = ["churn_scores"]
@@ -35,28 +42,37 @@ SCORE_TABLES = ["churn_scores"]
 def _use(engine: str, data_dir: Path) -> None:
     from pipelines.core.config import export_environment
 
-    for var in [v for v in os.environ if v.startswith("RETAIN_") and v != "RETAIN_TEST_CUSTOMERS"]:
+    keep = ("RETAIN_TEST_CUSTOMERS", "RETAIN_SPARK_REMOTE")  # the module's Spark Connect server, once started
+    for var in [v for v in os.environ if v.startswith("RETAIN_") and v not in keep]:
         del os.environ[var]
     os.environ["RETAIN_DATA_DIR"] = str(data_dir)
     os.environ["RETAIN_ENGINE"] = engine
-    os.environ["RETAIN_SPARK_SHUFFLE_PARTITIONS"] = "2"
+    # a few hundred rows per table: one partition and interpreted plans (no Java compiled per query)
+    os.environ["RETAIN_SPARK_SHUFFLE_PARTITIONS"] = "1"
+    os.environ["RETAIN_SPARK_CODEGEN"] = "false"
     os.environ["RETAIN_SPARK_DRIVER_MEMORY"] = "1g"
     export_environment()
 
 
-def _compare(folders: dict[str, Path]) -> dict:
+def _compare(duck: Path, spark_folder: Path) -> dict:
+    """Every table dbt built on Spark and the Spark run's scores against the DuckDB warehouse `duck`."""
     from pipelines.engines import MODEL_SCHEMAS, compare_schema, compare_warehouses
 
-    duck = folders["duckdb"] / "warehouse.duckdb"
-    lake = str(folders["spark"] / "lake" / "warehouse")
+    lake = str(spark_folder / "lake" / "warehouse")
     diffs = [d for schema in MODEL_SCHEMAS for d in compare_schema(duck, schema, spark_warehouse_dir=lake)]
-    scores = compare_warehouses(duck, folders["spark"] / "warehouse.duckdb", "ml", SCORE_TABLES)
+    scores = compare_warehouses(duck, spark_folder / "warehouse.duckdb", "ml", SCORE_TABLES)
     return {"models": diffs, "scores": scores}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Full run, comparison, next day, daily run, comparison: on both engines."""
+    """Full run, next day, daily run on DuckDB; then the same on Spark, compared after each run.
+
+    One engine after the other (dbt parses the project again when the target changes), the
+    DuckDB warehouse of the full run kept as a copy for the first comparison. Both Spark jobs,
+    and the Python session of the tests below, share one local Spark Connect server.
+    """
+    from pipelines.core import spark as sp
     from pipelines.core.config import settings
     from pipelines.generate import generate
     from pipelines.generate.next_day import append_next_day
@@ -65,23 +81,37 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
     folders = {engine: root / engine for engine in ENGINES}
     saved = dict(os.environ)
-    out: dict = {"seconds": {}}
+    out: dict = {"seconds": {}, "folders": folders}
+
+    def run(engine: str, job: str) -> None:
+        if job == "full_job":
+            generate(settings().landing, customers=CUSTOMERS, seed=SEED)
+        else:
+            append_next_day(settings().landing)
+        started = time.monotonic()
+        summary = run_job(job)
+        out["seconds"][f"{engine} {job}"] = round(time.monotonic() - started, 1)
+        out["seconds"][f"{engine} {job} stages"] = {st.stage: round(st.seconds, 1) for st in summary.stages}
+        assert summary.success, f"{engine} {job} failed: {summary.error}"
+        out[(engine, job)] = summary
+
     try:
-        for job in ("full_job", "daily_job"):
-            for engine, folder in folders.items():
-                _use(engine, folder)
-                if job == "full_job":
-                    generate(settings().landing, customers=CUSTOMERS, seed=SEED)
-                else:
-                    append_next_day(settings().landing)
-                started = time.monotonic()
-                summary = run_job(job)
-                out["seconds"][f"{engine} {job}"] = round(time.monotonic() - started, 1)
-                assert summary.success, f"{engine} {job} failed: {summary.error}"
-                out[(engine, job)] = summary
-            out[job] = _compare(folders)
-        out["folders"] = folders
-        yield out
+        _use("duckdb", folders["duckdb"])
+        run("duckdb", "full_job")
+        after_full = root / "duckdb-full_job.duckdb"
+        shutil.copy(folders["duckdb"] / "warehouse.duckdb", after_full)
+        if (folders["duckdb"] / "warehouse.duckdb.wal").exists():
+            shutil.copy(folders["duckdb"] / "warehouse.duckdb.wal", root / "duckdb-full_job.duckdb.wal")
+        run("duckdb", "daily_job")
+        _use("spark", folders["spark"])
+        started = time.monotonic()
+        with sp.local_connect_server():
+            out["seconds"]["spark server start"] = round(time.monotonic() - started, 1)
+            run("spark", "full_job")
+            out["full_job"] = _compare(after_full, folders["spark"])
+            run("spark", "daily_job")
+            out["daily_job"] = _compare(folders["duckdb"] / "warehouse.duckdb", folders["spark"])
+            yield out
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -145,11 +175,59 @@ def spark(runs):
 
     saved = dict(os.environ)
     _use("spark", runs["folders"]["spark"])
-    session = sp.session("retain-tests")
+    session = sp.session("retain-tests")  # a client of the module's Spark Connect server
     yield session
     session.stop()
     os.environ.clear()
     os.environ.update(saved)
+
+
+def test_scores_were_computed_on_spark(runs):
+    """The Spark run's scores came from Spark's workers: its Parquet files hold every score row."""
+    from pipelines.core.warehouse import connect
+    from pipelines.engines import parquet_relation
+
+    folder = runs["folders"]["spark"]
+    scores = folder / "lake" / "scores" / "churn_scores"
+    assert list(scores.glob("*.parquet")), "no scores written by Spark"
+    con = connect(folder / "warehouse.duckdb", read_only=True)
+    try:
+        rows = f"SELECT count(*), count(DISTINCT customer_id) FROM {parquet_relation(scores)}"
+        from_spark = con.execute(rows).fetchone()
+        assert from_spark[0] == from_spark[1] == con.execute("SELECT count(*) FROM ml.churn_scores").fetchone()[0] > 0
+    finally:
+        con.close()
+
+
+def test_sampled_population_fits_are_those_of_one_machine(spark, runs, monkeypatch, tmp_path):
+    """Above `BG_NBD_SAMPLE` customers the BG/NBD and Gamma-Gamma fits use a sample: Spark fetches the
+    very customers one machine draws, and several buckets of customers score as one."""
+    from ml import features
+    from ml import score as one_machine
+    from ml.inputs import INPUT_TABLES
+    from ml.spark_score import score_on_spark
+    from pipelines.core import spark as sp
+    from pipelines.core.config import settings
+    from pipelines.core.warehouse import connect
+    from pipelines.engines import compare_warehouses
+
+    monkeypatch.setattr(features, "BG_NBD_SAMPLE", 90)
+    monkeypatch.setattr(one_machine, "BG_NBD_SAMPLE", 90)
+    folder = runs["folders"]["spark"]
+    paths = {name: tmp_path / f"{name}.duckdb" for name in ("duckdb", "spark")}
+    for path in paths.values():
+        shutil.copy(folder / "warehouse.duckdb", path)
+    con = connect(paths["duckdb"])
+    n = len(one_machine.score(con, models_dir=settings().models))
+    con.close()
+    assert n > 90, "the shop must have more customers than the sample for this test"
+    con = connect(paths["spark"])
+    summary = score_on_spark(spark, con, sp.table_paths(INPUT_TABLES), str(tmp_path / "scores"),
+                             models_dir=settings().models, buckets=3)
+    con.close()
+    assert summary.rows == n
+    (diff,) = compare_warehouses(paths["duckdb"], paths["spark"], "ml", SCORE_TABLES)
+    assert diff.equal, str(diff)
 
 
 def test_python_session_reads_the_marts_dbt_built(spark, runs):
