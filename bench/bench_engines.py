@@ -63,19 +63,21 @@ def _step(name: str, cmd: list[str], data_dir: Path, engine: str, logs: Path) ->
     return {"seconds": round(m.seconds, 1), "peak_mb": round(m.peak_mb), "ok": m.ok, "stages": stages, "load": load}
 
 
-def bench_size(label: str, customers: int, out: Path, keep: bool) -> dict:
-    """Both engines on one generated shop; returns the record written to results/engines/<label>.json."""
+def bench_size(label: str, customers: int, out: Path, keep: bool, engines: tuple[str, ...] = ENGINES) -> dict:
+    """Both engines on one generated shop (in the order of `engines`); returns the record written to
+    results/engines/<label>.json."""
     from pipelines.engines import MODEL_SCHEMAS, compare_schema, compare_warehouses
 
     root = out / f"engines-{label}"
     shutil.rmtree(root, ignore_errors=True)
     logs = root / "logs"
     logs.mkdir(parents=True)
-    folders = {engine: root / engine for engine in ENGINES}
+    folders = {engine: root / engine for engine in engines}
     print(f"== {label}: {customers:,} customers in {root}", flush=True)
+    first, second = engines
     gen = _step("generate", [*_retain(), "generate", "--customers", str(customers), "--seed", str(SEED), "--clean"],
-                folders["duckdb"], "duckdb", logs)
-    shutil.copytree(folders["duckdb"] / "landing", folders["spark"] / "landing")
+                folders[first], first, logs)
+    shutil.copytree(folders[first] / "landing", folders[second] / "landing")
     record: dict = {"size": label, "customers": customers, "generate": gen, "machine": machine_info(),
                     "load_average": [round(os.getloadavg()[0], 1)],
                     "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "engines": {}}
@@ -84,6 +86,7 @@ def bench_size(label: str, customers: int, out: Path, keep: bool) -> dict:
         _step("next-day", [*_retain(), "generate", "--next-day"], folder, engine, logs)
         runs["daily"] = _step("daily", [*_retain(), "run", "--job", "daily_job"], folder, engine, logs)
         record["engines"][engine] = runs
+        _save_partial(record)
     record["load_average"].append(round(os.getloadavg()[0], 1))
     if all(r["ok"] for e in record["engines"].values() for r in e.values()):
         duck = folders["duckdb"] / "warehouse.duckdb"
@@ -98,6 +101,17 @@ def bench_size(label: str, customers: int, out: Path, keep: bool) -> dict:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
     return record
+
+
+_PARTIAL: dict = {}
+
+
+def _save_partial(record: dict) -> None:
+    """Write what one size measured so far (`<results>/<size>.partial.json`): a long run stopped
+    before the other engine still leaves its numbers."""
+    if "results" in _PARTIAL:
+        path = _PARTIAL["results"] / f"{record['size']}.partial.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def section(records: list[dict]) -> list[str]:
@@ -124,7 +138,7 @@ def section(records: list[dict]) -> list[str]:
         equal = ("not compared" if "tables_compared" not in rec else
                  f"{rec['tables_compared'] - len(rec['tables_differing'])}/{rec['tables_compared']}")
         whole = " / ".join(str(x) for x in rec.get("load_average", []))
-        for engine, runs in rec["engines"].items():
+        for engine, runs in sorted(rec["engines"].items()):
             full, daily = runs["full"], runs["daily"]
             st, ds = full["stages"], daily["stages"]
             load = [" / ".join(str(x) for x in r.get("load", [])) or whole for r in (full, daily)]
@@ -134,7 +148,7 @@ def section(records: list[dict]) -> list[str]:
                 f"| {daily['seconds']:,.0f} | {ds.get('dbt', '')} | {max(full['peak_mb'], daily['peak_mb']):,} "
                 f"| {equal} | {load[0]} | {load[1]} | {rec['measured_at']} |"
             )
-    older = [rec["size"] for rec in records if "load" not in rec["engines"]["spark"]["full"]]
+    older = [rec["size"] for rec in records if "load" not in rec["engines"].get("spark", {}).get("full", {})]
     if older:
         lines += ["", f"Measured before each job shared one Spark Connect server and before scoring ran on Spark's "
                       f"workers (one JVM per dbt step, scores computed on the driver): {', '.join(older)}; "
@@ -145,7 +159,8 @@ def section(records: list[dict]) -> list[str]:
 def load_records(results: Path = RESULTS) -> list[dict]:
     """Every kept engine comparison, smallest size first."""
     order = {k: i for i, k in enumerate(SIZES)}
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))] if results.is_dir() else []
+    paths = sorted(p for p in results.glob("*.json") if not p.name.endswith(".partial.json")) if results.is_dir() else []
+    records = [json.loads(p.read_text()) for p in paths]
     return sorted(records, key=lambda r: (order.get(r["size"], 9), r["customers"]))
 
 
@@ -156,14 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "bench", help="root of the data folders")
     parser.add_argument("--keep", action="store_true", help="keep the data folders afterwards")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for <size>.json")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="the order the engines run in: duckdb,spark (default) or spark,duckdb")
     args = parser.parse_args(argv)
+    engines = tuple(e.strip().lower() for e in args.engines.split(","))
+    if sorted(engines) != sorted(ENGINES):
+        parser.error(f"--engines must name both of {', '.join(ENGINES)} once, in the order to run them")
     args.results.mkdir(parents=True, exist_ok=True)
+    _PARTIAL["results"] = args.results
     failed = False
     for label in [s.strip().upper() for s in args.sizes.split(",") if s.strip()]:
         if label not in SIZES:
             parser.error(f"unknown size {label!r}: use S, M or L")
-        record = bench_size(label, SIZES[label], args.out, args.keep)
+        record = bench_size(label, SIZES[label], args.out, args.keep, engines)
         (args.results / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (args.results / f"{label}.partial.json").unlink(missing_ok=True)
         failed |= bool(record.get("tables_differing")) or "tables_compared" not in record
     from bench.run import write_docs
 
