@@ -159,7 +159,8 @@ def section(records: list[dict]) -> list[str]:
 def load_records(results: Path = RESULTS) -> list[dict]:
     """Every kept engine comparison, smallest size first."""
     order = {k: i for i, k in enumerate(SIZES)}
-    paths = sorted(p for p in results.glob("*.json") if not p.name.endswith(".partial.json")) if results.is_dir() else []
+    found = sorted(results.glob("*.json")) if results.is_dir() else []
+    paths = [p for p in found if not p.name.endswith(".partial.json")]
     records = [json.loads(p.read_text()) for p in paths]
     return sorted(records, key=lambda r: (order.get(r["size"], 9), r["customers"]))
 
