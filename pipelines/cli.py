@@ -633,6 +633,7 @@ def score(
     as_of_date = _parse_date(as_of, "--as-of")
     _use_data_dir(data_dir)
     from ml.score import ScoringSkipped
+    from pipelines.core.spark import is_spark
     from pipelines.defs.dbt.project import AFTER_SCORING_TAG, dbt_cli
     from pipelines.engines import score_customers
 
@@ -644,7 +645,17 @@ def score(
                 console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
                 return
         # the action tiers of these scores (dbt model customer_action_tiers: the rule lives there)
+        if is_spark():  # dbt on Spark reads the new scores from the lake, and its tables come back
+            from pipelines.defs.dbt.assets import SPARK_SOURCES_ENV, sync_warehouse_sources
+
+            with _warehouse_connection(read_only=True) as con:
+                os.environ[SPARK_SOURCES_ENV] = ",".join(sync_warehouse_sources(con))
         built = dbt_cli(["build", "--quiet", "--select", f"tag:{AFTER_SCORING_TAG}"]) == 0
+        if built and is_spark():
+            from pipelines.engines import copy_models_to_warehouse
+
+            with _warehouse_connection() as con:
+                copy_models_to_warehouse(con)
         action = None
         if built:
             with _warehouse_connection(read_only=True) as con:

@@ -206,14 +206,19 @@ SPARK_SOURCES_ENV = "RETAIN_SPARK_SOURCES"
 
 def _sync_warehouse_sources(warehouse: WarehouseResource) -> list[str]:
     """Write the warehouse's tables that dbt reads as sources outside `raw` to the lake (Spark engine)."""
+    if not warehouse.location.exists():
+        return []
+    with warehouse.connect(read_only=True) as con:
+        return sync_warehouse_sources(con)
+
+
+def sync_warehouse_sources(con) -> list[str]:
+    """`_sync_warehouse_sources` on an open warehouse connection (also `retain score`); returns what the lake holds."""
     from pipelines.ingest import lake
 
     nodes = json.loads(ensure_manifest().read_text())["sources"].values()
     wanted = sorted({(n["schema"], n["identifier"]) for n in nodes if n["schema"] != "raw"})
-    if not wanted or not warehouse.location.exists():
-        return []
-    with warehouse.connect(read_only=True) as con:
-        return lake.sync_sources(con, wanted)
+    return lake.sync_sources(con, wanted) if wanted else []
 
 
 #: dbt output files kept per data folder (the newest; older ones are deleted at the next run).
