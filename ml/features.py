@@ -574,6 +574,7 @@ def fit_bg_nbd_days(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray):
 
     arrays = [np.ascontiguousarray(a, dtype=float) for a in (frequency, recency, T)]
     digest = hashlib.blake2b(digest_size=20)
+    digest.update(BG_NBD_SAMPLE.to_bytes(8, "little"))  # the same customers fitted on another sample differ
     for a in arrays:
         digest.update(len(a).to_bytes(8, "little"))
         digest.update(memoryview(a).cast("B"))
