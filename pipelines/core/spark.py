@@ -370,8 +370,9 @@ def local_connect_server(s: SparkSettings | None = None, timeout: float = 300.0)
         if os.environ.get("RETAIN_ENGINE", "").strip().lower() == "spark":
             export_spark_environment()
         try:
+            # its shutdown hooks wait for gRPC calls and Python workers: 5 s, then it is killed
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            server.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
