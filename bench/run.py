@@ -875,9 +875,13 @@ def write_docs(results_dir: Path = RESULTS, docs: Path = DOCS) -> Path:
     """Rewrite the report from every size's results and every kept import comparison (`import/*.json`)."""
     results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
     imports = [json.loads(p.read_text()) for p in sorted((results_dir / "import").glob("*.json"))]
+    from bench.bench_engines import load_records, section
+
     recommends = [json.loads(p.read_text()) for p in sorted((results_dir / "recommend").glob("*.json"))]
     docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(render_markdown(results, imports, recommends))
+    text = render_markdown(results, imports, recommends)
+    # DuckDB against Spark on the same shop (bench/bench_engines.py), when measured
+    docs.write_text(text.rstrip("\n") + "\n" + "\n".join(section(load_records(results_dir / "engines"))) + "\n")
     return docs
 
 

@@ -30,14 +30,14 @@
     One comparison with a constant subquery, not "greater than the max, or the max is null":
     DuckDB pushes the single comparison into the table scan and skips the row groups of old
     loads, where the OR form read every row (0.2-0.45 s per model on 24M messages).
-    `floor` is that lowest value: -1 for load ids (`_load_id`, from 1 up), '-infinity' for
-    timestamps (the default for any other column). The columns are never NULL (ingestion
+    `floor` is that lowest value: -1 for load ids (`_load_id`, from 1 up), `timestamp_floor()`
+    for timestamps (the default for any other column). The columns are never NULL (ingestion
     stamps every row).
 #}
 {% macro is_newer_than_this(column, this_column=none, floor=none) -%}
     {%- set this_column = this_column or column -%}
     {%- if floor is none -%}
-        {%- set floor = "-1" if this_column.split(".")[-1] == "_load_id" else "'-infinity'" -%}
+        {%- set floor = "-1" if this_column.split(".")[-1] == "_load_id" else timestamp_floor() | trim -%}
     {%- endif -%}
     (
         {{ column }} > (select coalesce(max({{ this_column }}), {{ floor }}) from {{ this }})
@@ -54,4 +54,38 @@
         partition by {{ key_columns }}
         order by {% if updated_at %}{{ updated_at }} desc nulls last, {% endif %}_load_id desc, _source_row desc
     )
+{%- endmacro %}
+
+{#
+    The lowest timestamp, as the floor of a watermark on an empty model. DuckDB reads the
+    literal '-infinity'; Spark casts strictly (ANSI mode) and has no infinite timestamps, so
+    it gets the first instant of year 1.
+#}
+{% macro timestamp_floor() -%}
+    {{ return(adapter.dispatch('timestamp_floor', 'retain')()) }}
+{%- endmacro %}
+
+{% macro default__timestamp_floor() -%}
+    '-infinity'
+{%- endmacro %}
+
+{% macro spark__timestamp_floor() -%}
+    cast('0001-01-01 00:00:00' as timestamp)
+{%- endmacro %}
+
+{#
+    A row's version as one comparable value, (load id, row in file): `max` of it is the
+    version `latest_version_rank` keeps when there is no updated_at. A struct literal in
+    DuckDB, `named_struct` in Spark; both compare field by field.
+#}
+{% macro load_version(load_id, source_row) -%}
+    {{ return(adapter.dispatch('load_version', 'retain')(load_id, source_row)) }}
+{%- endmacro %}
+
+{% macro default__load_version(load_id, source_row) -%}
+    { 'load_id': {{ load_id }}, 'source_row': {{ source_row }} }
+{%- endmacro %}
+
+{% macro spark__load_version(load_id, source_row) -%}
+    named_struct('load_id', {{ load_id }}, 'source_row', {{ source_row }})
 {%- endmacro %}

@@ -12,7 +12,7 @@
     {%- else -%}
         select
         {%- for name, type in columns.items() %}
-            cast(null as {{ type }}) as {{ name }}{{ ',' if not loop.last }}
+            cast(null as {{ sql_type(type) }}) as {{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
         where false
     {%- endif -%}

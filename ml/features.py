@@ -453,13 +453,24 @@ def _domain_ctes(con, day: str, end: str) -> tuple[list[str], list[str], list[st
     return ctes, joins, selects
 
 
-def build_features(con, as_of: date | datetime | str, sample: float | None = None) -> pd.DataFrame:
+#: `build_features(..., bg_nbd=FIT)`: fit BG/NBD on the customers of the frame itself.
+FIT = "fit"
+
+
+def build_features(
+    con, as_of: date | datetime | str, sample: float | None = None, bg_nbd: object = FIT
+) -> pd.DataFrame:
     """Features as of the end of day `as_of`: one row per customer with a valid order by then.
 
     Columns: customer_id, as_of_date and every name in `FEATURE_NAMES` (numeric as float,
     categorical as string with missing values as None). `sample` (0-1) keeps only that
     share of customers, chosen by a hash of their id (the same customers at every
     cut-off), which bounds training cost on very large shops.
+
+    `bg_nbd`: `FIT` fits the BG/NBD population parameters on the customers of this frame;
+    fitted parameters (`ml.clv.BgNbdParams`) are applied as they are (a part of the customers
+    scored with the population's fit, as in distributed scoring); None leaves the two BG/NBD
+    columns NaN for the caller to fill (`bg_nbd_columns`).
     """
     day_value = _as_date(as_of)
     day = f"date '{day_value.isoformat()}'"
@@ -506,22 +517,30 @@ def build_features(con, as_of: date | datetime | str, sample: float | None = Non
     strings = {name: table.column(name) for name in ["customer_id", *CATEGORICAL] if name in table.column_names}
     numeric = {name: table.column(name).to_numpy() for name in NUMERIC if name in table.column_names}
     del table
-    numeric.update(bg_nbd_columns(numeric["order_days"], numeric["tenure_days"], numeric["days_since_last_order"]))
+    if bg_nbd is not None:
+        numeric.update(bg_nbd_columns(numeric["order_days"], numeric["tenure_days"], numeric["days_since_last_order"],
+                                      params=None if isinstance(bg_nbd, str) and bg_nbd == FIT else bg_nbd))
     return _frame(numeric, strings, len(numeric["order_days"]), day_value)
 
 
-def bg_nbd_columns(order_days: np.ndarray, tenure_days: np.ndarray, days_since_last_order: np.ndarray) -> dict:
+def bg_nbd_columns(
+    order_days: np.ndarray, tenure_days: np.ndarray, days_since_last_order: np.ndarray, params=None
+) -> dict:
     """BG/NBD P(alive) and P(no order in 180 days), fitted (in days) on the customers given.
 
     The buy-till-you-die model summarises frequency, recency and age in one probability;
     the churn model refines it with the experience features. Its inputs are order features:
     frequency = order days - 1, recency = first to last order day = tenure - days since the
-    last order, T = tenure (the `ml.clv` conventions). NaN if it cannot be fitted.
+    last order, T = tenure (the `ml.clv` conventions). NaN if it cannot be fitted. `params`:
+    parameters fitted before (on the whole population) to apply instead of fitting here.
     """
     f, r, t = rfm_from_features(order_days, tenure_days, days_since_last_order)
-    try:
-        params = fit_bg_nbd_days(f, r, t)
-    except (ValueError, RuntimeError):
+    if params is None:
+        try:
+            params = fit_bg_nbd_days(f, r, t)
+        except (ValueError, RuntimeError):
+            params = None
+    if params is None:
         nan = np.full(len(f), np.nan)
         return {"bgnbd_p_alive": nan, "bgnbd_p_no_purchase_180d": nan.copy()}
     from ml import clv  # local import: clv is only needed here
@@ -555,6 +574,7 @@ def fit_bg_nbd_days(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray):
 
     arrays = [np.ascontiguousarray(a, dtype=float) for a in (frequency, recency, T)]
     digest = hashlib.blake2b(digest_size=20)
+    digest.update(BG_NBD_SAMPLE.to_bytes(8, "little"))  # the same customers fitted on another sample differ
     for a in arrays:
         digest.update(len(a).to_bytes(8, "little"))
         digest.update(memoryview(a).cast("B"))

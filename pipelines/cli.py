@@ -633,31 +633,41 @@ def score(
     as_of_date = _parse_date(as_of, "--as-of")
     _use_data_dir(data_dir)
     from ml.score import ScoringSkipped
-    from ml.score import score as run_score
+    from pipelines.core.spark import is_spark
     from pipelines.defs.dbt.project import AFTER_SCORING_TAG, dbt_cli
+    from pipelines.engines import score_customers
 
     with _warehouse_turn("retain score"):
         with _warehouse_connection() as con:
             try:
-                scores = run_score(con, as_of=as_of_date, models_dir=settings().models)
+                scores = score_customers(con, as_of=as_of_date, models_dir=settings().models)
             except ScoringSkipped as exc:
                 console.print(f"skipped: {exc.reason}", markup=False, highlight=False)
                 return
         # the action tiers of these scores (dbt model customer_action_tiers: the rule lives there)
+        if is_spark():  # dbt on Spark reads the new scores from the lake, and its tables come back
+            from pipelines.defs.dbt.assets import SPARK_SOURCES_ENV, sync_warehouse_sources
+
+            with _warehouse_connection(read_only=True) as con:
+                os.environ[SPARK_SOURCES_ENV] = ",".join(sync_warehouse_sources(con))
         built = dbt_cli(["build", "--quiet", "--select", f"tag:{AFTER_SCORING_TAG}"]) == 0
+        if built and is_spark():
+            from pipelines.engines import copy_models_to_warehouse
+
+            with _warehouse_connection() as con:
+                copy_models_to_warehouse(con)
         action = None
         if built:
             with _warehouse_connection(read_only=True) as con:
                 action = dict(con.execute(
                     "SELECT action_tier, count(*) FROM marts.customer_action_tiers GROUP BY 1").fetchall())
-    tiers = scores["risk_tier"].value_counts()
-    scored_as_of = scores["as_of_date"].iloc[0] if len(scores) else "-"
-    table = Table(title=f"Scored {len(scores):,} customers as of {scored_as_of}")
+    tiers = scores.risk_tiers
+    table = Table(title=f"Scored {scores.rows:,} customers as of {scores.as_of_date or '-'}")
     for col in ("risk tier", "customers", "share"):
         table.add_column(col)
     for tier in ("high", "medium", "low"):
         n = int(tiers.get(tier, 0))
-        table.add_row(tier, f"{n:,}", f"{n / max(len(scores), 1):.1%}")
+        table.add_row(tier, f"{n:,}", f"{n / max(scores.rows, 1):.1%}")
     console.print(table)
     if action is None:
         console.print("action tiers not rebuilt: dbt build of marts.customer_action_tiers failed (output above)")
@@ -667,7 +677,7 @@ def score(
         table.add_column(col)
     for tier in ("high", "medium", "low", "dormant"):
         n = int(action.get(tier, 0))
-        table.add_row(tier, f"{n:,}", f"{n / max(len(scores), 1):.1%}")
+        table.add_row(tier, f"{n:,}", f"{n / max(scores.rows, 1):.1%}")
     console.print(table)
 
 

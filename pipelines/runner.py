@@ -9,6 +9,7 @@ passed and failed) comes from the run's own event log, and the outcome is record
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -202,6 +203,23 @@ def summarise(
     )
 
 
+def _engine_server():
+    """With RETAIN_ENGINE=spark on a local master: one Spark Connect server for the whole job.
+
+    Every dbt step of a job is a process of its own; without a server each would start and
+    warm up a JVM of its own (10-40 s each). A server already named by RETAIN_SPARK_REMOTE
+    (a cluster's, or a test's) is used as it is.
+    """
+    from pipelines.core import spark as sp
+
+    if not sp.is_spark():
+        return contextlib.nullcontext()
+    s = sp.spark_settings()
+    if s.remote or not s.master.startswith("local"):
+        return contextlib.nullcontext()
+    return sp.local_connect_server(s)
+
+
 def run_job(
     job: str = "full_job", tags: dict[str, str] | None = None, run_config: dict | None = None, verbose: bool = False
 ) -> RunSummary:
@@ -221,7 +239,8 @@ def run_job(
     job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
     set_stream(os.fdopen(os.dup(2), "w", buffering=1))
     run_id = make_new_run_id()
-    with dg.DagsterInstance.get() as instance, StopGuard() as guard, PeakMemory() as memory:
+    with (_engine_server(), dg.DagsterInstance.get() as instance, StopGuard() as guard,
+          PeakMemory() as memory):
         recover_dead_runs(instance)
         guard.on_stop(lambda: _stopped(instance, run_id, job, started, s.published))
         with SlotWatcher(instance, run_id):

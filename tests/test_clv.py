@@ -145,3 +145,17 @@ def test_clv_discounting(cdnow_rfm):
     assert np.all(discounted < undiscounted) and np.all(discounted > 0.85 * undiscounted)
     coarse = clv.clv(bg, gg, f, r, T, m, 52, 0.002, n_steps=12)
     np.testing.assert_allclose(coarse, discounted, rtol=0.01)
+
+
+def test_remembered_bg_nbd_fit_is_that_of_the_sample_size_in_force(cdnow_rfm, monkeypatch):
+    """`ml.features.fit_bg_nbd_days` remembers its last fit: the same customers with another sample
+    size (distributed scoring fits the single-machine sample) must be fitted again, not looked up."""
+    from ml import features
+
+    f, r, t = (cdnow_rfm[c].to_numpy(dtype=float) * 7 for c in ("frequency", "recency", "T"))
+    f = f / 7
+    whole = features.fit_bg_nbd_days(f, r, t)
+    monkeypatch.setattr(features, "BG_NBD_SAMPLE", 500)
+    sampled = features.fit_bg_nbd_days(f, r, t)
+    assert sampled == fit_bg_nbd(f, r, t, time_unit="D", sample_size=500)
+    assert sampled != whole

@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized=view_or_spark_table()) }}
 
 {#
     One row per thing that happened between a customer and the shop, for the Customer 360

@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized=view_or_spark_table()) }}
 
 {#
     One row per message (both directions) with its funnel flags (int_messages_funnel) and what

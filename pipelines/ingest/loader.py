@@ -161,6 +161,12 @@ def ingest(
             from pipelines.importers.identity import resolve
 
             resolve(con)
+        from pipelines.core.spark import is_spark
+
+        if is_spark():  # the Parquet raw layer Spark reads (pipelines/ingest/lake.py)
+            from pipelines.ingest import lake
+
+            lake.sync(con, [src.name for src in contract_sources])
     finally:
         con.close()
     return results

@@ -3,6 +3,11 @@
 _DUCKDB = {
     "type_double": lambda: "double",
     "median": lambda expression: f"quantile_cont({expression}, 0.5)",
+    "timestamp_floor": lambda: "'-infinity'",
+    "load_version": lambda load_id, source_row: f"{{ 'load_id': {load_id}, 'source_row': {source_row} }}",
+    "register_raw_sources": lambda: "",
+    "sql_type": lambda data_type: data_type,
+    "unnest_list": lambda expression: f"unnest({expression})",
 }
 
 

@@ -157,7 +157,10 @@ aggregated as (
         ) as repeat_180d,
         count(case when customer_journeys.has_second_order then 1 end) as second_order_customers,
         {{ median('customer_journeys.days_to_second_order') }} as median_days_to_second_order,
-        avg(customer_journeys.second_order_value) as avg_second_order_value
+        -- an exact sum divided once: Spark's avg of a decimal is a decimal rounded to 6 places
+        {{ safe_divide(
+            'sum(customer_journeys.second_order_value)', 'count(customer_journeys.second_order_value)'
+        ) }} as avg_second_order_value
     from first_purchase_keys
     inner join customer_journeys
         on first_purchase_keys.customer_id = customer_journeys.customer_id

@@ -20,7 +20,7 @@ windows as (
         template,
         holdout_share,
         cast(as_of_date as date) as list_date,
-        unnest(outcome_windows) as window_days
+        {{ unnest_list('outcome_windows') }} as window_days
     from source
 
 ),

@@ -60,7 +60,7 @@ superseded as (
 
     select
         trim(message_id) as message_id,
-        max({ 'load_id': _load_id, 'source_row': _source_row }) as kept
+        max({{ load_version('_load_id', '_source_row') }}) as kept
     from {{ source('messaging', 'messages') }}
     {% if is_incremental() and not is_backfill() %}
         where {{ is_newer_than_this('_load_id') }}
@@ -76,7 +76,7 @@ versioned as (
         renamed.*,
         case
             when superseded.kept is null then 1
-            when { 'load_id': renamed._load_id, 'source_row': renamed._source_row } = superseded.kept then 1
+            when {{ load_version('renamed._load_id', 'renamed._source_row') }} = superseded.kept then 1
             else 2
         end as version_rank
     from renamed

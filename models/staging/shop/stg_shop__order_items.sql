@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['order_id', 'line_number'],
+        incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         full_refresh=(true if is_backfill() else none),
     )

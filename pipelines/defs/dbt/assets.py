@@ -32,6 +32,7 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from pipelines.core.spark import is_spark
 from pipelines.defs.dbt.project import (
     AFTER_SCORING_TAG,
     dbt_environment,
@@ -40,6 +41,7 @@ from pipelines.defs.dbt.project import (
     ensure_manifest,
 )
 from pipelines.defs.resources import WarehouseResource
+from pipelines.engines import copy_models_to_warehouse
 from pipelines.progress import Countdown, say
 from pipelines.runs import StopGuard, dbt_launcher
 
@@ -166,6 +168,9 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
     os.environ[TEST_SCOPE_ENV] = scope
     if not config.unit_tests or config.backfill_start or config.backfill_end:
         args += ["--exclude-resource-type", "unit_test"]
+    if is_spark():
+        # the models reading what scoring and outreach wrote in the warehouse find it in the lake
+        os.environ[SPARK_SOURCES_ENV] = ",".join(_sync_warehouse_sources(warehouse))
     rows = "rows written by this run" if scope == "run" else "all rows"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows})")
     invocation = dbt.cli(args, context=context)
@@ -190,6 +195,32 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
                 os.killpg(invocation.process.pid, signal.SIGKILL)
             invocation.process.wait()
     _keep_partial_parse(invocation.target_path)
+    if is_spark():
+        # training, outreach and publishing read the warehouse file: give them Spark's tables
+        with warehouse.connect() as con:
+            copied = copy_models_to_warehouse(con)
+        context.log.info(f"copied {len(copied)} Spark tables ({sum(copied.values()):,} rows) into {warehouse.location}")
+
+
+#: Environment variable listing the sources outside `raw` that the lake holds (macros/spark_sources.sql).
+SPARK_SOURCES_ENV = "RETAIN_SPARK_SOURCES"
+
+
+def _sync_warehouse_sources(warehouse: WarehouseResource) -> list[str]:
+    """Write the warehouse's tables that dbt reads as sources outside `raw` to the lake (Spark engine)."""
+    if not warehouse.location.exists():
+        return []
+    with warehouse.connect(read_only=True) as con:
+        return sync_warehouse_sources(con)
+
+
+def sync_warehouse_sources(con) -> list[str]:
+    """`_sync_warehouse_sources` on an open warehouse connection (also `retain score`); returns what the lake holds."""
+    from pipelines.ingest import lake
+
+    nodes = json.loads(ensure_manifest().read_text())["sources"].values()
+    wanted = sorted({(n["schema"], n["identifier"]) for n in nodes if n["schema"] != "raw"})
+    return lake.sync_sources(con, wanted) if wanted else []
 
 
 #: dbt output files kept per data folder (the newest; older ones are deleted at the next run).

@@ -19,6 +19,7 @@ from pathlib import Path
 from dagster_dbt import DbtProject
 
 from pipelines.core.config import PROJECT_ROOT, duckdb_memory_limit, export_environment
+from pipelines.core.spark import export_spark_environment, is_spark, require_java
 
 #: Folders and files whose change makes the manifest stale.
 DBT_SOURCES = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profiles.yml")
@@ -40,6 +41,9 @@ def dbt_environment() -> dict[str, str]:
     rather than failing on a table that may not exist yet.
     """
     export_environment()
+    if is_spark():  # profiles.yml's `spark` target reads the session settings from the environment
+        require_java()
+        export_spark_environment()
     # profiles.yml passes it to DuckDB: a bad value fails here with its name, not deep in dbt
     os.environ["RETAIN_DUCKDB_MEMORY_LIMIT"] = duckdb_memory_limit()
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")

@@ -8,9 +8,11 @@ layer (see docs/importing.md). dbt reads both tables as the `identity` source.
 import dagster as dg
 
 from pipelines.core.contract import load_contract
+from pipelines.core.spark import is_spark
 from pipelines.defs.ingest.assets import GROUP, POOL, raw_key
 from pipelines.defs.resources import WarehouseResource
 from pipelines.importers.identity import resolve
+from pipelines.ingest import lake
 
 
 @dg.multi_asset(
@@ -33,6 +35,8 @@ def customer_identity(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     with warehouse.connect() as con:
         rates = resolve(con)
         keys = con.execute("SELECT count(*) FROM raw._customer_identity").fetchone()[0]
+        if is_spark():  # identity and ledger snapshots in the Parquet raw layer
+            lake.sync(con, tables=[])
     for source, platform, rows, matched, unmatched, rate in rates:
         context.log.info(f"{source} from {platform}: {matched:,} of {rows:,} rows matched ({(rate or 0):.0%}), "
                          f"{unmatched:,} kept unmatched")

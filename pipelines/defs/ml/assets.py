@@ -91,24 +91,24 @@ def churn_scores(context: AssetExecutionContext, warehouse: WarehouseResource) -
     Skipped (`skipped_reason` in the metadata, `ml.churn_scores` emptied) when the history is too
     short for a churn model or no model exists yet; see `ml.score.skip_reason`.
     """
-    from ml.score import ScoringSkipped, score
+    from ml.score import ScoringSkipped
+    from pipelines.engines import score_customers
 
     s = settings()
     with warehouse.connect() as con:
         try:
-            scores = score(con, as_of=s.as_of, models_dir=s.models)
+            scores = score_customers(con, as_of=s.as_of, models_dir=s.models)
         except ScoringSkipped as exc:
             context.log.warning(f"churn scoring skipped: {exc.reason}")
             return dg.MaterializeResult(metadata={"skipped_reason": exc.reason, "dagster/row_count": 0})
-    tiers = scores["risk_tier"].value_counts().to_dict()
-    context.log.info(f"scored {len(scores):,} customers: {tiers}")
+    context.log.info(f"scored {scores.rows:,} customers: {scores.risk_tiers}")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(scores),
-            "as_of_date": str(scores["as_of_date"].iloc[0]) if len(scores) else "",
-            "model_version": str(scores["model_version"].iloc[0]) if len(scores) else "",
-            "risk_tiers": dg.MetadataValue.json({k: int(v) for k, v in tiers.items()}),
-            "mean_churn_probability": float(scores["churn_probability"].mean()) if len(scores) else 0.0,
+            "dagster/row_count": scores.rows,
+            "as_of_date": str(scores.as_of_date or ""),
+            "model_version": scores.model_version,
+            "risk_tiers": dg.MetadataValue.json(scores.risk_tiers),
+            "mean_churn_probability": scores.mean_churn_probability,
         }
     )
 

@@ -1,0 +1,86 @@
+{#
+    On Spark, the raw layer is the lake's Parquet folders (pipelines/ingest/lake.py):
+    `<RETAIN_LAKE>/raw/<table>/load-<id>/` per load. Before every dbt invocation
+    (`on-run-start` in dbt_project.yml) each source table of schema `raw` is registered over
+    its folder with the column types its YAML declares (generated from the data contract),
+    so an empty folder is an empty table and a new contract column appears without a
+    migration. Registering is metadata only (external tables: dropping one leaves its files).
+    DuckDB reads its own raw schema: nothing to do there.
+#}
+{% macro register_raw_sources() -%}
+    {{ return(adapter.dispatch('register_raw_sources', 'retain')()) }}
+{%- endmacro %}
+
+{% macro default__register_raw_sources() -%}
+{%- endmacro %}
+
+{% macro spark__register_raw_sources() -%}
+    {%- if execute -%}
+        {%- set root = env_var('RETAIN_SPARK_RAW', '') | trim -%}
+        {%- if not root -%}
+            {{ exceptions.raise_compiler_error(
+                "RETAIN_SPARK_RAW is not set: run dbt on Spark through retain (retain run, retain docs), "
+                ~ "which points it at the lake's raw folder"
+            ) }}
+        {%- endif -%}
+        {%- do run_query('create database if not exists raw') -%}
+        {%- for source in graph.sources.values() if source.schema == 'raw' -%}
+            {%- set columns = [] -%}
+            {%- for column in source.columns.values() -%}
+                {%- do columns.append('`' ~ column.name ~ '` ' ~ spark_type(column.data_type)) -%}
+            {%- endfor -%}
+            {%- do run_query('drop table if exists raw.`' ~ source.identifier ~ '`') -%}
+            {%- do run_query(
+                'create table raw.`' ~ source.identifier ~ '` (' ~ (columns | join(', ')) ~ ') using parquet'
+                ~ " options (recursiveFileLookup 'true')"
+                ~ " location '" ~ root ~ '/' ~ source.identifier ~ "'"
+            ) -%}
+        {%- endfor -%}
+        {#- sources outside raw (what scoring and outreach wrote): registered when retain put them
+            in the lake (RETAIN_SPARK_SOURCES), else absent, so `source_or_empty` reads nothing -#}
+        {%- set present = (env_var('RETAIN_SPARK_SOURCES', '') | trim).split(',') -%}
+        {%- set lake = env_var('RETAIN_LAKE', '') | trim -%}
+        {%- for source in graph.sources.values() if source.schema != 'raw' -%}
+            {%- set name = source.schema ~ '.`' ~ source.identifier ~ '`' -%}
+            {%- do run_query('create database if not exists ' ~ source.schema) -%}
+            {%- do run_query('drop table if exists ' ~ name) -%}
+            {%- if (source.schema ~ '.' ~ source.identifier) in present -%}
+                {%- do run_query(
+                    'create table ' ~ name ~ " using parquet options (recursiveFileLookup 'true') location '"
+                    ~ lake ~ '/sources/' ~ source.schema ~ '/' ~ source.identifier ~ "'"
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    A column type written for DuckDB, as the engine reads it: unchanged on DuckDB, Spark's
+    name on Spark (`varchar` -> string, `integer[]` -> array<int>).
+#}
+{% macro sql_type(data_type) -%}
+    {{ return(adapter.dispatch('sql_type', 'retain')(data_type)) }}
+{%- endmacro %}
+
+{% macro default__sql_type(data_type) -%}
+    {{ return(data_type) }}
+{%- endmacro %}
+
+{% macro spark__sql_type(data_type) -%}
+    {%- set name = data_type | lower | trim -%}
+    {%- if name.endswith('[]') -%}
+        {{ return('array<' ~ spark__sql_type(name[:-2]) ~ '>') }}
+    {%- endif -%}
+    {{ return(spark_type(name)) }}
+{%- endmacro %}
+
+{# The Spark type of a contract (DuckDB) column type: text and JSON are strings. #}
+{% macro spark_type(data_type) -%}
+    {%- set name = (data_type or 'varchar') | lower | trim -%}
+    {%- if name in ['varchar', 'text', 'json'] or name.endswith('[]') -%}
+        {{ return('string') }}
+    {%- elif name in ['integer', 'int'] -%}
+        {{ return('int') }}
+    {%- endif -%}
+    {{ return(name) }}
+{%- endmacro %}

@@ -1,0 +1,241 @@
+"""retain on Spark, end to end: the same shop through both engines gives the same marts and scores.
+
+One small generated shop (the same landing files, byte for byte, in two data folders) runs
+through the real Dagster `full_job`, then `retain generate --next-day` and the `daily_job`:
+once with RETAIN_ENGINE=duckdb and once with RETAIN_ENGINE=spark (dbt-spark's local session,
+Parquet raw layer in the lake, incremental models rewritten as Parquet). After each run every
+table dbt built on Spark must equal DuckDB's (`pipelines.engines.compare_schema`: integers,
+decimals, text and dates exactly, floats within 1e-9 relative), and so must the churn scores.
+Data tests run in both builds and a failing one fails the run. On Spark the churn scores are
+computed on Spark's workers (`ml.spark_score`, mapInPandas) and must equal DuckDB's.
+
+Small on purpose (200 customers, one shuffle partition, interpreted plans, no UI): Spark's
+fixed cost per query is what this test pays, and each job runs its dbt steps and scoring on
+one local Spark Connect server (`pipelines.runner`), so the JVM starts once per job rather
+than once per step. The seconds of each run and stage are printed (`-s`). Marked `spark`;
+skipped, saying why, only when Java is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.core.spark import JAVA_PACKAGE, java_available
+
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.skipif(not java_available(), reason=f"Spark needs a Java 17 runtime: apt-get install {JAVA_PACKAGE}"),
+]
+
+#: The fewest customers whose history still trains a churn model and gives it positive scores.
+CUSTOMERS = 200
+SEED = 13
+ENGINES = ("duckdb", "spark")
+SCORE_TABLES = ["churn_scores"]
+
+
+def _use(engine: str, data_dir: Path) -> None:
+    from pipelines.core.config import export_environment
+
+    keep = ("RETAIN_TEST_CUSTOMERS", "RETAIN_SPARK_REMOTE")  # the module's Spark Connect server, once started
+    for var in [v for v in os.environ if v.startswith("RETAIN_") and v not in keep]:
+        del os.environ[var]
+    os.environ["RETAIN_DATA_DIR"] = str(data_dir)
+    os.environ["RETAIN_ENGINE"] = engine
+    # a few hundred rows per table: one partition and interpreted plans (no Java compiled per query)
+    os.environ["RETAIN_SPARK_SHUFFLE_PARTITIONS"] = "1"
+    os.environ["RETAIN_SPARK_CODEGEN"] = "false"
+    os.environ["RETAIN_SPARK_DRIVER_MEMORY"] = "1g"
+    export_environment()
+
+
+def _compare(duck: Path, spark_folder: Path) -> dict:
+    """Every table dbt built on Spark and the Spark run's scores against the DuckDB warehouse `duck`."""
+    from pipelines.engines import MODEL_SCHEMAS, compare_schema, compare_warehouses
+
+    lake = str(spark_folder / "lake" / "warehouse")
+    diffs = [d for schema in MODEL_SCHEMAS for d in compare_schema(duck, schema, spark_warehouse_dir=lake)]
+    scores = compare_warehouses(duck, spark_folder / "warehouse.duckdb", "ml", SCORE_TABLES)
+    return {"models": diffs, "scores": scores}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Full run, next day, daily run on DuckDB; then the same on Spark, compared after each run.
+
+    One engine after the other (dbt parses the project again when the target changes), the
+    DuckDB warehouse of the full run kept as a copy for the first comparison. Both Spark jobs,
+    and the Python session of the tests below, share one local Spark Connect server.
+    """
+    from pipelines.core import spark as sp
+    from pipelines.core.config import settings
+    from pipelines.generate import generate
+    from pipelines.generate.next_day import append_next_day
+    from pipelines.runner import run_job
+
+    root = tmp_path_factory.mktemp("engines")
+    folders = {engine: root / engine for engine in ENGINES}
+    saved = dict(os.environ)
+    out: dict = {"seconds": {}, "folders": folders}
+
+    def run(engine: str, job: str) -> None:
+        if job == "full_job":
+            generate(settings().landing, customers=CUSTOMERS, seed=SEED)
+        else:
+            append_next_day(settings().landing)
+        started = time.monotonic()
+        summary = run_job(job)
+        out["seconds"][f"{engine} {job}"] = round(time.monotonic() - started, 1)
+        out["seconds"][f"{engine} {job} stages"] = {st.stage: round(st.seconds, 1) for st in summary.stages}
+        assert summary.success, f"{engine} {job} failed: {summary.error}"
+        out[(engine, job)] = summary
+
+    try:
+        _use("duckdb", folders["duckdb"])
+        run("duckdb", "full_job")
+        after_full = root / "duckdb-full_job.duckdb"
+        shutil.copy(folders["duckdb"] / "warehouse.duckdb", after_full)
+        if (folders["duckdb"] / "warehouse.duckdb.wal").exists():
+            shutil.copy(folders["duckdb"] / "warehouse.duckdb.wal", root / "duckdb-full_job.duckdb.wal")
+        run("duckdb", "daily_job")
+        _use("spark", folders["spark"])
+        started = time.monotonic()
+        with sp.local_connect_server():
+            out["seconds"]["spark server start"] = round(time.monotonic() - started, 1)
+            run("spark", "full_job")
+            out["full_job"] = _compare(after_full, folders["spark"])
+            run("spark", "daily_job")
+            out["daily_job"] = _compare(folders["duckdb"] / "warehouse.duckdb", folders["spark"])
+            yield out
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        print("seconds per run:", out["seconds"])
+
+
+@pytest.mark.parametrize("job", ["full_job", "daily_job"])
+def test_every_dbt_table_equals_duckdb(runs, job):
+    diffs = runs[job]["models"]
+    assert len(diffs) >= 54, [str(d) for d in diffs]  # every table dbt builds but the views
+    unequal = [str(d) for d in diffs if not d.equal]
+    assert not unequal, unequal
+
+
+@pytest.mark.parametrize("job", ["full_job", "daily_job"])
+def test_scores_equal_duckdb(runs, job):
+    (diff,) = runs[job]["scores"]
+    assert diff.rows[0] > 0, "the DuckDB run scored nobody: the shop is too small for a churn model"
+    assert diff.equal, str(diff)
+
+
+def test_daily_run_is_incremental_on_spark(runs):
+    """The daily job rewrote the new day's rows, not history: `_built_at` keeps the full run's time."""
+    from pipelines.core.warehouse import scratch
+    from pipelines.engines import parquet_relation
+
+    summary = runs[("spark", "daily_job")]
+    assert "train" not in {st.stage for st in summary.stages}
+    lake = runs["folders"]["spark"] / "lake" / "warehouse"
+    con = scratch()
+    builds = con.execute(
+        f"SELECT count(DISTINCT _built_at) FROM {parquet_relation(lake / 'staging.db' / 'stg_messaging__messages')}"
+    ).fetchone()[0]
+    assert builds == 2, "the full run's messages kept their build time and the new day's got the daily run's"
+
+
+def test_raw_layer_is_parquet_per_load_matching_the_ledger(runs):
+    """Spark read the raw rows from the lake: one folder per committed load, none half-written."""
+    from pipelines.core.warehouse import connect
+    from pipelines.engines import parquet_relation
+
+    folder = runs["folders"]["spark"]
+    raw = folder / "lake" / "raw"
+    con = connect(folder / "warehouse.duckdb", read_only=True)
+    ledger = con.execute(
+        "SELECT source, load_id, rows_loaded FROM raw._loads WHERE status = 'loaded' AND rows_loaded > 0"
+    ).fetchall()
+    assert any(source == "orders" for source, *_ in ledger)
+    for source, load_id, rows in ledger:
+        part = raw / source / f"load-{load_id:09d}"
+        assert part.is_dir(), f"load {load_id} of {source} is in the ledger but not in the lake"
+        assert con.execute(f"SELECT count(*) FROM {parquet_relation(part)}").fetchone()[0] == rows
+    assert not list(raw.glob("*/.tmp-*")), "a half-written load folder was left behind"
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def spark(runs):
+    """One local Spark session for this module, reading the Spark run's lake."""
+    from pipelines.core import spark as sp
+
+    saved = dict(os.environ)
+    _use("spark", runs["folders"]["spark"])
+    session = sp.session("retain-tests")  # a client of the module's Spark Connect server
+    yield session
+    session.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_scores_were_computed_on_spark(runs):
+    """The Spark run's scores came from Spark's workers: its Parquet files hold every score row."""
+    from pipelines.core.warehouse import connect
+    from pipelines.engines import parquet_relation
+
+    folder = runs["folders"]["spark"]
+    scores = folder / "lake" / "scores" / "churn_scores"
+    assert list(scores.glob("*.parquet")), "no scores written by Spark"
+    con = connect(folder / "warehouse.duckdb", read_only=True)
+    try:
+        rows = f"SELECT count(*), count(DISTINCT customer_id) FROM {parquet_relation(scores)}"
+        from_spark = con.execute(rows).fetchone()
+        assert from_spark[0] == from_spark[1] == con.execute("SELECT count(*) FROM ml.churn_scores").fetchone()[0] > 0
+    finally:
+        con.close()
+
+
+def test_sampled_population_fits_are_those_of_one_machine(spark, runs, monkeypatch, tmp_path):
+    """Above `BG_NBD_SAMPLE` customers the BG/NBD and Gamma-Gamma fits use a sample: Spark fetches the
+    very customers one machine draws, and several buckets of customers score as one."""
+    from ml import features
+    from ml import score as one_machine
+    from ml.inputs import INPUT_TABLES
+    from ml.spark_score import score_on_spark
+    from pipelines.core import spark as sp
+    from pipelines.core.config import settings
+    from pipelines.core.warehouse import connect
+    from pipelines.engines import compare_warehouses
+
+    monkeypatch.setattr(features, "BG_NBD_SAMPLE", 90)
+    monkeypatch.setattr(one_machine, "BG_NBD_SAMPLE", 90)
+    folder = runs["folders"]["spark"]
+    paths = {name: tmp_path / f"{name}.duckdb" for name in ("duckdb", "spark")}
+    for path in paths.values():
+        shutil.copy(folder / "warehouse.duckdb", path)
+    con = connect(paths["duckdb"])
+    n = len(one_machine.score(con, models_dir=settings().models))
+    con.close()
+    assert n > 90, "the shop must have more customers than the sample for this test"
+    con = connect(paths["spark"])
+    summary = score_on_spark(spark, con, sp.table_paths(INPUT_TABLES), str(tmp_path / "scores"),
+                             models_dir=settings().models, buckets=3)
+    con.close()
+    assert summary.rows == n
+    (diff,) = compare_warehouses(paths["duckdb"], paths["spark"], "ml", SCORE_TABLES)
+    assert diff.equal, str(diff)
+
+
+def test_python_session_reads_the_marts_dbt_built(spark, runs):
+    from pipelines.core import spark as sp
+    from pipelines.core.warehouse import connect
+
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    customers = sp.table(spark, "marts", "dim_customers").count()
+    con = connect(runs["folders"]["duckdb"] / "warehouse.duckdb", read_only=True)
+    assert customers == con.execute("SELECT count(*) FROM marts.dim_customers").fetchone()[0] > 0
+    con.close()
