@@ -128,7 +128,7 @@ def section(records: list[dict]) -> list[str]:
         "`python -m bench.bench_engines`). Seconds per stage from each run's status; peak memory of the",
         "whole process tree (Spark's JVM included). Where Spark's time goes:",
         "[scale-out.md](scale-out.md#measured). Load average (1 minute) of the machine at the start / end",
-        "of the full and of the daily run (other engineers' jobs ran too: 2 means both cores busy).",
+        "of the full and of the daily run (other jobs ran too: 2 means both cores busy).",
         "",
         "| size | engine | full run s | ingest | dbt | train | score | daily run s | daily dbt | peak MB "
         "| tables equal | load full | load daily | measured |",
