@@ -33,11 +33,17 @@ SEED = 7
 ENGINES = ("duckdb", "spark")
 
 
+# Spark settings of the measured runs (RETAIN_SPARK_* variables; `--spark-memory`, `--spark-partitions`)
+SPARK_ENV: dict[str, str] = {}
+
+
 def _env(data_dir: Path, engine: str) -> dict[str, str]:
     from bench.run import child_env
 
     env = child_env(data_dir)
     env["RETAIN_ENGINE"] = engine
+    if engine == "spark":
+        env.update(SPARK_ENV)
     return env
 
 
@@ -80,7 +86,8 @@ def bench_size(label: str, customers: int, out: Path, keep: bool, engines: tuple
     shutil.copytree(folders[first] / "landing", folders[second] / "landing")
     record: dict = {"size": label, "customers": customers, "generate": gen, "machine": machine_info(),
                     "load_average": [round(os.getloadavg()[0], 1)],
-                    "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "engines": {}}
+                    "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "engines": {},
+                    "spark_settings": _spark_settings()}
     for engine, folder in folders.items():
         runs = {"full": _step("full", [*_retain(), "run"], folder, engine, logs)}
         _step("next-day", [*_retain(), "generate", "--next-day"], folder, engine, logs)
@@ -101,6 +108,12 @@ def bench_size(label: str, customers: int, out: Path, keep: bool, engines: tuple
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
     return record
+
+
+def _spark_settings() -> dict[str, str]:
+    """Driver memory and shuffle partitions the Spark runs used (the defaults unless set)."""
+    return {"driver_memory": SPARK_ENV.get("RETAIN_SPARK_DRIVER_MEMORY", "2g"),
+            "shuffle_partitions": SPARK_ENV.get("RETAIN_SPARK_SHUFFLE_PARTITIONS", "4")}
 
 
 _PARTIAL: dict = {}
@@ -124,20 +137,22 @@ def section(records: list[dict]) -> list[str]:
         "",
         "The same generated shop through `retain run`, then one more day and `retain run --job daily_job`,",
         "with `RETAIN_ENGINE=duckdb` and with `RETAIN_ENGINE=spark` (dbt-spark through one local Spark",
-        "Connect server per job, `local[2]`, 4 shuffle partitions, scoring with `mapInPandas`;",
+        "Connect server per job, `local[2]`, scoring with `mapInPandas`; driver memory and shuffle partitions",
+        "as the table says;",
         "`python -m bench.bench_engines`). Seconds per stage from each run's status; peak memory of the",
         "whole process tree (Spark's JVM included). Where Spark's time goes:",
         "[scale-out.md](scale-out.md#measured). Load average (1 minute) of the machine at the start / end",
         "of the full and of the daily run (other jobs ran too: 2 means both cores busy).",
         "",
         "| size | engine | full run s | ingest | dbt | train | score | daily run s | daily dbt | peak MB "
-        "| tables equal | load full | load daily | measured |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+        "| tables equal | Spark memory, partitions | load full | load daily | measured |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
     ]
     for rec in records:
         equal = ("not compared" if "tables_compared" not in rec else
                  f"{rec['tables_compared'] - len(rec['tables_differing'])}/{rec['tables_compared']}")
         whole = " / ".join(str(x) for x in rec.get("load_average", []))
+        conf = rec.get("spark_settings", {"driver_memory": "2g", "shuffle_partitions": "4"})
         for engine, runs in sorted(rec["engines"].items()):
             full, daily = runs["full"], runs["daily"]
             st, ds = full["stages"], daily["stages"]
@@ -146,7 +161,8 @@ def section(records: list[dict]) -> list[str]:
                 f"| {rec['size']} ({rec['customers']:,}) | {engine} | {full['seconds']:,.0f} "
                 f"| {st.get('ingest', '')} | {st.get('dbt', '')} | {st.get('train', '')} | {st.get('score', '')} "
                 f"| {daily['seconds']:,.0f} | {ds.get('dbt', '')} | {max(full['peak_mb'], daily['peak_mb']):,} "
-                f"| {equal} | {load[0]} | {load[1]} | {rec['measured_at']} |"
+                f"| {equal} | {(conf['driver_memory'] + ', ' + str(conf['shuffle_partitions'])) if engine == 'spark' else ''} "
+                f"| {load[0]} | {load[1]} | {rec['measured_at']} |"
             )
     older = [rec["size"] for rec in records if "load" not in rec["engines"].get("spark", {}).get("full", {})]
     if older:
@@ -174,7 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for <size>.json")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="the order the engines run in: duckdb,spark (default) or spark,duckdb")
+    parser.add_argument("--spark-memory", default=None,
+                        help="RETAIN_SPARK_DRIVER_MEMORY of the Spark runs (default retain's 2g; L needs more)")
+    parser.add_argument("--spark-partitions", type=int, default=None,
+                        help="RETAIN_SPARK_SHUFFLE_PARTITIONS of the Spark runs (default retain's 4)")
     args = parser.parse_args(argv)
+    if args.spark_memory:
+        SPARK_ENV["RETAIN_SPARK_DRIVER_MEMORY"] = args.spark_memory
+    if args.spark_partitions:
+        SPARK_ENV["RETAIN_SPARK_SHUFFLE_PARTITIONS"] = str(args.spark_partitions)
     engines = tuple(e.strip().lower() for e in args.engines.split(","))
     if sorted(engines) != sorted(ENGINES):
         parser.error(f"--engines must name both of {', '.join(ENGINES)} once, in the order to run them")
