@@ -153,6 +153,7 @@ def section(records: list[dict]) -> list[str]:
                  f"{rec['tables_compared'] - len(rec['tables_differing'])}/{rec['tables_compared']}")
         whole = " / ".join(str(x) for x in rec.get("load_average", []))
         conf = rec.get("spark_settings", {"driver_memory": "2g", "shuffle_partitions": "4"})
+        spark_conf = f"{conf['driver_memory']}, {conf['shuffle_partitions']}"
         for engine, runs in sorted(rec["engines"].items()):
             full, daily = runs["full"], runs["daily"]
             st, ds = full["stages"], daily["stages"]
@@ -161,7 +162,7 @@ def section(records: list[dict]) -> list[str]:
                 f"| {rec['size']} ({rec['customers']:,}) | {engine} | {full['seconds']:,.0f} "
                 f"| {st.get('ingest', '')} | {st.get('dbt', '')} | {st.get('train', '')} | {st.get('score', '')} "
                 f"| {daily['seconds']:,.0f} | {ds.get('dbt', '')} | {max(full['peak_mb'], daily['peak_mb']):,} "
-                f"| {equal} | {(conf['driver_memory'] + ', ' + str(conf['shuffle_partitions'])) if engine == 'spark' else ''} "
+                f"| {equal} | {spark_conf if engine == 'spark' else ''} "
                 f"| {load[0]} | {load[1]} | {rec['measured_at']} |"
             )
     older = [rec["size"] for rec in records if "load" not in rec["engines"].get("spark", {}).get("full", {})]

@@ -19,11 +19,14 @@ from datetime import timedelta
 
 import dagster as dg
 
+from pipelines import dagster_sqlite
 from pipelines.core.config import export_environment
 from pipelines.defs.ops import make_publish_asset
 from pipelines.defs.resources import RESOURCES
 
 export_environment()
+# runs the Dagster daemon launches (`retain ui`) store their events like `retain run` does
+dagster_sqlite.tune()
 
 #: Stages in run order; each is a package under pipelines/defs.
 DOMAINS = ("ingest", "dbt", "ml", "outreach", "lift")

@@ -233,7 +233,8 @@ def run_job(
     from dagster._core.utils import make_new_run_id
 
     s = export_environment()
-    from pipelines.definitions import defs  # after export_environment: dbt reads the env at import
+    from pipelines.definitions import defs  # after export_environment: dbt reads the env at import (and tunes
+    # Dagster's SQLite storage: pipelines.dagster_sqlite)
 
     started = datetime.now(UTC)
     job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
