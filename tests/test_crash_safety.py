@@ -166,15 +166,18 @@ def _new_shop(tmp_path_factory, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crashed(tmp_path_factory, cli_shop):
+def crashed(tmp_path_factory, request):
     """A shop whose runs were killed with SIGKILL in ingest, dbt and publish, then run twice at once.
 
-    Its landing files are those of the session's `cli_shop`, whose one clean `retain run` is
-    the comparison.
+    Its landing files are generated as the session's `cli_shop`'s are (same size and seed), and
+    that shop's one clean `retain run` is the comparison. It is asked for only at the end, so
+    another test process can build it meanwhile.
     """
+    from tests.conftest import CLI_SHOP_CUSTOMERS, CLI_SHOP_SEED
+
     data_dir = tmp_path_factory.mktemp("crash") / "data"
-    shutil.copytree(cli_shop / "landing", data_dir / "landing")
-    clean_dir = cli_shop
+    code, _, err = _retain(data_dir, "generate", "--customers", str(CLI_SHOP_CUSTOMERS), "--seed", str(CLI_SHOP_SEED))
+    assert code == 0, err
     seen: dict = {}
 
     _kill9_at_pause(data_dir, "ingest")
@@ -203,6 +206,7 @@ def crashed(tmp_path_factory, cli_shop):
     seen["temporaries_after_final"] = sorted(p.name for p in (data_dir / "published").glob(".snapshot-*"))
     seen["runs"] = _dagster_runs(data_dir)
     seen["status"] = json.loads((data_dir / "published" / "status.json").read_text())
+    clean_dir = request.getfixturevalue("cli_shop")
     return data_dir, clean_dir, seen
 
 

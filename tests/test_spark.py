@@ -1,7 +1,8 @@
 """retain on Spark, end to end: the same shop through both engines gives the same marts and scores.
 
 One small generated shop (the same landing files, byte for byte, in two data folders) runs
-through the real Dagster `full_job`, then `retain generate --next-day` and the `daily_job`:
+through the real Dagster `full_job`, then one more day (`retain generate --next-day`'s
+function) and the `daily_job`:
 once with RETAIN_ENGINE=duckdb and once with RETAIN_ENGINE=spark (dbt-spark's local session,
 Parquet raw layer in the lake, incremental models rewritten as Parquet). After each run every
 table dbt built on Spark must equal DuckDB's (`pipelines.engines.compare_schema`: integers,
@@ -9,8 +10,9 @@ decimals, text and dates exactly, floats within 1e-9 relative), and so must the 
 Data tests run in both builds and a failing one fails the run. On Spark the churn scores are
 computed on Spark's workers (`ml.spark_score`, mapInPandas) and must equal DuckDB's.
 
-Small on purpose (200 customers, one shuffle partition, interpreted plans, no UI): Spark's
-fixed cost per query is what this test pays, and each job runs its dbt steps and scoring on
+Small on purpose (the session's 300-customer `cli_shop`, whose full run on DuckDB is the first
+comparison; one shuffle partition, interpreted plans, no UI): Spark's fixed cost per query is
+what this test pays, and each job runs its dbt steps and scoring on
 one local Spark Connect server (`pipelines.runner`), so the JVM starts once per job rather
 than once per step. The seconds of each run and stage are printed (`-s`). Marked `spark`;
 skipped, saying why, only when Java is missing.
@@ -32,9 +34,6 @@ pytestmark = [
     pytest.mark.skipif(not java_available(), reason=f"Spark needs a Java 17 runtime: apt-get install {JAVA_PACKAGE}"),
 ]
 
-#: The fewest customers whose history still trains a churn model and gives it positive scores.
-CUSTOMERS = 200
-SEED = 13
 ENGINES = ("duckdb", "spark")
 SCORE_TABLES = ["churn_scores"]
 
@@ -65,28 +64,28 @@ def _compare(duck: Path, spark_folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Full run, next day, daily run on DuckDB; then the same on Spark, compared after each run.
+def runs(tmp_path_factory, cli_shop):
+    """The session's CLI-built shop (`cli_shop`, its full run on DuckDB) through the daily job on
+    DuckDB; its landing files through the full job, one more day and the daily job on Spark;
+    compared after each job.
 
-    One engine after the other (dbt parses the project again when the target changes), the
-    DuckDB warehouse of the full run kept as a copy for the first comparison. Both Spark jobs,
-    and the Python session of the tests below, share one local Spark Connect server.
+    DuckDB first (dbt parses the project again when the target changes). Both Spark jobs, and
+    the Python session of the tests below, share one local Spark Connect server.
     """
     from pipelines.core import spark as sp
     from pipelines.core.config import settings
-    from pipelines.generate import generate
     from pipelines.generate.next_day import append_next_day
     from pipelines.runner import run_job
 
     root = tmp_path_factory.mktemp("engines")
     folders = {engine: root / engine for engine in ENGINES}
+    shutil.copytree(cli_shop, folders["duckdb"])
+    shutil.copytree(cli_shop / "landing", folders["spark"] / "landing")
     saved = dict(os.environ)
     out: dict = {"seconds": {}, "folders": folders}
 
     def run(engine: str, job: str) -> None:
-        if job == "full_job":
-            generate(settings().landing, customers=CUSTOMERS, seed=SEED)
-        else:
+        if job == "daily_job":
             append_next_day(settings().landing)
         started = time.monotonic()
         summary = run_job(job)
@@ -97,18 +96,13 @@ def runs(tmp_path_factory):
 
     try:
         _use("duckdb", folders["duckdb"])
-        run("duckdb", "full_job")
-        after_full = root / "duckdb-full_job.duckdb"
-        shutil.copy(folders["duckdb"] / "warehouse.duckdb", after_full)
-        if (folders["duckdb"] / "warehouse.duckdb.wal").exists():
-            shutil.copy(folders["duckdb"] / "warehouse.duckdb.wal", root / "duckdb-full_job.duckdb.wal")
         run("duckdb", "daily_job")
         _use("spark", folders["spark"])
         started = time.monotonic()
         with sp.local_connect_server():
             out["seconds"]["spark server start"] = round(time.monotonic() - started, 1)
             run("spark", "full_job")
-            out["full_job"] = _compare(after_full, folders["spark"])
+            out["full_job"] = _compare(cli_shop / "warehouse.duckdb", folders["spark"])
             run("spark", "daily_job")
             out["daily_job"] = _compare(folders["duckdb"] / "warehouse.duckdb", folders["spark"])
             yield out
