@@ -13,8 +13,8 @@ file), and signs in through Streamlit's `st.login` in Debian's headless Chromium
 - every page as each role: no plain email or phone unless support reveals it;
 - a user without a role: only a "no role" message.
 
-Every download, contact view and email-prefix search must be in the audit log. Screenshots go to the test's tmp
-folder (and to $RETAIN_SCREENSHOTS when set).
+Every download, contact view and email-prefix search must be in the audit log. With
+$RETAIN_SCREENSHOTS set, screenshots of what each role saw go there.
 """
 
 from __future__ import annotations
@@ -196,13 +196,19 @@ def page(driver, url: str) -> dict:
     }
 
 
-def shoot(driver, dashboard, name: str) -> Path:
-    """Screenshot into the test folder (and $RETAIN_SCREENSHOTS)."""
-    path = browser.screenshot(driver, dashboard["work"] / "screenshots" / f"{name}.png")
+def shoot(driver, dashboard, name: str) -> Path | None:
+    """Screenshot into $RETAIN_SCREENSHOTS, when set, for a person to look at.
+
+    Nothing asserts on these pictures (the page checks read the page's elements), and each one
+    resizes the window and waits for the charts to lay out again: about 2 s each, 25 in this
+    module. `tests/test_dashboard_browser.py` screenshots every page in every run.
+    """
     target = os.environ.get("RETAIN_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, Path(target) / path.name)
+    if not target:
+        return None
+    path = browser.screenshot(driver, dashboard["work"] / "screenshots" / f"{name}.png")
+    Path(target).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, Path(target) / path.name)
     return path
 
 
