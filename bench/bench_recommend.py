@@ -14,7 +14,8 @@ Times, on the warehouse of a finished full run (so the rest of the marts exist):
    data (reported, not counted: a daily run also rebuilds the customers of the new day);
 3. `ml.recommend.write_recommendations` (every customer's top 3), every run;
 4. `ml.recommend_backtest.run_backtest` (three cut-offs, model and popularity baseline): only
-   the runs that train (the full run and the weekly retrain), never the daily run;
+   the runs that train (the full run and the weekly retrain), never the daily run; as in the
+   full run's step, on the coded order lines and pairs step 3 kept (`keep_prepared`);
 
 and prints one JSON line with the seconds, the rows and the backtest's numbers.
 `added_seconds` = 1 + 3 + 4 (dbt's elapsed time) is what the recommendations add to a full
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     export_environment()
     from bench.common import speed_reference
-    from ml.recommend import write_recommendations
+    from ml.recommend import PREFIX, write_recommendations
     from ml.recommend_backtest import run_backtest
     from pipelines.core.warehouse import connect
     from pipelines.defs.dbt.project import PROJECT_ROOT, dbt_environment, dbt_executable
@@ -86,11 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
         result[f"{key}_seconds"] = float(elapsed[-1]) if elapsed else None
     with connect() as con:
         result["order_lines"] = con.execute("SELECT count(*) FROM marts.fct_order_lines").fetchone()[0]
-        summary = write_recommendations(con)
+        # as the full run's step does (pipelines/defs/ml/recommendations.py): one coding for both
+        summary = write_recommendations(con, keep_prepared=True)
         result["recommend_seconds"] = round(summary.seconds, 2)
         result["customers"] = summary.customers
         started = time.perf_counter()
-        backtest = run_backtest(con, run_id="bench")
+        backtest = run_backtest(con, run_id="bench", prepared=PREFIX)
         result["backtest_seconds"] = round(time.perf_counter() - started, 2)
         result["backtest"] = backtest.to_dict()
     result["load_average_1m_after"] = round(os.getloadavg()[0], 1)

@@ -295,9 +295,10 @@ def _rank(con, p: str, scored: str, out: str, coded: bool) -> str:
     return out
 
 
-def drop_candidates(con, prefix: str = "_rec") -> None:
-    """Drop the temp tables `prepare` and `build_candidates` made (not the `out` tables of other names)."""
-    for t in (*_PREPARED, *_PER_CUTOFF, "top"):
+def drop_candidates(con, prefix: str = "_rec", keep_prepared: bool = False) -> None:
+    """Drop the temp tables `prepare` and `build_candidates` made (not the `out` tables of other names);
+    `keep_prepared`: only those of the last cut-off (another cut-off or the backtest reuses the rest)."""
+    for t in (*(() if keep_prepared else _PREPARED), *_PER_CUTOFF, "top"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{t}")
 
 
@@ -332,10 +333,12 @@ def latest_line_date(con) -> date | None:
     return value.date() if value is not None else None
 
 
-def write_recommendations(con, as_of: date | None = None) -> RecommendationSummary:
+def write_recommendations(con, as_of: date | None = None, keep_prepared: bool = False) -> RecommendationSummary:
     """Replace `ml.product_recommendations` with every customer's top 3 as of `as_of` (default: latest line).
 
     Raises `NoProductData` when the warehouse has no order lines (nothing is written then).
+    `keep_prepared`: leave `prepare`'s temp tables (prefix `PREFIX`) on `con` for a backtest
+    in the same step (`run_backtest(con, prepared=PREFIX)`), which then skips building them.
     """
     if not has_product_data(con):
         raise NoProductData("no order lines with products in marts.fct_order_lines (a transaction log such as "
@@ -378,7 +381,7 @@ def write_recommendations(con, as_of: date | None = None) -> RecommendationSumma
         con.execute("ROLLBACK")
         raise
     finally:
-        drop_candidates(con, PREFIX)
+        drop_candidates(con, PREFIX, keep_prepared=keep_prepared)
     customers, rows = con.execute(f"SELECT count(DISTINCT customer_id), count(*) FROM {TABLE}").fetchone()
     by_reason = dict(con.execute(f"SELECT reason_kind, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall())
     summary = RecommendationSummary(as_of, customers, rows, time.perf_counter() - started,

@@ -114,11 +114,19 @@ def _metrics(con, top: str, truth: str) -> tuple[float, float]:
 
 
 def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoffs: int = CUTOFFS,
-                 horizon_days: int = HORIZON_DAYS, store: bool = True) -> BacktestResult:
-    """Backtest at `cutoffs` cut-offs before `end` (default: the latest order line); store the rows."""
+                 horizon_days: int = HORIZON_DAYS, store: bool = True, prepared: str | None = None) -> BacktestResult:
+    """Backtest at `cutoffs` cut-offs before `end` (default: the latest order line); store the rows.
+
+    `prepared`: the prefix of `prepare`'s temp tables already on `con` (the recommendations of the
+    same step kept them: `write_recommendations(con, keep_prepared=True)`); they are used as they
+    are (they depend on the order lines only, not on a cut-off) and dropped at the end.
+    """
+    p = prepared or "_bt"
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = BacktestResult(run_id)
     if not has_product_data(con):
+        if prepared:
+            drop_candidates(con, p)
         result.skipped_reason = ("no order lines with products (a transaction log such as CDNOW has none): "
                                  "nothing to backtest")
         return result
@@ -126,29 +134,32 @@ def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoff
     first = con.execute(f"SELECT min(ordered_at) FROM {LINES}").fetchone()[0].date()
     dates = cutoff_dates(end, first, cutoffs, horizon_days)
     if not dates:
+        if prepared:
+            drop_candidates(con, p)
         result.skipped_reason = (f"{(end - first).days} days of order lines; a backtest needs {MIN_HISTORY_DAYS} "
                                  f"days before a cut-off plus {horizon_days} after it")
         return result
-    prepare(con, "_bt")  # codes, lines and pairs once; each cut-off filters them by time
+    if not prepared:
+        prepare(con, p)  # codes, lines and pairs once; each cut-off filters them by time
     for cutoff in dates:
         started = time.perf_counter()
         window_end = cutoff + timedelta(days=horizon_days)
         # who bought before the cut-off and again in the window, and what they bought then (as codes)
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _bt_truth AS
-            SELECT DISTINCT cid AS customer_id, pid AS product_id FROM _bt_lines
+            CREATE OR REPLACE TEMP TABLE {p}_truth AS
+            SELECT DISTINCT cid AS customer_id, pid AS product_id FROM {p}_lines
             WHERE ordered_at >= TIMESTAMP '{cutoff}' AND ordered_at < TIMESTAMP '{window_end}'
-              AND cid IN (SELECT cid FROM _bt_lines WHERE ordered_at < TIMESTAMP '{cutoff}')
+              AND cid IN (SELECT cid FROM {p}_lines WHERE ordered_at < TIMESTAMP '{cutoff}')
         """)
-        who = "SELECT DISTINCT customer_id AS cid FROM _bt_truth"
-        model_top = build_candidates(con, cutoff, customers=who, prefix="_bt", prepared=True, out="_bt_model_top",
-                                     baseline_out="_bt_base_top", coded=True)
-        baseline_top = "_bt_base_top"
-        customers = con.execute("SELECT count(DISTINCT customer_id) FROM _bt_truth").fetchone()[0]
+        who = f"SELECT DISTINCT customer_id AS cid FROM {p}_truth"
+        model_top = build_candidates(con, cutoff, customers=who, prefix=p, prepared=True, out=f"{p}_model_top",
+                                     baseline_out=f"{p}_base_top", coded=True)
+        baseline_top = f"{p}_base_top"
+        customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {p}_truth").fetchone()[0]
         coded = "SELECT cid AS customer_id, rank, pid AS product_id FROM {}"
-        hit, ndcg = _metrics(con, coded.format(model_top), "_bt_truth")
-        base_hit, base_ndcg = _metrics(con, coded.format(baseline_top), "_bt_truth")
-        for table in ("_bt_truth", model_top, baseline_top):
+        hit, ndcg = _metrics(con, coded.format(model_top), f"{p}_truth")
+        base_hit, base_ndcg = _metrics(con, coded.format(baseline_top), f"{p}_truth")
+        for table in (f"{p}_truth", model_top, baseline_top):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         result.cutoffs.append({
             "cutoff_date": cutoff.isoformat(), "customers": int(customers), "hit_rate_at_3": hit, "ndcg_at_3": ndcg,
@@ -156,7 +167,7 @@ def run_backtest(con, run_id: str | None = None, end: date | None = None, cutoff
             "seconds": round(time.perf_counter() - started, 2),
         })
         log.info("backtest cut-off %s: %d customers, hit@3 %.3f (popularity %.3f)", cutoff, customers, hit, base_hit)
-    drop_candidates(con, "_bt")
+    drop_candidates(con, p)
     if store:
         created_at = datetime.now(UTC).replace(tzinfo=None)
         con.execute("CREATE SCHEMA IF NOT EXISTS ml")

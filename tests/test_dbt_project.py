@@ -261,6 +261,44 @@ def test_incremental_build_left_history_alone(built):
     assert changed_customers == new_customers
 
 
+
+def test_an_order_re_sent_under_another_customer_keeps_only_its_new_order_lines(built, tmp_path):
+    """fct_order_lines is incremental by customer: an order re-sent under another customer is rebuilt
+    with its new customer, and a post-hook drops the rows its old customer's build left."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        # a valid order with lines, and a customer other than its own (raw ids: staging resolves them)
+        order_id, old_customer, lines = con.execute("""
+            select order_id, any_value(customer_id), count(*) from marts.fct_order_lines
+            group by order_id order by order_id limit 1""").fetchone()
+        new_raw_customer = con.execute("""
+            select trim(customer_id) from raw.orders where trim(customer_id) <> ? and customer_id is not null
+            order by 1 limit 1""", [old_customer]).fetchone()[0]
+        columns = [c for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'orders' order by ordinal_position").fetchall()]
+        values = {c: c for c in columns} | {
+            "customer_id": "?", "updated_at": "coalesce(updated_at, ordered_at) + interval 30 day",
+            "_load_id": "301", "_loaded_at": "timestamp '2025-07-03 01:00:00'",
+            "_source_file": "'orders/export_3.csv'", "_source_row": "1",
+        }
+        con.execute(f"""
+            insert into raw.orders ({", ".join(columns)})
+            select {", ".join(values[c] for c in columns)} from raw.orders
+            where trim(order_id) = ? order by updated_at desc nulls last, _load_id desc limit 1""",
+                    [new_raw_customer, order_id])
+    result = run_dbt(["run", "--select", "+fct_order_lines"], warehouse, tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        new_customer = con.execute("select customer_id from marts.fct_orders where order_id = ?",
+                                   [order_id]).fetchone()[0]
+        rows = con.execute("""
+            select customer_id, _built_at = (select max(_built_at) from marts.fct_order_lines)
+            from marts.fct_order_lines where order_id = ?""", [order_id]).fetchall()
+    assert new_customer != old_customer
+    assert len(rows) == lines and set(rows) == {(new_customer, True)}
+
 # Independent reference: the latest version of each raw order, written without the dbt models.
 RAW_ORDERS = """
 with ranked as (

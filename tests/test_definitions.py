@@ -48,6 +48,11 @@ def test_jobs_select_the_right_stages(defs):
     assert PRODUCT_RECOMMENDATIONS_KEY in daily_keys and PRODUCT_RECOMMENDATIONS_KEY in full_keys
     assert RECOMMENDATION_BACKTEST_KEY not in daily_keys
     assert RECOMMENDATION_BACKTEST_KEY in retrain_keys and RECOMMENDATION_BACKTEST_KEY in full_keys
+    # one step for both, so that the full run codes the order lines once (each job takes its subset)
+    recommend = graph.get(PRODUCT_RECOMMENDATIONS_KEY).assets_def
+    assert recommend is graph.get(RECOMMENDATION_BACKTEST_KEY).assets_def and recommend.can_subset
+    assert graph.get(PRODUCT_RECOMMENDATIONS_KEY).group_name == "score"
+    assert graph.get(RECOMMENDATION_BACKTEST_KEY).group_name == "train"
 
 
 def test_schedules(defs):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.recommend import NoProductData, build_candidates, drop_candidates, write_recommendations
+from ml.recommend import PREFIX, NoProductData, build_candidates, drop_candidates, write_recommendations
 from ml.recommend_backtest import _metrics, backtest_card, run_backtest
 from pipelines.core.warehouse import connect
 from pipelines.generate import journeys
@@ -131,6 +131,20 @@ def test_a_cutoff_sees_only_earlier_lines(shop):
     top = build_candidates(shop, T0 + timedelta(days=25))
     assert shop.execute(f"SELECT count(*) FROM {top} WHERE product_id = 'B'").fetchone()[0] == 0
     drop_candidates(shop)
+
+
+def test_the_backtest_on_the_recommendations_coded_lines_equals_its_own(shop):
+    # the full run's step: the recommendations keep their coded lines and pairs for the backtest
+    def numbers(result):
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in result.cutoffs]
+
+    own = run_backtest(shop, run_id="own", horizon_days=10, cutoffs=2, store=False)
+    write_recommendations(shop, keep_prepared=True)
+    assert shop.execute(f"SELECT count(*) FROM {PREFIX}_pairs").fetchone()[0] > 0
+    shared = run_backtest(shop, run_id="shared", horizon_days=10, cutoffs=2, store=False, prepared=PREFIX)
+    assert own.cutoffs and numbers(shared) == numbers(own)
+    left = shop.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    assert left == []
 
 
 def test_backtest_metrics_by_hand(shop):

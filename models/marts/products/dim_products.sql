@@ -5,12 +5,8 @@
 
 with
 
-order_lines as (
-
-    select * from {{ ref('fct_order_lines') }}
-
-),
-
+-- reads fct_order_lines directly, not through a shared CTE: DuckDB materialises a CTE used
+-- more than once, which copied all 3 million lines at 1M customers before the first group-by
 -- one name per product: the alphabetically last (deterministic; names rarely change)
 names as (
 
@@ -21,7 +17,7 @@ names as (
         count(distinct order_id) as orders,
         sum(quantity) as units,
         sum(line_amount) as revenue
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     group by product_id
 
 ),
@@ -31,7 +27,7 @@ customer_purchases as (
     select
         customer_id,
         max(purchase_number) as last_purchase_number
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     group by customer_id
 
 ),
@@ -45,7 +41,7 @@ customer_products as (
         -- bought in two or more purchases: one aggregate, where counting distinct numbers took two
         max(purchase_number) > min(purchase_number) as is_rebought,
         max(case when is_returned then 1 else 0 end) = 1 as has_returned
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     group by customer_id, product_id
 
 ),

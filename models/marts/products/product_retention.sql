@@ -7,12 +7,6 @@
 
 with
 
-order_lines as (
-
-    select * from {{ ref('fct_order_lines') }}
-
-),
-
 orders as (
 
     select
@@ -36,13 +30,15 @@ rules as (
 
 ),
 
+-- reads fct_order_lines directly, not through a shared CTE: DuckDB materialises a CTE used
+-- more than once, which copied all 3 million lines at 1M customers before the first group-by
 purchases as (
 
     select
         customer_id,
         min(case when purchase_number = 1 then ordered_at end) as first_order_at,
         min(case when purchase_number = 2 then ordered_at end) as second_order_at
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     group by customer_id
 
 ),
@@ -117,7 +113,7 @@ first_purchase_keys as (
         product_id as journey_key,
         product_name as journey_name,
         category
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     where purchase_number = 1
     union all
     select distinct
@@ -126,7 +122,7 @@ first_purchase_keys as (
         category as journey_key,
         category as journey_name,
         category
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     where purchase_number = 1
     union all
     select

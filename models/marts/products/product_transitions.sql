@@ -7,18 +7,14 @@
 
 with
 
-order_lines as (
-
-    select * from {{ ref('fct_order_lines') }}
-
-),
-
 rules as (
 
     select * from {{ ref('product_journey_rules') }}
 
 ),
 
+-- reads fct_order_lines directly, not through a shared CTE: DuckDB materialises a CTE used
+-- more than once, which copied all 3 million lines at 1M customers before the first group-by
 purchase_keys as (
 
     select distinct
@@ -27,7 +23,7 @@ purchase_keys as (
         'product' as journey_level,
         product_id as journey_key,
         product_name as journey_name
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     where purchase_number <= 2
     union all
     select distinct
@@ -36,7 +32,7 @@ purchase_keys as (
         'category' as journey_level,
         category as journey_key,
         category as journey_name
-    from order_lines
+    from {{ ref('fct_order_lines') }}
     where purchase_number <= 2
 
 ),

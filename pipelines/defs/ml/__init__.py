@@ -11,10 +11,10 @@ from pipelines.defs.ml.assets import (
 from pipelines.defs.ml.recommendations import (
     PRODUCT_RECOMMENDATIONS_KEY,
     product_recommendations,
-    recommendation_backtest,
 )
 
-assets = [churn_model, churn_scores, product_recommendations, recommendation_backtest]
+#: `product_recommendations` materialises the recommendations and their backtest (one step)
+assets = [churn_model, churn_scores, product_recommendations]
 asset_checks = [score_drift_check]
 
 __all__ = ["CHURN_MODEL_KEY", "CHURN_SCORES_KEY", "PRODUCT_RECOMMENDATIONS_KEY", "asset_checks", "assets"]
