@@ -16,6 +16,14 @@
       3. drop the stage.
 
     The stage exists because Spark cannot overwrite a table in a statement that reads it.
+
+    A run killed during step 2 leaves the model partly rewritten (Parquet has no
+    transactions), and the stage behind. Spark registers a table created from a query only
+    after all its files are written, so a stage still registered holds every row the model
+    should have had: the next run over the model finishes that overwrite first (step 0), then
+    goes on as usual. (No retain model is partitioned on Spark; with `partition_by` a run
+    killed while dropping emptied partitions could keep some of them: the finishing step stops
+    with a message asking for a full refresh of the model in that case.)
     Same rows as DuckDB's delete+insert; the cost is a rewrite of the table (or of the
     touched partitions) instead of a delete. On a cluster with Delta Lake or Iceberg the same
     models would run these strategies as `delete from ... ; insert into ...` in one
@@ -92,6 +100,19 @@
         {%- endif -%}
     {%- endset -%}
 
+    {%- set leftover = adapter.get_relation(database=stage.database, schema=stage.schema,
+                                            identifier=stage.identifier) -%}
+    {%- if leftover is not none -%}
+        {%- if partitions -%}
+            {{ exceptions.raise_compiler_error(
+                "a run stopped while rewriting " ~ target ~ " left its stage " ~ stage ~ "; the model is "
+                ~ "partitioned, so run it once with a full refresh (retain run config full_refresh: true)"
+            ) }}
+        {%- endif -%}
+        {{ log("retain: " ~ target ~ ": finishing the rewrite a stopped run left (from " ~ stage ~ ")", info=true) }}
+        {%- do run_query('insert overwrite table ' ~ target ~ ' select ' ~ columns ~ ' from ' ~ leftover) -%}
+        {%- do run_query('refresh table ' ~ target) -%}
+    {%- endif -%}
     {%- do run_query('drop table if exists ' ~ stage) -%}
     {%- call statement('retain_rewrite_stage') -%}
         create table {{ stage }} using parquet

@@ -233,3 +233,47 @@ def test_python_session_reads_the_marts_dbt_built(spark, runs):
     con = connect(runs["folders"]["duckdb"] / "warehouse.duckdb", read_only=True)
     assert customers == con.execute("SELECT count(*) FROM marts.dim_customers").fetchone()[0] > 0
     con.close()
+
+
+def test_rewrite_a_killed_run_left_is_finished_by_the_next_run(spark, runs):
+    """A run killed while `insert overwrite` rewrote an incremental model leaves the model partly
+    written and its complete stage behind: the next run over the model restores it from the stage
+    (macros/spark_incremental.sql) and the model equals DuckDB's again."""
+    from pipelines.defs.dbt.project import dbt_cli
+    from pipelines.engines import compare_schema
+
+    model = "stg_messaging__messages"
+    lake = runs["folders"]["spark"] / "lake" / "warehouse"
+    full = spark.table(f"staging.{model}").count()
+    spark.sql(f"create table staging.{model}__dbt_stage using parquet as select * from staging.{model}")
+    # what a kill during the overwrite leaves: some of the rows, the stage still registered
+    spark.sql(f"insert overwrite table staging.{model} select * from staging.{model}__dbt_stage "
+              "where pmod(hash(message_id), 2) = 0")
+    assert 0 < spark.table(f"staging.{model}").count() < full
+
+    assert dbt_cli(["run", "--select", model, "--quiet"]) == 0
+    assert not spark.catalog.tableExists(f"staging.{model}__dbt_stage")
+    (diff,) = compare_schema(runs["folders"]["duckdb"] / "warehouse.duckdb", "staging", [model],
+                             spark_warehouse_dir=str(lake))
+    assert diff.equal, str(diff)
+
+
+def test_table_folder_a_killed_create_left_is_removed(spark, runs):
+    """A run killed during `create table ... as` leaves files in a folder the catalog has no table
+    for, and Spark refuses to create the table there again (LOCATION_ALREADY_EXISTS). A job's
+    Connect server removes such folders when it starts; the registered tables stay."""
+    from pipelines.core import spark as sp
+
+    lake = runs["folders"]["spark"] / "lake" / "warehouse"
+    orphan = lake / "marts.db" / "kpi_left_half_written"
+    orphan.mkdir()
+    shutil.copy(next((lake / "marts.db" / "dim_customers").glob("*.parquet")), orphan / "part-00000.parquet")
+    with pytest.raises(Exception, match="LOCATION_ALREADY_EXISTS"):
+        spark.sql("create table marts.kpi_left_half_written using parquet as select 1 as x")
+    tables = sorted(p.name for p in (lake / "marts.db").iterdir() if p != orphan)
+
+    assert sp.remove_unregistered_table_folders(spark, str(lake)) == [orphan]
+    assert sorted(p.name for p in (lake / "marts.db").iterdir()) == tables
+    assert spark.table("marts.dim_customers").count() > 0
+    spark.sql("create table marts.kpi_left_half_written using parquet as select 1 as x")
+    spark.sql("drop table marts.kpi_left_half_written")

@@ -360,6 +360,9 @@ def local_connect_server(s: SparkSettings | None = None, timeout: float = 300.0)
                 time.sleep(0.5)
         os.environ["RETAIN_SPARK_REMOTE"] = url
         export_spark_environment()
+        # before any step writes: folders a killed run left would stop its next CREATE TABLE
+        for folder in remove_unregistered_table_folders(session("retain-cleanup"), s.warehouse_dir):
+            print(f"retain: removed {folder}, a table folder a stopped run left unregistered", file=sys.stderr)
         yield url
     finally:
         _stop_remote_session()
@@ -378,6 +381,35 @@ def local_connect_server(s: SparkSettings | None = None, timeout: float = 300.0)
             server.wait()
         except ProcessLookupError:
             pass
+
+
+def remove_unregistered_table_folders(spark: SparkSession, warehouse_dir: str) -> list[Path]:
+    """Remove the folders under `<warehouse_dir>/<schema>.db/` that the catalog has no table for.
+
+    Spark writes a `CREATE TABLE ... AS` (dbt's table models, the stage of an incremental
+    rewrite) into the table's folder first and registers the table only once every file is
+    written. A run killed in between leaves a folder with some files and no table, and every
+    later `CREATE TABLE` of that name fails with LOCATION_ALREADY_EXISTS: removing such folders
+    before a job writes lets the next run build the table again. Local folders only (a
+    cluster's object store and catalog are the cluster's: docs/scale-out.md). Call it while no
+    other session writes to the catalog: a local job's own Connect server, just started, holds
+    the Derby catalog alone. Returns the folders removed.
+    """
+    root = Path(warehouse_dir.removeprefix("file:"))
+    if "://" in warehouse_dir or not root.is_dir():
+        return []
+    removed: list[Path] = []
+    schemas = {row[0].lower() for row in spark.sql("show databases").collect()}
+    for schema_dir in sorted(root.glob("*.db")):
+        schema = schema_dir.name[: -len(".db")]
+        if schema.lower() not in schemas:
+            continue
+        tables = {row.tableName.lower() for row in spark.sql(f"show tables in `{schema}`").collect()}
+        for folder in sorted(schema_dir.iterdir()):
+            if folder.is_dir() and not folder.name.startswith((".", "_")) and folder.name.lower() not in tables:
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
 
 
 def _stop_remote_session() -> None:
