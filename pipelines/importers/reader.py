@@ -261,10 +261,11 @@ def stage_json(con: duckdb.DuckDBPyConnection, path: Path, mappings: list[Mappin
                 + (f" (it reads {', '.join(s for m in jsons for s in m.detect_streams)})" if jsons else ""),
             )
         return staged
-    keys = [k for (k,) in con.execute(
-        f"SELECT DISTINCT unnest(json_keys(_rec)) FROM (SELECT _rec FROM {ROWS} WHERE _bad IS NULL "
-        "ORDER BY _row LIMIT 20)"
-    ).fetchall()]
+    # the keys of the first 20 records, in the order the file has them (messages name them in
+    # that order; DISTINCT in SQL would give any order)
+    keys = list(dict.fromkeys(k for (rec_keys,) in con.execute(
+        f"SELECT json_keys(_rec) FROM {ROWS} WHERE _bad IS NULL ORDER BY _row LIMIT 20"
+    ).fetchall() for k in rec_keys))
     # a dotted key (`relationships.metric`) is a path the first records have
     for m in jsons:
         for k in m.detect_keys:
