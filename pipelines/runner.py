@@ -110,7 +110,8 @@ def summarise(
     """Turn a run's events into one summary row per stage.
 
     A stage is the asset group of the step's assets; a step that materialises several
-    groups at once (the dbt build) is one stage named after the groups it covers.
+    groups at once is one stage: `dbt` for the dbt build, otherwise the group of the step's
+    own asset (`ml__product_recommendations`, which also backtests, counts as `score`).
     """
     step_groups: dict[str, list[str]] = defaultdict(list)
     step_assets: dict[str, set] = defaultdict(set)
@@ -173,7 +174,13 @@ def summarise(
     stages: dict[str, StageSummary] = {}
     for step in step_seconds:
         groups = step_groups.get(step) or [_group_of_step(step, group_for)]
-        name = groups[0] if len(groups) == 1 else DBT_STAGE if set(groups) <= DBT_LAYERS else "+".join(groups)
+        if len(groups) == 1:
+            name = groups[0]
+        elif set(groups) <= DBT_LAYERS:
+            name = DBT_STAGE
+        else:  # one step, several stages' assets (the recommendations and their backtest): the step's own
+            step_group = _group_of_step(step, group_for)
+            name = step_group if step_group in groups else "+".join(groups)
         st = stages.setdefault(name, StageSummary(stage=name))
         st.assets += len(step_assets[step])
         st.rows_in += step_rows[step][0]
