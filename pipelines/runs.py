@@ -536,6 +536,8 @@ ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 
 if parent and os.getppid() != parent:
     sys.exit("retain: the process that started dbt is gone")
 os.setpgid(0, 0)
+if os.environ.get("RETAIN_DBT_CWD"):  # profiles.yml names the warehouse relative to its folder
+    os.chdir(os.environ["RETAIN_DBT_CWD"])
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
 os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])
 '''

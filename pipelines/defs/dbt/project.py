@@ -26,6 +26,14 @@ DBT_SOURCES = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "pro
 
 dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
 
+#: profiles.yml's DuckDB `path` when retain starts dbt: the warehouse's file name, relative to
+#: dbt's working folder `RETAIN_DBT_CWD` (the warehouse's folder). dbt re-parses the whole
+#: project (4-5 s) whenever the profile's connection settings differ from those its parse cache
+#: was made with; with the absolute path that was every run in another data folder, and every
+#: run while runs in two data folders took turns. The file name is the same in every folder.
+DBT_WAREHOUSE_ENV = "RETAIN_DBT_WAREHOUSE"
+DBT_CWD_ENV = "RETAIN_DBT_CWD"
+
 
 def dbt_executable() -> str:
     """The `dbt` next to the running interpreter (works without an activated virtualenv)."""
@@ -54,6 +62,16 @@ def dbt_environment() -> dict[str, str]:
     return env
 
 
+def relative_warehouse(warehouse: str | os.PathLike) -> dict[str, str]:
+    """Environment for dbt naming `warehouse` by its file name, to run in its folder.
+
+    dbt started with these variables must run in `DBT_CWD_ENV`'s folder: `dbt_cli` does, and so
+    does the dbt step's launcher (`pipelines.runs.dbt_launcher`). See `DBT_WAREHOUSE_ENV`.
+    """
+    path = Path(warehouse)
+    return {DBT_WAREHOUSE_ENV: path.name, DBT_CWD_ENV: str(path.parent)}
+
+
 def _newest_source_mtime(root: Path = PROJECT_ROOT) -> float:
     newest = 0.0
     for name in DBT_SOURCES:
@@ -73,6 +91,16 @@ def manifest_is_stale(manifest: Path | None = None) -> bool:
     return not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime()
 
 
+def partial_parse_cache() -> Path:
+    """dbt's parse cache that the next dbt step of this engine starts from (`target/`).
+
+    One file per engine: the DuckDB and Spark profiles differ, and a cache made with the other
+    one makes dbt parse everything again.
+    """
+    engine = "spark" if is_spark() else "duckdb"
+    return dbt_project.project_dir / "target" / f"partial_parse.{engine}.msgpack"
+
+
 def ensure_manifest() -> Path:
     """Return the path of an up-to-date manifest, running `dbt parse` first if needed."""
     manifest = dbt_project.manifest_path
@@ -82,8 +110,8 @@ def ensure_manifest() -> Path:
     with tempfile.TemporaryDirectory(prefix=".parse-", dir=manifest.parent) as scratch:
         result = subprocess.run(
             [dbt_executable(), "parse", "--target-path", scratch, "--quiet"],
-            cwd=PROJECT_ROOT,
-            env=dbt_environment(),
+            cwd=PROJECT_ROOT,  # parsing opens no connection; the profile matches the dbt steps'
+            env={**dbt_environment(), **relative_warehouse(os.environ["RETAIN_WAREHOUSE"])},
             capture_output=True,
             text=True,
         )
@@ -92,11 +120,10 @@ def ensure_manifest() -> Path:
                 f"dbt parse failed in {PROJECT_ROOT} (exit {result.returncode}):\n"
                 f"{result.stdout[-4000:]}{result.stderr[-4000:]}"
             )
-        # dagster-dbt copies target/partial_parse.msgpack into each run's own target folder,
-        # so `dbt build` in Dagster skips most of the parsing.
+        # the dbt steps start from it (pipelines/defs/dbt/assets.py), so they skip most of the parsing
         partial = Path(scratch) / "partial_parse.msgpack"
         if partial.exists():
-            os.replace(partial, manifest.parent / partial.name)
+            os.replace(partial, partial_parse_cache())
         os.replace(Path(scratch) / "manifest.json", manifest)
     return manifest
 
@@ -114,5 +141,8 @@ def dbt_cli(args: list[str], *, check: bool = False) -> int:
     With check=True a non-zero exit raises CalledProcessError.
     """
     command = [dbt_executable(), *args]
-    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=dbt_environment(), check=check)
+    env = dbt_environment()
+    env.update(relative_warehouse(env["RETAIN_WAREHOUSE"]))  # the parse cache of the dbt steps holds
+    Path(env[DBT_CWD_ENV]).mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(command, cwd=env[DBT_CWD_ENV], env=env, check=check)
     return completed.returncode
