@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -459,21 +460,40 @@ if __name__ == "__main__":
 
 
 def _dbt_env(warehouse: Path) -> dict[str, str]:
+    """dbt's environment for `warehouse`, named as the dbt steps name it (by file name, dbt
+    started in its folder: `pipelines.defs.dbt.project.relative_warehouse`), so that the
+    steps' parse cache holds here too."""
+    from pipelines.defs.dbt.project import relative_warehouse
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
     env.update(
         RETAIN_WAREHOUSE=str(warehouse),
         DBT_PROFILES_DIR=str(ROOT),
+        DBT_PROJECT_DIR=str(ROOT),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        **relative_warehouse(warehouse),
     )
     return env
 
 
 def run_dbt(args: list[str], warehouse: Path, work: Path) -> subprocess.CompletedProcess:
-    """Run dbt on the project against `warehouse`, with target/ and logs/ under `work`."""
+    """Run dbt on the project against `warehouse`, with target/ and logs/ under `work`.
+
+    Starts from the dbt steps' parse cache when there is one (about 1 s instead of 4-5 s of
+    parsing); dbt checks the cache itself and parses again whatever it does not match.
+    """
+    from pipelines.defs.dbt.project import DBT_CWD_ENV
+
+    target = work / "target"
+    cache = ROOT / "target" / "partial_parse.duckdb.msgpack"
+    if cache.exists() and not (target / "partial_parse.msgpack").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache, target / "partial_parse.msgpack")
+    env = _dbt_env(Path(warehouse))
     return subprocess.run(
-        [DBT, *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
-        cwd=ROOT,
-        env=_dbt_env(warehouse),
+        [DBT, *args, "--target-path", str(target), "--log-path", str(work / "logs")],
+        cwd=env[DBT_CWD_ENV],
+        env=env,
         capture_output=True,
         text=True,
     )

@@ -333,7 +333,7 @@ def test_daily_scope_tests_only_the_rows_this_run_wrote(built, tmp_path):
         work = tmp_path / scope
         result = subprocess.run(
             [DBT, "compile", "--select", *names, "--target-path", str(work / "target"), "--log-path", str(work)],
-            cwd=ROOT, env=env, capture_output=True, text=True,
+            cwd=env["RETAIN_DBT_CWD"], env=env, capture_output=True, text=True,  # the warehouse's folder
         )
         assert result.returncode == 0, result.stdout[-4000:]
         nodes = json.loads((work / "target" / "manifest.json").read_text())["nodes"].values()

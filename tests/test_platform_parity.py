@@ -12,8 +12,6 @@ files"); `test_the_docs_list_every_exception` keeps the two in step.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -22,9 +20,9 @@ import pytest
 from pipelines.generate import generate
 from pipelines.generate.platforms import DEFAULT_SHOP_TIMEZONE, generate_platforms
 from pipelines.ingest import ingest
+from tests.dbt_fixture import run_dbt
 
 ROOT = Path(__file__).resolve().parent.parent
-DBT = str(Path(sys.executable).with_name("dbt"))
 CUSTOMERS, SEED = 400, 7
 
 #: kpi_monthly columns equal on both routes.
@@ -53,13 +51,7 @@ def _build(root: Path, as_platforms: bool) -> Path:
         generate(landing, customers=CUSTOMERS, seed=SEED)
     warehouse = root / "warehouse.duckdb"
     ingest(landing=landing, warehouse=warehouse)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_")}
-    env.update(RETAIN_WAREHOUSE=str(warehouse), DBT_PROFILES_DIR=str(ROOT), DBT_SEND_ANONYMOUS_USAGE_STATS="false")
-    done = subprocess.run(
-        [DBT, "build", "--exclude-resource-type", "unit_test", "--target-path", str(root / "target"),
-         "--log-path", str(root / "logs")],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )
+    done = run_dbt(["build", "--exclude-resource-type", "unit_test"], warehouse, root)
     assert done.returncode == 0, done.stdout[-6000:]
     return warehouse
 
