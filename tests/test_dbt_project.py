@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -171,6 +172,10 @@ def test_sqlfluff_lint_models_passes():
         cwd=ROOT,
         capture_output=True,
         text=True,
+        timeout=600,
+        # sqlfluff stops its worker processes with SIGTERM: a test process started with SIGTERM
+        # ignored (a background job of some shells) passed that on, and sqlfluff waited forever
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
