@@ -451,6 +451,8 @@ class StopGuard:
         self.child_groups: set[int] = set()
         self._lock = threading.Lock()
         self._stopping = False
+        self._signum = 0
+        self._stopped = threading.Event()
 
     @classmethod
     def current(cls) -> StopGuard | None:
@@ -480,6 +482,11 @@ class StopGuard:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._stopping:
+            # the guard's thread is handling a signal: the run may have ended first (Dagster's own
+            # interrupt handling), but the exit code is the signal's, once the stop actions ran
+            self._stopped.wait(20)
+            os._exit(128 + self._signum)
         if StopGuard._current is not self:
             return
         StopGuard._current = None
@@ -506,6 +513,7 @@ class StopGuard:
         if self._stopping:
             os._exit(128 + signum)
         self._stopping = True
+        self._signum = signum
         name = signal.Signals(signum).name
         _err(f"{name} received: stopping" + (" (and killing dbt)" if self.child_groups else ""))
         self.kill_children()
@@ -516,6 +524,7 @@ class StopGuard:
                 action()
             except Exception as exc:  # noqa: BLE001 - stopping anyway; the next run recovers the rest
                 _err(f"while stopping: {exc}")
+        self._stopped.set()
         os._exit(128 + signum)
 
     def kill_children(self) -> None:
