@@ -14,7 +14,8 @@ each such file (the newest `KEEP_OPEN`). Closing the last connection to a databa
 write-ahead-log mode checkpoints the log into the database and deletes it; with one left
 open, the connection Dagster closes after each event is not the last, and SQLite
 checkpoints only every 1,000 pages as usual. That was 1.6 of a small daily run's 41 s
-(py-spy, `Pool._close_connection`). An idle connection holds no lock. SQLite's documentation calls NORMAL safe in
+(py-spy, `Pool._close_connection`). The idle connection holds only the shared lock every
+reader holds, which never blocks a writer. SQLite's documentation calls NORMAL safe in
 write-ahead-log mode: the database stays consistent after a crash or a power cut; a power
 cut may lose the last few events; a killed process loses nothing (its writes are already
 in the operating system's cache).

@@ -82,3 +82,41 @@ def test_every_asset_has_a_group_and_writers_share_one_pool(defs):
                 assets_def.node_def, "iterate_op_defs"
             ) else {assets_def.op.pool}
             assert pools == {"duckdb_writer"}, f"{assets_def.keys} writes without the duckdb_writer pool"
+
+
+def test_the_dbt_step_reads_dbts_version_without_starting_dbt(monkeypatch):
+    """dagster-dbt started `dbt --version` before every step (1.5-1.8 s); retain's resource knows it."""
+    import importlib.metadata
+    import subprocess
+
+    from pipelines.defs.dbt.assets import RetainDbtCli
+    from pipelines.defs.dbt.project import dbt_executable, dbt_project
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"started a process: {args}")
+
+    monkeypatch.setattr(subprocess, "check_output", no_subprocess)
+    import dagster_dbt.core.resource as resource
+
+    monkeypatch.setattr(resource, "check_output", no_subprocess, raising=False)
+    dbt = RetainDbtCli(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir),
+                       dbt_executable=dbt_executable())
+    assert str(dbt._cli_version) == importlib.metadata.version("dbt-core")
+    assert dbt._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_dbt_target_folders_are_under_the_data_folder_and_the_newest_are_kept(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from pipelines.defs.dbt.assets import KEEP_DBT_TARGETS, dbt_target_path
+
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path))
+    made = []
+    for i in range(KEEP_DBT_TARGETS + 5):
+        made.append(dbt_target_path("retain_dbt_models", f"run{i:05d}xyz"))
+        os.utime(made[-1], (time.time() - 1000 + i, time.time() - 1000 + i))
+    left = sorted((tmp_path / "dbt-target").iterdir())
+    assert len(left) == KEEP_DBT_TARGETS
+    assert made[-1] in left and made[0] not in left
+    assert all(p.parent == tmp_path / "dbt-target" for p in made)

@@ -108,7 +108,7 @@ class RetainDbtCli(DbtCliResource):
     - It loads the dbt adapter in this process (about 0.6 s), which dagster-dbt only uses for
       `fetch_row_counts()` and `fetch_column_metadata()`; retain calls neither.
 
-    Both are private hooks of dagster-dbt 1.12: if a later version renames them, these overrides
+    Both are private hooks of dagster-dbt (0.29): if a later version renames them, these overrides
     are simply not called and the step works as before, only slower.
     """
 
@@ -328,7 +328,7 @@ def _rekeyed_models(warehouse: WarehouseResource) -> list[str]:
 def _keep_partial_parse(run_target: Path) -> None:
     """Make this step's parse cache the one the next dbt step of this engine starts from.
 
-    The profile names the warehouse by its file name only (`DBT_WAREHOUSE_ENV`), so the cache
+    The profile names the warehouse by its file name only (`relative_warehouse`), so the cache
     holds across data folders: after a change to the dbt project only the first step re-parses.
     """
     fresh = run_target / PARTIAL_PARSE
