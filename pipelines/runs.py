@@ -70,7 +70,16 @@ PAUSE_ENV = "RETAIN_TEST_PAUSE_AT"
 
 
 def _err(message: str) -> None:
-    print(f"retain: {message}", file=sys.__stderr__, flush=True)
+    """Say `message` on the terminal's stderr, also while Dagster captures a step's output.
+
+    During each step Dagster points file descriptor 2 at the step's compute log and a `tail`
+    process copies it to the terminal a moment later; a line written there just before the
+    process exits (a signal stopping the run) could be lost. `run_job` keeps a copy of the
+    terminal's stderr for its progress lines (`pipelines.progress`): use it when there is one.
+    """
+    progress = sys.modules.get("pipelines.progress")  # imported by run_job; not imported here (Dagster)
+    stream = progress._stream if progress is not None else sys.__stderr__
+    print(f"retain: {message}", file=stream, flush=True)
 
 
 # ---------------------------------------------------------------- processes

@@ -48,6 +48,15 @@ def test_the_run_leaves_dbts_unit_tests_to_ci(pipeline):
     assert all("data tests" in line and "unit test" not in line for line in finished), finished
 
 
+def test_dbts_own_log_of_each_step_is_at_info_level(pipeline):
+    """Each dbt step's own log says what ran, without every SQL statement (DBT_LOG_LEVEL_FILE=debug adds them)."""
+    logs = sorted((pipeline.data_dir / "dbt-target").glob(f"retain_dbt_*-{pipeline.summary.run_id[:8]}-*/dbt.log"))
+    assert len(logs) == 3, logs  # the models, after scoring and after outreach steps
+    for log in logs:
+        text = log.read_text()
+        assert '"name": "LogModelResult"' in text and '"name": "SQLQuery"' not in text, log
+
+
 def test_the_snapshot_has_every_mart_scores_and_lists_but_no_raw_data(pipeline):
     snap = current_snapshot(pipeline.settings.published)
     assert snap is not None
