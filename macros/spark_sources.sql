@@ -4,7 +4,15 @@
     (`on-run-start` in dbt_project.yml) each source table of schema `raw` is registered over
     its folder with the column types its YAML declares (generated from the data contract),
     so an empty folder is an empty table and a new contract column appears without a
-    migration. Registering is metadata only (external tables: dropping one leaves its files).
+    migration. Registering is metadata only (external tables: dropping one leaves its files;
+    a new load's folder is read by the next query, since Spark lists a table's files in each
+    new session).
+
+    The statements are the same from one step to the next unless the contract, the lake or
+    the sources retain put in the lake changed, and on a local catalog each costs a few tenths
+    of a second (about 30 per step). So their MD5 is kept as a property of database `raw`,
+    set only after every statement ran (and cleared before the first): when it matches and
+    every table is there, the step skips them (three or four statements instead).
     DuckDB reads its own raw schema: nothing to do there.
 #}
 {% macro register_raw_sources() -%}
@@ -23,18 +31,20 @@
                 ~ "which points it at the lake's raw folder"
             ) }}
         {%- endif -%}
-        {%- do run_query('create database if not exists raw') -%}
+        {%- set statements = ['create database if not exists raw'] -%}
+        {%- set expected = {'raw': []} -%}
         {%- for source in graph.sources.values() if source.schema == 'raw' -%}
             {%- set columns = [] -%}
             {%- for column in source.columns.values() -%}
                 {%- do columns.append('`' ~ column.name ~ '` ' ~ spark_type(column.data_type)) -%}
             {%- endfor -%}
-            {%- do run_query('drop table if exists raw.`' ~ source.identifier ~ '`') -%}
-            {%- do run_query(
+            {%- do statements.append('drop table if exists raw.`' ~ source.identifier ~ '`') -%}
+            {%- do statements.append(
                 'create table raw.`' ~ source.identifier ~ '` (' ~ (columns | join(', ')) ~ ') using parquet'
                 ~ " options (recursiveFileLookup 'true')"
                 ~ " location '" ~ root ~ '/' ~ source.identifier ~ "'"
             ) -%}
+            {%- do expected['raw'].append(source.identifier | lower) -%}
         {%- endfor -%}
         {#- sources outside raw (what scoring and outreach wrote): registered when retain put them
             in the lake (RETAIN_SPARK_SOURCES), else absent, so `source_or_empty` reads nothing -#}
@@ -42,15 +52,37 @@
         {%- set lake = env_var('RETAIN_LAKE', '') | trim -%}
         {%- for source in graph.sources.values() if source.schema != 'raw' -%}
             {%- set name = source.schema ~ '.`' ~ source.identifier ~ '`' -%}
-            {%- do run_query('create database if not exists ' ~ source.schema) -%}
-            {%- do run_query('drop table if exists ' ~ name) -%}
+            {%- do statements.append('create database if not exists ' ~ source.schema) -%}
+            {%- do statements.append('drop table if exists ' ~ name) -%}
             {%- if (source.schema ~ '.' ~ source.identifier) in present -%}
-                {%- do run_query(
+                {%- do statements.append(
                     'create table ' ~ name ~ " using parquet options (recursiveFileLookup 'true') location '"
                     ~ lake ~ '/sources/' ~ source.schema ~ '/' ~ source.identifier ~ "'"
                 ) -%}
+                {%- do expected.setdefault(source.schema, []).append(source.identifier | lower) -%}
             {%- endif -%}
         {%- endfor -%}
+        {%- set fingerprint = local_md5(statements | join(';\n')) -%}
+        {%- set state = namespace(current=false) -%}
+        {%- do run_query('create database if not exists raw') -%}
+        {%- for row in run_query('describe database extended raw').rows if row[0] == 'Properties' -%}
+            {%- set state.current = ('retain_sources_md5,' ~ fingerprint) in row[1] -%}
+        {%- endfor -%}
+        {%- if state.current -%}
+            {%- for schema, names in expected.items() if state.current -%}
+                {%- set have = run_query('show tables in ' ~ schema).columns['tableName'].values() | map('lower') | list -%}
+                {%- for table in names if table not in have -%}
+                    {%- set state.current = false -%}
+                {%- endfor -%}
+            {%- endfor -%}
+        {%- endif -%}
+        {%- if not state.current -%}
+            {%- do run_query("alter database raw set dbproperties ('retain_sources_md5' = '')") -%}
+            {%- for statement in statements -%}
+                {%- do run_query(statement) -%}
+            {%- endfor -%}
+            {%- do run_query("alter database raw set dbproperties ('retain_sources_md5' = '" ~ fingerprint ~ "')") -%}
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 

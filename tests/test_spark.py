@@ -224,6 +224,20 @@ def test_sampled_population_fits_are_those_of_one_machine(spark, runs, monkeypat
     assert diff.equal, str(diff)
 
 
+def test_sources_are_registered_again_only_when_they_change(spark, runs):
+    """dbt's on-run-start registers the lake's sources (about 30 catalog statements) only when they
+    changed: the daily job's steps found them as the full job's last step left them."""
+    from datetime import UTC, datetime
+
+    props = {row.info_name: row.info_value for row in spark.sql("describe database extended raw").collect()}
+    assert "retain_sources_md5," in props.get("Properties", ""), props
+    (created,) = [row.data_type for row in spark.sql("describe table extended raw.orders").collect()
+                  if row.col_name == "Created Time"]
+    created = datetime.strptime(created, "%a %b %d %H:%M:%S %Z %Y").replace(tzinfo=UTC)
+    full, daily = runs[("spark", "full_job")], runs[("spark", "daily_job")]
+    assert datetime.fromisoformat(full.started_at) <= created < datetime.fromisoformat(daily.started_at)
+
+
 def test_python_session_reads_the_marts_dbt_built(spark, runs):
     from pipelines.core import spark as sp
     from pipelines.core.warehouse import connect
