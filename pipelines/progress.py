@@ -24,6 +24,11 @@ def set_stream(stream) -> None:
     _stream = stream
 
 
+def stream():
+    """Where progress lines go: the terminal's stderr, even while Dagster captures a step's output."""
+    return _stream
+
+
 def rss_mb() -> float:
     """This process's resident memory now, in MB (Linux /proc; 0 elsewhere)."""
     try:

@@ -78,7 +78,7 @@ def _err(message: str) -> None:
     terminal's stderr for its progress lines (`pipelines.progress`): use it when there is one.
     """
     progress = sys.modules.get("pipelines.progress")  # imported by run_job; not imported here (Dagster)
-    stream = progress._stream if progress is not None else sys.__stderr__
+    stream = progress.stream() if progress is not None else sys.__stderr__
     print(f"retain: {message}", file=stream, flush=True)
 
 

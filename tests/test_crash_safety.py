@@ -331,6 +331,25 @@ def test_ingest_during_a_runs_dbt_step_waits_then_loads(built, tmp_path):
 # ---------------------------------------------------------------- the pieces, quickly
 
 
+def test_stop_messages_go_to_the_terminal_not_to_a_captured_step_log(capfd):
+    """While a step runs Dagster points fd 2 at the step's log; retain's own lines (a signal's
+    'received: stopping') go to the terminal copy `run_job` keeps for progress, so they are
+    never lost when the process exits at once."""
+    import io
+
+    from pipelines import progress
+    from pipelines.runs import _err
+
+    terminal, saved = io.StringIO(), progress.stream()
+    progress.set_stream(terminal)
+    try:
+        _err("SIGTERM received: stopping")
+    finally:
+        progress.set_stream(saved)
+    assert terminal.getvalue() == "retain: SIGTERM received: stopping\n"
+    assert "SIGTERM" not in capfd.readouterr().err
+
+
 def test_process_tags_tell_a_live_process_from_a_dead_or_reused_pid():
     from pipelines.runs import TAG_PROCESS_START, process_alive, process_tags
 
