@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import dagster as dg
 from sqlalchemy import create_engine, text
@@ -80,3 +81,45 @@ def test_closing_a_connection_under_storage_does_not_checkpoint_the_log(tmp_path
     assert not (elsewhere / "events.db-wal").exists()
     with sqlite3.connect(storage / "events.db") as con:
         assert con.execute("SELECT count(*) FROM e").fetchone()[0] == 3
+
+
+def test_the_event_log_keeps_its_engines_instead_of_one_per_event(tmp_path):
+    """Dagster's SQLite event log built an engine and a connection for every event it stored;
+    after `tune()` each file's engine and connection are kept, so a run of ten asset checks
+    opens a handful of connections, not one or two per event. A wipe forgets them and the
+    storage still works."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    storage = tmp_path / "dagster"
+    storage.mkdir()
+    dagster_sqlite.tune(storage)
+    opened: list[str] = []
+
+    def count(dbapi_connection, _record):  # connections to the event log's files
+        main = next(row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[1] == "main")
+        if "runs" in Path(main).parts:
+            opened.append(main)
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec(f"check_{i}", asset="numbers") for i in range(10)])
+    def numbers():
+        yield dg.Output(1)
+        for i in range(10):
+            yield dg.AssetCheckResult(check_name=f"check_{i}", passed=True)
+
+    event.listen(Engine, "connect", count)
+    try:
+        with dg.instance_for_test(temp_dir=str(storage)) as instance:
+            result = dg.materialize([numbers], instance=instance)
+            assert result.success
+            events = instance.all_logs(result.run_id)
+            assert len(events) > 25
+            assert len(opened) < 10, f"{len(opened)} connections for {len(events)} events"
+            instance.wipe()
+            again = dg.materialize([numbers], instance=instance)
+            assert again.success and instance.all_logs(again.run_id)
+            checks = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey("numbers"), "check_3"), limit=5)
+            assert [c.run_id for c in checks] == [again.run_id]
+    finally:
+        event.remove(Engine, "connect", count)
