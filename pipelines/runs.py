@@ -557,6 +557,14 @@ os.setpgid(0, 0)
 if os.environ.get("RETAIN_DBT_CWD"):  # profiles.yml names the warehouse relative to its folder
     os.chdir(os.environ["RETAIN_DBT_CWD"])
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
+if os.environ.get("SPARK_REMOTE") and os.environ.get("RETAIN_ENGINE", "").strip().lower() == "spark":
+    # dbt-spark on a Spark Connect server: dbt runs here, with retain's cursor
+    # (pipelines/dbt_spark_connect.py: fewer round trips per statement)
+    from pipelines.dbt_spark_connect import install
+    install()
+    from dbt.cli.main import cli
+    sys.argv[0] = {dbt!r}
+    sys.exit(cli())
 os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])
 '''
 

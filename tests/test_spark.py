@@ -291,3 +291,44 @@ def test_table_folder_a_killed_create_left_is_removed(spark, runs):
     assert spark.table("marts.dim_customers").count() > 0
     spark.sql("create table marts.kpi_left_half_written using parquet as select 1 as x")
     spark.sql("drop table marts.kpi_left_half_written")
+
+
+def test_dbts_connect_cursor_returns_what_dbt_sparks_own_cursor_returns(spark, runs):
+    """retain's cursor for dbt-spark on Spark Connect (pipelines/dbt_spark_connect.py: a `select`
+    in one request) gives dbt the same description and rows as dbt-spark's cursor, runs other
+    statements as it does, and reports a query's error as dbt-spark does (DbtRuntimeError)."""
+    from dbt.adapters.spark import session as dbt_session
+    from dbt_common.exceptions import DbtRuntimeError
+
+    from pipelines.dbt_spark_connect import install
+
+    assert install()
+    ours = dbt_session.Cursor
+    theirs = next(c for c in ours.__mro__[1:] if c.__module__ == "dbt.adapters.spark.session")
+    assert ours is not theirs
+    params = {"spark.sql.session.timeZone": "UTC"}
+    statements = [
+        "/* {\"app\": \"dbt\"} */\nselect customer_id, first_order_at, cast(1.25 as decimal(18, 2)) as d, "
+        "cast(null as string) as n from marts.dim_customers order by customer_id limit 5",
+        "select count(*) as failures, count(*) != 0 as should_warn from (select customer_id from "
+        "marts.dim_customers where customer_id is null) dbt_internal_test",
+        "show tables in marts",
+        "describe table marts.dim_customers",
+    ]
+    for sql in statements:
+        got = []
+        for cls in (ours, theirs):
+            cursor = cls(server_side_parameters=params)
+            cursor.execute(sql)
+            got.append((cursor.description, [tuple(r) for r in cursor.fetchall()]))
+        assert got[0] == got[1], sql
+        assert got[0][1], sql
+    cursor = ours(server_side_parameters=params)
+    cursor.execute("select * from marts.no_such_table")
+    with pytest.raises(DbtRuntimeError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        cursor.fetchall()
+    cursor = ours(server_side_parameters=params)
+    cursor.execute("create table marts.retain_cursor_probe using parquet as select 1 as x")
+    assert spark.table("marts.retain_cursor_probe").count() == 1
+    cursor.execute("drop table marts.retain_cursor_probe")
+    assert not spark.catalog.tableExists("marts.retain_cursor_probe")
