@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pipelines.core.config import export_environment
-from pipelines.progress import PeakMemory, progress_logger, set_stream
+from pipelines.progress import PeakMemory, progress_logger, set_stream, stream
 from pipelines.publish import record_run_status
 from pipelines.runs import SlotWatcher, StopGuard, process_tags, recover_dead_runs
 
@@ -245,21 +245,26 @@ def run_job(
 
     started = datetime.now(UTC)
     job_def = defs.resolve_job_def(job).with_logger_defs({"progress": progress_logger})
-    set_stream(os.fdopen(os.dup(2), "w", buffering=1))
+    previous, terminal = stream(), os.fdopen(os.dup(2), "w", buffering=1)
+    set_stream(terminal)
     run_id = make_new_run_id()
-    with (_engine_server(), dg.DagsterInstance.get() as instance, StopGuard() as guard,
-          PeakMemory() as memory):
-        recover_dead_runs(instance)
-        guard.on_stop(lambda: _stopped(instance, run_id, job, started, s.published))
-        with SlotWatcher(instance, run_id):
-            result = job_def.execute_in_process(
-                instance=instance,
-                run_id=run_id,
-                raise_on_error=False,
-                tags={**process_tags(), **(tags or {})},
-                run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
-            )
-        records = instance.all_logs(result.run_id)
+    try:
+        with (_engine_server(), dg.DagsterInstance.get() as instance, StopGuard() as guard,
+              PeakMemory() as memory):
+            recover_dead_runs(instance)
+            guard.on_stop(lambda: _stopped(instance, run_id, job, started, s.published))
+            with SlotWatcher(instance, run_id):
+                result = job_def.execute_in_process(
+                    instance=instance,
+                    run_id=run_id,
+                    raise_on_error=False,
+                    tags={**process_tags(), **(tags or {})},
+                    run_config={"loggers": {"progress": {"config": {"verbose": verbose}}}, **(run_config or {})},
+                )
+            records = instance.all_logs(result.run_id)
+    finally:  # the terminal's copy of stderr is this run's: closed with it (one file descriptor per run)
+        set_stream(previous)
+        terminal.close()
     summary = summarise(
         records, result.success, result.run_id, defs.resolve_asset_graph(), job, started, memory.peaks
     )
