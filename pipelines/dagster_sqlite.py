@@ -47,8 +47,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _ROOTS: list[Path] = []
-#: The event log's index file (`SqliteEventLogStorage`'s INDEX_SHARD_NAME).
-INDEX_SHARD = "index"
 
 #: Idle connections kept open, one per database file (see the module docstring).
 KEEP_OPEN = 16
@@ -112,7 +110,8 @@ def tune(storage: str | os.PathLike | None = None) -> None:
     _reuse_event_log_engines()
 
 
-def _engines(storage) -> OrderedDict:
+def _kept_engines(storage) -> OrderedDict:
+    """The engines `_connect` keeps for this event log storage, by shard (newest last)."""
     engines = storage.__dict__.get("_retain_engines")
     if engines is None:
         engines = storage.__dict__["_retain_engines"] = OrderedDict()
@@ -135,12 +134,14 @@ def _has_table(self, table_name: str) -> bool:
     engine. A table, once there, stays until a wipe or upgrade (which forget it). Its own
     engine, not `_connect`'s: a caller may ask while holding Dagster's lock.
     """
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+
     tables = self.__dict__.setdefault("_retain_tables", set())
     if table_name in tables:
         return True
     engine = self.__dict__.get("_retain_index_engine")
     if engine is None:
-        engine = self.__dict__["_retain_index_engine"] = _engine(self, INDEX_SHARD)
+        engine = self.__dict__["_retain_index_engine"] = _engine(self, INDEX_SHARD_NAME)
     with engine.connect() as conn:
         found = bool(engine.dialect.has_table(conn, table_name))
     if found:
@@ -164,7 +165,7 @@ def _engine(storage, shard: str):
 def _connect(self, shard: str) -> Iterator:
     """`SqliteEventLogStorage._connect` with one engine per shard kept (module docstring)."""
     with self._db_lock:  # Dagster's: one thread at a time uses the storage's connections
-        engines = _engines(self)
+        engines = _kept_engines(self)
         engine = engines.get(shard)
         if engine is None:
             engine = engines[shard] = _engine(self, shard)
