@@ -11,11 +11,13 @@ TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench clean
 
+# --no-compile: Python compiles a module to bytecode the first time it is imported, so only
+# what retain uses is compiled (pip would compile every file of every package: 41 s -> 18 s)
 $(BIN)/retain: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps -e .
 	touch $(BIN)/retain
 
 setup: $(BIN)/retain

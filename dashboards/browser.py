@@ -168,7 +168,8 @@ def sign_in(driver, base_url: str, subject: str, timeout: float = 60) -> float:
 
 
 def _rendered(driver) -> bool:
-    # Streamlit shows its status widget while a script runs and skeletons until elements arrive.
+    # Streamlit shows its status widget while a script runs and skeletons until elements arrive;
+    # Plotly marks a chart's element `.js-plotly-plot` with an `svg.main-svg` once it has drawn it.
     return bool(
         driver.execute_script(
             """
@@ -177,14 +178,21 @@ def _rendered(driver) -> bool:
             if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
             if (document.querySelector('[data-testid="stSkeleton"]')) return false;
             const main = document.querySelector('[data-testid="stMain"]') || app;
-            return main.innerText.trim().length > 0;
+            if (main.innerText.trim().length === 0) return false;
+            for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+                if (!chart.querySelector('.js-plotly-plot .main-svg')) return false;
+            }
+            return true;
             """
         )
     )
 
 
-def open_page(driver, url: str, timeout: float = 60, settle: float = 1.5) -> float:
-    """Load `url` and wait until Streamlit finished running the page (and charts drew)."""
+def open_page(driver, url: str, timeout: float = 60, settle: float = 0.5) -> float:
+    """Load `url` and wait until Streamlit finished running the page and every chart drew.
+
+    `settle`: seconds the page must stay so (a rerun shows the status widget again).
+    """
     t0 = time.monotonic()
     driver.get(url)
     deadline = t0 + timeout
