@@ -49,7 +49,6 @@ def _use(engine: str, data_dir: Path) -> None:
     # a few hundred rows per table: one partition and interpreted plans (no Java compiled per query)
     os.environ["RETAIN_SPARK_SHUFFLE_PARTITIONS"] = "1"
     os.environ["RETAIN_SPARK_CODEGEN"] = "false"
-    os.environ["RETAIN_SPARK_DRIVER_MEMORY"] = "1g"
     export_environment()
 
 
@@ -243,6 +242,7 @@ def test_python_session_reads_the_marts_dbt_built(spark, runs):
     from pipelines.core.warehouse import connect
 
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert "-XX:+UseParallelGC" in spark.conf.get("spark.driver.extraJavaOptions")  # see session_conf
     customers = sp.table(spark, "marts", "dim_customers").count()
     con = connect(runs["folders"]["duckdb"] / "warehouse.duckdb", read_only=True)
     assert customers == con.execute("SELECT count(*) FROM marts.dim_customers").fetchone()[0] > 0
