@@ -185,6 +185,8 @@ def session_conf(s: SparkSettings | None = None) -> dict[str, str]:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={s.metastore} -Duser.timezone=UTC -XX:+UseParallelGC",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={s.metastore}/db;create=true",
+        # the lake holds personal data: Hadoop's file system writes owner-only (its default 022)
+        "spark.hadoop.fs.permissions.umask-mode": "077",
     }
 
 
