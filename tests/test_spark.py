@@ -293,6 +293,20 @@ def test_table_folder_a_killed_create_left_is_removed(spark, runs):
     spark.sql("drop table marts.kpi_left_half_written")
 
 
+def test_spark_writes_lake_files_owner_only(spark, runs):
+    """The lake holds personal data: a table Spark writes is owner-only as written (Hadoop's
+    file-system umask 077 in session_conf), not only after retain tightens the data folder."""
+    lake = runs["folders"]["spark"] / "lake" / "warehouse"
+    spark.sql("create table marts.retain_mode_probe using parquet as select 'a@shop.test' as email")
+    try:
+        written = [lake / "marts.db" / "retain_mode_probe", *(lake / "marts.db" / "retain_mode_probe").rglob("*")]
+        assert any(p.suffix == ".parquet" for p in written)
+        readable = {p.name: oct(p.stat().st_mode & 0o777) for p in written if p.stat().st_mode & 0o077}
+        assert not readable, f"other accounts can read what Spark wrote: {readable}"
+    finally:
+        spark.sql("drop table marts.retain_mode_probe")
+
+
 def test_dbts_connect_cursor_returns_what_dbt_sparks_own_cursor_returns(spark, runs):
     """retain's cursor for dbt-spark on Spark Connect (pipelines/dbt_spark_connect.py: a `select`
     in one request) gives dbt the same description and rows as dbt-spark's cursor, runs other

@@ -161,12 +161,10 @@ def session_conf(s: SparkSettings | None = None) -> dict[str, str]:
       (Janino) before it runs. On large tables that pays; on the few hundred rows of a test
       the compiling is most of a query's time, so `false` runs the plans interpreted.
     - the parallel garbage collector in the driver JVM (a local session or Connect server):
-      with Java 17's default (G1) and a 1 GB driver, the Spark end-to-end test's server spent
-      58 s of 228 s in 416 collections, most of them forced by "humongous" allocations (a
-      buffer of half a heap region or more: Arrow batches, Parquet pages, serialized Hadoop
-      configurations). With the parallel collector and 2 GB (the default): 5 s in 121, and
-      the test's CPU 440 -> 390 s. No user waits on a batch server's pause: throughput is
-      the collector's one job here.
+      G1, Java 17's default, spent a quarter of the end-to-end test's server time collecting,
+      mostly forced by large buffers (docs/scale-out.md, "The garbage collector");
+    - Hadoop's file-system umask 077: the lake holds personal data, so Spark writes it
+      owner-only (Hadoop's default 022 leaves it readable by other accounts).
     """
     s = s or spark_settings()
     return {
@@ -185,7 +183,6 @@ def session_conf(s: SparkSettings | None = None) -> dict[str, str]:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={s.metastore} -Duser.timezone=UTC -XX:+UseParallelGC",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={s.metastore}/db;create=true",
-        # the lake holds personal data: Hadoop's file system writes owner-only (its default 022)
         "spark.hadoop.fs.permissions.umask-mode": "077",
     }
 
