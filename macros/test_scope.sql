@@ -7,9 +7,9 @@
     in its YAML) reads only the rows stamped with this invocation's time, i.e. the rows this
     run inserted or replaced. Only tests that such a subset answers exactly are scoped:
 
-    - row-level tests (not_null, accepted_values, accepted_range, relationships,
-      expression_is_true): every row was checked when it was written, and a run changes no
-      row it does not rewrite;
+    - row-level tests (not_null, not_null_columns, accepted_values, accepted_range,
+      relationships, expression_is_true): every row was checked when it was written, and a
+      run changes no row it does not rewrite;
     - unique / unique_combination_of_columns on columns that include the model's whole
       unique_key: delete+insert first deletes every kept row with a key of the new rows, so
       a duplicate can only be two new rows (a full refresh stamps every row, so it tests
@@ -37,7 +37,7 @@
 
 {# Row-level generic tests: a row passes or fails on its own values. #}
 {% macro row_level_tests() -%}
-    {{ return(['not_null', 'accepted_values', 'accepted_range', 'relationships', 'expression_is_true']) }}
+    {{ return(['not_null', 'not_null_columns', 'accepted_values', 'accepted_range', 'relationships', 'expression_is_true']) }}
 {%- endmacro %}
 
 {# True when the current test (the `model` of the test's context) may read only this run's rows. #}

@@ -331,6 +331,8 @@ def test_daily_scope_tests_only_the_rows_this_run_wrote(built, tmp_path):
         "unique_stg_messaging__messages_message_id",  # the incremental model's unique_key: scoped
         "relationships_fct_orders_customer_id__customer_id__ref_dim_customers_",  # row level: scoped
         "unique_dim_customers_customer_id",  # a table model: always every row
+        # a model's not-null columns, one row-level test: scoped
+        "not_null_columns_fct_orders_order_id__customer_id__ordered_at__is_valid__refund_amount__is_repeat_order__has_return",
     ]
     compiled = {}
     for scope in ("run", "all"):
@@ -346,8 +348,29 @@ def test_daily_scope_tests_only_the_rows_this_run_wrote(built, tmp_path):
         assert set(compiled[scope]) == set(names)
     assert "_built_at = cast(" in compiled["run"][names[0]]
     assert "_built_at = cast(" in compiled["run"][names[1]]
+    assert "_built_at = cast(" in compiled["run"][names[3]]
     assert "_built_at" not in compiled["run"][names[2]]
     assert not any("_built_at" in sql for sql in compiled["all"].values())
+
+
+def test_not_null_columns_counts_the_nulls_of_each_listed_column(built, tmp_path):
+    """A model's one not-null test fails with a row per column holding NULLs and their count."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update marts.dim_customers set lifetime_revenue = null "
+                    "where customer_id in (select customer_id from marts.dim_customers order by 1 limit 3)")
+        con.execute("update marts.dim_customers set orders_count = null "
+                    "where customer_id in (select customer_id from marts.dim_customers order by 1 limit 2)")
+    result = run_dbt(["test", "--select", "dim_customers,test_name:not_null_columns", "--store-failures"],
+                     warehouse, tmp_path)
+    assert result.returncode == 1, result.stdout[-4000:]
+    assert "Got 5 results" in result.stdout, result.stdout[-4000:]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        schema, table = con.execute("select table_schema, table_name from information_schema.tables "
+                                    "where table_name like 'not_null_columns_dim_customers%'").fetchone()
+        rows = con.execute(f'select column_name, null_values from "{schema}"."{table}" order by 1').fetchall()
+    assert rows == [("lifetime_revenue", 3), ("orders_count", 2)]
 
 
 def test_only_the_daily_job_scopes_its_tests():
