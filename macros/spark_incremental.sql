@@ -112,8 +112,8 @@
         {{ log("retain: " ~ target ~ ": finishing the rewrite a stopped run left (from " ~ stage ~ ")", info=true) }}
         {%- do run_query('insert overwrite table ' ~ target ~ ' select ' ~ columns ~ ' from ' ~ leftover) -%}
         {%- do run_query('refresh table ' ~ target) -%}
+        {%- do run_query('drop table if exists ' ~ stage) -%}
     {%- endif -%}
-    {%- do run_query('drop table if exists ' ~ stage) -%}
     {%- call statement('retain_rewrite_stage') -%}
         create table {{ stage }} using parquet
         {%- if partitions %} partitioned by ({{ partitions | join(', ') }}){% endif %}
