@@ -41,15 +41,21 @@ KPI_MARTS = (
 )
 
 #: The KPIs by hand: one script, DuckDB dialect, straight from raw. Same definitions as the
-#: model YAML (docs/kpis.md), written independently of the dbt models.
+#: model YAML (docs/kpis.md), written independently of the dbt models. Every customer id is read
+#: through the identity table ingestion writes (`raw._customer_identity`: one customer per
+#: person), as staging reads it (`RESOLVED` below).
 HAND_SQL = r"""
 create schema if not exists hand;
+
+create or replace table hand.identity as
+select customer_key as identity_key, min(customer_id) as identity_customer_id
+from raw._customer_identity group by 1;
 
 create or replace table hand.orders as
 select
     coalesce(nullif(trim(order_id), ''), md5(trim(customer_id) || '|' || cast(ordered_at as varchar) || '|'
         || cast(total as varchar) || '|' || _source_file || '|' || cast(_source_row as varchar))) as order_id,
-    trim(customer_id) as customer_id, ordered_at, total, discount, sales_channel, currency,
+    {RESOLVED} as customer_id, ordered_at, total, discount, sales_channel, currency,
     coalesce(nullif(lower(trim(status)), ''), 'placed') as status,
     coalesce(nullif(lower(trim(status)), ''), 'placed') <> 'cancelled' as valid,
     promised_delivery_date, delivered_at
@@ -88,7 +94,7 @@ left join nxt on o.customer_id = nxt.customer_id and o.ordered_at = nxt.ordered_
 left join hand.returns_by_order r using (order_id);
 
 create or replace table hand.tickets as
-select trim(ticket_id) as ticket_id, trim(customer_id) as customer_id, created_at, first_response_at,
+select trim(ticket_id) as ticket_id, {RESOLVED} as customer_id, created_at, first_response_at,
     resolved_at, lower(trim(ticket_type)) = 'complaint' as complaint, lower(trim(category)) = 'wismo' as wismo,
     resolved_at is null and coalesce(lower(trim(status)), 'open') not in ('solved', 'closed') as is_open,
     (epoch(first_response_at) - epoch(created_at)) / 3600 as hours_first_response,
@@ -99,18 +105,18 @@ qualify row_number() over (
     partition by ticket_id order by updated_at desc nulls last, _load_id desc, _source_row desc) = 1;
 
 create or replace table hand.surveys as
-select trim(response_id) as response_id, trim(customer_id) as customer_id, lower(trim(survey_type)) as kind,
+select trim(response_id) as response_id, {RESOLVED} as customer_id, lower(trim(survey_type)) as kind,
     score, responded_at
 from raw.survey_responses
 qualify row_number() over (partition by response_id order by _load_id desc, _source_row desc) = 1;
 
 create or replace table hand.reviews as
-select trim(customer_id) as customer_id, rating, created_at
+select {RESOLVED} as customer_id, rating, created_at
 from raw.reviews
 qualify row_number() over (partition by review_id order by _load_id desc, _source_row desc) = 1;
 
 create or replace table hand.messages as
-select trim(message_id) as message_id, trim(customer_id) as customer_id, nullif(trim(order_id), '') as order_id,
+select trim(message_id) as message_id, {RESOLVED} as customer_id, nullif(trim(order_id), '') as order_id,
     lower(trim(channel)) as channel, lower(trim(message_type)) as message_type,
     coalesce(nullif(lower(trim(direction)), ''), 'outbound') = 'outbound' as outbound, sent_at,
     coalesce(delivered_at, opened_at, clicked_at, unsubscribed_at) is not null as delivered,
@@ -220,7 +226,7 @@ from grid left join act using (cohort, k);
 
 create or replace table hand.dim_customers as
 with ids as (
-    select trim(customer_id) as customer_id from raw.customers
+    select {RESOLVED} as customer_id from raw.customers
     union select customer_id from hand.orders union select customer_id from hand.tickets
     union select customer_id from hand.surveys union select customer_id from hand.reviews
     union select customer_id from hand.messages
@@ -345,6 +351,12 @@ COMPARISONS = [
     ("repurchase_by_message_exposure", ["message_type", "exposure"],
      ["orders", "repurchased_90d", "repurchase_rate_90d"]),
 ]
+
+
+#: A raw row's customer id resolved to its person's (the key itself when ingestion linked it to no one).
+RESOLVED = ("coalesce((select identity_customer_id from hand.identity where identity_key = trim(customer_id)), "
+            "trim(customer_id))")
+HAND_SQL = HAND_SQL.replace("{RESOLVED}", RESOLVED)
 
 
 def run_hand_sql(warehouse: Path) -> None:
