@@ -1,25 +1,34 @@
-"""retain's benchmark suite: wall time and peak memory per stage, and the KPIs side by side.
+"""retain's benchmark suite: wall time and peak memory per stage, each stage against its floor.
 
     python -m bench.run --sizes S            # 10,000 customers, a few minutes
     python -m bench.run --sizes S,M,L        # then 100,000 and 1,000,000 customers
+    python -m bench.run --sizes XL           # 10,000,000 customers (hours; the XL targets)
 
 For each size, in a fresh data folder `<out>/<size>`:
 
 1. `retain generate --customers N --seed 7 --clean` (measured in its own process);
 2. `retain run` (the full Dagster job), and the per-stage seconds, rows and peak memory the
    run recorded in `published/status.json`;
-3. the same KPIs (the `kpi_monthly` set, `retention_cohorts`, a customer summary) by
-   hand-written DuckDB SQL over the landing CSV files (the lower bound), by the same SQL over
-   the warehouse's `raw` tables, and by pandas over the CSV files, each in its own process;
+3. the floor of each stage, on the same data, each in its own process (`bench.floors`): a bare
+   `read_csv` of the landing files (ingest), the fit and the `predict_proba` of the same
+   scikit-learn estimator on a matrix already in memory (train, score), a plain copy of the
+   tables a publish copies (publish); the dbt stage's floor is step 6;
+4. the same KPIs (the `kpi_monthly` set, `retention_cohorts`, a customer summary) by
+   hand-written DuckDB SQL over the landing CSV files, by the same SQL over the warehouse's
+   `raw` tables, and by pandas over the CSV files (for reference), each in its own process;
    the results must agree (and are compared with the marts the run published);
-4. the dashboard's page queries on the published snapshot (`bench.bench_dashboard`);
-   and importing a Shopify orders export of as many line items as the size has customers
-   against loading the same rows from contract CSV files (`bench.bench_import`);
-5. one more day of data (the last day's orders and related rows copied one day later with new
-   ids) and `retain run --job daily_job`: the incremental run.
+5. the dashboard's page queries on the published snapshot (`bench.bench_dashboard`);
+6. `dbt build` of the KPI marts against hand-written SQL that builds the same marts from the
+   same raw tables (`bench.bench_dbt`), and importing a Shopify orders export of as many line
+   items as the size has customers against loading the same rows from contract CSV files
+   (`bench.bench_import`);
+7. one more day of data (the last day's orders and related rows copied one day later with new
+   ids) and `retain run --job daily_job`: the daily run.
 
-Writes `bench/results/<size>.json` and regenerates `docs/benchmarks.md` from every results
-file present, with the machine's details and the targets marked met or not.
+Writes `bench/results/<size>.json` (keeping the key numbers of the run it replaces under
+`previous`) and regenerates `docs/benchmarks.md` from every results file present, with the
+machine's details, each target's measured value, floor, ratio and whether it is met, seconds
+per million customers across sizes, and the trend against the previous run of each size.
 """
 
 from __future__ import annotations
@@ -47,22 +56,40 @@ from pipelines.generate.next_day import append_next_day
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
-SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
+SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000, "XL": 10_000_000}
 SEED = 7
 
 #: Stage names (asset groups) that make up the dbt build.
 DBT_GROUPS = {"staging", "intermediate", "marts"}
 
-#: Targets of the suite on 2 cores and 24 GB, for size L.
-TARGET_RUN_SECONDS = 300
-TARGET_RUN_PEAK_MB = 6 * 1024
-TARGET_DBT_VS_SQL = 2.0
-TARGET_PANDAS_VS_DBT = 10.0
-TARGET_INCREMENTAL_SECONDS = 30
+#: Targets of the suite on 2 cores and 24 GB. Each is judged only at the sizes named here; at
+#: other sizes the same numbers are shown for reference (fixed start-up costs dominate S and M).
+#: Full run: (seconds, peak MB) per size.
+TARGET_FULL_RUN = {"L": (180, 6 * 1024), "XL": (30 * 60, 16 * 1024)}
+#: The daily run (`retain run --job daily_job` after one more day of data), seconds per size.
+TARGET_DAILY_SECONDS = {"L": 45}
+#: A stage of the full run at most this many times its floor (measured in the same benchmark run).
+TARGET_STAGE_VS_FLOOR = {"ingest": 1.5, "dbt": 1.3}
+FLOOR_TARGET_SIZES = ("L",)
+#: Every dashboard page, warm (a running dashboard), at most this many seconds.
+TARGET_DASHBOARD_WARM_SECONDS = 1.0
+DASHBOARD_TARGET_SIZES = ("XL",)
 #: Importing a Shopify orders export (1M line items at L) ≤ this × loading the same rows as contract CSVs.
 TARGET_IMPORT_VS_CONTRACT = 2.0
+IMPORT_TARGET_SIZES = ("L",)
 #: Seconds the product marts, recommendations and their backtest may add to the full run at L.
 TARGET_RECOMMEND_SECONDS = 20
+
+#: The stages with a floor, in run order, and what the floor is (bench/floors.py; dbt: bench/bench_dbt.py).
+FLOORS = {
+    "ingest": "bare `read_csv` of the same landing files, one table per source, no validation",
+    "dbt": "hand-written SQL building the same marts from the same raw tables (against `dbt build` of those marts)",
+    "train": "fit + calibration of the same estimator on the training matrix already in memory",
+    "score": "one `predict_proba` of the promoted model on every customer's matrix already in memory",
+    "publish": "`CREATE TABLE ... AS SELECT *` of the same tables into a new DuckDB file",
+}
+#: Sizes whose seconds per million customers are compared (S is all start-up).
+PER_MILLION_SIZES = ("M", "L", "XL")
 
 
 def retain_command() -> list[str]:
@@ -175,6 +202,76 @@ def current_snapshot(data_dir: Path) -> Path | None:
     return path if path.exists() else None
 
 
+def git_commit() -> str | None:
+    """The short commit of the code being measured, with `+changes` when the worktree is dirty."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if dirty else "")
+
+
+def stage_seconds(stages: list[dict], name: str) -> float | None:
+    """Seconds of one stage of a run (the dbt stage: all of its steps); None if it is not there."""
+    if name == "dbt":
+        return dbt_seconds(stages)
+    found = [s["seconds"] for s in stages if s["stage"] == name]
+    return round(sum(found), 3) if found else None
+
+
+def key_numbers(record: dict) -> dict:
+    """The numbers of a results record that the next run of the same size is compared with."""
+    steps = record.get("steps", {})
+    full, daily = steps.get("full_run") or {}, steps.get("incremental_run") or {}
+    same = (record.get("dbt_vs_hand_sql") or {}).get("steps") or {}
+    stages = record.get("stages") or []
+    return {
+        "started_at": record.get("started_at"),
+        "commit": record.get("commit"),
+        "speed_reference_seconds": record.get("speed_reference_seconds"),
+        "load_average_at_start": record.get("load_average_at_start"),
+        "full_run_seconds": full.get("seconds") if full.get("ok") else None,
+        "full_run_peak_mb": full.get("peak_mb") if full.get("ok") else None,
+        "daily_seconds": daily.get("seconds") if daily.get("ok") else None,
+        "stages": {s["stage"]: round(s["seconds"], 3) for s in stages},
+        "daily_stages": {s["stage"]: round(s["seconds"], 3) for s in record.get("incremental_stages") or []},
+        "floors": {k: v.get("seconds") for k, v in (record.get("floors") or {}).items() if v.get("ok")},
+        "dbt_build_same_marts_seconds": (same.get("dbt build (KPI marts)") or {}).get("seconds"),
+        "hand_sql_seconds": (same.get("hand SQL") or {}).get("seconds"),
+    }
+
+
+def measure_floors(data_dir: Path, landing: Path, logs: Path, run_ok: bool) -> tuple[dict, list[str]]:
+    """Each stage's floor on the data of the full run just measured (`bench.floors`), each in its own process.
+
+    The ingest floor needs only the landing files; the others need the finished run's
+    warehouse (and the score floor its promoted model). Returns the records and the problems.
+    """
+    scratch = data_dir / "bench-floors"
+    scratch.mkdir(exist_ok=True)
+    warehouse, models = data_dir / "warehouse.duckdb", data_dir / "models"
+    todo = {"ingest": ["--landing", landing, "--scratch", scratch / "ingest.duckdb"]}
+    if run_ok:
+        todo["train"] = ["--warehouse", warehouse]
+        if (models / "current.json").exists():
+            todo["score"] = ["--warehouse", warehouse, "--models", models]
+        todo["publish"] = ["--warehouse", warehouse, "--scratch", scratch / "publish.duckdb"]
+    floors, problems = {}, []
+    for stage, args in todo.items():
+        m = measured_step(f"floor_{stage}", [sys.executable, "-m", "bench.floors", stage, *map(str, args)],
+                          data_dir, logs)
+        floors[stage] = kpi_record(m)
+        if not m.ok:
+            problems.append(f"the {stage} floor failed: " + tail(m.log, 5))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return floors, problems
+
+
 # --------------------------------------------------------------------------- one size
 
 
@@ -268,6 +365,7 @@ def bench_size(
         "load_average_at_start": round(os.getloadavg()[0], 2),
         # and how fast the machine is today: the same workload on every run (bench.common)
         "speed_reference_seconds": speed_reference(),
+        "commit": git_commit(),
         "steps": {},
         "problems": [],
     }
@@ -309,6 +407,14 @@ def bench_size(
             f"    {st['stage']:<28} {st['seconds']:8.1f} s  peak {st.get('peak_rss_mb', 0):8.0f} MB  "
             f"rows out {st.get('rows_out', 0):>12,}"
         )
+
+    # each stage's floor on the same data, right after the run (the dbt stage's: dbt_vs_hand_sql below)
+    result["floors"], problems = measure_floors(data_dir, landing, logs, result["run_success"])
+    result["problems"] += problems
+    for stage, rec in result["floors"].items():
+        ran = stage_seconds(result["stages"], stage)
+        if rec["ok"] and ran is not None and rec.get("seconds"):
+            say(f"    {stage:<8} stage {ran:8.1f} s ÷ floor {rec['seconds']:7.2f} s = {ran / rec['seconds']:6.2f}×")
 
     # the KPIs three ways; each in its own process, so each peak is its own
     kpi = {}
@@ -389,6 +495,9 @@ def bench_size(
         )
         record = last_json_line(m.log)
         result["dbt_vs_hand_sql"] = {"ok": m.ok, "wall_seconds": m.seconds, "peak_mb": m.peak_mb, **record}
+        if record.get("steps"):
+            built, hand = record["steps"]["dbt build (KPI marts)"]["seconds"], record["steps"]["hand SQL"]["seconds"]
+            say(f"    dbt      build {built:8.1f} s ÷ floor {hand:7.2f} s = {built / hand:6.2f}× (the same marts)")
         if record.get("mismatches") and any(record["mismatches"].values()):
             result["problems"].append(f"dbt and the hand-written SQL disagree: {record['mismatches']}")
         elif not m.ok:
@@ -451,84 +560,200 @@ def _mark(ok: bool | None) -> str:
     return "–" if ok is None else ("✔" if ok else "✘")
 
 
-def target_rows(result: dict) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met) for one size's results."""
+def _trend(previous: float | None, now: float | None, unit: str = " s", digits: int = 1) -> str:
+    """"previous → now" (– on a side that was not measured)."""
+    if previous is None and now is None:
+        return "–"
+    return f"{_fmt(previous, digits)} → {_fmt(now, digits)}{unit}"
+
+
+def _row(target: str, measured: str, ok: bool | None, floor: str = "–", ratio: str = "–", trend: str = "–") -> dict:
+    return {"target": target, "measured": measured, "floor": floor, "ratio": ratio, "ok": ok, "previous → now": trend}
+
+
+def stage_floors(result: dict) -> list[dict]:
+    """Each stage with a floor: its seconds in the full run, what is compared with the floor, the ratio.
+
+    `measured` is the stage's seconds in the run, except for dbt: `dbt build` of the same marts
+    the hand-written SQL builds (`bench_dbt`), the whole stage building more than those.
+    """
+    stages, floors = result.get("stages") or [], result.get("floors") or {}
+    prev = result.get("previous") or {}
+    out = []
+    for name in FLOORS:
+        in_run = stage_seconds(stages, name)
+        row = {"stage": name, "in_run": in_run, "measured": in_run, "floor": None, "agree": True,
+               "floor_record": floors.get(name), "previous": (prev.get("stages") or {}).get(name)}
+        if name == "dbt":
+            same = result.get("dbt_vs_hand_sql") or {}
+            steps = same.get("steps") or {}
+            row["measured"] = (steps.get("dbt build (KPI marts)") or {}).get("seconds")
+            row["floor"] = (steps.get("hand SQL") or {}).get("seconds")
+            row["agree"] = not any((same.get("mismatches") or {}).values())
+            row["marts"] = len(same.get("mismatches") or {})
+        elif floors.get(name, {}).get("ok"):
+            row["floor"] = floors[name].get("seconds")
+        row["ratio"] = row["measured"] / row["floor"] if row["measured"] is not None and row["floor"] else None
+        if in_run is None and row["floor"] is None and row["measured"] is None:
+            continue
+        out.append(row)
+    return out
+
+
+def target_rows(result: dict) -> list[dict]:
+    """One size's targets: target, measured, floor, ratio, met (None: not judged here) and previous → now.
+
+    Each target is judged only at the sizes it is set for (TARGET_*); elsewhere its row shows
+    the numbers for reference, met "–".
+    """
+    size = result.get("size")
     steps, comp = result.get("steps", {}), result.get("comparison", {})
+    prev = result.get("previous") or {}
     full, inc = steps.get("full_run"), steps.get("incremental_run")
-    rows: list[tuple[str, str, bool | None]] = []
+    rows: list[dict] = []
+    trend = _trend if prev else (lambda *_, **__: "–")  # no previous run on record: nothing to compare
+
+    goal = TARGET_FULL_RUN.get(size)
+    where = ", ".join(f"{k} ≤ {_duration(v[0])}" for k, v in TARGET_FULL_RUN.items())
+    peaks = ", ".join(f"{k} ≤ {v[1] // 1024} GB" for k, v in TARGET_FULL_RUN.items())
     if full:
-        rows.append(
-            (
-                f"full run ≤ {TARGET_RUN_SECONDS // 60} min",
-                f"{full['seconds']:,.1f} s" + ("" if full["ok"] else " (failed)"),
-                full["ok"] and full["seconds"] <= TARGET_RUN_SECONDS,
-            )
-        )
-        rows.append(
-            (
-                f"full run peak ≤ {TARGET_RUN_PEAK_MB // 1024} GB",
-                f"{full['peak_mb']:,.0f} MB",
-                full["peak_mb"] <= TARGET_RUN_PEAK_MB,
-            )
-        )
-    dbt, sql, pandas = comp.get("dbt_seconds"), comp.get("sql_csv_seconds"), comp.get("pandas_seconds")
-    same = result.get("dbt_vs_hand_sql") or {}
-    if same.get("ratio_kpi_build_to_hand_sql") is not None:
-        kpi_build = same["steps"]["dbt build (KPI marts)"]["seconds"]
-        hand = same["steps"]["hand SQL"]["seconds"]
-        ratio = same["ratio_kpi_build_to_hand_sql"]
-        agree = not any((same.get("mismatches") or {}).values())
-        rows.append(
-            (
-                f"dbt stage ≤ {TARGET_DBT_VS_SQL:g}× hand-written SQL (the same {len(same.get('mismatches') or {})} "
-                "marts from the same raw tables)",
-                f"dbt build {_fmt(kpi_build, 1)} s ÷ SQL {_fmt(hand, 1)} s = {_fmt(ratio, 2, '×')}"
-                + ("" if agree else " (results differ)"),
-                agree and ratio <= TARGET_DBT_VS_SQL,
-            )
-        )
-    ratio = comp.get("dbt_vs_sql_csv")
-    rows.append(
-        (
-            "for reference: whole dbt stage vs SQL over the landing CSVs for the 3 KPI results below",
-            f"dbt {_fmt(dbt, 1)} s ÷ SQL {_fmt(sql, 2)} s = {_fmt(ratio, 2, '×')}",
-            None,
-        )
-    )
-    ratio = comp.get("pandas_vs_dbt")
-    rows.append(
-        (
-            f"dbt stage ≥ {TARGET_PANDAS_VS_DBT:g}× faster than pandas",
-            f"pandas {_fmt(pandas, 2)} s ÷ dbt {_fmt(dbt, 1)} s = {_fmt(ratio, 2, '×')}",
-            None if ratio is None else ratio >= TARGET_PANDAS_VS_DBT,
-        )
-    )
-    bound = comp.get("pandas_vs_sql_csv")
-    rows.append(
-        (
-            "for reference: pandas ÷ hand-written SQL, the most any engine can gain over pandas here",
-            f"pandas {_fmt(pandas, 2)} s ÷ SQL {_fmt(sql, 2)} s = {_fmt(bound, 2, '×')}",
-            None,
-        )
-    )
+        failed = "" if full["ok"] else " (failed)"
+        rows.append(_row(
+            f"full run ≤ {_duration(goal[0])}" if goal else f"full run (for reference; targets {where})",
+            f"{full['seconds']:,.1f} s{failed}",
+            (full["ok"] and full["seconds"] <= goal[0]) if goal else None,
+            trend=trend(prev.get("full_run_seconds"), full["seconds"] if full["ok"] else None),
+        ))
+        rows.append(_row(
+            f"full run peak ≤ {goal[1] // 1024} GB" if goal else f"full run peak (for reference; targets {peaks})",
+            f"{full['peak_mb']:,.0f} MB",
+            full["peak_mb"] <= goal[1] if goal else None,
+            trend=trend(prev.get("full_run_peak_mb"), full["peak_mb"] if full["ok"] else None, " MB", 0),
+        ))
+
+    judged = size in FLOOR_TARGET_SIZES
+    for row in stage_floors(result):
+        name, limit = row["stage"], TARGET_STAGE_VS_FLOOR.get(row["stage"])
+        target = f"{name} ≤ {limit:g}× its floor" if limit is not None and judged else f"{name} against its floor"
+        previous = row["previous"]
+        measured = f"{_fmt(row['measured'])} s"
+        if name == "dbt":
+            marts = f"{row['marts']} " if row.get("marts") else ""
+            target += f": `dbt build` of the same {marts}marts ÷ hand-written SQL"
+            measured += "" if row["agree"] else " (results differ)"
+            previous = prev.get("dbt_build_same_marts_seconds")
+        if limit is None:
+            target += " (no target)"
+        elif not judged:
+            target += f" (for reference; target at {', '.join(FLOOR_TARGET_SIZES)}: ≤ {limit:g}×)"
+        ok = None
+        if limit is not None and judged and row["ratio"] is not None:
+            ok = row["agree"] and row["ratio"] <= limit
+        rows.append(_row(target, measured, ok, floor=_fmt(row["floor"], 2, " s"), ratio=_fmt(row["ratio"], 2, "×"),
+                         trend=trend(previous, row["measured"])))
+
+    goal = TARGET_DAILY_SECONDS.get(size)
+    where = ", ".join(f"{k} ≤ {v} s" for k, v in TARGET_DAILY_SECONDS.items())
+    rows.append(_row(
+        f"daily run ≤ {goal} s" if goal else f"daily run (for reference; target {where})",
+        _fmt(inc and inc["seconds"], 1, " s") + ("" if not inc or inc["ok"] else " (failed)"),
+        None if not inc or not goal else inc["ok"] and inc["seconds"] <= goal,
+        trend=trend(prev.get("daily_seconds"), inc["seconds"] if inc and inc["ok"] else None),
+    ))
+
+    pages = (result.get("dashboard") or {}).get("pages") or []
+    if pages:
+        slowest = max(pages, key=lambda p: p["warm"])
+        judged = size in DASHBOARD_TARGET_SIZES
+        rows.append(_row(
+            f"every dashboard page ≤ {TARGET_DASHBOARD_WARM_SECONDS:g} s warm"
+            + ("" if judged else f" (for reference; target at {', '.join(DASHBOARD_TARGET_SIZES)})"),
+            f"slowest {slowest['warm']:.3f} s ({slowest['page']}, {slowest['filters']})",
+            slowest["warm"] <= TARGET_DASHBOARD_WARM_SECONDS if judged else None,
+        ))
+
     imp = result.get("platform_import")
     if imp:
-        rows.append(
-            (
-                f"Shopify orders export ({imp['line_items']:,} line items) ≤ {TARGET_IMPORT_VS_CONTRACT:g}× "
-                "the same rows as contract CSVs",
-                f"{imp['import']['seconds']:,.1f} s ÷ {imp['contract']['seconds']:,.1f} s = {imp['ratio']:.2f}×",
-                imp["ratio"] <= TARGET_IMPORT_VS_CONTRACT,
-            )
-        )
-    rows.append(
-        (
-            f"incremental run ≤ {TARGET_INCREMENTAL_SECONDS} s",
-            _fmt(inc and inc["seconds"], 1, " s") + ("" if not inc or inc["ok"] else " (failed)"),
-            None if not inc else inc["ok"] and inc["seconds"] <= TARGET_INCREMENTAL_SECONDS,
-        )
-    )
+        judged = size in IMPORT_TARGET_SIZES
+        rows.append(_row(
+            f"Shopify orders export ({imp['line_items']:,} line items) ≤ {TARGET_IMPORT_VS_CONTRACT:g}× "
+            "the same rows as contract CSVs"
+            + ("" if judged else f" (for reference; target at {', '.join(IMPORT_TARGET_SIZES)})"),
+            f"{imp['import']['seconds']:,.1f} s",
+            imp["ratio"] <= TARGET_IMPORT_VS_CONTRACT if judged else None,
+            floor=f"{imp['contract']['seconds']:,.1f} s", ratio=f"{imp['ratio']:.2f}×",
+        ))
+
+    pandas, sql = comp.get("pandas_seconds"), comp.get("sql_csv_seconds")
+    rows.append(_row(
+        "for reference only: pandas against hand-written SQL on the KPI set (the most any engine can gain over pandas)",
+        f"pandas {_fmt(pandas, 2)} s",
+        None,
+        floor=_fmt(sql, 2, " s"),
+        ratio=_fmt(comp.get("pandas_vs_sql_csv"), 2, "×"),
+    ))
     return rows
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds // 60:g} min" if seconds >= 600 and seconds % 60 == 0 else f"{seconds:g} s"
+
+
+def per_million_section(results: list[dict]) -> list[str]:
+    """Seconds per million customers of the full run, each stage and the daily run, at M, L and XL."""
+    by_size = {r["size"]: r for r in results if r["size"] in PER_MILLION_SIZES}
+    if not by_size:
+        return []
+    sizes = list(PER_MILLION_SIZES)
+    names: list[str] = []
+    for size in sizes:
+        for st in (by_size.get(size) or {}).get("stages") or []:
+            if st["stage"] not in names:
+                names.append(st["stage"])
+
+    def per_million(size: str, what: str) -> float | None:
+        r = by_size.get(size)
+        if not r:
+            return None
+        steps = r.get("steps", {})
+        if what == "full run":
+            m = steps.get("full_run")
+            secs = m["seconds"] if m and m["ok"] else None
+        elif what == "daily run":
+            m = steps.get("incremental_run")
+            secs = m["seconds"] if m and m["ok"] else None
+        else:
+            secs = stage_seconds(r.get("stages") or [], what)
+        return None if secs is None else secs / (r["customers"] / 1e6)
+
+    def growth(a: float | None, b: float | None) -> str:
+        return _fmt(b / a, 2, "×") if a and b is not None else "–"
+
+    lines = [
+        "",
+        "### Seconds per million customers",
+        "",
+        "Each time ÷ the size's millions of customers. If the data alone drove the cost, a row would be the",
+        "same at every size; *growth* is the next size's seconds per million ÷ this size's (above 1×: cost",
+        "grows faster than the data, below: fixed costs are being spread). Sizes measured on different",
+        "days or commits compare only in the light of their speed reference.",
+        "",
+        "| | " + " | ".join(sizes) + " | growth M → L | growth L → XL |",
+        "| --- | " + " | ".join("---:" for _ in sizes) + " | ---: | ---: |",
+    ]
+    whats = ["full run", *names, "daily run"]
+    for what in whats:
+        vals = [per_million(s, what) for s in sizes]
+        label = f"stage {what}" if what in names else what
+        lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in vals)
+                     + f" | {growth(vals[0], vals[1])} | {growth(vals[1], vals[2])} |")
+    def measured(r: dict) -> str:
+        speed = _fmt(r.get("speed_reference_seconds"), 2, " s")
+        return f"{r['started_at'][:10]} ({r.get('commit') or 'commit not recorded'}; {speed})"
+
+    lines.append("| measured on (commit; speed reference) | "
+                 + " | ".join(measured(by_size[s]) if s in by_size else "–" for s in sizes) + " | | |")
+    return lines
 
 
 def import_section(results: list[dict], imports: list[dict]) -> list[str]:
@@ -616,8 +841,9 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
         "Every step runs in its own process: *seconds* is its wall time, *peak MB* the largest summed",
         "resident memory of its process tree. Stage rows come from the run's own record",
         "(`published/status.json`); a stage's peak MB is the run process's own memory during the stage",
-        "(dbt runs in a child process, which only the full run's peak includes). Sizes: S = 10,000,",
-        f"M = 100,000, L = 1,000,000 generated customers (seed {SEED}).",
+        "(dbt runs in a child process, which only the full run's peak includes). Sizes: "
+        + ", ".join(f"{k} = {v:,}" for k, v in SIZES.items()),
+        f"generated customers (seed {SEED}).",
         "",
     ]
     if results:
@@ -635,18 +861,29 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             *[f"| {k} | {v} |" for k, v in mi["versions"].items()],
             "",
         ]
+    full_targets = "; ".join(f"{k}: ≤ {_duration(v[0])}, peak ≤ {v[1] // 1024} GB" for k, v in TARGET_FULL_RUN.items())
     lines += [
         "## Targets",
         "",
-        "The targets are for L on 2 cores and 24 GB; smaller sizes are shown for reference (fixed",
-        "start-up costs dominate them, so ratios there say little).",
+        f"On 2 cores and 24 GB. Full run {full_targets}. At {', '.join(FLOOR_TARGET_SIZES)}: ingest ≤ "
+        f"{TARGET_STAGE_VS_FLOOR['ingest']:g}× its floor, dbt ≤ {TARGET_STAGE_VS_FLOOR['dbt']:g}× its floor, "
+        f"daily run ≤ {TARGET_DAILY_SECONDS['L']} s, Shopify import ≤ {TARGET_IMPORT_VS_CONTRACT:g}× contract CSVs. "
+        f"At {', '.join(DASHBOARD_TARGET_SIZES)}: every dashboard page ≤ {TARGET_DASHBOARD_WARM_SECONDS:g} s warm.",
+        "Training, scoring and publish are reported against their floors without a target. A target is",
+        "judged (✔ met, ✘ not met) only at the size it is set for; elsewhere the row shows the same numbers",
+        "for reference (–), as fixed start-up costs dominate the small sizes. – in a number: not measured",
+        "(results written before that measurement existed, or a step that failed). *ratio* = measured ÷ floor;",
+        "*previous → now*: the same number in the run this one replaced (section *Trend* of each size).",
         "",
-        "| size | target | measured | met |",
-        "| --- | --- | --- | --- |",
+        "| size | target | measured | floor | ratio | met | previous → now |",
+        "| --- | --- | ---: | ---: | ---: | :---: | ---: |",
     ]
     for r in results:
-        for target, measured, ok in target_rows(r):
-            lines.append(f"| {r['size']} | {target} | {measured} | {_mark(ok)} |")
+        for row in target_rows(r):
+            lines.append(
+                f"| {r['size']} | {row['target']} | {row['measured']} | {row['floor']} | {row['ratio']} "
+                f"| {_mark(row['ok'])} | {row['previous → now']} |"
+            )
     speeds = [(r["size"], r["speed_reference_seconds"]) for r in results if r.get("speed_reference_seconds")]
     if speeds:
         lines += [
@@ -655,28 +892,59 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             + ", ".join(f"{size} {secs:.2f} s" for size, secs in speeds)
             + ". Shared machines vary: compare a size's times with another run's only in that light.",
         ]
+    lines += per_million_section(results)
     lines += [
         "",
-        "How the targets are judged:",
+        "### How the targets are judged",
         "",
         "- *full run*: `retain run` (the full Dagster job: ingest, dbt build with every test, training,",
-        "  scoring, outreach lists, CRM exports, a full publish), wall time and the peak of its process",
-        "  tree (dbt's child process included).",
-        "- *dbt ≤ 2× hand-written SQL*: dbt against one hand-written DuckDB script that builds the same",
-        "  marts from the same raw tables and gives the same rows (section *dbt against hand-written",
-        "  SQL* below). The 3-result comparison over the landing CSVs is shown for reference only: that",
-        "  script skips what the dbt stage does besides (deduplicating re-sent records, 27 models, about",
-        "  180 tests).",
-        "- *dbt ≥ 10× faster than pandas*: pandas and hand-written SQL compute the same 3 results from",
-        "  the landing CSVs. The hand-written SQL is the lower bound for any engine, so pandas ÷ SQL (the",
-        "  reference row) is the most any engine can be faster than pandas on this workload.",
-        "- *incremental run*: one more day of landing files (`retain generate --next-day`: the last",
+        "  scoring and recommendations, outreach lists, CRM exports, uplift, a full publish), wall time and",
+        "  the peak of its process tree (dbt's child process included).",
+        "- *against its floor*: each stage of the full run against the least work that gives the same",
+        "  output, measured in the same benchmark run on the same data, each floor in its own process",
+        "  right after the full run (`bench/floors.py`). A stage's seconds are its steps' time in the run",
+        "  (`published/status.json`); a floor's seconds are only its timed part (no interpreter start-up,",
+        "  no imports, no preparation):",
+        "  - *ingest* (target ≤ 1.5×): the ingest stage against `CREATE TABLE <source> AS SELECT * FROM",
+        "    read_csv([its landing files])` for every source into a new DuckDB file: no sha256, validation,",
+        "    quarantine, ledger or identity resolution.",
+        "  - *dbt* (target ≤ 1.3×): `dbt build` of the KPI marts and everything upstream (models, unit tests",
+        "    and data tests) against one hand-written DuckDB script that builds the same marts from the same",
+        "    raw tables, no tests, each on its own copy of the warehouse holding only raw, wall seconds of",
+        "    each process (`bench/bench_dbt.py`); both must give the same rows. The whole dbt stage of the",
+        "    run (every model, both dbt steps) does more than that floor covers: its seconds are shown",
+        "    in the stage table, not judged.",
+        "  - *train* (no target): the train stage against the fit of the same scikit-learn estimator with the",
+        "    promoted model's parameters (`ml.train.make_model`: gradient boosting with early stopping on the",
+        "    same customer split) and its calibration, on the same training rows, the matrix already in",
+        "    memory. The floor leaves out what the stage does besides: the feature SQL at five cut-offs and",
+        "    the labels, the evaluation, the baselines (recency rule, logistic regression, BG/NBD), the",
+        "    permutation importance of the drivers, saving the model.",
+        "  - *score* (no target): the score stage against one `predict_proba` of the promoted model on every",
+        "    customer's matrix already in memory. The stage also builds today's features in SQL, explains",
+        "    each risk (one more prediction per driver group), fits BG/NBD and Gamma-Gamma for P(alive) and",
+        "    CLV, writes the scores, and computes every customer's product recommendations with their",
+        "    backtest (that step counts as scoring).",
+        "  - *publish* (no target): the full publish against `CREATE TABLE ... AS SELECT *` of the same tables",
+        "    and views (those of `marts`, `ml` and `exports` that `pipelines/publish.py` copies) into a new",
+        "    DuckDB file, under the same memory limit: no sorting by customer, no masking of contact data,",
+        "    no snapshot metadata, no switch of `CURRENT`.",
+        "- *daily run*: one more day of landing files (`retain generate --next-day`: the last",
         "  day's rows, copied with new ids and moved a day on), then `retain run --job daily_job`: ingest",
         "  of the new files, incremental dbt build with run-scoped tests, re-scoring every customer with",
         "  the current model, lists, exports and an incremental publish. Only ingest, the incremental",
         "  models and the publish shrink with the increment: every customer's risk moves each day (days",
         "  since the last order grow for all), so scoring, the lists and the exports redo every",
         "  customer, and Dagster and dbt start-up are fixed costs.",
+        "- *dashboard*: the slowest page of `bench/bench_dashboard.py` (each page's data functions on the",
+        "  published snapshot, median of the warm runs, two filter sets).",
+        "- *for reference only*: pandas and hand-written DuckDB SQL compute the same 3 KPI results from the",
+        "  landing CSVs; the SQL is the lower bound for any engine, so pandas ÷ SQL is the most any engine",
+        "  can gain over pandas here. Retired targets: \"dbt ≥ 10× faster than pandas\" (replaced by dbt",
+        "  against its floor) and \"daily run ≤ 30 s\" (now ≤ 45 s at L).",
+        "- *previous → now*: before a size's results file is overwritten, the key numbers of the run it",
+        "  replaces (full run, daily run, per-stage seconds, floors, speed reference, commit) are kept in",
+        "  the new file under `previous`.",
     ]
     lines += import_section(results, imports or [])
     lines += recommend_section(recommends or [])
@@ -695,7 +963,8 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             )
         lines += ["", "| step | seconds | peak MB | ok |", "| --- | ---: | ---: | --- |"]
         for name, m in r.get("steps", {}).items():
-            lines.append(f"| {name.replace('_', ' ')} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
+            label = STEP_LABELS.get(name, name.replace("_", " "))
+            lines.append(f"| {label} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
         for name, m in r.get("kpi", {}).items():
             lines.append(
                 f"| KPIs by {KPI_LABELS[name]} | {m['wall_seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |"
@@ -703,6 +972,8 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
         if r.get("dashboard"):
             d = r["dashboard"]
             lines.append(f"| dashboard queries | {d['seconds']:,.1f} | {d['peak_mb']:,.0f} | {_mark(d['ok'])} |")
+        for name, m in (r.get("floors") or {}).items():
+            lines.append(f"| floor of {name} | {m['wall_seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
         for title, key in STAGE_TABLES:
             stages = r.get(key)
             if not stages:
@@ -723,7 +994,11 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             step = r.get("steps", {}).get("full_run" if key == "stages" else "incremental_run")
             if step:
                 outside = step["seconds"] - sum(st["seconds"] for st in stages)
-                lines.append(f"| outside the steps (start-up, definitions, bookkeeping) | {outside:,.1f} | | | | |")
+                what = ("outside the steps (start-up, definitions, bookkeeping)" if outside >= 0 else
+                        "outside the steps (negative: steps ran side by side, their sum exceeds the run)")
+                lines.append(f"| {what} | {outside:,.1f} | | | | |")
+        lines += floor_table(r)
+        lines += trend_table(r)
         if r.get("increment"):
             inc = r["increment"]
             lines += [
@@ -736,7 +1011,8 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
         if pages:
             lines += [
                 "",
-                "Dashboard page queries on the published snapshot (`bench/bench_dashboard.py`; target ≤ 1 s warm):",
+                "Dashboard page queries on the published snapshot (`bench/bench_dashboard.py`; target at "
+                f"{', '.join(DASHBOARD_TARGET_SIZES)}: ≤ {TARGET_DASHBOARD_WARM_SECONDS:g} s warm):",
                 "",
                 "| page | filters | cold s | warm s (median) |",
                 "| --- | --- | ---: | ---: |",
@@ -803,10 +1079,84 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
     return "\n".join(lines) + "\n"
 
 
+def floor_table(r: dict) -> list[str]:
+    """One size's stages against their floors: seconds in the run, what is compared, the floor, the ratio."""
+    rows = stage_floors(r)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Stages of the full run against their floors (measured in this benchmark run, on the same data;",
+        "*compared* is the stage's seconds in the run, for dbt `dbt build` of the same marts as the floor):",
+        "",
+        "| stage | in the full run s | compared s | floor | floor s | floor peak MB | ratio | target |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        name, limit = row["stage"], TARGET_STAGE_VS_FLOOR.get(row["stage"])
+        rec = row.get("floor_record") or {}
+        peak = rec.get("peak_mb")
+        if name == "dbt":
+            peak = (((r.get("dbt_vs_hand_sql") or {}).get("steps") or {}).get("hand SQL") or {}).get("peak_mb")
+        detail = FLOORS[name]
+        if name == "train" and rec.get("fit_rows"):
+            detail += f" ({rec['fit_rows']:,} fit and {rec['calibration_rows']:,} calibration rows)"
+        if name == "score" and rec.get("rows"):
+            detail += f" ({rec['rows']:,} customers)"
+        if name == "publish" and rec.get("tables"):
+            detail += f" ({rec['tables']} tables, {rec['rows']:,} rows)"
+        if name == "ingest" and rec.get("files"):
+            detail += f" ({rec['files']} files, {rec['mb']:,.0f} MB, {rec['rows']:,} rows)"
+        target = "–" if limit is None else f"≤ {limit:g}× at {', '.join(FLOOR_TARGET_SIZES)}"
+        lines.append(
+            f"| {name} | {_fmt(row['in_run'])} | {_fmt(row['measured'])} | {detail} | {_fmt(row['floor'], 2)} "
+            f"| {_fmt(peak, 0)} | {_fmt(row['ratio'], 2, '×')} | {target} |"
+        )
+    return lines
+
+
+def trend_table(r: dict) -> list[str]:
+    """One size's key numbers against the run its results file replaced (`previous`)."""
+    prev = r.get("previous")
+    if not prev:
+        return ["", "Trend: no previous run of this size on record (the results file it replaced, if any, "
+                "was written before previous runs were kept)."]
+    steps = r.get("steps", {})
+    full, daily = steps.get("full_run") or {}, steps.get("incremental_run") or {}
+    now = key_numbers(r)
+    lines = [
+        "",
+        f"Trend against the previous run of this size ({prev.get('started_at') or '?'}, commit "
+        f"{prev.get('commit') or 'not recorded'}) → this run ({r.get('started_at')}, commit {r.get('commit') or '?'}):",
+        "",
+        "| | previous | now | now ÷ previous |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+
+    def add(label: str, a, b, digits: int = 1) -> None:
+        ratio = b / a if a and b is not None else None
+        lines.append(f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_fmt(ratio, 2, '×')} |")
+
+    add("machine speed reference s (lower is faster)", prev.get("speed_reference_seconds"),
+        r.get("speed_reference_seconds"), 2)
+    add("full run s", prev.get("full_run_seconds"), full.get("seconds") if full.get("ok") else None)
+    for name in dict.fromkeys([*(prev.get("stages") or {}), *now["stages"]]):
+        add(f"stage {name} s", (prev.get("stages") or {}).get(name), now["stages"].get(name))
+    for name in FLOORS:
+        a = (prev.get("floors") or {}).get(name) if name != "dbt" else prev.get("hand_sql_seconds")
+        b = now["floors"].get(name) if name != "dbt" else now["hand_sql_seconds"]
+        if a is not None or b is not None:
+            add(f"floor of {name} s", a, b, 2)
+    add("full run peak MB", prev.get("full_run_peak_mb"), full.get("peak_mb") if full.get("ok") else None, 0)
+    add("daily run s", prev.get("daily_seconds"), daily.get("seconds") if daily.get("ok") else None)
+    return lines
+
+
 STAGE_TABLES = (
     ("Full run, per stage", "stages"),
-    ("Incremental run (one more day), per stage", "incremental_stages"),
+    ("Daily run (`retain run --job daily_job` after one more day), per stage", "incremental_stages"),
 )
+STEP_LABELS = {"incremental_run": "daily run (`daily_job`)"}
 KPI_LABELS = {
     "sql_csv": "hand-written DuckDB SQL over the landing CSVs",
     "sql_raw": "hand-written DuckDB SQL over the raw tables",
@@ -855,15 +1205,23 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     failed = False
     for label, customers in args.sizes:
+        path = args.results / f"{label}.json"
+        try:  # the run this one replaces: its key numbers stay in the new record, for the trend
+            previous = key_numbers(json.loads(path.read_text())) if path.exists() else None
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            previous = None
         result = bench_size(
             label, customers, args.out, args.keep, args.skip_pandas, args.pandas_timeout, args.skip_dbt_vs_sql,
             args.skip_import,
         )
-        (args.results / f"{label}.json").write_text(portable_json(result, args.out))
+        if previous:
+            result["previous"] = previous
+        path.write_text(portable_json(result, args.out))
         failed |= bool(result["problems"])
-        say(f"== size {label} done; results in {args.results / f'{label}.json'}")
-        for target, measured, ok in target_rows(result):
-            say(f"  {_mark(ok)} {target}: {measured}")
+        say(f"== size {label} done; results in {path}")
+        for row in target_rows(result):
+            detail = "".join(f"; {k} {row[k]}" for k in ("floor", "ratio", "previous → now") if row[k] != "–")
+            say(f"  {_mark(row['ok'])} {row['target']}: {row['measured']}{detail}")
         for p in result["problems"]:
             say(f"  problem: {p}")
 
