@@ -1087,7 +1087,8 @@ def floor_table(r: dict) -> list[str]:
     lines = [
         "",
         "Stages of the full run against their floors (measured in this benchmark run, on the same data;",
-        "*compared* is the stage's seconds in the run, for dbt `dbt build` of the same marts as the floor):",
+        "*compared* is the stage's seconds in the run, for dbt `dbt build` of the same marts as the floor;",
+        "*floor s* is the floor's timed part only, the step table above gives its process's wall time):",
         "",
         "| stage | in the full run s | compared s | floor | floor s | floor peak MB | ratio | target |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
@@ -1140,7 +1141,7 @@ def trend_table(r: dict) -> list[str]:
     add("machine speed reference s (lower is faster)", prev.get("speed_reference_seconds"),
         r.get("speed_reference_seconds"), 2)
     add("full run s", prev.get("full_run_seconds"), full.get("seconds") if full.get("ok") else None)
-    for name in dict.fromkeys([*(prev.get("stages") or {}), *now["stages"]]):
+    for name in dict.fromkeys([*now["stages"], *(prev.get("stages") or {})]):
         add(f"stage {name} s", (prev.get("stages") or {}).get(name), now["stages"].get(name))
     for name in FLOORS:
         a = (prev.get("floors") or {}).get(name) if name != "dbt" else prev.get("hand_sql_seconds")
