@@ -12,16 +12,16 @@ For each size, in a fresh data folder `<out>/<size>`:
 3. the floor of each stage, on the same data, each in its own process (`bench.floors`): a bare
    `read_csv` of the landing files (ingest), the fit and the `predict_proba` of the same
    scikit-learn estimator on a matrix already in memory (train, score), a plain copy of the
-   tables a publish copies (publish); the dbt stage's floor is step 6;
+   tables a publish copies (publish); the dbt stage's floor is step 5;
 4. the same KPIs (the `kpi_monthly` set, `retention_cohorts`, a customer summary) by
    hand-written DuckDB SQL over the landing CSV files, by the same SQL over the warehouse's
    `raw` tables, and by pandas over the CSV files (for reference), each in its own process;
    the results must agree (and are compared with the marts the run published);
-5. the dashboard's page queries on the published snapshot (`bench.bench_dashboard`);
-6. `dbt build` of the KPI marts against hand-written SQL that builds the same marts from the
-   same raw tables (`bench.bench_dbt`), and importing a Shopify orders export of as many line
-   items as the size has customers against loading the same rows from contract CSV files
-   (`bench.bench_import`);
+5. `dbt build` of the KPI marts against hand-written SQL that builds the same marts from the
+   same raw tables (`bench.bench_dbt`): the dbt stage's floor;
+6. the dashboard's page queries on the published snapshot (`bench.bench_dashboard`), and
+   importing a Shopify orders export of as many line items as the size has customers against
+   loading the same rows from contract CSV files (`bench.bench_import`);
 7. one more day of data (the last day's orders and related rows copied one day later with new
    ids) and `retain run --job daily_job`: the daily run.
 
