@@ -67,6 +67,8 @@ class Measured:
     returncode: int
     timed_out: bool = False
     log: str | None = None
+    #: The machine's 1-minute load average when the command ended: other work inflates every time.
+    load_after: float | None = None
 
     @property
     def peak_mb(self) -> float:
@@ -153,6 +155,7 @@ def run_measured(
         returncode=proc.returncode,
         timed_out=timed_out.is_set(),
         log=str(log) if log else None,
+        load_after=round(os.getloadavg()[0], 2),
     )
 
 

@@ -955,25 +955,28 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             f"Run {r['started_at']} → {r.get('finished_at', '?')}; landing files {_fmt(r.get('landing_mb'))} MB; "
             f"1-minute load average at the start {_fmt(load, 1)} on {r['machine']['cores']} cores"
             + (" (other work was running: times are inflated)." if load and load > 1.5 else ".")
+            + (" The load average after each step is in the table below: at more than the 2 cores the"
+               " step shared the machine." if any("load_after" in m for m in r.get("steps", {}).values()) else "")
         )
         if r.get("speed_reference_seconds") is not None:
             lines[-1] += (
                 f" Machine speed reference {r['speed_reference_seconds']:.2f} s (a fixed DuckDB workload"
                 " measured at the start, `bench.common.speed_reference`; higher means a slower machine that day)."
             )
-        lines += ["", "| step | seconds | peak MB | ok |", "| --- | ---: | ---: | --- |"]
-        for name, m in r.get("steps", {}).items():
-            label = STEP_LABELS.get(name, name.replace("_", " "))
-            lines.append(f"| {label} | {m['seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
-        for name, m in r.get("kpi", {}).items():
+        lines += [
+            "",
+            "| step | seconds | peak MB | ok | load average after |",
+            "| --- | ---: | ---: | --- | ---: |",
+        ]
+        rows = [(STEP_LABELS.get(name, name.replace("_", " ")), m) for name, m in r.get("steps", {}).items()]
+        rows += [(f"floor of {name}", m) for name, m in (r.get("floors") or {}).items()]
+        rows += [(f"KPIs by {KPI_LABELS[name]}", m) for name, m in r.get("kpi", {}).items()]
+        rows += [("dashboard queries", r["dashboard"])] if r.get("dashboard") else []
+        for label, m in rows:
             lines.append(
-                f"| KPIs by {KPI_LABELS[name]} | {m['wall_seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |"
+                f"| {label} | {m.get('wall_seconds', m['seconds']):,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} "
+                f"| {_fmt(m.get('load_after'), 1)} |"
             )
-        if r.get("dashboard"):
-            d = r["dashboard"]
-            lines.append(f"| dashboard queries | {d['seconds']:,.1f} | {d['peak_mb']:,.0f} | {_mark(d['ok'])} |")
-        for name, m in (r.get("floors") or {}).items():
-            lines.append(f"| floor of {name} | {m['wall_seconds']:,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |")
         for title, key in STAGE_TABLES:
             stages = r.get(key)
             if not stages:
