@@ -1182,7 +1182,7 @@ def parse_sizes(text: str) -> list[tuple[str, int]]:
         elif part.replace("_", "").isdigit():
             out.append((f"N{int(part.replace('_', ''))}", int(part.replace("_", ""))))
         else:
-            raise argparse.ArgumentTypeError(f"unknown size {part!r}: use S, M, L or a number of customers")
+            raise argparse.ArgumentTypeError(f"unknown size {part!r}: use S, M, L, XL or a number of customers")
     return out
 
 
@@ -1193,7 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("S"), help="S,M,L or numbers of customers")
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("S"), help="S,M,L,XL or numbers of customers")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "bench", help="root of the data folders")
     parser.add_argument("--keep", action="store_true", help="keep each size's data folder afterwards")
     parser.add_argument("--skip-pandas", action="store_true", help="do not run the pandas comparison")
