@@ -955,27 +955,28 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
             f"Run {r['started_at']} → {r.get('finished_at', '?')}; landing files {_fmt(r.get('landing_mb'))} MB; "
             f"1-minute load average at the start {_fmt(load, 1)} on {r['machine']['cores']} cores"
             + (" (other work was running: times are inflated)." if load and load > 1.5 else ".")
-            + (" The load average after each step is in the table below: at more than the 2 cores the"
-               " step shared the machine." if any("load_after" in m for m in r.get("steps", {}).values()) else "")
+            + (" The load average after each step is in the table below: above the number of cores,"
+               " the step shared the machine." if any("load_after" in m for m in r.get("steps", {}).values()) else "")
         )
         if r.get("speed_reference_seconds") is not None:
             lines[-1] += (
                 f" Machine speed reference {r['speed_reference_seconds']:.2f} s (a fixed DuckDB workload"
                 " measured at the start, `bench.common.speed_reference`; higher means a slower machine that day)."
             )
-        lines += [
-            "",
-            "| step | seconds | peak MB | ok | load average after |",
-            "| --- | ---: | ---: | --- | ---: |",
-        ]
         rows = [(STEP_LABELS.get(name, name.replace("_", " ")), m) for name, m in r.get("steps", {}).items()]
         rows += [(f"floor of {name}", m) for name, m in (r.get("floors") or {}).items()]
         rows += [(f"KPIs by {KPI_LABELS[name]}", m) for name, m in r.get("kpi", {}).items()]
         rows += [("dashboard queries", r["dashboard"])] if r.get("dashboard") else []
+        loads = any(m.get("load_after") is not None for _, m in rows)  # recorded since the floors came
+        lines += [
+            "",
+            "| step | seconds | peak MB | ok |" + (" load average after |" if loads else ""),
+            "| --- | ---: | ---: | --- |" + (" ---: |" if loads else ""),
+        ]
         for label, m in rows:
             lines.append(
-                f"| {label} | {m.get('wall_seconds', m['seconds']):,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} "
-                f"| {_fmt(m.get('load_after'), 1)} |"
+                f"| {label} | {m.get('wall_seconds', m['seconds']):,.1f} | {m['peak_mb']:,.0f} | {_mark(m['ok'])} |"
+                + (f" {_fmt(m.get('load_after'), 1)} |" if loads else "")
             )
         for title, key in STAGE_TABLES:
             stages = r.get(key)
@@ -1091,7 +1092,9 @@ def floor_table(r: dict) -> list[str]:
         "",
         "Stages of the full run against their floors (measured in this benchmark run, on the same data;",
         "*compared* is the stage's seconds in the run, for dbt `dbt build` of the same marts as the floor;",
-        "*floor s* is the floor's timed part only, the step table above gives its process's wall time):",
+        "*floor s* is the floor's timed part only, the step table above gives its process's wall time. The",
+        "dbt comparison runs both sides as separate processes, start-up included, so its `dbt build` can take",
+        "longer than the run's whole dbt stage):",
         "",
         "| stage | in the full run s | compared s | floor | floor s | floor peak MB | ratio | target |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
