@@ -383,3 +383,31 @@ def test_reference_identity_over_raw_platform_tables_matches_the_loaders(tmp_pat
     assert {"shopify", "klaviyo"} <= platforms
     assert len(set(loader.values())) < len(loader)  # some keys do merge
     assert ours == loader
+
+
+def test_floors_copy_what_publish_copies_and_read_every_landing_file(tmp_path):
+    import duckdb
+
+    from bench import floors
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        for schema in ("raw", "marts", "ml", "exports"):
+            con.execute(f"create schema {schema}")
+        con.execute("create table raw.orders as select range as id from range(5)")  # not published
+        con.execute("create table marts.fct_orders as select range as id from range(7)")
+        con.execute("create view marts.fct_messages as select 1 as id")  # left out of snapshots
+        con.execute("create view marts.fct_customer_events as select * from marts.fct_orders")  # copied as a table
+        con.execute("create table ml.churn_scores as select range as id from range(3)")
+        con.execute("create table exports.outreach_lists as select range as id from range(2)")
+    out = floors.floor_publish(warehouse, tmp_path / "copy.duckdb")
+    assert (out["tables"], out["rows"]) == (4, 7 + 7 + 3 + 2)
+    assert out["seconds"] > 0 and not (tmp_path / "copy.duckdb").exists()
+
+    landing = tmp_path / "landing"
+    for source, rows in (("orders", 3), ("customers", 2)):
+        (landing / source).mkdir(parents=True)
+        (landing / source / "a.csv").write_text("id,x\n" + "".join(f"{i},{i}\n" for i in range(rows)))
+    (landing / "orders" / "b.csv").write_text("id,x\n9,9\n")
+    out = floors.floor_ingest(landing, tmp_path / "ingest.duckdb")
+    assert (out["files"], out["rows"], out["format"]) == (3, 3 + 1 + 2, "csv")
