@@ -27,8 +27,9 @@ demo: setup
 	$(BIN)/retain run
 	$(BIN)/retain dashboard
 
+# --durations: the 25 slowest test phases at the end of the output, to see where the time goes
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 lint: setup
 	$(BIN)/ruff check .
