@@ -26,6 +26,13 @@ source as (
 
 ),
 
+-- every row with the retain customer id its customer key resolves to (macros/identity.sql)
+identified as (
+
+    {{ with_identity('source') }}
+
+),
+
 renamed as (
 
     select
@@ -47,7 +54,7 @@ renamed as (
         _source_file,
         _source_row,
         {{ invocation_timestamp() }} as _built_at
-    from source
+    from identified
 
 ),
 
@@ -65,7 +72,7 @@ superseded as (
     {% if is_incremental() and not is_backfill() %}
         where {{ is_newer_than_this('_load_id') }}
     {% endif %}
-    group by 1
+    group by trim(message_id)
     having count(*) > 1
 
 ),

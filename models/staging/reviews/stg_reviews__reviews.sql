@@ -6,6 +6,13 @@ source as (
 
 ),
 
+-- every row with the retain customer id its customer key resolves to (macros/identity.sql)
+identified as (
+
+    {{ with_identity('source') }}
+
+),
+
 renamed as (
 
     select
@@ -22,7 +29,7 @@ renamed as (
         _loaded_at,
         _source_file,
         _source_row
-    from source
+    from identified
 
 ),
 

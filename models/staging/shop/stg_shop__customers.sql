@@ -27,6 +27,13 @@ source as (
 
 ),
 
+-- every row with the retain customer id its customer key resolves to (macros/identity.sql)
+identified as (
+
+    {{ with_identity('source') }}
+
+),
+
 renamed as (
 
     select
@@ -47,7 +54,7 @@ renamed as (
         _loaded_at,
         _source_file,
         _source_row
-    from source
+    from identified
 
 ),
 

@@ -25,6 +25,13 @@ source as (
 
 ),
 
+-- every row with the retain customer id its customer key resolves to (macros/identity.sql)
+identified as (
+
+    {{ with_identity('source') }}
+
+),
+
 renamed as (
 
     select
@@ -51,7 +58,7 @@ renamed as (
         _source_file,
         _source_row,
         {{ invocation_timestamp() }} as _built_at
-    from source
+    from identified
 
 ),
 
