@@ -15,10 +15,9 @@ interpreter start-up, no imports, no preparation):
   validation, no quarantine, no ledger, no identity resolution.
 - **train**: the training matrices are built exactly as `ml.train.train` builds them (the same
   cut-offs, the same per-cut-off sample, `ml.features.labelled_features`, `model_input`) and
-  are in memory before the clock starts; timed is only the fit of the promoted model's
-  estimator with its parameters (`ml.train.make_model`, early stopping on the same customer
-  split by `ml.train.fit_model`) and its calibration (`CalibratedClassifierCV` on the
-  calibration cut-off). Not timed: feature SQL, labels, the evaluation, the baselines
+  are in memory before the clock starts; timed is only `ml.train.fit_calibrated`, the call
+  training itself makes: the estimator's fit (early stopping on the same customer split) and
+  its calibration on the calibration cut-off. Not timed: feature SQL, labels, the evaluation, the baselines
   (recency rule, logistic regression, BG/NBD), permutation importance, saving the model.
 - **score**: today's features for every customer (`ml.features.build_features`) and the
   promoted model loaded from disk are in memory before the clock starts; timed is one
@@ -69,13 +68,11 @@ def _train_defaults() -> dict:
 def floor_train(warehouse: Path) -> dict:
     """Fit and calibrate the promoted model's estimator on training matrices already in memory."""
     import pandas as pd
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
 
     from ml._threads import threads_for
     from ml.features import ORDERS_TABLE, labelled_features
     from ml.registry import model_input
-    from ml.train import check_history, fit_model, make_model, usable_features
+    from ml.train import check_history, fit_calibrated, sample_share, usable_features
 
     d = _train_defaults()
     horizon, n_fit, step = d["horizon_days"], d["n_fit_cutoffs"], d["cutoff_step_days"]
@@ -83,25 +80,21 @@ def floor_train(warehouse: Path) -> dict:
         con.execute("set enable_progress_bar = false")
         plan = check_history(con, d["as_of"], horizon, n_fit, step)
         customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE}").fetchone()[0]
-        limit = d["max_rows_per_cutoff"]
-        share = None if limit is None else min(1.0, limit / max(customers, 1))
+        share = sample_share(customers, d["max_rows_per_cutoff"])
         fit = pd.concat([labelled_features(con, c, horizon, share) for c in plan.fit_cutoffs], ignore_index=True)
         cal = labelled_features(con, plan.calibration_cutoff, horizon, share)
     numeric, categorical = usable_features(fit)
     X_fit, y_fit = model_input(fit, numeric, categorical), fit["churned"].to_numpy()
     X_cal, y_cal = model_input(cal, numeric, categorical), cal["churned"].to_numpy()
-    ids = fit["customer_id"]
-    method = "isotonic" if len(cal) >= 5000 else "sigmoid"
     # the same thread limit as training (ml.train.train sets it from the shop's size)
     with threads_for(customers * (n_fit + 2)):
         t0 = time.perf_counter()
-        booster = fit_model(make_model(numeric, categorical, d["random_state"]), X_fit, y_fit, ids)
-        t1 = time.perf_counter()
-        CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(X_cal, y_cal)
-        t2 = time.perf_counter()
-    return {"seconds": round(t2 - t0, 3), "fit_seconds": round(t1 - t0, 3), "calibration_seconds": round(t2 - t1, 3),
-            "fit_rows": len(X_fit), "calibration_rows": len(X_cal), "features": len(numeric) + len(categorical),
-            "booster_iterations": int(booster.named_steps["model"].n_iter_), "calibration": method}
+        booster, calibrated = fit_calibrated(numeric, categorical, X_fit, y_fit, fit["customer_id"], X_cal, y_cal,
+                                             d["random_state"])
+        seconds = time.perf_counter() - t0
+    return {"seconds": round(seconds, 3), "fit_rows": len(X_fit), "calibration_rows": len(X_cal),
+            "features": len(numeric) + len(categorical),
+            "booster_iterations": int(booster.named_steps["model"].n_iter_), "calibration": calibrated.method}
 
 
 def floor_score(warehouse: Path, models: Path) -> dict:

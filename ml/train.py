@@ -345,18 +345,36 @@ def train(
     plan = check_history(con, as_of, horizon_days, n_fit_cutoffs, cutoff_step_days)
     customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE}").fetchone()[0]
     with threads_for(customers * (n_fit_cutoffs + 2)):
-        return _train(con, plan, horizon_days, models_dir, tolerance, max_rows_per_cutoff, random_state, started)
+        return _train(con, plan, horizon_days, models_dir, tolerance, sample_share(customers, max_rows_per_cutoff),
+                      random_state, started)
+
+
+def sample_share(customers: int, max_rows_per_cutoff: int | None) -> float | None:
+    """The share of customers a fit or calibration cut-off samples (None: all of them)."""
+    return None if max_rows_per_cutoff is None else min(1.0, max_rows_per_cutoff / max(customers, 1))
+
+
+def calibration_method(rows: int) -> str:
+    """Isotonic calibration from 5,000 calibration rows; below that the steadier sigmoid."""
+    return "isotonic" if rows >= 5000 else "sigmoid"
+
+
+def fit_calibrated(numeric: list[str], categorical: list[str], X_fit: pd.DataFrame, y_fit: np.ndarray,
+                   customers: pd.Series, X_cal: pd.DataFrame, y_cal: np.ndarray, random_state: int = 0):
+    """The churn model: the estimator fitted (early stopping on a split by customer), then calibrated
+    on the calibration cut-off. Returns (fitted estimator, calibrated model)."""
+    booster = fit_model(make_model(numeric, categorical, random_state), X_fit, y_fit, customers)
+    method = calibration_method(len(X_cal))
+    return booster, CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(X_cal, y_cal)
 
 
 def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance: float,
-           max_rows_per_cutoff: int | None, random_state: int, started: float) -> TrainResult:
+           share: float | None, random_state: int, started: float) -> TrainResult:
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()
     # sample customers inside the feature query (a stable hash of the id) so big shops never
     # build features for rows training would drop; the evaluation cut-off is never sampled
-    customers = con.execute(f"select count(distinct customer_id) from {ORDERS_TABLE}").fetchone()[0]
-    share = None if max_rows_per_cutoff is None else min(1.0, max_rows_per_cutoff / max(customers, 1))
     fit = pd.concat([labelled_features(con, c, horizon_days, share) for c in plan.fit_cutoffs], ignore_index=True)
     cal = labelled_features(con, plan.calibration_cutoff, horizon_days, share)
     ev = labelled_features(con, plan.eval_cutoff, horizon_days)
@@ -373,9 +391,8 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     X_fit, y_fit = model_input(fit, numeric, categorical), fit["churned"].to_numpy()
     X_cal, y_cal = model_input(cal, numeric, categorical), cal["churned"].to_numpy()
     X_ev, y_ev = model_input(ev, numeric, categorical), ev["churned"].to_numpy()
-    booster = fit_model(make_model(numeric, categorical, random_state), X_fit, y_fit, fit["customer_id"])
-    method = "isotonic" if len(cal) >= 5000 else "sigmoid"
-    calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(X_cal, y_cal)
+    booster, calibrated = fit_calibrated(numeric, categorical, X_fit, y_fit, fit["customer_id"], X_cal, y_cal,
+                                         random_state)
     timings["fit"] = time.perf_counter() - tick
 
     # Reasons compare a customer with a typical *retained* customer (median / most common value
@@ -428,7 +445,7 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
         "horizon_days": horizon_days,
         "fit_cutoffs": [c.isoformat() for c in plan.fit_cutoffs],
         "calibration_cutoff": plan.calibration_cutoff.isoformat(),
-        "calibration_method": method,
+        "calibration_method": calibrated.method,
         "eval_cutoff": plan.eval_cutoff.isoformat(),
         "n_train_rows": len(fit),
         "n_calibration_rows": len(cal),
