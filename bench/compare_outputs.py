@@ -196,6 +196,21 @@ TABLE_VOLATILE: dict[str, dict[str, Volatile]] = {
     },
     "exports.outreach_lists": {"run_id": _EXPORT_RUN, "created_at": _EXPORT_TIME},
     "exports.suppressions": {"run_id": _EXPORT_RUN, "created_at": _EXPORT_TIME},
+    "exports.experiments": {"run_id": _EXPORT_RUN, "created_at": _EXPORT_TIME},
+    "exports.holdouts": {"run_id": _EXPORT_RUN, "created_at": _EXPORT_TIME},
+    "staging.stg_exports__*": {"run_id": _EXPORT_RUN},
+    "intermediate.int_outreach_*": {"run_id": _EXPORT_RUN},
+    "marts.outreach_*": {"cohort_id": _label(
+        "a cohort's id: the outreach run id where cohort_grain is 'run' (models/marts/outreach), ranked with the "
+        "other cohorts' ids")},
+    "ml.product_recommendations": {
+        "generated_at": _label("wall-clock time the recommendations were made (ml/recommend.py generated_at)"),
+    },
+    "ml.recommendation_backtests": {
+        "run_id": _label("backtest run id: the Dagster run id, or the UTC time when run alone (ml/recommend_backtest.py)"),
+        "created_at": _label("wall-clock time of the backtest (ml/recommend_backtest.py created_at)"),
+        "seconds": _drop("how long each backtest cut-off took"),
+    },
     "meta.snapshot": {"info": Volatile("json", "publish metadata: time, run id, build times")},
 }
 
