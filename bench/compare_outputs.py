@@ -207,7 +207,8 @@ TABLE_VOLATILE: dict[str, dict[str, Volatile]] = {
         "generated_at": _label("wall-clock time the recommendations were made (ml/recommend.py generated_at)"),
     },
     "ml.recommendation_backtests": {
-        "run_id": _label("backtest run id: the Dagster run id, or the UTC time when run alone (ml/recommend_backtest.py)"),
+        "run_id": _label("backtest run id: the Dagster run id, or the UTC time when run alone "
+                         "(ml/recommend_backtest.py)"),
         "created_at": _label("wall-clock time of the backtest (ml/recommend_backtest.py created_at)"),
         "seconds": _drop("how long each backtest cut-off took"),
     },

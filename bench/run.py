@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -162,6 +163,19 @@ def run_status(data_dir: Path) -> dict:
         return json.loads(path.read_text()).get("last_run", {}) or {}
     except json.JSONDecodeError:
         return {}
+
+
+#: The line `retain run` prints when a Dagster step ends (pipelines/progress.py).
+STEP_DONE = re.compile(r"^✔ (\S+) done in ([0-9.]+) s$", re.MULTILINE)
+
+
+def step_seconds(log: str | Path | None) -> dict[str, float]:
+    """Seconds of each Dagster step of a measured `retain run`, from the lines it printed."""
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace") if log else ""
+    except OSError:
+        return {}
+    return {name: float(seconds) for name, seconds in STEP_DONE.findall(text)}
 
 
 def is_dbt_stage(stage: str) -> bool:
@@ -399,6 +413,7 @@ def bench_size(
     steps["full_run"] = full.as_dict()
     status = run_status(data_dir)
     result["stages"] = status.get("stages", [])
+    result["step_seconds"] = step_seconds(full.log)
     result["run_success"] = bool(status.get("success")) and full.ok
     if not result["run_success"]:
         result["problems"].append(f"full run failed: {status.get('error') or tail(full.log, 5)}")
@@ -536,6 +551,7 @@ def bench_size(
             steps["incremental_run"] = inc.as_dict()
             inc_status = run_status(data_dir)
             result["incremental_stages"] = inc_status.get("stages", [])
+            result["incremental_step_seconds"] = step_seconds(inc.log)
             if not (inc.ok and inc_status.get("success")):
                 result["problems"].append(f"incremental run failed: {inc_status.get('error') or tail(inc.log, 5)}")
     else:
@@ -1001,6 +1017,7 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
                 what = ("outside the steps (start-up, definitions, bookkeeping)" if outside >= 0 else
                         "outside the steps (negative: steps ran side by side, their sum exceeds the run)")
                 lines.append(f"| {what} | {outside:,.1f} | | | | |")
+            lines += slowest_steps(r.get("step_seconds" if key == "stages" else "incremental_step_seconds"))
         lines += floor_table(r)
         lines += trend_table(r)
         if r.get("increment"):
@@ -1081,6 +1098,19 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
         if r.get("problems"):
             lines += ["", "Problems in this run:", ""] + [f"- {p}" for p in r["problems"]]
     return "\n".join(lines) + "\n"
+
+
+#: How many of a run's Dagster steps `slowest_steps` lists.
+SLOWEST_STEPS = 8
+
+
+def slowest_steps(seconds: dict[str, float] | None) -> list[str]:
+    """The run's slowest Dagster steps (from `retain run`'s output), as a sentence under its stage table."""
+    if not seconds:
+        return []
+    top = sorted(seconds.items(), key=lambda kv: -kv[1])[:SLOWEST_STEPS]
+    return ["", "Slowest steps (Dagster ops, from the run's output): "
+            + ", ".join(f"`{name}` {value:,.1f} s" for name, value in top) + "."]
 
 
 def floor_table(r: dict) -> list[str]:

@@ -267,6 +267,28 @@ def test_report_shows_the_trend_and_renders_results_written_before_floors():
     assert "| full run | 1,500.0 | 170.0 | – |" in report  # seconds per million customers, M and L
 
 
+def test_report_names_the_slowest_steps_of_each_run_from_its_output(tmp_path):
+    from bench.run import render_markdown, step_seconds
+
+    log = tmp_path / "full_run.log"
+    log.write_text(
+        "▶ raw__customers\n✔ raw__customers done in 26.5 s\n  dbt's output: /x/logs/dbt-1.log\n"
+        "✔ retain_dbt_models done in 97.0 s\n✘ ml__churn_model failed in 3.2 s\n"
+        "✔ published__dashboard_snapshot done in 0.9 s\n│ dbt │ 55 │ done in 1 s │\n",
+        encoding="utf-8",
+    )
+    assert step_seconds(log) == {"raw__customers": 26.5, "retain_dbt_models": 97.0,
+                                 "published__dashboard_snapshot": 0.9}
+    assert step_seconds(tmp_path / "missing.log") == {} and step_seconds(None) == {}
+    record = {**_record(), "step_seconds": step_seconds(log),
+              "incremental_stages": [{"stage": "score", "seconds": 20.0}],
+              "incremental_step_seconds": {"ml__churn_scores": 19.5}}
+    report = render_markdown([record])
+    assert ("Slowest steps (Dagster ops, from the run's output): `retain_dbt_models` 97.0 s, "
+            "`raw__customers` 26.5 s, `published__dashboard_snapshot` 0.9 s.") in report
+    assert "Slowest steps (Dagster ops, from the run's output): `ml__churn_scores` 19.5 s." in report
+
+
 def test_committed_results_hold_no_path_of_the_machine_that_ran_them(tmp_path):
     from bench.run import ROOT, portable_json
 
