@@ -772,6 +772,18 @@ def per_million_section(results: list[dict]) -> list[str]:
     return lines
 
 
+#: Hand-written notes on the targets: why those not met are not, from their floors, designs that would
+#: meet them, and the check that the speed work changed no result.
+NOTES = ROOT / "bench" / "notes.md"
+
+
+def notes_section(path: Path = NOTES) -> list[str]:
+    """`bench/notes.md` as it stands, under the targets (it quotes the results it was written from)."""
+    if not path.exists():
+        return []
+    return ["", *path.read_text(encoding="utf-8").rstrip().splitlines()]
+
+
 def import_section(results: list[dict], imports: list[dict]) -> list[str]:
     """The platform import comparisons: every size's, and those `bench_import --record` kept."""
     rows = [(f"size {r['size']}", r["platform_import"]) for r in results if r.get("platform_import")]
@@ -962,6 +974,7 @@ def render_markdown(results: list[dict], imports: list[dict] | None = None,
         "  replaces (full run, daily run, per-stage seconds, floors, speed reference, commit) are kept in",
         "  the new file under `previous`.",
     ]
+    lines += notes_section()
     lines += import_section(results, imports or [])
     lines += recommend_section(recommends or [])
     for r in results:
