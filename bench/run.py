@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -165,17 +164,14 @@ def run_status(data_dir: Path) -> dict:
         return {}
 
 
-#: The line `retain run` prints when a Dagster step ends (pipelines/progress.py).
-STEP_DONE = re.compile(r"^✔ (\S+) done in ([0-9.]+) s$", re.MULTILINE)
-
-
 def step_seconds(log: str | Path | None) -> dict[str, float]:
     """Seconds of each Dagster step of a measured `retain run`, from the lines it printed."""
+    from pipelines.progress import steps_done
+
     try:
-        text = Path(log).read_text(encoding="utf-8", errors="replace") if log else ""
+        return steps_done(Path(log).read_text(encoding="utf-8", errors="replace")) if log else {}
     except OSError:
         return {}
-    return {name: float(seconds) for name, seconds in STEP_DONE.findall(text)}
 
 
 def is_dbt_stage(stage: str) -> bool:

@@ -7,6 +7,7 @@ log is still in the Dagster instance (`retain ui`).
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -81,6 +82,20 @@ _memory: PeakMemory | None = None
 _STEP_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 
 
+def step_end_line(step: str, succeeded: bool, seconds: float) -> str:
+    """The line printed when a step ends: `✔ <step> done in 1.2 s` or `✘ <step> FAILED in 1.2 s`."""
+    kind = "STEP_SUCCESS" if succeeded else "STEP_FAILURE"
+    return f"{'✔' if succeeded else '✘'} {step} {_STEP_EVENTS[kind]} in {seconds:.1f} s"
+
+
+_STEP_DONE = re.compile(r"^✔ (\S+) " + _STEP_EVENTS["STEP_SUCCESS"] + r" in ([0-9.]+) s$", re.MULTILINE)
+
+
+def steps_done(output: str) -> dict[str, float]:
+    """Seconds of each step that succeeded, from a run's printed output (`step_end_line`'s lines)."""
+    return {step: float(seconds) for step, seconds in _STEP_DONE.findall(output)}
+
+
 class _ProgressHandler(logging.Handler):
     def __init__(self, verbose: bool) -> None:
         super().__init__(logging.DEBUG)  # step events are logged at DEBUG; emit() filters
@@ -107,7 +122,7 @@ class _ProgressHandler(logging.Handler):
                 line = f"▶ {step}"
             else:
                 took = now - self.started.pop(step, now)
-                line = f"{'✔' if kind == 'STEP_SUCCESS' else '✘'} {step} {_STEP_EVENTS[kind]} in {took:.1f} s"
+                line = step_end_line(step, kind == "STEP_SUCCESS", took)
             print(line, file=_stream, flush=True)
         elif record.levelno >= logging.WARNING or self.verbose:
             message = meta.get("orig_message") or record.getMessage()

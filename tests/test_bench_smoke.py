@@ -269,12 +269,15 @@ def test_report_shows_the_trend_and_renders_results_written_before_floors():
 
 def test_report_names_the_slowest_steps_of_each_run_from_its_output(tmp_path):
     from bench.run import render_markdown, step_seconds
+    from pipelines.progress import step_end_line
 
     log = tmp_path / "full_run.log"
-    log.write_text(
-        "▶ raw__customers\n✔ raw__customers done in 26.5 s\n  dbt's output: /x/logs/dbt-1.log\n"
-        "✔ retain_dbt_models done in 97.0 s\n✘ ml__churn_model failed in 3.2 s\n"
-        "✔ published__dashboard_snapshot done in 0.9 s\n│ dbt │ 55 │ done in 1 s │\n",
+    log.write_text(  # the lines `retain run` prints, among others that must not count
+        "\n".join(["▶ raw__customers", step_end_line("raw__customers", True, 26.54),
+                   "  dbt's output: /x/logs/dbt-1.log", step_end_line("retain_dbt_models", True, 97.0),
+                   step_end_line("ml__churn_model", False, 3.2),
+                   step_end_line("published__dashboard_snapshot", True, 0.9),
+                   "│ dbt │ 55 │ done in 1 s │"]) + "\n",
         encoding="utf-8",
     )
     assert step_seconds(log) == {"raw__customers": 26.5, "retain_dbt_models": 97.0,

@@ -57,6 +57,15 @@ def test_dbts_own_log_of_each_step_is_at_info_level(pipeline):
         assert '"name": "LogModelResult"' in text and '"name": "SQLQuery"' not in text, log
 
 
+def test_dbt_steps_write_no_json_artifacts_but_keep_the_parse_cache(pipeline):
+    """dbt runs with --no-write-json (retain reads its event stream); the parse cache is still written."""
+    folders = sorted((pipeline.data_dir / "dbt-target").glob(f"retain_dbt_*-{pipeline.summary.run_id[:8]}-*"))
+    assert len(folders) == 3, folders
+    for folder in folders:
+        assert not (folder / "run_results.json").exists() and not (folder / "manifest.json").exists(), folder
+        assert (folder / "partial_parse.msgpack").exists(), folder
+
+
 def test_the_snapshot_has_every_mart_scores_and_lists_but_no_raw_data(pipeline):
     snap = current_snapshot(pipeline.settings.published)
     assert snap is not None
