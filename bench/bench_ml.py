@@ -135,8 +135,8 @@ def bench_churn(n: int, warehouse: str | None, max_rows_per_cutoff: int | None) 
     print(f"    timings {', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())}")
     print(f"    top drivers {list(result.metrics['driver_importance'])[:5]}")
     with stage("score (features, risk, reasons, CLV, write)", results):
-        scores = score(con, models_dir=work / "models")
-    print(f"    {len(scores):,} customers scored; tiers {scores['risk_tier'].value_counts().to_dict()}")
+        summary = score(con, models_dir=work / "models")
+    print(f"    {summary.rows:,} customers scored; tiers {summary.risk_tiers}")
     elapsed = time.perf_counter() - total
     print(f"features + training + scoring: {elapsed:.1f} s (includes the standalone feature build); "
           f"peak RSS {peak_rss_mb():.0f} MB")

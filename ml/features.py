@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -473,6 +475,19 @@ def build_features(
     columns NaN for the caller to fill (`bg_nbd_columns`).
     """
     day_value = _as_date(as_of)
+    with feature_query(con, day_value, sample) as select:
+        table = con.sql(select).to_arrow_table()
+    return features_from_arrow(table, day_value, bg_nbd)
+
+
+@contextmanager
+def feature_query(con, as_of: date | datetime | str, sample: float | None = None) -> Iterator[str]:
+    """The SQL of `build_features`' rows (typed, in customer_id order, no BG/NBD columns yet).
+
+    Valid inside the block only: it reads temporary tables of `con` that the block creates
+    and drops. Read it whole (`build_features`) or in batches (`ml.score`, large shops).
+    """
+    day_value = _as_date(as_of)
     day = f"date '{day_value.isoformat()}'"
     end = f"timestamp '{(day_value + timedelta(days=1)).isoformat()}'"  # exclusive end of the day
     ctes, joins, selects = _domain_ctes(con, day, end)
@@ -506,21 +521,28 @@ def build_features(
         for name, body in statements:
             con.execute(f"create or replace temp table {name} as {body}")
             created.append(name)
-        table = con.sql(
-            "select " + ", ".join(typed)
-            + "\nfrom orders_f " + " ".join(joins)
-            + "\norder by orders_f.customer_id"
-        ).to_arrow_table()
+        yield ("select " + ", ".join(typed)
+               + "\nfrom orders_f " + " ".join(joins)
+               + "\norder by orders_f.customer_id")
     finally:
         for name in created:
             con.execute(f"drop table if exists temp.{name}")
+
+
+def features_from_arrow(table: pa.Table, as_of: date | datetime | str, bg_nbd: object = FIT) -> pd.DataFrame:
+    """The `build_features` frame of rows `feature_query` returned (all of them, or one batch).
+
+    `bg_nbd` as in `build_features`: `FIT` fits BG/NBD on these rows, fitted parameters are
+    applied, None leaves the two columns NaN.
+    """
     strings = {name: table.column(name) for name in ["customer_id", *CATEGORICAL] if name in table.column_names}
     numeric = {name: table.column(name).to_numpy() for name in NUMERIC if name in table.column_names}
+    n = table.num_rows
     del table
     if bg_nbd is not None:
         numeric.update(bg_nbd_columns(numeric["order_days"], numeric["tenure_days"], numeric["days_since_last_order"],
                                       params=None if isinstance(bg_nbd, str) and bg_nbd == FIT else bg_nbd))
-    return _frame(numeric, strings, len(numeric["order_days"]), day_value)
+    return _frame(numeric, strings, n, _as_date(as_of))
 
 
 def bg_nbd_columns(

@@ -6,12 +6,17 @@ date with the same model replaces that batch, so reruns are idempotent; older ba
 thinned, see `pipelines.core.history`). It also writes the
 drift of today's features and scores against the model's reference to `ml.churn_score_drift`
 (see `ml.drift`), from the features it already holds.
+
+Customers are scored `SCORE_BATCH` at a time, so memory does not grow with the shop: the
+features come out of DuckDB batch by batch, and the population fits (BG/NBD, Gamma-Gamma) are
+made once before the first batch, so the scores are those of one batch of everyone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,7 +31,8 @@ from ml.drift import drift_report, write_drift
 from ml.features import (
     BG_NBD_SAMPLE,
     ORDERS_TABLE,
-    build_features,
+    feature_query,
+    features_from_arrow,
     fit_bg_nbd_days,
     latest_order_date,
     table_columns,
@@ -74,28 +80,6 @@ def risk_tier(probability, thresholds: RiskThresholds) -> np.ndarray:
     """'high', 'medium' or 'low' per probability."""
     p = np.asarray(probability, dtype=float)
     return np.where(p >= thresholds.high, "high", np.where(p >= thresholds.medium, "medium", "low"))
-
-
-def clv_columns(
-    con, as_of: date, customers: pd.Series, annual_discount_rate: float = 0.10
-) -> pd.DataFrame:
-    """P(alive), expected purchases in 90 days and 12-month discounted CLV from BG/NBD + Gamma-Gamma.
-
-    Fitted on all valid orders up to `as_of` in days. CLV is NaN when spend cannot be
-    modelled (too few repeat buyers, or an infinite mean spend estimate). The BG/NBD fit is
-    the one `build_features` made for the same customers when it ran just before (the
-    features' P(alive) is this P(alive)).
-    """
-    cols = table_columns(con, ORDERS_TABLE)
-    where = "coalesce(is_valid, true)" if "is_valid" in cols else None
-    rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", as_of, "D", where=where)
-    ids = rfm["customer_id"].astype(str).to_numpy()
-    wanted = customers.astype(str).to_numpy()
-    if not (len(ids) == len(wanted) and (ids == wanted).all()):  # both are in customer_id order when they match
-        rfm = rfm.set_index(ids).reindex(wanted)
-    f, r, t, m = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
-    bg, gg = clv_fits(f, r, t, m)
-    return clv_values(bg, gg, f, r, t, m, annual_discount_rate)
 
 
 #: `clv_fits` could not fit the model (its columns are NaN).
@@ -148,13 +132,16 @@ class ScoreSummary:
     mean_churn_probability: float
 
     @classmethod
-    def of(cls, scores: pd.DataFrame) -> ScoreSummary:
-        """The summary of scores in hand (`score`'s frame)."""
-        if not len(scores):
+    def read(cls, con) -> ScoreSummary:
+        """The summary of the warehouse's `ml.churn_scores` (today's list)."""
+        rows, mean, as_of, model = con.execute(
+            "select count(*), coalesce(avg(churn_probability), 0), min(as_of_date), min(model_version) "
+            "from ml.churn_scores").fetchone()
+        if not rows:
             return cls(0, None, "", {}, 0.0)
-        tiers = {str(k): int(v) for k, v in scores["risk_tier"].value_counts().items()}
-        return cls(len(scores), scores["as_of_date"].iloc[0], str(scores["model_version"].iloc[0]), tiers,
-                   float(scores["churn_probability"].mean()))
+        tiers = {str(k): int(v) for k, v in con.execute(
+            "select risk_tier, count(*) from ml.churn_scores group by 1 order by 1").fetchall()}
+        return cls(int(rows), as_of, str(model), tiers, float(mean))
 
 
 class ScoringSkipped(RuntimeError):
@@ -243,51 +230,155 @@ class ScoringRun:
         return cls(as_of, Path(models_dir), thresholds, history)
 
 
+#: Customers scored at a time. A shop with more is scored in batches of this many, in
+#: customer_id order, so scoring's memory stays that of one batch (about 3 KB per customer
+#: in pandas) however many customers there are: 10 million at once would need some 30 GB.
+#: The features are computed once, in DuckDB, and read batch by batch; the BG/NBD and
+#: Gamma-Gamma fits are made once on the population before the first batch.
+SCORE_BATCH = 250_000
+
+
+@dataclass(frozen=True)
+class Population:
+    """Every scored customer's order summary (`ml.clv`, in days) and the fits made on it."""
+
+    customer_id: np.ndarray
+    frequency: np.ndarray
+    recency: np.ndarray
+    T: np.ndarray
+    monetary_value: np.ndarray
+    bg: object  # BG/NBD (`NOT_FITTED` when it cannot be fitted): the features' P(alive) and the CLV columns
+    gg: object  # Gamma-Gamma (or `NOT_FITTED`)
+
+    @classmethod
+    def of(cls, con, as_of: date) -> Population:
+        """The order summary of every customer with a valid order by `as_of`, in customer_id order, and its fits.
+
+        The summary's frequency, recency and age are the numbers `ml.features.rfm_from_features`
+        makes of the feature rows, so the one BG/NBD fit serves the features and the CLV alike.
+        """
+        cols = table_columns(con, ORDERS_TABLE)
+        where = "coalesce(is_valid, true)" if "is_valid" in cols else None
+        rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", as_of, "D", where=where)
+        f, r, t, m = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
+        bg, gg = clv_fits(f, r, t, m)
+        return cls(rfm["customer_id"].astype(str).to_numpy(dtype=object), f, r, t, m, bg, gg)
+
+    def rows(self, customers: pd.Series, start: int) -> tuple[np.ndarray, ...]:
+        """(frequency, recency, T, monetary_value) of `customers`, the batch that starts at position `start`."""
+        wanted = customers.astype(str).to_numpy(dtype=object)
+        arrays = (self.frequency, self.recency, self.T, self.monetary_value)
+        stop = start + len(wanted)
+        if stop <= len(self.customer_id) and (self.customer_id[start:stop] == wanted).all():
+            return tuple(a[start:stop] for a in arrays)  # both in customer_id order: the batch is a slice
+        position = pd.Index(self.customer_id).get_indexer(wanted)  # -1: not in the summary (NaN)
+        return tuple(np.where(position >= 0, a[position], np.nan) for a in arrays)
+
+
 def score(
     con,
     as_of: date | str | None = None,
     models_dir: Path | str | None = None,
     thresholds: RiskThresholds | None = None,
     annual_discount_rate: float = 0.10,
-) -> pd.DataFrame:
+    batch_size: int | None = None,
+) -> ScoreSummary:
     """Score all customers with a valid order by `as_of` (default: the latest order date).
 
     Uses the promoted model in `models_dir` (default: RETAIN_MODELS). Replaces
-    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the scores. Raises
-    `ScoringSkipped` (after emptying `ml.churn_scores`) when `skip_reason` gives a reason.
+    `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the run's summary
+    (the scores are in the warehouse). Raises `ScoringSkipped` (after emptying
+    `ml.churn_scores`) when `skip_reason` gives a reason. `batch_size`: customers scored at a
+    time (default `SCORE_BATCH`); the scores do not depend on it.
+
+    Drift against the model's reference is measured on at most `BG_NBD_SAMPLE` scored
+    customers (all of them up to that size), drawn as `ml.clv`'s fits draw theirs.
     """
     run = ScoringRun.start(con, as_of, models_dir, thresholds)
-    as_of, models_dir, thresholds, history = run.as_of, run.models_dir, run.thresholds, run.history
-    artifact = load_artifact(models_dir)
-    feats = build_features(con, as_of)
-    with threads_for(len(feats)):
-        # one pass over the trees gives the risk and, per driver group, the what-if risk
-        risk, reasons, _ = risk_and_explain(artifact, feats)
-        values = clv_columns(con, as_of, feats["customer_id"], annual_discount_rate)
-    scores = pd.DataFrame({
-        "customer_id": feats["customer_id"].to_numpy(),
-        "scored_at": pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)).floor("s"),
-        "as_of_date": as_of,
-        "churn_probability": risk,
-        "risk_tier": risk_tier(risk, thresholds),
-        "p_alive": values["p_alive"].to_numpy(),
-        "expected_purchases_90d": values["expected_purchases_90d"].to_numpy(),
-        "clv_12m": values["clv_12m"].to_numpy(),
-        "reason_1": reasons["reason_1"].to_numpy(),
-        "reason_2": reasons["reason_2"].to_numpy(),
-        "reason_3": reasons["reason_3"].to_numpy(),
-        "model_version": artifact.run_id,
-    })
-    write_scores(con, scores, history)
-    write_status(con, as_of_date=as_of, scoring="scored", scoring_reason=None, model_version=artifact.run_id)
+    artifact = load_artifact(run.models_dir)
+    population = Population.of(con, run.as_of)
+    drift_rows = _drift_positions(len(population.customer_id))
+    drift_feats, drift_risk = [], []
+    size = batch_size or SCORE_BATCH
+    names = [c for c in SCORE_COLUMNS if c not in ("scored_at", "as_of_date", "model_version")]
+    # the scores go to a temporary table of a second connection to the same database: `con`
+    # is busy streaming the feature rows until the last batch
+    cur = con.cursor()
     try:
-        # today's features are in memory now: measure drift here rather than rebuild them in the check
-        drift = drift_report(feats, risk, models_dir, run_id=artifact.run_id)
-    except FileNotFoundError:  # no reference sample stored with the model: the check reports it
-        drift = None
-    if drift is not None:
-        write_drift(con, drift, as_of, artifact.run_id)
-    return scores
+        cur.execute("create or replace temp table _scored ("
+                    + ", ".join(f"{c} {SCORE_COLUMNS[c]}" for c in names) + ")")
+        start = 0
+        with feature_query(con, run.as_of) as select:
+            for table in _batches(con.sql(select).to_arrow_reader(size), size):
+                feats = features_from_arrow(table, run.as_of, population.bg)
+                del table
+                f, r, t, m = population.rows(feats["customer_id"], start)
+                with threads_for(len(feats)):
+                    # one pass over the trees gives the risk and, per driver group, the what-if risk
+                    risk, reasons, _ = risk_and_explain(artifact, feats)
+                    values = clv_values(population.bg, population.gg, f, r, t, m, annual_discount_rate)
+                batch = pa.table({
+                    "customer_id": pa.array(feats["customer_id"].to_numpy(dtype=object), pa.string()),
+                    "churn_probability": risk,
+                    "risk_tier": pa.array(risk_tier(risk, run.thresholds), pa.string()),
+                    "p_alive": values["p_alive"].to_numpy(),
+                    "expected_purchases_90d": values["expected_purchases_90d"].to_numpy(),
+                    "clv_12m": values["clv_12m"].to_numpy(),
+                    **{c: pa.array(reasons[c].to_numpy(dtype=object), pa.string(), from_pandas=True)
+                       for c in ("reason_1", "reason_2", "reason_3")},
+                })
+                cur.register("_batch", batch)
+                try:
+                    cur.execute(f"insert into _scored select {', '.join(names)} from _batch")
+                finally:
+                    cur.unregister("_batch")
+                here = drift_rows[(drift_rows >= start) & (drift_rows < start + len(feats))] - start
+                drift_feats.append(feats.iloc[here])
+                drift_risk.append(risk[here])
+                start += len(feats)
+                del feats, batch, reasons, values
+        scored_at = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)).floor("s")
+        relation = (f"(select *, timestamp '{scored_at.isoformat(sep=' ')}' as scored_at, "
+                    f"date '{run.as_of.isoformat()}' as as_of_date, '{artifact.run_id}' as model_version "
+                    "from _scored)")
+        write_score_rows(cur, relation, run.as_of, artifact.run_id, run.history)
+    finally:
+        cur.close()
+    write_status(con, as_of_date=run.as_of, scoring="scored", scoring_reason=None, model_version=artifact.run_id)
+    if drift_feats:
+        try:
+            drift = drift_report(pd.concat(drift_feats, ignore_index=True), np.concatenate(drift_risk),
+                                 run.models_dir, run_id=artifact.run_id)
+        except FileNotFoundError:  # no reference sample stored with the model: the check reports it
+            drift = None
+        if drift is not None:
+            write_drift(con, drift, run.as_of, artifact.run_id)
+    return ScoreSummary.read(con)
+
+
+def _batches(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
+    """The reader's rows as tables of `size` rows (the last one shorter), in order."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for chunk in reader:
+        while chunk.num_rows:
+            take = min(size - rows, chunk.num_rows)
+            pending.append(chunk.slice(0, take))
+            rows += take
+            chunk = chunk.slice(take)
+            if rows == size:
+                yield pa.Table.from_batches(pending)
+                pending, rows = [], 0
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def _drift_positions(n: int) -> np.ndarray:
+    """Positions (in customer_id order) of the customers drift is measured on: all up to
+    `BG_NBD_SAMPLE`, else that many drawn as `ml.clv`'s fits draw (seed 0), sorted."""
+    if n <= BG_NBD_SAMPLE:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, BG_NBD_SAMPLE, replace=False))
 
 
 def write_scores(con, scores: pd.DataFrame, history: HistoryPolicy | None = None) -> None:

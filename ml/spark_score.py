@@ -250,7 +250,7 @@ def score_on_spark(
     write_score_rows(con, relation, run.as_of, artifact.run_id, run.history)
     write_status(con, as_of_date=run.as_of, scoring="scored", scoring_reason=None, model_version=artifact.run_id)
     _write_drift(con, drift_rows, run, artifact.run_id)
-    return _summary(con, run.as_of, artifact.run_id)
+    return ScoreSummary.read(con)
 
 
 def _write_drift(con, feats: pd.DataFrame, run: ScoringRun, run_id: str) -> None:
@@ -270,9 +270,3 @@ def _write_drift(con, feats: pd.DataFrame, run: ScoringRun, run_id: str) -> None
     except FileNotFoundError:  # no reference sample stored with the model: the check reports it
         return
     write_drift(con, drift, run.as_of, run_id)
-
-
-def _summary(con, as_of, run_id: str) -> ScoreSummary:
-    rows, mean = con.execute("select count(*), coalesce(avg(churn_probability), 0) from ml.churn_scores").fetchone()
-    tiers = dict(con.execute("select risk_tier, count(*) from ml.churn_scores group by 1").fetchall())
-    return ScoreSummary(int(rows), as_of if rows else None, run_id if rows else "", tiers, float(mean))

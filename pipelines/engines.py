@@ -225,11 +225,11 @@ def score_customers(con: duckdb.DuckDBPyConnection, as_of=None, models_dir: Path
     `ml.score.ScoreSummary`; raises `ml.score.ScoringSkipped` as both do.
     """
     from ml.inputs import INPUT_TABLES
-    from ml.score import ScoreSummary, score
+    from ml.score import score
     from pipelines.core import spark as sp
 
     if not sp.is_spark():
-        return ScoreSummary.of(score(con, as_of=as_of, models_dir=models_dir))
+        return score(con, as_of=as_of, models_dir=models_dir)
     from ml.spark_score import score_on_spark
 
     s = sp.spark_settings()

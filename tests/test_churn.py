@@ -43,8 +43,8 @@ def trained(warehouse, tmp_path_factory):
     """One training run and one scoring run on the shared warehouse."""
     models = tmp_path_factory.mktemp("models")
     result = train(warehouse, models_dir=models)
-    scores = score(warehouse, models_dir=models)
-    return result, scores, models
+    summary = score(warehouse, models_dir=models)
+    return result, summary, models
 
 
 def _orders(rows: list[tuple]) -> pd.DataFrame:
@@ -284,8 +284,10 @@ def test_a_worse_model_is_recorded_but_not_promoted(trained, warehouse, tmp_path
 
 
 def test_scores_table_columns_tiers_and_history(trained, warehouse):
-    result, scores, models = trained
+    result, summary, models = trained
     table = warehouse.execute("select * from ml.churn_scores").df()
+    assert summary.rows == len(table) and summary.model_version == result.run_id
+    assert summary.risk_tiers == table["risk_tier"].value_counts().to_dict()
     assert list(table.columns) == list(SCORE_COLUMNS)
     assert len(table) == len(build_features(warehouse, latest_order_date(warehouse)))
     assert table["as_of_date"].astype(str).unique().tolist() == [str(latest_order_date(warehouse))]
@@ -304,6 +306,26 @@ def test_scores_table_columns_tiers_and_history(trained, warehouse):
     assert warehouse.execute("select count(distinct as_of_date) from ml.churn_scores_history").fetchone()[0] == 2
     assert str(warehouse.execute("select max(as_of_date) from ml.churn_scores").fetchone()[0]) == "2025-06-30"
     score(warehouse, models_dir=models)  # back to today's list for the other tests
+
+
+def test_scores_and_drift_do_not_depend_on_the_batch_size(trained, warehouse):
+    """A large shop is scored a batch of customers at a time (`SCORE_BATCH`); its scores, reasons,
+    CLV and drift are those of scoring everyone at once."""
+    _, _, models = trained
+    columns = "* exclude (scored_at)"
+    n = warehouse.execute("select count(*) from ml.churn_scores").fetchone()[0]
+    size = n // 3 - 7  # four batches, the last one short
+    assert score(warehouse, models_dir=models, batch_size=n).rows == n
+    whole = warehouse.execute(f"select {columns} from ml.churn_scores").df()
+    drift = warehouse.execute("select * from ml.churn_score_drift order by rank").df()
+    batched = score(warehouse, models_dir=models, batch_size=size)
+    assert batched.rows == n
+    pd.testing.assert_frame_equal(warehouse.execute(f"select {columns} from ml.churn_scores").df(), whole,
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        warehouse.execute("select * from ml.churn_score_drift order by rank").df(), drift,
+        check_exact=True)
+    assert whole["customer_id"].is_monotonic_increasing and whole["reason_1"].notna().any()
 
 
 def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehouse):
@@ -402,8 +424,9 @@ def test_orders_only_log_trains_and_scores(tmp_path):
     artifact = load_artifact(tmp_path / "models")
     assert "days_since_last_order" in artifact.numeric and "bgnbd_p_alive" in artifact.numeric
     assert "last_nps" not in artifact.features and "late_deliveries" not in artifact.features
-    scores = score(con, models_dir=tmp_path / "models")
-    assert len(scores) == 2357 and scores["churn_probability"].notna().all()
+    summary = score(con, models_dir=tmp_path / "models")
+    scores = con.execute("select * from ml.churn_scores").df()
+    assert summary.rows == len(scores) == 2357 and scores["churn_probability"].notna().all()
     assert scores["reason_1"].notna().any() and scores["clv_12m"].notna().all()
     assert set(FEATURE_NAMES) <= set(build_features(con, "1997-06-01").columns)
 
