@@ -99,9 +99,9 @@ def generate(
             help=(
                 "Instead of a new shop, add one day after the last one to the landing files already there: "
                 "the last day's orders, items, returns, messages, surveys, reviews and tickets copied a day "
-                "later with new ids, as increment-<date>.csv per source (CSV landing files only). For trying "
-                "the daily job: retain generate --next-day, then retain run --job daily_job. Takes only "
-                "--out and --data-dir."
+                "later with new ids, as increment-<date>.csv per source (.parquet in a Parquet landing "
+                "folder). For trying the daily job: retain generate --next-day, then retain run --job "
+                "daily_job. Takes only --out and --data-dir."
             ),
         ),
     ] = False,

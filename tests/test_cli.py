@@ -122,3 +122,44 @@ def test_generate_next_day_refuses_options_it_would_ignore_and_never_overwrites(
     assert result.exit_code != 0 and "never overwrites" in result.output
     assert stray.read_text() == "review_id\nkept\n"
     assert not (landing / "orders" / f"increment-{new_day}.csv").exists()  # nothing half-written either
+
+
+def test_generate_next_day_on_parquet_landing_files_writes_typed_parquet_that_ingest_loads(tmp_path):
+    """A Parquet landing folder gets `increment-<date>.parquet` files typed as its own files, with
+    the same rows the CSV folder of the same shop gets; ingestion loads them."""
+    import duckdb
+
+    folders = {fmt: tmp_path / fmt / "landing" for fmt in ("csv", "parquet")}
+    for fmt, landing in folders.items():
+        made = runner.invoke(app, ["generate", "--customers", "300", "--seed", "3", "--format", fmt,
+                                   "--out", str(landing)])
+        assert made.exit_code == 0, made.output
+        added = runner.invoke(app, ["generate", "--next-day", "--out", str(landing)], env={"COLUMNS": "200"})
+        assert added.exit_code == 0, added.output
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    increments = sorted(p.relative_to(folders["parquet"]) for p in folders["parquet"].rglob("increment-*"))
+    assert increments and all(p.suffix == ".parquet" for p in increments)
+    assert [p.with_suffix(".csv") for p in increments] == sorted(
+        p.relative_to(folders["csv"]) for p in folders["csv"].rglob("increment-*"))
+    for rel in increments:
+        new = str(folders["parquet"] / rel)
+        old = [str(p) for p in (folders["parquet"] / rel.parent).glob("*.parquet") if p.name != rel.name]
+        # typed as the source's own files
+        assert con.execute(f"describe select * from read_parquet('{new}')").fetchall() == con.execute(
+            f"describe select * from read_parquet({old!r}, union_by_name = true)").fetchall()
+        # the same rows as the CSV increment of the same shop (its timestamps as text)
+        columns = [row[0] for row in con.execute(f"describe select * from read_parquet('{new}')").fetchall()]
+        typed = {row[0]: row[1] for row in con.execute(f"describe select * from read_parquet('{new}')").fetchall()}
+        as_csv = ", ".join(f"cast(\"{c}\" as {typed[c]}) as \"{c}\"" for c in columns)
+        csv_rows = con.execute(f"select {as_csv} from read_csv('{folders['csv'] / rel.with_suffix('.csv')}', "
+                               "all_varchar = true) order by all").fetchall()
+        assert con.execute(f"select * from read_parquet('{new}') order by all").fetchall() == csv_rows
+    from tests.conftest import retain_cli
+
+    ingested = retain_cli(tmp_path / "parquet", "ingest")
+    assert ingested.returncode == 0, ingested.stdout[-2000:] + ingested.stderr[-2000:]
+    with duckdb.connect(str(tmp_path / "parquet" / "warehouse.duckdb"), read_only=True) as wh:
+        loads = wh.execute("select status, count(*) from raw._loads where file_path like '%increment-%' "
+                           "group by 1").fetchall()
+    assert loads == [("loaded", len(increments))]
