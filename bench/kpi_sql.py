@@ -62,9 +62,15 @@ def _select_list(source_name: str, present: set[str], typed: bool) -> str:
 
 
 def load_landing(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
-    """Read each source's CSV files once into a table `src_<source>` with the needed columns."""
+    """Read each source's CSV (or Parquet) files once into a table `src_<source>` with the needed columns."""
     for name in NEEDED:
         files = source_files(landing, name)
+        if files and files[0].name.lower().endswith(".parquet"):  # typed already: no text to parse
+            file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+            relation = f"read_parquet({file_list}, union_by_name = true)"
+            present = {row[0] for row in con.execute(f"describe select * from {relation}").fetchall()}
+            con.execute(f"create table src_{name} as select {_select_list(name, present, True)} from {relation}")
+            continue
         headers = [read_header(f) for f in files]
         present = {c for h in headers for c in h}
         if not files:

@@ -201,6 +201,18 @@ def _rows(result: dict) -> dict:
     return {row["target"].split(" (")[0].split(":")[0]: row for row in target_rows(result)}
 
 
+def test_sql_kpis_read_parquet_landing_files_as_they_read_csv(tmp_path):
+    """`bench.run --landing-format parquet` (XL's disk): the hand-written SQL reference reads the
+    same shop's Parquet files to the same KPIs as its CSV files."""
+    from pipelines.generate import generate
+
+    for fmt in ("csv", "parquet"):
+        generate(tmp_path / fmt / "landing", customers=300, seed=7, fmt=fmt)
+        kpi_sql.run(tmp_path / fmt / "out", landing=tmp_path / fmt / "landing")
+    assert list((tmp_path / "parquet" / "landing" / "orders").glob("*.parquet"))
+    assert compare_results(tmp_path / "csv" / "out", tmp_path / "parquet" / "out") == []
+
+
 def test_report_judges_each_stage_against_its_floor_at_l():
     from bench.run import render_markdown
 
