@@ -834,7 +834,7 @@ class Comparer:
             vb = rb.get("volatile", {}).get(c)
             if vb is None:
                 continue
-            if (va.get("non_null"), va.get("distinct")) != (vb.get("non_null"), vb.get("distinct")):
+            if _volatile_shape(va) != _volatile_shape(vb):
                 vol.append(f"{c} (volatile, {va['how']}): non-null {va.get('non_null')} -> {vb.get('non_null')}, "
                            f"distinct {va.get('distinct')} -> {vb.get('distinct')}")
         if vol:
@@ -995,10 +995,8 @@ class Comparer:
             return "not-compared", [ra["why"]]
         if kind in ("table", "file-table"):
             same_shape = ra["rows"] == rb["rows"] and ra["columns"] == rb["columns"]
-            same_vol = all(
-                (v.get("non_null"), v.get("distinct"))
-                == (rb["volatile"].get(c, {}).get("non_null"), rb["volatile"].get(c, {}).get("distinct"))
-                for c, v in ra.get("volatile", {}).items())
+            same_vol = all(_volatile_shape(v) == _volatile_shape(rb["volatile"].get(c, {}))
+                           for c, v in ra.get("volatile", {}).items())
             same_bytes = ra.get("canonical_sha256") == rb.get("canonical_sha256")
             if same_shape and same_vol and ra["content_hash"] == rb["content_hash"] and same_bytes:
                 return "identical", []
@@ -1028,6 +1026,15 @@ class Comparer:
         if ra.get("canonical_sha256") == rb.get("canonical_sha256"):
             return "identical", []
         return "different", [f"{ra.get('bytes')} bytes -> {rb.get('bytes')} bytes, different content"]
+
+
+def _volatile_shape(stats: dict) -> tuple:
+    """What must match of a volatile column: its non-null count, and its distinct count unless it
+    is dropped. A label's distinct count is structure (how many runs); a dropped column's (clock
+    times, durations) is chance: two timings may round to the same value in one run only."""
+    if stats.get("how") == "drop":
+        return (stats.get("non_null"),)
+    return stats.get("non_null"), stats.get("distinct")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -53,6 +53,12 @@ def make_data_dir(root: Path, run: int = 1, *, revenue_c2: float = 20.5, drop_ta
     con.execute("CREATE TABLE ml.churn_scores (customer_id VARCHAR, scored_at TIMESTAMP, churn_probability DOUBLE, "
                 "model_version VARCHAR)")
     con.execute("INSERT INTO ml.churn_scores VALUES ('C1', ?, 0.25, ?), ('C2', ?, 0.75, ?)", [ts, mid, ts, mid])
+    # durations are dropped: two of them may round alike in one run and not in the other
+    con.execute("CREATE TABLE ml.recommendation_backtests (cutoff_date DATE, run_id VARCHAR, created_at TIMESTAMP, "
+                "ndcg_at_3 DOUBLE, seconds DOUBLE)")
+    con.execute("INSERT INTO ml.recommendation_backtests SELECT DATE '2026-01-01' + i::INT, ?, ?, 0.5, s "
+                "FROM (SELECT unnest(range(3)) AS i, unnest(?) AS s)",
+                [mid, ts, [1.0, 1.0, 2.0] if run == 1 else [1.0, 2.0, 3.0]])
     con.execute("CREATE TABLE ml.model_runs (run_id VARCHAR, trained_at TIMESTAMP, model_path VARCHAR, auc DOUBLE)")
     con.execute("INSERT INTO ml.model_runs VALUES (?, ?, ?, 0.8)", [mid, ts, f"{dd}/models/{mid}"])
     con.execute("CREATE TABLE exports.outreach_lists (run_id VARCHAR, created_at TIMESTAMP, play VARCHAR, "
@@ -131,6 +137,7 @@ def test_same_outputs_of_two_runs_are_identical(tmp_path, capsys):
     assert status_of(out, "file:published/status.json") == "identical"
     assert status_of(out, "input:landing/orders/increment-2026-11-01.csv") == "identical"
     assert status_of(out, "warehouse:raw.orders") == "identical"
+    assert status_of(out, "warehouse:ml.recommendation_backtests") == "identical"
     # the summary says which values were volatile and why
     summary = json.loads((a / "dump.json").read_text())
     scores = summary["objects"]["warehouse:ml.churn_scores"]
