@@ -565,12 +565,20 @@ if os.environ.get("SPARK_REMOTE") and os.environ.get("RETAIN_ENGINE", "").strip(
     from dbt.cli.main import cli
     sys.argv[0] = {dbt!r}
     sys.exit(cli())
+if os.environ.get("RETAIN_DBT_SERVER"):  # the job's warm dbt runs the command (pipelines/dbt_server.py)
+    from pipelines.dbt_server import run_forked
+    code = run_forked([{dbt!r}, *sys.argv[1:]])
+    if code is not None:
+        sys.exit(code)
 os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])
 '''
 
 
 def dbt_launcher(real_dbt: str) -> str:
     """An executable that runs `real_dbt` so that it dies with the process that starts it.
+
+    With a warm dbt for the job (`RETAIN_DBT_SERVER`, `pipelines.dbt_server`) it hands the
+    command to it and waits, instead of starting dbt itself.
 
     `prctl(PR_SET_PDEATHSIG, SIGKILL)` survives exec: when the thread that started dbt (the
     step) dies, even by `kill -9`, the kernel kills dbt. dbt also gets its own process group

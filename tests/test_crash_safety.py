@@ -64,21 +64,36 @@ def _proc_alive(pid: int) -> bool:
 
 
 def dbt_processes(data_dir: Path) -> list[int]:
-    """Live dbt processes working for this data folder (their environment names it)."""
+    """Live dbt processes working for this data folder (their environment names it).
+
+    Those are: the launcher of a dbt step (`.../dagster/bin/dbt`), dbt itself (a `dbt` command,
+    or a fork of the job's warm dbt, which names itself `dbt`), and the warm dbt server
+    (`retain-dbt`, `pipelines.dbt_server`).
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            comm = (entry / "comm").read_bytes().strip()
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(part.endswith(b"/dbt") for part in cmdline[:2]) and (
-            f"RETAIN_DATA_DIR={data_dir}".encode() in environ
-        ) and _proc_alive(int(entry.name)):
+        is_dbt = comm in (b"dbt", b"retain-dbt") or any(part.endswith(b"/dbt") for part in cmdline[:2])
+        if is_dbt and f"RETAIN_DATA_DIR={data_dir}".encode() in environ and _proc_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def _is_running_dbt(pid: int) -> bool:
+    """dbt itself, not the step's launcher (`dagster/bin/dbt`) nor the idle warm dbt server."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_bytes().strip()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return comm != b"retain-dbt" and b"dagster/bin/dbt" not in cmdline
 
 
 def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = RUN_TIMEOUT):
@@ -94,13 +109,16 @@ def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeou
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _parent_comm(pid: int) -> bytes:
+    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return Path(f"/proc/{ppid}/comm").read_bytes().strip()
+
+
 def _wait_for_dbt(data_dir: Path, proc: subprocess.Popen) -> list[int]:
-    """Wait until the run's `dbt build` really runs (after its launcher exec'd dbt), then a bit more."""
+    """Wait until the run's `dbt build` really runs (handed over by its launcher), then a bit more."""
 
     def running() -> list[int]:
-        pids = dbt_processes(data_dir)
-        real = [p for p in pids if b"dagster/bin/dbt" not in Path(f"/proc/{p}/cmdline").read_bytes()]
-        return real
+        return [p for p in dbt_processes(data_dir) if _is_running_dbt(p)]
 
     pids = _wait_for(running, "dbt to start", proc)
     time.sleep(1.5)  # dbt is connected to the warehouse and building
@@ -184,6 +202,7 @@ def crashed(tmp_path_factory, request):
 
     proc = _start(data_dir, "run")
     dbt = _wait_for_dbt(data_dir, proc)
+    seen["dbt_parents"] = [_parent_comm(pid) for pid in dbt]
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 5
@@ -245,6 +264,8 @@ def test_nothing_is_lost_or_duplicated(crashed):
 def test_no_dbt_survives_kill_9_of_retain(crashed):
     _, _, seen = crashed
     assert seen["dbt_pids"], "the run was killed while dbt was running"
+    # dbt was a fork of the job's warm dbt server (pipelines.dbt_server), which died too
+    assert seen["dbt_parents"] == [b"retain-dbt"] * len(seen["dbt_pids"]), seen["dbt_parents"]
     assert seen["dbt_after_kill"] == [], "dbt kept running after retain was killed"
 
 
@@ -418,8 +439,12 @@ def test_exports_take_their_own_runs_batch_even_when_another_run_built_a_newer_o
         assert batch(run_b, "exports__crm_exports") == b_batch
         assert run_outreach_batch(instance, instance.get_run_by_id(run_a.run_id)) == a_batch
         # A's exports step, re-executed in a child run (Dagster's retry from the failed step)
-        retry = DagsterRun(job_name=run_a.dagster_run.job_name, run_id=make_new_run_id(),
-                           parent_run_id=run_a.run_id, root_run_id=run_a.run_id)
+        retry = DagsterRun(
+            job_name=run_a.dagster_run.job_name,
+            run_id=make_new_run_id(),
+            parent_run_id=run_a.run_id,
+            root_run_id=run_a.run_id,
+        )
         instance.add_run(retry)
         assert run_outreach_batch(instance, retry) == a_batch
         # a run of the exports alone exports the last outreach batch built (B's)
@@ -441,8 +466,9 @@ def test_a_writer_outside_dagster_is_waited_for_and_recovered_when_killed(tmp_pa
     )
 
     def holder() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", hold], env=_env(data_dir),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", hold], env=_env(data_dir), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() == "held"
         return proc
 

@@ -1,0 +1,145 @@
+"""The warm dbt (`pipelines.dbt_server`): a job's dbt commands as forks of one process that imported dbt.
+
+Real processes throughout: the server is started as a job starts it, and dbt is run through
+retain's own dbt launcher (`pipelines.runs.dbt_launcher`), as a dbt step runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.dbt_server import SERVER_ENV, warm_dbt
+
+
+@pytest.fixture
+def launcher(tmp_path, monkeypatch):
+    """retain's dbt launcher, written into a data folder of its own."""
+    from pipelines.core.config import export_environment
+    from pipelines.defs.dbt.project import dbt_executable
+    from pipelines.runs import dbt_launcher
+
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))
+    export_environment()
+    return dbt_launcher(dbt_executable())
+
+
+def _dbt(launcher: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "RETAIN_DBT_PARENT_PID": str(os.getpid()), **env}
+    return subprocess.run([launcher, *args], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def _comm(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/comm").read_bytes().strip()
+
+
+def _server_pid() -> int:
+    """The warm dbt server this process started (it names itself once Python is up)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            pid = int(entry.name) if entry.name.isdigit() else None
+            if pid is not None and _ppid(pid) == os.getpid() and _comm_or_none(pid) == b"retain-dbt":
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no warm dbt server is a child of this process")
+
+
+def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(launcher):
+    cold = _dbt(launcher, "--version")
+    with warm_dbt() as socket_path:
+        assert os.environ[SERVER_ENV] == socket_path
+        server = _server_pid()
+        warm = _dbt(launcher, "--version")
+        # a command dbt refuses: its usage error and exit code come through the fork unchanged
+        bad = _dbt(launcher, "no-such-command")
+        cold_bad = _dbt(launcher, "no-such-command", RETAIN_DBT_SERVER="")
+    assert SERVER_ENV not in os.environ
+    assert warm.returncode == cold.returncode == 0, warm.stderr
+    assert "Core:" in warm.stdout and warm.stdout == cold.stdout
+    assert bad.returncode == cold_bad.returncode == 2
+    assert "No such command" in bad.stdout + bad.stderr
+    # the server is gone with the job
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{server}").exists() and _comm(server) == b"retain-dbt":
+        time.sleep(0.1)
+    assert not Path(f"/proc/{server}").exists() or _comm(server) != b"retain-dbt"
+
+
+def test_dbt_starts_by_itself_when_the_server_is_gone(launcher):
+    with warm_dbt():
+        os.kill(_server_pid(), signal.SIGKILL)
+        time.sleep(0.2)
+        done = _dbt(launcher, "--version")
+    assert done.returncode == 0, done.stderr
+    assert "Core:" in done.stdout
+
+
+def test_a_killed_launcher_takes_its_dbt_with_it(launcher, tmp_path):
+    """`kill -9` of the step's launcher (or of its process group) leaves no forked dbt behind."""
+    project = tmp_path / "project"
+    project.mkdir()
+    # a dbt project whose only macro runs a query of minutes, so dbt keeps running until killed
+    (project / "dbt_project.yml").write_text("name: wait\nversion: '1.0.0'\nprofile: wait\nmacro-paths: ['macros']\n")
+    (project / "macros").mkdir()
+    (project / "macros" / "wait.sql").write_text(
+        "{% macro wait() %}{% do run_query('select count(*) from range(1000000000000)') %}{% endmacro %}\n"
+    )
+    (project / "profiles.yml").write_text(
+        f"wait:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      threads: 1\n"
+        f"      path: '{tmp_path / 'w.duckdb'}'\n      settings:\n        threads: 1\n"
+    )
+    with warm_dbt():
+        server = _server_pid()
+        env = {**os.environ, "RETAIN_DBT_PARENT_PID": str(os.getpid())}
+        proc = subprocess.Popen(
+            [launcher, "run-operation", "wait", "--project-dir", str(project), "--profiles-dir", str(project)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        forked: list[int] = []
+        while time.monotonic() < deadline and not forked:
+            forked = [
+                int(e.name)
+                for e in Path("/proc").iterdir()
+                if e.name.isdigit() and _comm_or_none(int(e.name)) == b"dbt" and _ppid(int(e.name)) == server
+            ]
+            time.sleep(0.1)
+        assert forked, "the launcher's dbt did not start as a fork of the server"
+        time.sleep(3)  # dbt has parsed the project and runs the query
+        assert proc.poll() is None and all(_alive(p) for p in forked), "dbt ended by itself"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in forked):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in forked), "dbt outlived its launcher"
+
+
+def _comm_or_none(pid: int) -> bytes | None:
+    try:
+        return _comm(pid)
+    except OSError:
+        return None
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
