@@ -163,3 +163,26 @@ def test_generate_next_day_on_parquet_landing_files_writes_typed_parquet_that_in
         loads = wh.execute("select status, count(*) from raw._loads where file_path like '%increment-%' "
                            "group by 1").fetchall()
     assert loads == [("loaded", len(increments))]
+
+
+def test_retain_writes_its_bytecode_cache_even_where_the_environment_turns_it_off(tmp_path):
+    """With PYTHONDONTWRITEBYTECODE=1 every process would compile all it imports from source
+    (about 12 s of a small shop's run): importing `pipelines` turns the cache back on, for the
+    process and the processes it starts."""
+    import subprocess
+    import sys
+
+    module = tmp_path / "retain_bytecode_probe.py"
+    module.write_text("VALUE = 1\n")
+    code = (
+        "import os, subprocess, sys\n"
+        "import pipelines\n"
+        "import retain_bytecode_probe\n"
+        "probe = 'import os; print(os.environ.get(\"PYTHONDONTWRITEBYTECODE\"))'\n"
+        "child = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True).stdout.strip()\n"
+        "print(sys.dont_write_bytecode, child)\n"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "None"]
+    assert list((tmp_path / "__pycache__").glob("retain_bytecode_probe.*.pyc"))
