@@ -511,9 +511,16 @@ def prepare(con, table, path, columns):
     (result,) = _run(data)
     assert result.status == "loaded", result.message
     assert _query(data, "SELECT review_id, rating FROM raw.reviews") == [("1", 4)]
+    # the hook ran without leaving Python's bytecode cache in the landing folder
+    assert not (folder / "__pycache__").exists()
     (folder / "stars.py").write_text("def prepare(con, table, path, columns):\n    raise ValueError('no stars')\n")
     (folder / "more.csv").write_text((folder / "reviews.csv").read_text().replace("\\n1,", "\\n2,"))
-    rejected = [r for r in _run(data) if r.status == "rejected"]
+    # a cache the user's own test of the hook left is not a data file
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "stars.cpython-311.pyc").write_bytes(b"\x00" * 16)
+    results = _run(data)
+    assert not [r for r in results if "__pycache__" in r.file], results
+    rejected = [r for r in results if r.status == "rejected"]
     assert rejected and rejected[0].reason_code == "hook_failed" and "ValueError: no stars" in rejected[0].message
 
 

@@ -14,10 +14,10 @@ For every file in `data/landing/<platform>/` (and any landing folder with a `_ma
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -369,10 +369,12 @@ def run_hook(con: duckdb.DuckDBPyConnection, mapping: Mapping, path: Path, colum
     DuckDB has no function for) goes there; the mapping then reads the added columns by name
     in its SQL. A hook that fails rejects the file, naming the hook and the error.
     """
-    spec = importlib.util.spec_from_file_location(f"retain_hook_{mapping.platform}_{mapping.kind}", mapping.hook)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(f"retain_hook_{mapping.platform}_{mapping.kind}")
+    module.__file__ = str(mapping.hook)
     try:
-        spec.loader.exec_module(module)
+        # compiled here rather than imported: an import would write `__pycache__` into the landing folder
+        source = Path(mapping.hook).read_bytes()
+        exec(compile(source, str(mapping.hook), "exec"), module.__dict__)  # noqa: S102 - the user's own hook
         module.prepare(con, ROWS, path, columns)
     except FileRejected:
         raise

@@ -80,9 +80,10 @@ def is_compressed(path: Path) -> bool:
 
 
 def is_in_flight(path: Path, root: Path) -> bool:
-    """True for files to leave alone for now: temporaries, partial uploads and dotfiles."""
+    """True for files to leave alone for now: temporaries, partial uploads, dotfiles, and Python's
+    bytecode cache (`__pycache__`, left next to a mapping's hook by a user who ran it)."""
     rel = path.relative_to(root)
-    if any(part.startswith(".") for part in rel.parts):
+    if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
         return True
     return path.name.lower().endswith(IN_FLIGHT_SUFFIXES)
 
