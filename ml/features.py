@@ -644,6 +644,14 @@ def _frame(numeric: dict[str, np.ndarray], strings: dict, n: int, day_value: dat
 def build_labels(con, cutoff: date | datetime | str, horizon_days: int = 180) -> pd.DataFrame:
     """Churn labels at `cutoff`: 1 if a customer with a valid order by then orders nothing in
     the following `horizon_days` days (cut-off excluded, last day included), else 0."""
+    out = con.execute(labels_query(con, cutoff, horizon_days)).df()
+    out["customer_id"] = out["customer_id"].astype(str)
+    out["churned"] = out["churned"].astype(np.int64)
+    return out
+
+
+def labels_query(con, cutoff: date | datetime | str, horizon_days: int = 180) -> str:
+    """The SQL of `build_labels`' rows (customer_id, churned), in customer_id order."""
     day_value = _as_date(cutoff)
     end = day_value + timedelta(days=1)
     stop = end + timedelta(days=horizon_days)
@@ -658,10 +666,7 @@ def build_labels(con, cutoff: date | datetime | str, horizon_days: int = 180) ->
         having count(*) filter (where ordered_at < timestamp '{end}') > 0
         order by customer_id
     """
-    out = con.execute(sql).df()
-    out["customer_id"] = out["customer_id"].astype(str)
-    out["churned"] = out["churned"].astype(np.int64)
-    return out
+    return sql
 
 
 def labelled_features(
@@ -675,3 +680,50 @@ def labelled_features(
         raise AssertionError("labels and features disagree on the customer population")
     out["churned"] = out["churned"].astype(np.int64)
     return out
+
+
+def labelled_feature_batches(
+    con, cutoff: date | datetime | str, horizon_days: int, bg_nbd: object, size: int
+) -> Iterator[pd.DataFrame]:
+    """`labelled_features` at `cutoff` (every customer), `size` rows at a time, in the same order.
+
+    `bg_nbd`: the BG/NBD parameters fitted on every customer at `cutoff` (what `labelled_features`
+    fits on its whole frame), or None when they cannot be fitted. The features and the labels
+    are two queries read side by side, both in customer_id order.
+    """
+    cur = con.cursor()  # the labels' stream: `con` streams the features (its temporary tables)
+    try:
+        labels = arrow_batches(cur.sql(labels_query(con, cutoff, horizon_days)).to_arrow_reader(size), size)
+        with feature_query(con, cutoff) as select:
+            for table in arrow_batches(con.sql(select).to_arrow_reader(size), size):
+                label = next(labels, None)
+                feats = features_from_arrow(table, cutoff, bg_nbd)
+                del table
+                ids = None if label is None else label.column("customer_id").to_numpy(zero_copy_only=False)
+                if ids is None or len(ids) != len(feats) or not (
+                    feats["customer_id"].to_numpy(dtype=object) == ids.astype(str).astype(object)
+                ).all():
+                    raise AssertionError("labels and features disagree on the customer population")
+                feats["churned"] = label.column("churned").to_numpy().astype(np.int64)
+                yield feats
+        if next(labels, None) is not None:
+            raise AssertionError("labels and features disagree on the customer population")
+    finally:
+        cur.close()
+
+
+def arrow_batches(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
+    """The reader's rows as tables of `size` rows (the last one shorter), in order."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for chunk in reader:
+        while chunk.num_rows:
+            take = min(size - rows, chunk.num_rows)
+            pending.append(chunk.slice(0, take))
+            rows += take
+            chunk = chunk.slice(take)
+            if rows == size:
+                yield pa.Table.from_batches(pending)
+                pending, rows = [], 0
+    if rows:
+        yield pa.Table.from_batches(pending)

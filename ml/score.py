@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from ml.drift import drift_report, write_drift
 from ml.features import (
     BG_NBD_SAMPLE,
     ORDERS_TABLE,
+    arrow_batches,
     feature_query,
     features_from_arrow,
     fit_bg_nbd_days,
@@ -309,7 +309,7 @@ def score(
                     + ", ".join(f"{c} {SCORE_COLUMNS[c]}" for c in names) + ")")
         start = 0
         with feature_query(con, run.as_of) as select:
-            for table in _batches(con.sql(select).to_arrow_reader(size), size):
+            for table in arrow_batches(con.sql(select).to_arrow_reader(size), size):
                 feats = features_from_arrow(table, run.as_of, population.bg)
                 del table
                 f, r, t, m = population.rows(feats["customer_id"], start)
@@ -354,23 +354,6 @@ def score(
         if drift is not None:
             write_drift(con, drift, run.as_of, artifact.run_id)
     return ScoreSummary.read(con)
-
-
-def _batches(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
-    """The reader's rows as tables of `size` rows (the last one shorter), in order."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for chunk in reader:
-        while chunk.num_rows:
-            take = min(size - rows, chunk.num_rows)
-            pending.append(chunk.slice(0, take))
-            rows += take
-            chunk = chunk.slice(take)
-            if rows == size:
-                yield pa.Table.from_batches(pending)
-                pending, rows = [], 0
-    if rows:
-        yield pa.Table.from_batches(pending)
 
 
 def _drift_positions(n: int) -> np.ndarray:

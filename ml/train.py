@@ -54,7 +54,10 @@ from ml.features import (
     INPUT_TABLES,
     NUMERIC,
     ORDERS_TABLE,
+    fit_bg_nbd_days,
+    labelled_feature_batches,
     labelled_features,
+    labels_query,
     latest_order_date,
     table_columns,
 )
@@ -74,6 +77,11 @@ DEFAULT_TOLERANCE = 0.02
 MIN_CUSTOMERS = 100
 #: Days of history a cut-off needs before it (the features look back at least this far).
 MIN_DAYS_BEFORE_CUTOFF = 30
+#: Customers of the evaluation cut-off predicted at a time (its metrics do not depend on it).
+EVAL_BATCH = 250_000
+#: Evaluation rows drawn for the driver importance and for the drift reference stored with the model.
+IMPORTANCE_SAMPLE = 30_000
+REFERENCE_SAMPLE = 20_000
 
 
 class NotEnoughHistory(ValueError):
@@ -260,6 +268,89 @@ def _sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     return frame if limit is None or len(frame) <= limit else frame.sample(limit, random_state=seed)
 
 
+def sample_positions(n: int, limit: int, seed: int) -> np.ndarray:
+    """The rows `_sample` draws from a frame of `n` rows, in its order: what `DataFrame.sample`
+    draws (`RandomState(seed).choice` without replacement), or all rows up to `limit`."""
+    if n <= limit:
+        return np.arange(n)
+    return np.random.RandomState(seed).choice(n, size=limit, replace=False)
+
+
+@dataclass
+class EvaluationPass:
+    """Everything training needs of the evaluation cut-off, gathered `EVAL_BATCH` customers at a time.
+
+    The predictions of the new model, its baselines and the current model on every evaluation
+    customer are kept (a few numbers per customer), the feature rows only for the samples.
+    """
+
+    y: np.ndarray
+    days_since_last_order: np.ndarray
+    predictions: dict[str, np.ndarray]
+    customers: pd.Series
+    samples: dict[int, pd.DataFrame]
+    current: str | None = None
+    current_error: str | None = None
+
+    @classmethod
+    def run(cls, con, cutoff: date, horizon_days: int, rows: int, models: dict, models_dir: Path,
+            seed: int, bg_nbd: object, batch_size: int | None = None) -> EvaluationPass:
+        """Predict `models` (name -> fitted pipeline on the model input) and the current model on every row.
+
+        `rows`: the number of evaluation customers (the labels' count), which fixes the samples'
+        positions before the first batch.
+        """
+        size = batch_size or EVAL_BATCH
+        wanted = {limit: sample_positions(rows, limit, seed) for limit in (IMPORTANCE_SAMPLE, REFERENCE_SAMPLE)}
+        y = np.empty(rows, dtype=np.int64)
+        days = np.empty(rows, dtype=float)
+        predictions = {name: np.empty(rows, dtype=float) for name in models}
+        current, current_error, current_model = current_run_id(models_dir), None, None
+        if current is not None:
+            try:
+                current_model = load_artifact(models_dir, current)
+            except Exception as exc:  # an unreadable or incompatible old model must not block a good new one
+                current_error, current = f"{current}: {exc}", None
+        if current is not None:
+            predictions["current"] = np.empty(rows, dtype=float)
+        customers, parts = [], {limit: [] for limit in wanted}
+        start = 0
+        numeric, categorical = models["__input__"]
+        for batch in labelled_feature_batches(con, cutoff, horizon_days, bg_nbd, size):
+            stop = start + len(batch)
+            if stop > rows:
+                raise AssertionError("more evaluation rows than labels")
+            X = model_input(batch, numeric, categorical)
+            for name, model in models.items():
+                if name != "__input__":
+                    predictions[name][start:stop] = model.predict_proba(X)[:, 1]
+            if current is not None:
+                try:
+                    predictions["current"][start:stop] = current_model.predict_risk(batch)
+                except Exception as exc:  # as above: recorded, and the gate goes on without it
+                    current_error, current = f"{current}: {exc}", None
+                    del predictions["current"]
+            y[start:stop] = batch["churned"].to_numpy()
+            days[start:stop] = batch["days_since_last_order"].to_numpy()
+            customers.append(batch["customer_id"].to_numpy(dtype=object))
+            for limit, positions in wanted.items():
+                here = positions[(positions >= start) & (positions < stop)]
+                if len(here):
+                    part = batch.iloc[here - start]
+                    part.index = here
+                    parts[limit].append(part)
+            start = stop
+        if start != rows:
+            raise AssertionError(f"{start:,} evaluation rows for {rows:,} labels")
+        # in `_sample`'s order, indexed by position; a frame no larger than the limit comes whole (RangeIndex)
+        samples = {
+            limit: pd.concat(parts[limit]).loc[wanted[limit]] if rows > limit
+            else pd.concat(parts[limit]).reset_index(drop=True)
+            for limit in wanted
+        }
+        return cls(y, days, predictions, pd.Series(np.concatenate(customers)), samples, current, current_error)
+
+
 def data_fingerprint(con) -> str:
     """A short hash of the warehouse tables the model reads: changes when their data change."""
     parts = []
@@ -287,12 +378,22 @@ def library_versions() -> dict:
     }
 
 
-def bg_nbd_baselines(con, cutoff: date, horizon_days: int, customers: pd.Series) -> dict[str, np.ndarray]:
-    """BG/NBD fitted on valid orders up to `cutoff` (days): 1 - P(alive) and P(no purchase in H)."""
+def order_summary(con, cutoff: date) -> pd.DataFrame:
+    """`ml.clv.rfm_summary_duckdb` in days of every customer's valid orders up to `cutoff`."""
     cols = table_columns(con, ORDERS_TABLE)
     where = "coalesce(is_valid, true)" if "is_valid" in cols else None
     rfm = clv.rfm_summary_duckdb(con, ORDERS_TABLE, "customer_id", "ordered_at", "total", cutoff, "D", where=where)
     rfm["customer_id"] = rfm["customer_id"].astype(str)
+    return rfm
+
+
+def bg_nbd_baselines(
+    con, cutoff: date, horizon_days: int, customers: pd.Series, rfm: pd.DataFrame | None = None
+) -> dict[str, np.ndarray]:
+    """BG/NBD fitted on valid orders up to `cutoff` (days): 1 - P(alive) and P(no purchase in H).
+
+    `rfm`: `order_summary(con, cutoff)` when the caller has it already."""
+    rfm = order_summary(con, cutoff) if rfm is None else rfm
     rfm = rfm.set_index("customer_id").reindex(customers.to_numpy())
     params = clv.fit_bg_nbd(rfm["frequency"], rfm["recency"], rfm["T"], time_unit="D", sample_size=BG_NBD_SAMPLE)
     f, r, t = rfm["frequency"].to_numpy(), rfm["recency"].to_numpy(), rfm["T"].to_numpy()
@@ -377,12 +478,18 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     # build features for rows training would drop; the evaluation cut-off is never sampled
     fit = pd.concat([labelled_features(con, c, horizon_days, share) for c in plan.fit_cutoffs], ignore_index=True)
     cal = labelled_features(con, plan.calibration_cutoff, horizon_days, share)
-    ev = labelled_features(con, plan.eval_cutoff, horizon_days)
+    # the evaluation cut-off is never sampled, and read in batches (EvaluationPass): here only its outcomes
+    ev_rows, ev_lowest, ev_highest = con.execute(
+        f"select count(*), min(churned), max(churned) from ({labels_query(con, plan.eval_cutoff, horizon_days)})"
+    ).fetchone()
     timings["features"] = time.perf_counter() - tick
-    for name, frame in (("fit", fit), ("calibration", cal), ("evaluation", ev)):
-        if frame["churned"].nunique() < 2:
+    outcomes = [(name, frame["churned"].nunique(), frame["churned"].iloc[0] if len(frame) else None)
+                for name, frame in (("fit", fit), ("calibration", cal))]
+    outcomes.append(("evaluation", 2 if ev_rows and ev_lowest != ev_highest else 1, ev_lowest))
+    for name, distinct, first in outcomes:
+        if distinct < 2:
             raise NotEnoughHistory(
-                f"at the {name} cut-off every customer {'churned' if frame['churned'].iloc[0] else 'stayed'}: "
+                f"at the {name} cut-off every customer {'churned' if first else 'stayed'}: "
                 "a churn model cannot learn or be evaluated on one outcome (see docs/churn-model.md)"
             )
 
@@ -390,7 +497,6 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     numeric, categorical = usable_features(fit)
     X_fit, y_fit = model_input(fit, numeric, categorical), fit["churned"].to_numpy()
     X_cal, y_cal = model_input(cal, numeric, categorical), cal["churned"].to_numpy()
-    X_ev, y_ev = model_input(ev, numeric, categorical), ev["churned"].to_numpy()
     booster, calibrated = fit_calibrated(numeric, categorical, X_fit, y_fit, fit["customer_id"], X_cal, y_cal,
                                          random_state)
     timings["fit"] = time.perf_counter() - tick
@@ -407,36 +513,48 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     artifact = ModelArtifact(run_id, calibrated, numeric, categorical, reference, groups)
 
     tick = time.perf_counter()
-    p_model = calibrated.predict_proba(X_ev)[:, 1]
-    metrics: dict = {"model": evaluate(y_ev, p_model)}
-    recent = ev["days_since_last_order"].to_numpy() <= 365
-    if recent.sum() > 0 and len(np.unique(y_ev[recent])) == 2:
-        metrics["model_recent_buyers_365d"] = evaluate(y_ev[recent], p_model[recent])
     rule = make_recency_rule().fit(X_fit, y_fit)
-    metrics["recency_rule"] = evaluate(y_ev, rule.predict_proba(X_ev)[:, 1])
     # the baseline learns from at most 100k rows: its AUC is stable long before that, and a
     # full-size fit dominated training time on a million customers
     lr_rows = _sample(pd.DataFrame({"i": np.arange(len(X_fit))}), 100_000, random_state)["i"].to_numpy()
     logistic = make_logistic(numeric, categorical).fit(X_fit.iloc[lr_rows], y_fit[lr_rows])
-    metrics["logistic_regression"] = evaluate(y_ev, logistic.predict_proba(X_ev)[:, 1])
+    # the evaluation customers' BG/NBD features: fitted on all of them, as `labelled_features` fits its frame
+    rfm = order_summary(con, plan.eval_cutoff)
     try:
-        bg = bg_nbd_baselines(con, plan.eval_cutoff, horizon_days, ev["customer_id"])
+        ev_bg_nbd = fit_bg_nbd_days(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
+    except (ValueError, RuntimeError):
+        ev_bg_nbd = None
+    ev = EvaluationPass.run(
+        con, plan.eval_cutoff, horizon_days, ev_rows,
+        {"__input__": (numeric, categorical), "model": calibrated, "recency_rule": rule, "logistic": logistic},
+        models_dir, random_state, ev_bg_nbd,
+    )
+    y_ev, p_model = ev.y, ev.predictions["model"]
+    metrics: dict = {"model": evaluate(y_ev, p_model)}
+    recent = ev.days_since_last_order <= 365
+    if recent.sum() > 0 and len(np.unique(y_ev[recent])) == 2:
+        metrics["model_recent_buyers_365d"] = evaluate(y_ev[recent], p_model[recent])
+    metrics["recency_rule"] = evaluate(y_ev, ev.predictions["recency_rule"])
+    metrics["logistic_regression"] = evaluate(y_ev, ev.predictions["logistic"])
+    try:
+        bg = bg_nbd_baselines(con, plan.eval_cutoff, horizon_days, ev.customers, rfm)
         metrics["bgnbd_1_minus_p_alive"] = evaluate(y_ev, bg["bgnbd_1_minus_p_alive"])
         metrics["bgnbd_p_no_purchase"] = evaluate(y_ev, bg["bgnbd_p_no_purchase"])
         metrics["bgnbd_params"] = bg["params"].to_dict()
     except (ValueError, RuntimeError) as exc:  # e.g. nobody bought twice: record, do not fail training
         metrics["bgnbd_error"] = str(exc)
-    sample = _sample(ev, 30_000, random_state)
+    del rfm
+    sample = ev.samples[IMPORTANCE_SAMPLE]
     metrics["driver_importance"] = group_importance(artifact, sample, sample["churned"].to_numpy(), random_state)
     # reasons are computed for the groups the model measurably relies on (one batch
     # prediction each at scoring time); the others cannot move a customer's risk much
     explain_groups = [g for g, drop in metrics["driver_importance"].items() if drop >= 0.0005][:12]
     timings["evaluate"] = time.perf_counter() - tick
 
-    promoted, reason, current_auc = _gate(models_dir, ev, y_ev, metrics, tolerance)
+    promoted, reason, current_auc = _gate(ev, metrics, tolerance)
     metrics["current_model_auc_on_this_eval"] = current_auc
 
-    reference_sample = _sample(ev, 20_000, random_state).copy()
+    reference_sample = ev.samples[REFERENCE_SAMPLE].copy()
     reference_sample["churn_probability"] = artifact.predict_risk(reference_sample)
     artifact.metadata = {
         "run_id": run_id,
@@ -449,7 +567,7 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
         "eval_cutoff": plan.eval_cutoff.isoformat(),
         "n_train_rows": len(fit),
         "n_calibration_rows": len(cal),
-        "n_eval_rows": len(ev),
+        "n_eval_rows": ev_rows,
         "data_first_order": con.execute(f"select min(ordered_at) from {ORDERS_TABLE}").fetchone()[0],
         "features": {"numeric": numeric, "categorical": categorical},
         "groups": groups,
@@ -472,7 +590,7 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
         "calibration_cutoff": plan.calibration_cutoff,
         "eval_cutoff": plan.eval_cutoff,
         "n_train_rows": len(fit) + len(cal),
-        "n_eval_rows": len(ev),
+        "n_eval_rows": ev_rows,
         "metrics": metrics,
         "features": [*numeric, *categorical],
         "library_versions": artifact.metadata["library_versions"],
@@ -485,7 +603,7 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
         set_current(models_dir, run_id)
     return TrainResult(
         run_id, promoted, reason, metrics, plan, [*numeric, *categorical], run_dir,
-        len(fit), len(cal), len(ev), time.perf_counter() - started, timings,
+        len(fit), len(cal), ev_rows, time.perf_counter() - started, timings,
     )
 
 
@@ -519,13 +637,14 @@ def promotion_decision(
     )
 
 
-def _gate(models_dir: Path, ev: pd.DataFrame, y_ev: np.ndarray, metrics: dict, tolerance: float):
-    """Evaluate the current model on the new evaluation rows, then apply `promotion_decision`."""
-    current = current_run_id(models_dir)
-    current_auc = None
+def _gate(ev: EvaluationPass, metrics: dict, tolerance: float):
+    """The current model's ROC AUC on the new evaluation rows, then `promotion_decision`."""
+    current, current_auc = ev.current, None
+    if ev.current_error is not None:
+        metrics["current_model_error"] = ev.current_error
     if current is not None:
         try:
-            current_auc = float(roc_auc_score(y_ev, load_artifact(models_dir, current).predict_risk(ev)))
+            current_auc = float(roc_auc_score(ev.y, ev.predictions["current"]))
         except Exception as exc:  # an unreadable or incompatible old model must not block a good new one
             metrics["current_model_error"] = f"{current}: {exc}"
             current = None

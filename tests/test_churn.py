@@ -328,6 +328,59 @@ def test_scores_and_drift_do_not_depend_on_the_batch_size(trained, warehouse):
     assert whole["customer_id"].is_monotonic_increasing and whole["reason_1"].notna().any()
 
 
+def test_evaluation_in_batches_is_the_whole_frames_evaluation(trained, warehouse, monkeypatch):
+    """The evaluation cut-off is read `EVAL_BATCH` customers at a time: its labels, every
+    model's predictions and its two samples are those of the whole `labelled_features` frame."""
+    import ml.train as training
+    from ml.features import labelled_features
+    from ml.registry import model_input
+
+    result, _, models = trained
+    monkeypatch.setattr(training, "IMPORTANCE_SAMPLE", 900)
+    monkeypatch.setattr(training, "REFERENCE_SAMPLE", 5_000)  # more than the rows: the frame itself
+    plan, artifact = result.plan, load_artifact(models)
+    ev = labelled_features(warehouse, plan.eval_cutoff, 180)
+    rfm = training.order_summary(warehouse, plan.eval_cutoff)
+    bg = training.fit_bg_nbd_days(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
+    run = training.EvaluationPass.run(
+        warehouse, plan.eval_cutoff, 180, len(ev),
+        {"__input__": (artifact.numeric, artifact.categorical), "model": artifact.model},
+        models, 0, bg, batch_size=len(ev) // 4 - 3,
+    )
+    np.testing.assert_array_equal(run.y, ev["churned"].to_numpy())
+    np.testing.assert_array_equal(run.days_since_last_order, ev["days_since_last_order"].to_numpy())
+    whole = artifact.model.predict_proba(model_input(ev, artifact.numeric, artifact.categorical))[:, 1]
+    np.testing.assert_array_equal(run.predictions["model"], whole)
+    assert run.current == result.run_id and run.current_error is None
+    np.testing.assert_array_equal(run.predictions["current"], artifact.predict_risk(ev))
+    assert (run.customers.to_numpy() == ev["customer_id"].to_numpy(dtype=object)).all()
+    pd.testing.assert_frame_equal(run.samples[900], ev.sample(900, random_state=0), check_exact=True)
+    pd.testing.assert_frame_equal(run.samples[5_000], ev, check_exact=True)
+
+
+def test_training_metrics_do_not_depend_on_the_evaluation_batch(trained, warehouse, tmp_path, monkeypatch):
+    import shutil
+
+    import ml.train as training
+
+    _, _, models = trained
+    monkeypatch.setattr(training, "IMPORTANCE_SAMPLE", 1_000)
+    monkeypatch.setattr(training, "REFERENCE_SAMPLE", 700)
+    runs = []
+    for size in (10**9, 611):
+        folder = tmp_path / f"models-{size}"
+        shutil.copytree(models, folder)  # the same current model for the gate
+        monkeypatch.setattr(training, "EVAL_BATCH", size)
+        runs.append(train(warehouse, models_dir=folder))
+    one, batched = runs
+    assert one.n_eval_rows == batched.n_eval_rows > 1_000
+    assert json.dumps(one.metrics, sort_keys=True) == json.dumps(batched.metrics, sort_keys=True)
+    assert one.metrics["current_model_auc_on_this_eval"] is not None
+    reference = [pd.read_parquet(r.model_dir / "reference.parquet") for r in runs]
+    assert len(reference[0]) == 700
+    pd.testing.assert_frame_equal(reference[0], reference[1], check_exact=True)
+
+
 def test_reasons_quote_the_customers_values_and_only_raise_risk(trained, warehouse):
     result, _, models = trained
     artifact = load_artifact(models)
