@@ -7,9 +7,10 @@ thinned, see `pipelines.core.history`). It also writes the
 drift of today's features and scores against the model's reference to `ml.churn_score_drift`
 (see `ml.drift`), from the features it already holds.
 
-Customers are scored `SCORE_BATCH` at a time, so memory does not grow with the shop: the
-features come out of DuckDB batch by batch, and the population fits (BG/NBD, Gamma-Gamma) are
-made once before the first batch, so the scores are those of one batch of everyone.
+Customers are scored a batch at a time (`RETAIN_ML_BATCH_ROWS`, 250,000 by default), so memory
+does not grow with the shop: the features come out of DuckDB batch by batch, and the
+population fits (BG/NBD, Gamma-Gamma) are made once before the first batch, so the scores are
+those of one batch of everyone.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ml.reasons import risk_and_explain
 from ml.registry import current_run_id, load_artifact
 from ml.status import write_status
 from ml.train import NotEnoughHistory, check_history
+from pipelines.core.config import ml_batch_rows
 from pipelines.core.history import HistoryPolicy
 
 SCORE_COLUMNS = {
@@ -235,7 +237,6 @@ class ScoringRun:
 #: in pandas) however many customers there are: 10 million at once would need some 30 GB.
 #: The features are computed once, in DuckDB, and read batch by batch; the BG/NBD and
 #: Gamma-Gamma fits are made once on the population before the first batch.
-SCORE_BATCH = 250_000
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def score(
     `ml.churn_scores`, appends to `ml.churn_scores_history`, and returns the run's summary
     (the scores are in the warehouse). Raises `ScoringSkipped` (after emptying
     `ml.churn_scores`) when `skip_reason` gives a reason. `batch_size`: customers scored at a
-    time (default `SCORE_BATCH`); the scores do not depend on it.
+    time (default `RETAIN_ML_BATCH_ROWS`, 250,000); the scores do not depend on it.
 
     Drift against the model's reference is measured on at most `BG_NBD_SAMPLE` scored
     customers (all of them up to that size), drawn as `ml.clv`'s fits draw theirs.
@@ -299,7 +300,7 @@ def score(
     population = Population.of(con, run.as_of)
     drift_rows = _drift_positions(len(population.customer_id))
     drift_feats, drift_risk = [], []
-    size = batch_size or SCORE_BATCH
+    size = batch_size or ml_batch_rows()
     names = [c for c in SCORE_COLUMNS if c not in ("scored_at", "as_of_date", "model_version")]
     # the scores go to a temporary table of a second connection to the same database: `con`
     # is busy streaming the feature rows until the last batch

@@ -77,8 +77,6 @@ DEFAULT_TOLERANCE = 0.02
 MIN_CUSTOMERS = 100
 #: Days of history a cut-off needs before it (the features look back at least this far).
 MIN_DAYS_BEFORE_CUTOFF = 30
-#: Customers of the evaluation cut-off predicted at a time (its metrics do not depend on it).
-EVAL_BATCH = 250_000
 #: Evaluation rows drawn for the driver importance and for the drift reference stored with the model.
 IMPORTANCE_SAMPLE = 30_000
 REFERENCE_SAMPLE = 20_000
@@ -278,7 +276,8 @@ def sample_positions(n: int, limit: int, seed: int) -> np.ndarray:
 
 @dataclass
 class EvaluationPass:
-    """Everything training needs of the evaluation cut-off, gathered `EVAL_BATCH` customers at a time.
+    """Everything training needs of the evaluation cut-off, gathered a batch of customers at a time
+    (`RETAIN_ML_BATCH_ROWS`, 250,000 by default).
 
     The predictions of the new model, its baselines and the current model on every evaluation
     customer are kept (a few numbers per customer), the feature rows only for the samples.
@@ -300,7 +299,9 @@ class EvaluationPass:
         `rows`: the number of evaluation customers (the labels' count), which fixes the samples'
         positions before the first batch.
         """
-        size = batch_size or EVAL_BATCH
+        from pipelines.core.config import ml_batch_rows  # plain settings module, no orchestration imports
+
+        size = batch_size or ml_batch_rows()
         wanted = {limit: sample_positions(rows, limit, seed) for limit in (IMPORTANCE_SAMPLE, REFERENCE_SAMPLE)}
         y = np.empty(rows, dtype=np.int64)
         days = np.empty(rows, dtype=float)

@@ -309,7 +309,7 @@ def test_scores_table_columns_tiers_and_history(trained, warehouse):
 
 
 def test_scores_and_drift_do_not_depend_on_the_batch_size(trained, warehouse):
-    """A large shop is scored a batch of customers at a time (`SCORE_BATCH`); its scores, reasons,
+    """A large shop is scored a batch of customers at a time (`RETAIN_ML_BATCH_ROWS`); its scores, reasons,
     CLV and drift are those of scoring everyone at once."""
     _, _, models = trained
     columns = "* exclude (scored_at)"
@@ -329,7 +329,7 @@ def test_scores_and_drift_do_not_depend_on_the_batch_size(trained, warehouse):
 
 
 def test_evaluation_in_batches_is_the_whole_frames_evaluation(trained, warehouse, monkeypatch):
-    """The evaluation cut-off is read `EVAL_BATCH` customers at a time: its labels, every
+    """The evaluation cut-off is read a batch of customers at a time: its labels, every
     model's predictions and its two samples are those of the whole `labelled_features` frame."""
     import ml.train as training
     from ml.features import labelled_features
@@ -367,10 +367,10 @@ def test_training_metrics_do_not_depend_on_the_evaluation_batch(trained, warehou
     monkeypatch.setattr(training, "IMPORTANCE_SAMPLE", 1_000)
     monkeypatch.setattr(training, "REFERENCE_SAMPLE", 700)
     runs = []
-    for size in (10**9, 611):
+    for size in ("1000000000", "1000"):  # one batch; four batches, the last one short
         folder = tmp_path / f"models-{size}"
         shutil.copytree(models, folder)  # the same current model for the gate
-        monkeypatch.setattr(training, "EVAL_BATCH", size)
+        monkeypatch.setenv("RETAIN_ML_BATCH_ROWS", size)
         runs.append(train(warehouse, models_dir=folder))
     one, batched = runs
     assert one.n_eval_rows == batched.n_eval_rows > 1_000
@@ -521,3 +521,16 @@ def test_model_card_reports_window_metrics_and_drivers(trained, warehouse):
     assert result.run_id in card and str(result.plan.eval_cutoff) in card
     assert f"{result.metrics['model']['roc_auc']:.3f}" in card
     assert "recency-only rule" in card and "BG/NBD" in card and "Top drivers" in card
+
+
+def test_ml_batch_rows_setting_is_checked(monkeypatch):
+    from pipelines.core.config import ml_batch_rows
+
+    monkeypatch.delenv("RETAIN_ML_BATCH_ROWS", raising=False)
+    assert ml_batch_rows() == 250_000
+    monkeypatch.setenv("RETAIN_ML_BATCH_ROWS", "100_000")
+    assert ml_batch_rows() == 100_000
+    for bad in ("lots", "10", "-5"):
+        monkeypatch.setenv("RETAIN_ML_BATCH_ROWS", bad)
+        with pytest.raises(ValueError, match=f"RETAIN_ML_BATCH_ROWS='{bad}'.*at least 1,000"):
+            ml_batch_rows()

@@ -100,6 +100,30 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
+#: Customers `ml.score` scores and `ml.train` evaluates at a time (`RETAIN_ML_BATCH_ROWS`).
+DEFAULT_ML_BATCH_ROWS = 250_000
+MIN_ML_BATCH_ROWS = 1_000
+
+
+def ml_batch_rows() -> int:
+    """RETAIN_ML_BATCH_ROWS (default 250,000), checked: the customers scoring and the training's
+    evaluation hold at a time. Scores and metrics do not depend on it; memory does (about 3 KB
+    per customer of a batch in scoring)."""
+    text = os.environ.get("RETAIN_ML_BATCH_ROWS", "").strip()
+    if not text:
+        return DEFAULT_ML_BATCH_ROWS
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < MIN_ML_BATCH_ROWS:
+        raise ValueError(
+            f"RETAIN_ML_BATCH_ROWS={text!r}: use a whole number of customers, at least {MIN_ML_BATCH_ROWS:,} "
+            f"(default {DEFAULT_ML_BATCH_ROWS:,})"
+        )
+    return value
+
+
 def duckdb_memory_limit() -> str:
     """RETAIN_DUCKDB_MEMORY_LIMIT (default 4GB), checked: a number and a unit such as 512MB or 4GB."""
     value = os.environ.get("RETAIN_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
