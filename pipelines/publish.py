@@ -270,6 +270,21 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tu
     ).fetchall()
 
 
+def _all_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """`_columns` of every table of the warehouse, by `schema.table`, in one query (one per
+    table took about a second of a small shop's publish)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for schema, table, column, data_type in con.execute(
+        """
+        select table_schema, table_name, column_name, data_type from information_schema.columns
+        where table_catalog = current_database()
+        order by table_schema, table_name, ordinal_position
+        """
+    ).fetchall():
+        out.setdefault(f"{schema}.{table}", []).append((column, data_type))
+    return out
+
+
 def _warehouse_state(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]) -> dict:
     """Fingerprint of what an incremental publish relies on, and the change watermarks now."""
     views = con.execute(
@@ -280,7 +295,8 @@ def _warehouse_state(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str
         """
     ).fetchone()[0]
     keyed = [(s, t) for s, t in tables if (s, t) in BY_CUSTOMER or (s, t) in BATCHED]
-    shape = json.dumps([[s, t, _columns(con, s, t)] for s, t in keyed])
+    columns = _all_columns(con)
+    shape = json.dumps([[s, t, columns.get(f"{s}.{t}", [])] for s, t in keyed])
     fingerprint = hashlib.sha256(f"{PUBLISH_FORMAT}|{views}|{shape}".encode()).hexdigest()
     watermarks = {}
     for source in _change_sources(con):
@@ -300,12 +316,7 @@ class _ChangeSource:
 
 def _change_sources(con: duckdb.DuckDBPyConnection) -> list[_ChangeSource]:
     """Every source of the `BY_CUSTOMER` tables that exists in this warehouse, with its watermark column."""
-    existing = {
-        f"{s}.{t}": {c for c, _ in _columns(con, s, t)}
-        for s, t in con.execute(
-            "select table_schema, table_name from information_schema.tables where table_catalog = current_database()"
-        ).fetchall()
-    }
+    existing = {name: {c for c, _ in cols} for name, cols in _all_columns(con).items()}
     sources = []
     for table, column in CHANGE_SOURCES:
         cols = existing.get(table)
