@@ -208,7 +208,7 @@ def _serve(path: str, parent: int) -> tuple[socket.socket, dict, list[int]]:
             (size,) = _HEADER.unpack(header)
             request = json.loads(_recv_exactly(conn, size))
             conn.settimeout(None)
-        except (OSError, ConnectionError, ValueError):
+        except (OSError, ConnectionError, ValueError, struct.error):  # a launcher that gave up and left
             conn.close()
             continue
         if len(fds) != 3:

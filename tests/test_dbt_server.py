@@ -56,8 +56,14 @@ def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(lau
         assert os.environ[SERVER_ENV] == socket_path
         server = _server_pid()
         warm = _dbt(launcher, "--version")
+        # a launcher that connects and leaves without a command does not stop the server
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+            gone.connect(socket_path)
         # a command dbt refuses: its usage error and exit code come through the fork unchanged
         bad = _dbt(launcher, "no-such-command")
+        assert _alive(server), "the server died of a launcher that left"
         cold_bad = _dbt(launcher, "no-such-command", RETAIN_DBT_SERVER="")
     assert SERVER_ENV not in os.environ
     assert warm.returncode == cold.returncode == 0, warm.stderr
