@@ -292,9 +292,11 @@ class EvaluationPass:
     current_error: str | None = None
 
     @classmethod
-    def run(cls, con, cutoff: date, horizon_days: int, rows: int, models: dict, models_dir: Path,
-            seed: int, bg_nbd: object, batch_size: int | None = None) -> EvaluationPass:
-        """Predict `models` (name -> fitted pipeline on the model input) and the current model on every row.
+    def run(cls, con, cutoff: date, horizon_days: int, rows: int, *, features: tuple[list[str], list[str]],
+            models: dict, models_dir: Path, seed: int, bg_nbd: object,
+            batch_size: int | None = None) -> EvaluationPass:
+        """Predict `models` (name -> fitted pipeline on the model input of `features`, the
+        (numeric, categorical) columns) and the current model on every row.
 
         `rows`: the number of evaluation customers (the labels' count), which fixes the samples'
         positions before the first batch.
@@ -316,15 +318,14 @@ class EvaluationPass:
             predictions["current"] = np.empty(rows, dtype=float)
         customers, parts = [], {limit: [] for limit in wanted}
         start = 0
-        numeric, categorical = models["__input__"]
+        numeric, categorical = features
         for batch in labelled_feature_batches(con, cutoff, horizon_days, bg_nbd, size):
             stop = start + len(batch)
             if stop > rows:
                 raise AssertionError("more evaluation rows than labels")
             X = model_input(batch, numeric, categorical)
             for name, model in models.items():
-                if name != "__input__":
-                    predictions[name][start:stop] = model.predict_proba(X)[:, 1]
+                predictions[name][start:stop] = model.predict_proba(X)[:, 1]
             if current is not None:
                 try:
                     predictions["current"][start:stop] = current_model.predict_risk(batch)
@@ -526,9 +527,9 @@ def _train(con, plan: CutoffPlan, horizon_days: int, models_dir: Path, tolerance
     except (ValueError, RuntimeError):
         ev_bg_nbd = None
     ev = EvaluationPass.run(
-        con, plan.eval_cutoff, horizon_days, ev_rows,
-        {"__input__": (numeric, categorical), "model": calibrated, "recency_rule": rule, "logistic": logistic},
-        models_dir, random_state, ev_bg_nbd,
+        con, plan.eval_cutoff, horizon_days, ev_rows, features=(numeric, categorical),
+        models={"model": calibrated, "recency_rule": rule, "logistic": logistic},
+        models_dir=models_dir, seed=random_state, bg_nbd=ev_bg_nbd,
     )
     y_ev, p_model = ev.y, ev.predictions["model"]
     metrics: dict = {"model": evaluate(y_ev, p_model)}

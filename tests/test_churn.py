@@ -343,9 +343,8 @@ def test_evaluation_in_batches_is_the_whole_frames_evaluation(trained, warehouse
     rfm = training.order_summary(warehouse, plan.eval_cutoff)
     bg = training.fit_bg_nbd_days(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
     run = training.EvaluationPass.run(
-        warehouse, plan.eval_cutoff, 180, len(ev),
-        {"__input__": (artifact.numeric, artifact.categorical), "model": artifact.model},
-        models, 0, bg, batch_size=len(ev) // 4 - 3,
+        warehouse, plan.eval_cutoff, 180, len(ev), features=(artifact.numeric, artifact.categorical),
+        models={"model": artifact.model}, models_dir=models, seed=0, bg_nbd=bg, batch_size=len(ev) // 4 - 3,
     )
     np.testing.assert_array_equal(run.y, ev["churned"].to_numpy())
     np.testing.assert_array_equal(run.days_since_last_order, ev["days_since_last_order"].to_numpy())
