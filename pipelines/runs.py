@@ -557,6 +557,11 @@ os.setpgid(0, 0)
 if os.environ.get("RETAIN_DBT_CWD"):  # profiles.yml names the warehouse relative to its folder
     os.chdir(os.environ["RETAIN_DBT_CWD"])
 signal.pthread_sigmask(signal.SIG_SETMASK, [])
+if os.environ.get("RETAIN_DBT_SERVER"):  # the job's warm dbt runs the command (pipelines/dbt_server.py)
+    from pipelines.dbt_server import run_forked
+    code = run_forked([{dbt!r}, *sys.argv[1:]])
+    if code is not None:
+        sys.exit(code)
 if os.environ.get("SPARK_REMOTE") and os.environ.get("RETAIN_ENGINE", "").strip().lower() == "spark":
     # dbt-spark on a Spark Connect server: dbt runs here, with retain's cursor
     # (pipelines/dbt_spark_connect.py: fewer round trips per statement)
@@ -565,11 +570,6 @@ if os.environ.get("SPARK_REMOTE") and os.environ.get("RETAIN_ENGINE", "").strip(
     from dbt.cli.main import cli
     sys.argv[0] = {dbt!r}
     sys.exit(cli())
-if os.environ.get("RETAIN_DBT_SERVER"):  # the job's warm dbt runs the command (pipelines/dbt_server.py)
-    from pipelines.dbt_server import run_forked
-    code = run_forked([{dbt!r}, *sys.argv[1:]])
-    if code is not None:
-        sys.exit(code)
 os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])
 '''
 

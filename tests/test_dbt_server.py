@@ -77,6 +77,21 @@ def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(lau
     assert not Path(f"/proc/{server}").exists() or _comm(server) != b"retain-dbt"
 
 
+def test_on_spark_the_server_has_dbt_spark_and_its_connect_client_imported(launcher, monkeypatch):
+    """A Spark job's dbt steps fork a server that imported dbt-spark and pyspark's Connect
+    client too; pyspark's import-time warnings stay out of dbt's output."""
+    monkeypatch.setenv("RETAIN_ENGINE", "spark")
+    cold = _dbt(launcher, "--version", RETAIN_DBT_SERVER="")
+    with warm_dbt():
+        server = _server_pid()
+        warm = _dbt(launcher, "--version")  # answered once the server's imports are done
+        maps = Path(f"/proc/{server}/maps").read_text()
+    assert warm.returncode == cold.returncode == 0, warm.stderr
+    assert "spark:" in warm.stdout and warm.stdout == cold.stdout
+    assert "cygrpc" in maps, "the server did not import pyspark's Spark Connect client (gRPC)"
+    assert "Warning" not in warm.stderr, warm.stderr
+
+
 def test_dbt_starts_by_itself_when_the_server_is_gone(launcher):
     with warm_dbt():
         os.kill(_server_pid(), signal.SIGKILL)
