@@ -10,9 +10,11 @@
 
     The statements are the same from one step to the next unless the contract, the lake or
     the sources retain put in the lake changed, and on a local catalog each costs a few tenths
-    of a second (about 30 per step). So their MD5 is kept as a property of database `raw`,
-    set only after every statement ran (and cleared before the first): when it matches and
-    every table is there, the step skips them (three or four statements instead).
+    of a second (about 30 per step). So the MD5 of each schema's statements (`raw`, `ml`,
+    `exports`) is kept as a property of database `raw`, set only after every statement ran
+    (and cleared before the first): when it matches and every table is there, the step skips
+    them (three to five statements in all instead). A full run's later steps, which find the
+    scores and lists scoring and outreach just wrote, register those alone.
     DuckDB reads its own raw schema: nothing to do there.
 #}
 {% macro register_raw_sources() -%}
@@ -31,15 +33,16 @@
                 ~ "which points it at the lake's raw folder"
             ) }}
         {%- endif -%}
-        {%- set statements = ['create database if not exists raw'] -%}
+        {#- per schema: the statements that register its sources, and the tables they leave -#}
+        {%- set statements = {'raw': []} -%}
         {%- set expected = {'raw': []} -%}
         {%- for source in graph.sources.values() if source.schema == 'raw' -%}
             {%- set columns = [] -%}
             {%- for column in source.columns.values() -%}
                 {%- do columns.append('`' ~ column.name ~ '` ' ~ spark_type(column.data_type)) -%}
             {%- endfor -%}
-            {%- do statements.append('drop table if exists raw.`' ~ source.identifier ~ '`') -%}
-            {%- do statements.append(
+            {%- do statements['raw'].append('drop table if exists raw.`' ~ source.identifier ~ '`') -%}
+            {%- do statements['raw'].append(
                 'create table raw.`' ~ source.identifier ~ '` (' ~ (columns | join(', ')) ~ ') using parquet'
                 ~ " options (recursiveFileLookup 'true')"
                 ~ " location '" ~ root ~ '/' ~ source.identifier ~ "'"
@@ -52,37 +55,41 @@
         {%- set lake = env_var('RETAIN_LAKE', '') | trim -%}
         {%- for source in graph.sources.values() if source.schema != 'raw' -%}
             {%- set name = source.schema ~ '.`' ~ source.identifier ~ '`' -%}
-            {%- do statements.append('create database if not exists ' ~ source.schema) -%}
-            {%- do statements.append('drop table if exists ' ~ name) -%}
+            {%- do statements.setdefault(source.schema, []).append('drop table if exists ' ~ name) -%}
+            {%- do expected.setdefault(source.schema, []) -%}
             {%- if (source.schema ~ '.' ~ source.identifier) in present -%}
-                {%- do statements.append(
+                {%- do statements[source.schema].append(
                     'create table ' ~ name ~ " using parquet options (recursiveFileLookup 'true') location '"
                     ~ lake ~ '/sources/' ~ source.schema ~ '/' ~ source.identifier ~ "'"
                 ) -%}
-                {%- do expected.setdefault(source.schema, []).append(source.identifier | lower) -%}
+                {%- do expected[source.schema].append(source.identifier | lower) -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- set fingerprint = local_md5(statements | join(';\n')) -%}
-        {%- set state = namespace(current=false) -%}
+        {#- each schema's fingerprint is a property of database raw: one request reads them all -#}
         {%- do run_query('create database if not exists raw') -%}
+        {%- set properties = namespace(text='') -%}
         {%- for row in run_query('describe database extended raw').rows if row[0] == 'Properties' -%}
-            {%- set state.current = ('retain_sources_md5,' ~ fingerprint) in row[1] -%}
+            {%- set properties.text = row[1] -%}
         {%- endfor -%}
-        {%- if state.current -%}
-            {%- for schema, names in expected.items() if state.current -%}
+        {%- for schema, wanted in statements.items() -%}
+            {%- set fingerprint = local_md5(wanted | join(';\n')) -%}
+            {%- set key = 'retain_sources_md5_' ~ schema -%}
+            {%- set state = namespace(current=((key ~ ',' ~ fingerprint) in properties.text)) -%}
+            {%- if state.current and expected[schema] -%}
                 {%- set have = run_query('show tables in ' ~ schema).columns['tableName'].values() | map('lower') | list -%}
-                {%- for table in names if table not in have -%}
+                {%- for table in expected[schema] if table not in have -%}
                     {%- set state.current = false -%}
                 {%- endfor -%}
-            {%- endfor -%}
-        {%- endif -%}
-        {%- if not state.current -%}
-            {%- do run_query("alter database raw set dbproperties ('retain_sources_md5' = '')") -%}
-            {%- for statement in statements -%}
-                {%- do run_query(statement) -%}
-            {%- endfor -%}
-            {%- do run_query("alter database raw set dbproperties ('retain_sources_md5' = '" ~ fingerprint ~ "')") -%}
-        {%- endif -%}
+            {%- endif -%}
+            {%- if not state.current -%}
+                {%- do run_query("alter database raw set dbproperties ('" ~ key ~ "' = '')") -%}
+                {%- do run_query('create database if not exists ' ~ schema) -%}
+                {%- for statement in wanted -%}
+                    {%- do run_query(statement) -%}
+                {%- endfor -%}
+                {%- do run_query("alter database raw set dbproperties ('" ~ key ~ "' = '" ~ fingerprint ~ "')") -%}
+            {%- endif -%}
+        {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
 

@@ -225,16 +225,25 @@ def test_sampled_population_fits_are_those_of_one_machine(spark, runs, monkeypat
 
 def test_sources_are_registered_again_only_when_they_change(spark, runs):
     """dbt's on-run-start registers the lake's sources (about 30 catalog statements) only when they
-    changed: the daily job's steps found them as the full job's last step left them."""
+    changed, schema by schema: the full job's first step registered `raw`, its later steps only
+    the scores and lists scoring and outreach had just written, and the daily job's steps found
+    everything as the full job left it."""
     from datetime import UTC, datetime
 
     props = {row.info_name: row.info_value for row in spark.sql("describe database extended raw").collect()}
-    assert "retain_sources_md5," in props.get("Properties", ""), props
-    (created,) = [row.data_type for row in spark.sql("describe table extended raw.orders").collect()
-                  if row.col_name == "Created Time"]
-    created = datetime.strptime(created, "%a %b %d %H:%M:%S %Z %Y").replace(tzinfo=UTC)
+    for schema in ("raw", "ml", "exports"):
+        assert f"retain_sources_md5_{schema}," in props.get("Properties", ""), props
+
+    def created(table: str) -> datetime:
+        (value,) = [row.data_type for row in spark.sql(f"describe table extended {table}").collect()
+                    if row.col_name == "Created Time"]
+        return datetime.strptime(value, "%a %b %d %H:%M:%S %Z %Y").replace(tzinfo=UTC)
+
     full, daily = runs[("spark", "full_job")], runs[("spark", "daily_job")]
-    assert datetime.fromisoformat(full.started_at) <= created < datetime.fromisoformat(daily.started_at)
+    raw, scores = created("raw.orders"), created("ml.churn_scores")
+    assert datetime.fromisoformat(full.started_at) <= raw < scores < datetime.fromisoformat(daily.started_at)
+    # the scores were registered after the first dbt step, training and scoring: raw was not again
+    assert (scores - raw).total_seconds() > 10, (raw, scores)
 
 
 def test_python_session_reads_the_marts_dbt_built(spark, runs):
