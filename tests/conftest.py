@@ -14,6 +14,7 @@ process then works on its own copy of the data folder. The heaviest files are ha
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import shutil
@@ -142,6 +143,30 @@ def cli_shop(tmp_path_factory) -> Path:
     (the privacy and crash-safety tests read it); this test process's own copy."""
     data_dir, _ = shared_build(tmp_path_factory, "cli-shop", _build_cli_shop)
     return data_dir
+
+
+def _build_cli_shop_daily(data_dir: Path, shop: Path) -> dict:
+    """`shop` (the CLI-built shop) with one more day of landing files, through the daily job in this process."""
+    from pipelines.core.config import export_environment
+    from pipelines.generate.next_day import append_next_day
+    from pipelines.runner import run_job
+
+    shutil.copytree(shop, data_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate_environment(mp, data_dir)
+        s = export_environment()
+        increment = append_next_day(s.landing)
+        summary = run_job("daily_job")
+    assert summary.success, f"the daily job failed: {summary.error}"
+    return {"summary": summary, "increment": increment}
+
+
+@pytest.fixture(scope="session")
+def cli_shop_daily(tmp_path_factory, cli_shop) -> tuple[Path, dict]:
+    """`cli_shop` after `retain generate --next-day`'s function and the daily job (the DuckDB side
+    of the Spark test's daily comparison, and the daily run's own tests); this process's copy,
+    with the run's summary and what the day added."""
+    return shared_build(tmp_path_factory, "cli-shop-daily", functools.partial(_build_cli_shop_daily, shop=cli_shop))
 
 
 #: Test files whose fixtures run whole pipelines, slowest first: handed out first, so the two

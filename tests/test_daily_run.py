@@ -1,4 +1,4 @@
-"""The daily job after one more day of data, end to end, on a copy of the shared warehouse.
+"""The daily job after one more day of data, end to end, on a copy of the session's CLI-built shop.
 
 Real Dagster, dbt and DuckDB: the new files are ingested, dbt builds incrementally with its
 tests scoped to the rows it wrote, the customers are re-scored, and the dashboard snapshot is
@@ -9,33 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import duckdb
 import pytest
 
 
 @pytest.fixture(scope="module")
-def daily(pipeline, tmp_path_factory):
-    """Copy the shared data folder, add one day of landing files and run `daily_job` on the copy."""
-    from pipelines.core.config import export_environment
-    from pipelines.generate.next_day import append_next_day
-    from pipelines.runner import run_job
+def daily(cli_shop_daily):
+    """The session's CLI-built shop after one more day of landing files and `daily_job` (`cli_shop_daily`)."""
+    from pipelines.core.config import settings
 
-    data_dir = tmp_path_factory.mktemp("retain-daily") / "data"
-    shutil.copytree(pipeline.data_dir, data_dir)
-    saved = dict(os.environ)
-    try:
+    data_dir, built = cli_shop_daily
+    with pytest.MonkeyPatch.context() as mp:
         for var in [v for v in os.environ if v.startswith("RETAIN_") and v != "RETAIN_TEST_CUSTOMERS"]:
-            del os.environ[var]
-        os.environ["RETAIN_DATA_DIR"] = str(data_dir)
-        s = export_environment()
-        increment = append_next_day(s.landing)
-        summary = run_job("daily_job")
-        yield {"summary": summary, "increment": increment, "settings": s}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+            mp.delenv(var)
+        mp.setenv("RETAIN_DATA_DIR", str(data_dir))
+        yield {**built, "settings": settings()}
 
 
 def test_daily_job_takes_in_the_new_day_only(daily):
