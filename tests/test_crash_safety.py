@@ -20,6 +20,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests import procs
+
 CUSTOMERS = 300
 RETAIN = str(Path(sys.executable).with_name("retain"))
 #: Upper bound for one run of the small shop on a busy 2-core machine (about 40 s when idle).
@@ -55,12 +57,6 @@ def _retain(data_dir: Path, *args: str, timeout: float = RUN_TIMEOUT, **extra: s
     return _finish(_start(data_dir, *args, **extra), timeout)
 
 
-def _proc_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def dbt_processes(data_dir: Path) -> list[int]:
@@ -81,7 +77,7 @@ def dbt_processes(data_dir: Path) -> list[int]:
         except OSError:
             continue
         is_dbt = comm in (b"dbt", b"retain-dbt") or any(part.endswith(b"/dbt") for part in cmdline[:2])
-        if is_dbt and f"RETAIN_DATA_DIR={data_dir}".encode() in environ and _proc_alive(int(entry.name)):
+        if is_dbt and f"RETAIN_DATA_DIR={data_dir}".encode() in environ and procs.alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -109,9 +105,9 @@ def _wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeou
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _parent_comm(pid: int) -> bytes:
-    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-    return Path(f"/proc/{ppid}/comm").read_bytes().strip()
+def _parent_comm(pid: int) -> bytes | None:
+    parent = procs.ppid(pid)
+    return procs.comm(parent) if parent else None
 
 
 def _wait_for_dbt(data_dir: Path, proc: subprocess.Popen) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.dbt_server import SERVER_ENV, warm_dbt
+from tests.procs import alive, comm, ppid
 
 
 @pytest.fixture
@@ -34,9 +35,6 @@ def _dbt(launcher: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([launcher, *args], env=environment, capture_output=True, text=True, timeout=120)
 
 
-def _comm(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/comm").read_bytes().strip()
-
 
 def _server_pid() -> int:
     """The warm dbt server this process started (it names itself once Python is up)."""
@@ -44,7 +42,7 @@ def _server_pid() -> int:
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
             pid = int(entry.name) if entry.name.isdigit() else None
-            if pid is not None and _ppid(pid) == os.getpid() and _comm_or_none(pid) == b"retain-dbt":
+            if pid is not None and ppid(pid) == os.getpid() and comm(pid) == b"retain-dbt":
                 return pid
         time.sleep(0.05)
     raise AssertionError("no warm dbt server is a child of this process")
@@ -63,7 +61,7 @@ def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(lau
             gone.connect(socket_path)
         # a command dbt refuses: its usage error and exit code come through the fork unchanged
         bad = _dbt(launcher, "no-such-command")
-        assert _alive(server), "the server died of a launcher that left"
+        assert alive(server), "the server died of a launcher that left"
         cold_bad = _dbt(launcher, "no-such-command", RETAIN_DBT_SERVER="")
     assert SERVER_ENV not in os.environ
     assert warm.returncode == cold.returncode == 0, warm.stderr
@@ -72,9 +70,9 @@ def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(lau
     assert "No such command" in bad.stdout + bad.stderr
     # the server is gone with the job
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{server}").exists() and _comm(server) == b"retain-dbt":
+    while time.monotonic() < deadline and Path(f"/proc/{server}").exists() and comm(server) == b"retain-dbt":
         time.sleep(0.1)
-    assert not Path(f"/proc/{server}").exists() or _comm(server) != b"retain-dbt"
+    assert not Path(f"/proc/{server}").exists() or comm(server) != b"retain-dbt"
 
 
 def test_on_spark_the_server_has_dbt_spark_and_its_connect_client_imported(launcher, monkeypatch):
@@ -130,37 +128,15 @@ def test_a_killed_launcher_takes_its_dbt_with_it(launcher, tmp_path):
             forked = [
                 int(e.name)
                 for e in Path("/proc").iterdir()
-                if e.name.isdigit() and _comm_or_none(int(e.name)) == b"dbt" and _ppid(int(e.name)) == server
+                if e.name.isdigit() and comm(int(e.name)) == b"dbt" and ppid(int(e.name)) == server
             ]
             time.sleep(0.1)
         assert forked, "the launcher's dbt did not start as a fork of the server"
         time.sleep(3)  # dbt has parsed the project and runs the query
-        assert proc.poll() is None and all(_alive(p) for p in forked), "dbt ended by itself"
+        assert proc.poll() is None and all(alive(p) for p in forked), "dbt ended by itself"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in forked):
+        while time.monotonic() < deadline and any(alive(p) for p in forked):
             time.sleep(0.1)
-        assert not any(_alive(p) for p in forked), "dbt outlived its launcher"
-
-
-def _comm_or_none(pid: int) -> bytes | None:
-    try:
-        return _comm(pid)
-    except OSError:
-        return None
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+        assert not any(alive(p) for p in forked), "dbt outlived its launcher"
