@@ -8,8 +8,11 @@ copy of a process that already imported dbt starts in a few milliseconds.
 
 How (`warm_dbt()`, around a job with dbt steps, on either engine):
 
-* the job starts ``python -I -m pipelines.dbt_server <socket>`` (the *server*). It listens at
-  once, then imports dbt, so a step that asks early waits only for what is left of the import.
+* the job starts ``python -I -m pipelines.dbt_server @<name>`` (the *server*). It listens on
+  a Unix socket in Linux's abstract namespace, which has no file to leave behind when a run is
+  killed; since such a socket has no file mode either, the server serves only processes of
+  its own user (`SO_PEERCRED`). It listens at once, then imports dbt, so a step that asks
+  early waits only for what is left of the import.
   On Spark it also imports dbt-spark and pyspark's Spark Connect client, and each forked dbt
   installs retain's cursor (`pipelines.dbt_spark_connect`) when it talks to a Connect server.
   Nothing in the server opens a connection before it forks: every dbt opens its own;
@@ -25,7 +28,7 @@ How (`warm_dbt()`, around a job with dbt steps, on either engine):
 * the server dies with the job's process (`PR_SET_PDEATHSIG`, even on ``kill -9``) and is
   stopped when the job ends.
 
-When the server cannot be reached (not started, killed, or its socket gone), the launcher
+When the server cannot be reached (not started, or killed), the launcher
 starts dbt itself as before: the warm dbt is a speed-up, never a dependency.
 
 Written here rather than taken from a library: dbt-core has no long-lived server (its
@@ -42,20 +45,19 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 #: `RETAIN_WARM_DBT=0` turns the warm dbt off: every dbt command then starts from scratch.
 WARM_ENV = "RETAIN_WARM_DBT"
-#: The launcher finds the job's server here (a Unix socket path); unset means "start dbt yourself".
+#: The launcher finds the job's server here (`@name`: an abstract Unix socket); unset means "start dbt yourself".
 SERVER_ENV = "RETAIN_DBT_SERVER"
 #: `/proc/<pid>/comm` of the server and of each dbt it forks (tools and tests tell them apart by it).
 SERVER_NAME = b"retain-dbt"
@@ -92,6 +94,8 @@ _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
 _HEADER = struct.Struct("!Q")
 _CODE = struct.Struct("!i")
+#: `struct ucred` of SO_PEERCRED: pid, uid, gid.
+_PEER = struct.Struct("3i")
 
 
 def _prctl(option: int, value) -> None:  # noqa: ANN001 - an int or a bytes name
@@ -112,30 +116,28 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
 
 
 @contextlib.contextmanager
-def warm_dbt(folder: Path | None = None) -> Iterator[str | None]:
+def warm_dbt() -> Iterator[str | None]:
     """Run a job's dbt steps as forks of one warm dbt process (see the module docstring).
 
     Sets `RETAIN_DBT_SERVER` for the job's dbt launchers and stops the server afterwards.
-    Yields the socket path (None when the server could not be started: dbt then starts
+    Yields the server's address (None when the server could not be started: dbt then starts
     itself as before).
     """
-    scratch = tempfile.mkdtemp(prefix="retain-dbt-", dir=folder)  # owner-only (0700)
-    path = os.path.join(scratch, "dbt.sock")
+    address = f"@retain-dbt-{os.getpid()}-{secrets.token_hex(8)}"
     previous = os.environ.get(SERVER_ENV)
     proc = None
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "pipelines.dbt_server", path, str(os.getpid())],
+            [sys.executable, "-I", "-m", "pipelines.dbt_server", address, str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            cwd=scratch,
         )
     except OSError:
-        path = None
-    if path is not None:
-        os.environ[SERVER_ENV] = path
+        address = None
+    if address is not None:
+        os.environ[SERVER_ENV] = address
     try:
-        yield path
+        yield address
     finally:
         if previous is None:
             os.environ.pop(SERVER_ENV, None)
@@ -148,10 +150,11 @@ def warm_dbt(folder: Path | None = None) -> Iterator[str | None]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(scratch, "dbt.sock"))
-        with contextlib.suppress(OSError):
-            os.rmdir(scratch)
+
+
+def _socket_name(address: str) -> str:
+    """The name to bind or connect: `@name` is Linux's abstract namespace (no file), else a path."""
+    return "\0" + address[1:] if address.startswith("@") else address
 
 
 # ---------------------------------------------------------------- the launcher's side
@@ -163,13 +166,13 @@ def run_forked(argv: list[str]) -> int | None:
     Returns dbt's exit code, or None when no server could take the command (the caller then
     starts dbt itself). SIGTERM and SIGINT received here are passed on to dbt.
     """
-    path = os.environ.get(SERVER_ENV)
-    if not path:
+    address = os.environ.get(SERVER_ENV)
+    if not address:
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(CONNECT_TIMEOUT)
     try:
-        conn.connect(path)
+        conn.connect(_socket_name(address))
         request = json.dumps(
             {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "pgid": os.getpgid(0)}
         ).encode()
@@ -200,14 +203,23 @@ def run_forked(argv: list[str]) -> int | None:
 # ---------------------------------------------------------------- the server
 
 
-def _serve(path: str, parent: int) -> tuple[socket.socket, dict, list[int]]:
+def _same_user(conn: socket.socket) -> bool:
+    """True when the process at the other end of `conn` runs as this process's user (SO_PEERCRED)."""
+    try:
+        _, uid, _ = _PEER.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER.size))
+    except OSError:
+        return False
+    return uid == os.getuid()
+
+
+def _serve(address: str, parent: int) -> tuple[socket.socket, dict, list[int]]:
     """Accept commands until stopped; returns only in a forked child, with its connection, request and streams."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the job died before prctl took effect
         sys.exit(0)
     _prctl(_PR_SET_NAME, SERVER_NAME)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(_socket_name(address))
     listener.listen(8)
     import importlib
     import warnings
@@ -222,6 +234,9 @@ def _serve(path: str, parent: int) -> tuple[socket.socket, dict, list[int]]:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         conn, _ = listener.accept()
+        if not _same_user(conn):  # an abstract socket has no file mode: check who connects
+            conn.close()
+            continue
         try:
             conn.settimeout(CONNECT_TIMEOUT)
             header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
@@ -287,8 +302,8 @@ def _on_spark(env) -> bool:  # noqa: ANN001 - os.environ or a request's dict
 
 
 def main() -> None:
-    path, parent = sys.argv[1], int(sys.argv[2])
-    conn, request, fds = _serve(path, parent)
+    address, parent = sys.argv[1], int(sys.argv[2])
+    conn, request, fds = _serve(address, parent)
     argv = _become_dbt(conn, request, fds)
     if _on_spark(os.environ) and os.environ.get("SPARK_REMOTE"):
         # dbt-spark on a Spark Connect server: retain's cursor, as the launcher installs it

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.dbt_server import SERVER_ENV, warm_dbt
+from pipelines.dbt_server import SERVER_ENV, _socket_name, run_forked, warm_dbt
 from tests.procs import alive, comm, ppid
 
 
@@ -50,15 +50,17 @@ def _server_pid() -> int:
 
 def test_dbt_runs_as_a_fork_of_the_warm_server_with_its_output_and_exit_code(launcher):
     cold = _dbt(launcher, "--version")
-    with warm_dbt() as socket_path:
-        assert os.environ[SERVER_ENV] == socket_path
+    with warm_dbt() as address:
+        assert os.environ[SERVER_ENV] == address
+        # an abstract socket: no file that a killed run could leave behind
+        assert address.startswith("@retain-dbt-"), address
         server = _server_pid()
         warm = _dbt(launcher, "--version")
         # a launcher that connects and leaves without a command does not stop the server
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
-            gone.connect(socket_path)
+            gone.connect(_socket_name(address))
         # a command dbt refuses: its usage error and exit code come through the fork unchanged
         bad = _dbt(launcher, "no-such-command")
         assert alive(server), "the server died of a launcher that left"
@@ -88,6 +90,33 @@ def test_on_spark_the_server_has_dbt_spark_and_its_connect_client_imported(launc
     assert "spark:" in warm.stdout and warm.stdout == cold.stdout
     assert "cygrpc" in maps, "the server did not import pyspark's Spark Connect client (gRPC)"
     assert "Warning" not in warm.stderr, warm.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_the_server_runs_nothing_for_another_user(launcher):
+    """The abstract socket has no file mode, so the server checks who connects: a process of
+    another user gets no dbt (its launcher would start dbt itself, as that user)."""
+    with warm_dbt():
+        server = _server_pid()
+        _dbt(launcher, "--version")  # the server is up and serving
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a process of user `nobody` asks the server for a dbt, as a launcher would
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(write, repr(run_forked(["dbt", "--version"])).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 100).decode()
+        os.waitpid(child, 0)
+        os.close(read)
+        forks = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and ppid(int(e.name)) == server]
+        owner = _dbt(launcher, "--version")
+    assert answer == "None", answer  # refused: no dbt, no exit code
+    assert forks == [], "the server forked a dbt for another user"
+    assert owner.returncode == 0 and "Core:" in owner.stdout, owner.stderr  # and still serves its own
 
 
 def test_dbt_starts_by_itself_when_the_server_is_gone(launcher):
