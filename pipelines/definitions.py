@@ -23,6 +23,7 @@ from pipelines import dagster_sqlite
 from pipelines.core.config import export_environment
 from pipelines.defs.ops import make_publish_asset
 from pipelines.defs.resources import RESOURCES
+from pipelines.executor import retain_executor
 
 export_environment()
 # runs the Dagster daemon launches (`retain ui`) store their events like `retain run` does
@@ -114,6 +115,8 @@ def build_definitions() -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
         resources=RESOURCES,
+        # every run in one process with the job's engine servers, however it was started
+        executor=retain_executor,
     )
 
 

@@ -9,16 +9,15 @@ passed and failed) comes from the run's own event log, and the outcome is record
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from pipelines.core.config import export_environment
+from pipelines.executor import DBT_STEP_PREFIX, engine_servers
 from pipelines.progress import PeakMemory, progress_logger, set_stream, stream
 from pipelines.publish import record_run_status
 from pipelines.runs import SlotWatcher, StopGuard, process_tags, recover_dead_runs
@@ -211,33 +210,6 @@ def summarise(
     )
 
 
-@contextlib.contextmanager
-def _engine_server(job_def: dg.JobDefinition) -> Iterator[None]:
-    """What a job's dbt steps share: a warm dbt, and on a local Spark master one Spark Connect server.
-
-    A job with dbt steps runs each `dbt` command as a fork of one process that imported dbt
-    (and on Spark dbt-spark and pyspark's Connect client) at the job's start
-    (`pipelines.dbt_server`), instead of importing it again for every step (about 2.5 s each on
-    DuckDB, 2.8 s more on Spark). `RETAIN_WARM_DBT=0` turns it off.
-
-    Spark on a local master: every dbt step of a job is a process of its own; without a
-    server each would start and warm up a JVM of its own (10-40 s each). A server already
-    named by RETAIN_SPARK_REMOTE (a cluster's, or a test's) is used as it is.
-    """
-    from pipelines.core import spark as sp
-    from pipelines.dbt_server import WARM_ENV, warm_dbt
-
-    wanted = os.environ.get(WARM_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-    with contextlib.ExitStack() as stack:
-        if wanted and any(name.startswith("retain_dbt") for name in job_def.graph.node_dict):
-            stack.enter_context(warm_dbt())
-        if sp.is_spark():
-            s = sp.spark_settings()
-            if not s.remote and s.master.startswith("local"):
-                stack.enter_context(sp.local_connect_server(s))
-        yield
-
-
 def run_job(
     job: str = "full_job", tags: dict[str, str] | None = None, run_config: dict | None = None, verbose: bool = False
 ) -> RunSummary:
@@ -261,7 +233,7 @@ def run_job(
     run_id = make_new_run_id()
     try:
         with (
-            _engine_server(job_def),
+            engine_servers(any(name.startswith(DBT_STEP_PREFIX) for name in job_def.graph.node_dict)),
             dg.DagsterInstance.get() as instance,
             StopGuard() as guard,
             PeakMemory() as memory,

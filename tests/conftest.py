@@ -145,27 +145,49 @@ def cli_shop(tmp_path_factory) -> Path:
     return data_dir
 
 
+def daily_job():
+    """The daily job, for `dagster.reconstructable` (a run started as the Dagster daemon starts it)."""
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def("daily_job")
+
+
 def _build_cli_shop_daily(data_dir: Path, shop: Path) -> dict:
-    """`shop` (the CLI-built shop) with one more day of landing files, through the daily job in this process."""
+    """`shop` (the CLI-built shop) with one more day of landing files, through the daily job run as
+    the Dagster daemon runs a scheduled or sensor run: `dagster.execute_job` with the job's own
+    executor (`pipelines.executor.retain_executor`), not `retain run`'s `execute_in_process`."""
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
     from pipelines.core.config import export_environment
     from pipelines.generate.next_day import append_next_day
-    from pipelines.runner import run_job
+    from pipelines.runner import summarise
 
     shutil.copytree(shop, data_dir)
     with pytest.MonkeyPatch.context() as mp:
         _isolate_environment(mp, data_dir)
         s = export_environment()
         increment = append_next_day(s.landing)
-        summary = run_job("daily_job")
+        from pipelines.definitions import defs
+
+        started = datetime.now(UTC)
+        with dg.DagsterInstance.get() as instance:
+            result = dg.execute_job(dg.reconstructable(daily_job), instance=instance)
+            records = instance.all_logs(result.run_id)
+        summary = summarise(records, result.success, result.run_id, defs.resolve_asset_graph(), "daily_job", started)
     assert summary.success, f"the daily job failed: {summary.error}"
-    return {"summary": summary, "increment": increment}
+    engine = [r.user_message for r in records if r.dagster_event and r.dagster_event.event_type_value == "ENGINE_EVENT"]
+    dbt = [r.user_message for r in records if r.step_key and r.step_key.startswith("retain_dbt")
+           and r.user_message.startswith("dbt build")]
+    return {"summary": summary, "increment": increment, "engine_events": engine, "dbt_messages": dbt}
 
 
 @pytest.fixture(scope="session")
 def cli_shop_daily(tmp_path_factory, cli_shop) -> tuple[Path, dict]:
-    """`cli_shop` after `retain generate --next-day`'s function and the daily job (the DuckDB side
-    of the Spark test's daily comparison, and the daily run's own tests); this process's copy,
-    with the run's summary and what the day added."""
+    """`cli_shop` after `retain generate --next-day`'s function and the daily job as the Dagster
+    daemon runs it (the DuckDB side of the Spark test's daily comparison, and the daily run's own
+    tests); this process's copy, with the run's summary, engine events and what the day added."""
     return shared_build(tmp_path_factory, "cli-shop-daily", functools.partial(_build_cli_shop_daily, shop=cli_shop))
 
 

@@ -1,4 +1,5 @@
-"""The daily job after one more day of data, end to end, on a copy of the session's CLI-built shop.
+"""The daily job after one more day of data, end to end, on a copy of the session's CLI-built shop,
+run as the Dagster daemon runs a scheduled or sensor run (`dagster.execute_job`, the job's own executor).
 
 Real Dagster, dbt and DuckDB: the new files are ingested, dbt builds incrementally with its
 tests scoped to the rows it wrote, the customers are re-scored, and the dashboard snapshot is
@@ -34,6 +35,20 @@ def test_daily_job_takes_in_the_new_day_only(daily):
     assert ingest.rows_in == sum(daily["increment"]["rows"].values()) > 0
     assert {st.stage for st in summary.stages} >= {"ingest", "dbt", "score", "outreach", "publish"}
     assert "train" not in {st.stage for st in summary.stages}, "the daily job scores with the current model"
+
+
+def test_a_run_the_daemon_starts_runs_its_steps_in_one_process(daily):
+    """Scheduled and sensor runs use the job's executor: retain's runs every step in the run's
+    process, around the warm dbt, instead of Dagster's default of one new process per step."""
+    from pipelines.definitions import defs
+
+    assert {defs.resolve_job_def(job).executor_def.name for job in ("full_job", "daily_job", "retrain_job")} == {
+        "retain_in_process"
+    }
+    assert any(m.startswith("Executing steps in process") for m in daily["engine_events"]), daily["engine_events"]
+    assert not any("multiprocess" in m for m in daily["engine_events"]), daily["engine_events"]
+    assert len(daily["dbt_messages"]) == 3, daily["dbt_messages"]
+    assert all("a fork of the job's warm dbt" in m for m in daily["dbt_messages"]), daily["dbt_messages"]
 
 
 def test_daily_job_publishes_incrementally_and_exactly(daily):
