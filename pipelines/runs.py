@@ -562,6 +562,7 @@ if os.environ.get("RETAIN_DBT_SERVER"):  # the job's warm dbt runs the command (
     code = run_forked([{dbt!r}, *sys.argv[1:]])
     if code is not None:
         sys.exit(code)
+    sys.stderr.write("retain: the job's warm dbt did not answer; starting dbt itself\\n")
 if os.environ.get("SPARK_REMOTE") and os.environ.get("RETAIN_ENGINE", "").strip().lower() == "spark":
     # dbt-spark on a Spark Connect server: dbt runs here, with retain's cursor
     # (pipelines/dbt_spark_connect.py: fewer round trips per statement)

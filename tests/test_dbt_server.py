@@ -126,6 +126,7 @@ def test_dbt_starts_by_itself_when_the_server_is_gone(launcher):
         done = _dbt(launcher, "--version")
     assert done.returncode == 0, done.stderr
     assert "Core:" in done.stdout
+    assert "warm dbt did not answer; starting dbt itself" in done.stderr  # the step's log says so
 
 
 def test_a_killed_launcher_takes_its_dbt_with_it(launcher, tmp_path):

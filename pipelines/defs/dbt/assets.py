@@ -253,6 +253,7 @@ def dbt_build(context: dg.AssetExecutionContext, config: DbtBuildConfig, warehou
         # the models reading what scoring and outreach wrote in the warehouse find it in the lake
         os.environ[SPARK_SOURCES_ENV] = ",".join(_sync_warehouse_sources(warehouse))
     rows = "rows written by this run" if scope == "run" else "all rows"
+    # the launcher writes to dbt's output when the warm dbt does not answer and it starts dbt itself
     warm = "a fork of the job's warm dbt" if os.environ.get(SERVER_ENV) else "dbt started from scratch"
     context.log.info(f"dbt {' '.join(args)} (data tests of incremental models read {rows}; {warm})")
     target = dbt_target_path(context.op.name, context.run_id)
