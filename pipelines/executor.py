@@ -43,11 +43,11 @@ def engine_servers(has_dbt_steps: bool) -> Iterator[None]:
     named by RETAIN_SPARK_REMOTE (a cluster's, or a test's) is used as it is.
     """
     from pipelines.core import spark as sp
-    from pipelines.dbt_server import WARM_ENV, warm_dbt
+    from pipelines.dbt_server import SERVER_ENV, WARM_ENV, warm_dbt
 
     wanted = os.environ.get(WARM_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
     with contextlib.ExitStack() as stack:
-        if wanted and has_dbt_steps and not os.environ.get("RETAIN_DBT_SERVER"):
+        if wanted and has_dbt_steps and not os.environ.get(SERVER_ENV):  # none started around this one
             stack.enter_context(warm_dbt())
         if sp.is_spark():
             s = sp.spark_settings()

@@ -57,8 +57,6 @@ def _retain(data_dir: Path, *args: str, timeout: float = RUN_TIMEOUT, **extra: s
     return _finish(_start(data_dir, *args, **extra), timeout)
 
 
-
-
 def dbt_processes(data_dir: Path) -> list[int]:
     """Live dbt processes working for this data folder (their environment names it).
 
